@@ -1,0 +1,36 @@
+"""isol8: run untrusted code snippets in locked-down Docker or Podman containers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Exports load on first use, so `isol8 --help` and the man page builder import only the stdlib.
+_EXPORTS = {
+    "Engine": "isol8.engine",
+    "select_dialect": "isol8.engine",
+    "Config": "isol8.config",
+    "load_config": "isol8.config",
+    "Isol8Error": "isol8.errors",
+    "ConfigError": "isol8.errors",
+    "UsageError": "isol8.errors",
+    "EngineError": "isol8.errors",
+    "EngineNotFound": "isol8.errors",
+    "EngineUnavailable": "isol8.errors",
+    "ImageNotFound": "isol8.errors",
+    "BuildFailed": "isol8.errors",
+    "EngineTimeout": "isol8.errors",
+    "ImageInfo": "isol8.models",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'isol8' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,3 @@
+from isol8.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""The config file: found, parsed with PyYAML's safe loader (JSON is YAML), validated, merged over defaults."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from isol8.errors import ConfigError
+from isol8.runtimes import NAMES as RUNTIME_NAMES
+
+SEARCH_LOCAL = ("isol8.config.json", "isol8.config.yaml", "isol8.config.yml")
+SEARCH_HOME = ("config.json", "config.yaml", "config.yml")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from `512m`, `1g`, `64k`, `1048576` (powers of 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ValueError("must be positive")
+        return text
+    match = _SIZE.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"not a size: {text!r} (try 512m, 1g, 64k)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def parse_duration_ms(text: str | int | float) -> int:
+    """Milliseconds from `500ms`, `30s`, `2m`, `1h`, or a bare number of milliseconds."""
+    match = _DURATION.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"not a duration: {text!r} (try 500ms, 30s, 2m, or milliseconds)")
+    scale = {"ms": 1, None: 1, "s": 1000, "m": 60_000, "h": 3_600_000}[(match.group(2) or "").lower() or None]
+    return max(1, round(float(match.group(1)) * scale))
+
+
+# ---- schema -------------------------------------------------------------------------------------
+# A schema node is a dict (an object with known keys), or a checker: value -> normalised value,
+# raising ValueError with a short reason.
+
+Checker = Callable[[Any], Any]
+
+
+def _type(kind: type | tuple[type, ...], name: str) -> Checker:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ValueError(f"expected {name}, got a boolean")
+        if not isinstance(value, kind):
+            raise ValueError(f"expected {name}, got {type(value).__name__}")
+        return value
+
+    return check
+
+
+def _positive(kind: type | tuple[type, ...], name: str) -> Checker:
+    base = _type(kind, name)
+
+    def check(value: Any) -> Any:
+        base(value)
+        if value <= 0:
+            raise ValueError(f"expected a positive {name}")
+        return value
+
+    return check
+
+
+def _choice(*options: str) -> Checker:
+    def check(value: Any) -> Any:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return value
+
+    return check
+
+
+def _size(value: Any) -> Any:
+    parse_size(value)
+    return value
+
+
+def _list_of(item: Any) -> Checker:
+    def check(value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        return value
+
+    check.item = item  # type: ignore[attr-defined]
+    return check
+
+
+def _map_of(keys: Checker, item: Checker) -> Checker:
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {type(value).__name__}")
+        return value
+
+    check.keys = keys  # type: ignore[attr-defined]
+    check.item = item  # type: ignore[attr-defined]
+    return check
+
+
+_STR = _type(str, "a string")
+_BOOL = _type(bool, "true or false")
+_INT = _positive(int, "integer")
+_NUMBER = _positive((int, float), "number")
+
+SCHEMA: dict[str, Any] = {
+    "$schema": _STR,
+    "engine": _choice("docker", "podman"),
+    "debug": _BOOL,
+    "maxConcurrent": _INT,
+    "defaults": {
+        "timeoutMs": _INT,
+        "memoryLimit": _size,
+        "cpuLimit": _NUMBER,
+        "network": _choice("none", "host"),
+        "sandboxSize": _size,
+        "tmpSize": _size,
+        "pidsLimit": _INT,
+        "maxOutputSize": _INT,
+    },
+    "network": {"whitelist": _list_of(_STR), "blacklist": _list_of(_STR)},
+    "security": {"seccompProfile": _STR},
+    "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
+    "prebuiltImages": _list_of(
+        {
+            "tag": _STR,
+            "runtime": _choice(*RUNTIME_NAMES),
+            "installPackages": _list_of(_STR),
+            "setupScript": _STR,
+        }
+    ),
+}
+REQUIRED = {"prebuiltImages[]": ("tag", "runtime")}
+
+DEFAULTS: dict[str, Any] = {
+    "engine": None,
+    "debug": False,
+    "maxConcurrent": 10,
+    "defaults": {
+        "timeoutMs": 30_000,
+        "memoryLimit": "512m",
+        "cpuLimit": 1.0,
+        "network": "none",
+        "sandboxSize": "512m",
+        "tmpSize": "256m",
+        "pidsLimit": 64,
+        "maxOutputSize": 1_048_576,
+    },
+    "network": {"whitelist": [], "blacklist": []},
+    "security": {"seccompProfile": None},
+    "baseImages": {},
+    "prebuiltImages": [],
+}
+
+
+def _validate(node: Any, value: Any, path: str, source: str) -> None:
+    def fail(reason: str) -> ConfigError:
+        return ConfigError(f"{source}: {path or 'top level'}: {reason}")
+
+    if isinstance(node, dict):
+        if not isinstance(value, dict):
+            raise fail(f"expected a mapping, got {type(value).__name__}")
+        for key, sub in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in node:
+                known = ", ".join(k for k in node if not k.startswith("$"))
+                raise ConfigError(f"{source}: {where}: unknown key (known here: {known})")
+            _validate(node[key], sub, where, source)
+        for key in REQUIRED.get(re.sub(r"\[\d+\]", "[]", path), ()):
+            if key not in value:
+                raise fail(f"missing required key {key!r}")
+        return
+    try:
+        node(value)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if hasattr(node, "keys") and isinstance(value, dict):
+        for key, sub in value.items():
+            try:
+                node.keys(key)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: {path}.{key}: {exc}") from None
+            _validate(node.item, sub, f"{path}.{key}", source)
+    elif hasattr(node, "item") and isinstance(value, list):
+        for i, sub in enumerate(value):
+            _validate(node.item, sub, f"{path}[{i}]", source)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested mappings merge key by key; lists and scalars are replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass(frozen=True)
+class PrebuiltImage:
+    tag: str
+    runtime: str
+    install_packages: tuple[str, ...] = ()
+    setup_script: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    data: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
+    source: Path | None = None
+
+    @property
+    def engine(self) -> str | None:
+        value = self.data.get("engine")
+        return str(value) if value else None
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        return self.data["defaults"]
+
+    @property
+    def base_images(self) -> Mapping[str, str]:
+        return self.data["baseImages"]
+
+    @property
+    def seccomp_profile(self) -> str | None:
+        return self.data["security"].get("seccompProfile")
+
+    @property
+    def prebuilt_images(self) -> tuple[PrebuiltImage, ...]:
+        return tuple(
+            PrebuiltImage(
+                tag=entry["tag"],
+                runtime=entry["runtime"],
+                install_packages=tuple(entry.get("installPackages") or ()),
+                setup_script=entry.get("setupScript"),
+            )
+            for entry in self.data["prebuiltImages"]
+        )
+
+
+def find_config(cwd: Path, home: Path, env: Mapping[str, str], explicit: str | None = None) -> Path | None:
+    """--config, else ISOL8_CONFIG, else ./isol8.config.{json,yaml,yml}, else ~/.isol8/config.{json,yaml,yml}."""
+    chosen = explicit or env.get("ISOL8_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    for folder, names in ((cwd, SEARCH_LOCAL), (home / ".isol8", SEARCH_HOME)):
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def parse_config_text(text: str, source: str) -> dict[str, Any]:
+    import yaml  # imported here: `isol8 --help` and runs without a config file never pay for it
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid JSON or YAML: {exc}") from None
+    if data is None:
+        return {}
+    _validate(SCHEMA, data, "", source)
+    return data
+
+
+def load_config(
+    explicit: str | None = None,
+    *,
+    cwd: Path | None = None,
+    home: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    env = os.environ if env is None else env
+    path = find_config(cwd or Path.cwd(), home or Path.home(), env, explicit)
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return Config(_merge(DEFAULTS, parse_config_text(text, str(path))), path)

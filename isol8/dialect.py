@@ -1,0 +1,61 @@
+"""Every difference between the docker and podman command lines, in one place."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    binary: str
+    # how `version` proves the engine answers (podman has no daemon: its client version will do)
+    version_format: str
+    # podman mounts tmpfs on /tmp, /run, /var/tmp... under --read-only unless told not to
+    read_only_extra: tuple[str, ...]
+    # docker takes uid=/gid= as tmpfs options; podman rejects them and offers `U` (chown to --user)
+    tmpfs_owner_by_uid: bool
+    # podman names local builds localhost/NAME; docker keeps the short name
+    local_prefix: str
+
+    def local_image(self, ref: str) -> str:
+        """The name under which a locally built `ref` is stored and found."""
+        if not self.local_prefix or "/" in ref.split(":", 1)[0]:
+            return ref
+        return self.local_prefix + ref
+
+    def tmpfs_owner(self, uid: int, gid: int) -> str:
+        return f"uid={uid},gid={gid}" if self.tmpfs_owner_by_uid else "U"
+
+    def parse_list(self, text: str) -> list[dict[str, Any]]:
+        """Listing output: one JSON array (podman) or one object per line (docker)."""
+        text = text.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            data = json.loads(text)
+            return [item for item in data if isinstance(item, dict)]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+DOCKER = Dialect(
+    name="docker",
+    binary="docker",
+    version_format="{{.Server.Version}}",
+    read_only_extra=(),
+    tmpfs_owner_by_uid=True,
+    local_prefix="",
+)
+
+PODMAN = Dialect(
+    name="podman",
+    binary="podman",
+    version_format="{{.Client.Version}}",
+    read_only_extra=("--read-only-tmpfs=false",),
+    tmpfs_owner_by_uid=False,
+    local_prefix="localhost/",
+)
+
+DIALECTS = {d.name: d for d in (DOCKER, PODMAN)}

@@ -1,0 +1,302 @@
+"""The engine layer: argv from isol8.argv, run through isol8.process, failures typed, safe calls retried."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+
+from isol8 import argv as A
+from isol8.dialect import DIALECTS, DOCKER, PODMAN, Dialect
+from isol8.errors import (
+    BuildFailed,
+    ContainerNotFound,
+    EngineError,
+    EngineNotFound,
+    EnginePermissionDenied,
+    EngineTransient,
+    EngineUnavailable,
+    ImageNotFound,
+    UsageError,
+    classify,
+)
+from isol8.models import ContainerInfo, ImageInfo
+from isol8.process import Completed, StreamingProcess, decode, run_process
+
+log = logging.getLogger(__name__)
+
+QUERY_TIMEOUT = 30.0
+BUILD_TIMEOUT = 3600.0
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, EngineTransient | EngineUnavailable) and not isinstance(exc, EnginePermissionDenied)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.debug("engine call failed (%s); retry %d", exc, state.attempt_number)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    first_wait: float = 0.2
+    max_wait: float = 1.0
+
+    def retrying(self, sleep: Callable[[float], None]) -> tenacity.Retrying:
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.attempts),
+            wait=tenacity.wait_exponential(multiplier=self.first_wait, min=self.first_wait, max=self.max_wait),
+            retry=tenacity.retry_if_exception(_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+            sleep=sleep,
+        )
+
+
+def _docker_daemon_answers(env: Mapping[str, str]) -> bool:
+    """A cheap check (no subprocess) that a docker daemon listens: used only to auto-detect."""
+    host = env.get("DOCKER_HOST", "")
+    if env.get("DOCKER_CONTEXT") or (host and not host.startswith("unix://")):
+        return True
+    path = host.removeprefix("unix://") or "/var/run/docker.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def select_dialect(choice: str | None, env: Mapping[str, str] | None = None) -> Dialect:
+    """--engine / ISOL8_ENGINE / config value if given, else a docker that answers, else podman."""
+    env = os.environ if env is None else env
+    if choice:
+        try:
+            return DIALECTS[choice]
+        except KeyError:
+            raise UsageError(f"unknown engine {choice!r} (choose docker or podman)") from None
+    has_docker, has_podman = shutil.which("docker"), shutil.which("podman")
+    if has_docker and _docker_daemon_answers(env):
+        return DOCKER
+    if has_podman:
+        return PODMAN
+    if has_docker:
+        return DOCKER  # its own error message will say the daemon is down
+    raise EngineNotFound(
+        ["docker"],
+        None,
+        message="neither docker nor podman was found on PATH",
+        hint="install one of them (scripts/ensure-engines does it on Debian)",
+    )
+
+
+class Engine:
+    """One container engine, driven through its command line."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.dialect = dialect
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+
+    @property
+    def name(self) -> str:
+        return self.dialect.name
+
+    def call(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = QUERY_TIMEOUT,
+        input: bytes | None = None,
+        idempotent: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> Completed:
+        """Run one engine command; raise the classified EngineError when it fails."""
+
+        def once() -> Completed:
+            done = run_process(argv, timeout=timeout, input=input, env=env)
+            if done.returncode != 0:
+                raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
+            return done
+
+        if not idempotent:
+            return once()
+        return self._retry.retrying(self._sleep)(once)
+
+    def classify(self, argv: Sequence[str], returncode: int | None, stdout: str, stderr: str) -> EngineError:
+        return classify(argv, returncode, stdout, stderr, self.name)
+
+    def version(self) -> str:
+        """`<engine> version`: the server version; raises EngineUnavailable when nobody answers."""
+        done = self.call(A.version_argv(self.dialect), timeout=10, idempotent=True)
+        version = done.stdout.strip()
+        if not version or version.startswith("<no value>"):
+            raise EngineUnavailable(done.argv, 0, done.stdout, done.stderr, message=f"{self.name} did not report a version")
+        return version
+
+    def inspect_images(self, refs: Sequence[str]) -> list[ImageInfo]:
+        """`image inspect REF...`: the images found, in one call; missing refs are skipped."""
+        if not refs:
+            return []
+        argv = A.image_inspect_argv(self.dialect, [self.dialect.local_image(r) for r in refs])
+        try:
+            done = self.call(argv, idempotent=True)
+            text = done.stdout
+        except ImageNotFound as exc:
+            text = exc.stdout  # both engines print the images they found, then fail for the rest
+        data: Any = json.loads(text) if text.strip() else []
+        return [ImageInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
+
+    def image(self, ref: str) -> ImageInfo | None:
+        found = self.inspect_images([ref])
+        return found[0] if found else None
+
+    def list_images(self, labels: Mapping[str, str | None]) -> list[str]:
+        """IDs of the images carrying every given label (value None: any value)."""
+        done = self.call(A.images_argv(self.dialect, labels), idempotent=True)
+        return list(dict.fromkeys(line.strip().removeprefix("sha256:") for line in done.stdout.split() if line.strip()))
+
+    def remove_images(self, refs: Sequence[str]) -> list[EngineError]:
+        """`rmi` each ref; returns the failures (in use, already gone...) instead of raising them."""
+        failures: list[EngineError] = []
+        for ref in refs:
+            try:
+                self.call(A.rmi_argv(self.dialect, [ref]), idempotent=True)
+            except ImageNotFound:
+                pass
+            except (EngineUnavailable, EngineNotFound):
+                raise
+            except EngineError as exc:
+                failures.append(exc)
+        return failures
+
+    def list_containers(self, labels: Mapping[str, str | None]) -> list[str]:
+        done = self.call(A.ps_argv(self.dialect, labels), idempotent=True)
+        return [line.strip() for line in done.stdout.split() if line.strip()]
+
+    def inspect_containers(self, ids: Sequence[str]) -> list[ContainerInfo]:
+        if not ids:
+            return []
+        try:
+            text = self.call(A.container_inspect_argv(self.dialect, ids), idempotent=True).stdout
+        except ContainerNotFound as exc:
+            text = exc.stdout
+        data: Any = json.loads(text) if text.strip() else []
+        return [ContainerInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
+
+    def remove_containers(self, ids: Sequence[str]) -> None:
+        """`rm -f`: a container that is already gone counts as removed."""
+        if not ids:
+            return
+        try:
+            self.call(A.rm_argv(self.dialect, ids), idempotent=True)
+        except ContainerNotFound:
+            remaining = self.inspect_containers(ids)
+            if remaining:
+                self.call(A.rm_argv(self.dialect, [c.id for c in remaining]), idempotent=True)
+
+    def build(
+        self,
+        *,
+        tag: str,
+        context: str,
+        dockerfile: str | None = None,
+        build_args: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        on_output: Callable[[str], None] | None = None,
+        timeout: float = BUILD_TIMEOUT,
+    ) -> str:
+        """`build`, streaming its output line by line to on_output; returns the new image ID.
+
+        Only a daemon that cannot be reached is retried: the build never started then.
+        """
+        def once() -> str:
+            return self._build_once(tag, context, dockerfile, build_args, labels, on_output, timeout)
+
+        return self._retry.retrying(self._sleep)(once)
+
+    def _build_once(
+        self,
+        tag: str,
+        context: str,
+        dockerfile: str | None,
+        build_args: Mapping[str, str] | None,
+        labels: Mapping[str, str] | None,
+        on_output: Callable[[str], None] | None,
+        timeout: float,
+    ) -> str:
+        with tempfile.TemporaryDirectory(prefix="isol8-build-") as tmp:
+            iidfile = os.path.join(tmp, "iid")
+            argv = A.build_argv(
+                self.dialect,
+                tag=tag,
+                context=context,
+                dockerfile=dockerfile,
+                build_args=build_args,
+                labels=labels,
+                iidfile=iidfile,
+            )
+            tail: list[str] = []
+            pending = {"stdout": b"", "stderr": b""}
+            deadline = time.monotonic() + timeout
+            with StreamingProcess(argv, env={**os.environ, "DOCKER_CLI_HINTS": "false"}) as proc:
+                for stream, data in proc.chunks(deadline):
+                    pending[stream] += data
+                    *lines, pending[stream] = pending[stream].split(b"\n")
+                    for raw in lines:
+                        self._build_line(decode(raw), tail, on_output)
+                for rest in pending.values():
+                    if rest:
+                        self._build_line(decode(rest), tail, on_output)
+                if proc.poll() is None and time.monotonic() >= deadline:
+                    raise BuildFailed(argv, None, "", "\n".join(tail), message=f"build of {tag} timed out after {timeout:g}s")
+                code = proc.wait()
+            if code != 0:
+                error = self.classify(argv, code, "", "\n".join(tail))
+                if isinstance(error, EngineUnavailable | EngineNotFound):
+                    raise error
+                raise BuildFailed(argv, code, "", "\n".join(tail), message=f"build of {tag} failed: {error.message}")
+            with open(iidfile, encoding="utf-8") as f:
+                return f.read().strip().removeprefix("sha256:")
+
+    @staticmethod
+    def _build_line(line: str, tail: list[str], on_output: Callable[[str], None] | None) -> None:
+        line = line.rstrip("\r")
+        if not line.strip():
+            return
+        tail.append(line)
+        del tail[:-40]
+        if on_output is not None:
+            on_output(line)
+
+    def kill(self, name: str) -> None:
+        """`kill NAME`; a container that is gone or already stopped is fine."""
+        try:
+            self.call(A.kill_argv(self.dialect, name), timeout=15)
+        except ContainerNotFound:
+            return
+        except (EngineUnavailable, EngineNotFound):
+            raise
+        except EngineError as exc:
+            low = exc.stderr.lower()
+            if "is not running" in low or "state improper" in low or "not running" in low:
+                return
+            raise

@@ -1,0 +1,113 @@
+"""Runtime base images isol8:<runtime>: where their Dockerfiles live, their content hash, building them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from isol8 import labels as L
+from isol8.engine import Engine
+from isol8.errors import ImageNotFound
+from isol8.runtimes import RUNTIMES
+
+log = logging.getLogger(__name__)
+
+_ARG_BASE = re.compile(r"^ARG BASE_IMAGE=(\S+)\s*$", re.MULTILINE)
+
+
+def context_dir(runtime: str) -> Path:
+    """The build context of isol8:<runtime> (dockerfiles/<runtime>, shipped as package data)."""
+    root = resources.files("isol8.dockerfiles")
+    return Path(str(root.joinpath(runtime)))
+
+
+def default_base_image(runtime: str) -> str:
+    """The upstream image named by the Dockerfile's `ARG BASE_IMAGE=` line."""
+    text = (context_dir(runtime) / "Dockerfile").read_text(encoding="utf-8")
+    match = _ARG_BASE.search(text)
+    if match is None:
+        raise RuntimeError(f"dockerfiles/{runtime}/Dockerfile has no ARG BASE_IMAGE= line")
+    return match.group(1)
+
+
+def build_hash(runtime: str, base_image: str) -> str:
+    """SHA-256 of the base image ref and every file of the build context (names and bytes, length-framed)."""
+    digest = hashlib.sha256()
+
+    def frame(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+
+    frame(b"isol8-base-v1")
+    frame(runtime.encode())
+    frame(base_image.encode())
+    root = context_dir(runtime)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        frame(path.relative_to(root).as_posix().encode())
+        frame(path.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class BaseOutcome:
+    runtime: str
+    image: str
+    built: bool
+    image_id: str
+
+
+def ensure_base_image(
+    engine: Engine,
+    runtime: str,
+    *,
+    base_image: str | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda line: None,
+) -> BaseOutcome:
+    """Build isol8:<runtime> unless it exists with the expected build hash (or force)."""
+    base = base_image or default_base_image(runtime)
+    wanted = build_hash(runtime, base)
+    tag = RUNTIMES[runtime].image
+    current = engine.image(tag)
+    if current is not None and not force and current.labels.get(L.BUILD_HASH) == wanted:
+        return BaseOutcome(runtime, tag, built=False, image_id=current.id)
+    progress(f"building {tag} from {base}")
+    new_id = engine.build(
+        tag=tag,
+        context=str(context_dir(runtime)),
+        build_args={"BASE_IMAGE": base},
+        labels={L.MANAGED: "true", L.RUNTIME: runtime, L.BUILD_HASH: wanted, L.BASE_IMAGE: base},
+        on_output=lambda line: progress(f"  {line}"),
+    )
+    if current is not None and current.id != new_id:
+        _drop_replaced(engine, current.id)
+    return BaseOutcome(runtime, tag, built=True, image_id=new_id)
+
+
+def _drop_replaced(engine: Engine, image_id: str) -> None:
+    """Remove the image a rebuilt tag used to name, unless something still uses it."""
+    try:
+        failures = engine.remove_images([image_id])
+    except ImageNotFound:
+        return
+    for failure in failures:
+        log.debug("kept replaced image %s: %s", image_id, failure.message)
+
+
+def ensure_base_images(
+    engine: Engine,
+    runtimes: Iterable[str],
+    *,
+    base_images: Mapping[str, str],
+    force: bool = False,
+    progress: Callable[[str], None] = lambda line: None,
+) -> list[BaseOutcome]:
+    return [
+        ensure_base_image(engine, rt, base_image=base_images.get(rt), force=force, progress=progress)
+        for rt in runtimes
+    ]

@@ -1,0 +1,173 @@
+"""The only module that starts processes: one-shot calls and streamed calls, both with deadlines."""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from isol8.errors import EngineNotFound, EngineTimeout
+
+log = logging.getLogger(__name__)
+
+CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _not_found(argv: Sequence[str]) -> EngineNotFound:
+    return EngineNotFound(
+        argv,
+        None,
+        message=f"{argv[0]}: command not found",
+        hint="install docker or podman (scripts/ensure-engines does it on Debian), or pick one with --engine",
+    )
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Completed:
+    """Run argv to completion; raise EngineNotFound or EngineTimeout, never return a Popen."""
+    log.debug("+ %s", shlex.join(argv))
+    try:
+        proc = subprocess.run(
+            list(argv),
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            env=None if env is None else dict(env),
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise _not_found(argv) from None
+    except subprocess.TimeoutExpired as exc:
+        raise EngineTimeout(
+            argv,
+            None,
+            decode(exc.stdout or b""),
+            decode(exc.stderr or b""),
+            message=f"{argv[0]} did not answer within {timeout:g}s",
+        ) from None
+    return Completed(tuple(argv), proc.returncode, decode(proc.stdout), decode(proc.stderr))
+
+
+class StreamingProcess:
+    """A started process whose stdout and stderr are read as they come.
+
+    Used as a context manager: leaving the block kills the process if it still runs,
+    so nothing outlives its caller.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: Iterable[bytes] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.argv = tuple(argv)
+        log.debug("+ %s", shlex.join(argv))
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=None if env is None else dict(env),
+                # a terminal's Ctrl-C must reach isol8 only: isol8 decides how the container ends
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise _not_found(argv) from None
+        self._writer: threading.Thread | None = None
+        if stdin is not None:
+            self._writer = threading.Thread(target=self._feed, args=(stdin,), daemon=True)
+            self._writer.start()
+
+    def _feed(self, chunks: Iterable[bytes]) -> None:
+        pipe = self._proc.stdin
+        assert pipe is not None
+        try:
+            for chunk in chunks:
+                pipe.write(chunk)
+                pipe.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+        finally:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def chunks(self, deadline: float | None = None) -> Iterator[tuple[str, bytes]]:
+        """Yield ("stdout"|"stderr", data) until both pipes close or the monotonic deadline passes."""
+        streams = {"stdout": self._proc.stdout, "stderr": self._proc.stderr}
+        with selectors.DefaultSelector() as sel:
+            for name, pipe in streams.items():
+                assert pipe is not None
+                os.set_blocking(pipe.fileno(), False)
+                sel.register(pipe.fileno(), selectors.EVENT_READ, name)
+            while sel.get_map():
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    return
+                for key, _ in sel.select(wait):
+                    try:
+                        data = os.read(key.fd, CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        sel.unregister(key.fd)
+                        continue
+                    yield key.data, data
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._proc.wait(timeout)
+
+    def poll(self) -> int | None:
+        return self._proc.poll()
+
+    def signal(self, sig: int) -> None:
+        if self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def __enter__(self) -> StreamingProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc.poll() is None:
+            self.signal(signal.SIGKILL)
+        self._proc.wait()
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        if self._writer is not None:
+            self._writer.join(timeout=1)

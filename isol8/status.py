@@ -1,0 +1,17 @@
+"""Exit statuses of the isol8 command line."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    ENGINE_UNAVAILABLE = 3
+    TIMEOUT = 124
+    ENGINE_FAILURE = 125
+    OOM = 137
+    SIGINT = 130
+    SIGTERM = 143
