@@ -37,6 +37,10 @@ exit status:
   130  interrupted (SIGINT); 143 terminated (SIGTERM)
 
 examples:
+  isol8 run hello.py                   run a file (runtime from its extension)
+  isol8 run -e 'print(1 + 1)'          run inline Python
+  echo 'console.log(1)' | isol8 run -r node
+  isol8 run --cmd 'ls -la /sandbox' --files ./project
   isol8 setup                          build the runtime base images
   isol8 --engine podman setup -r python
   isol8 config --json"""
@@ -117,6 +121,100 @@ def _add_config(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.set_defaults(handler="config")
 
 
+def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="run code in a locked-down container",
+        description=(
+            "Run code from FILE, -e CODE, --cmd COMMAND or standard input in a fresh container:\n"
+            "read-only root, /sandbox (the home and working directory) and /tmp as size-limited\n"
+            "tmpfs, a non-root user, no capabilities, a seccomp profile that also denies\n"
+            "unshare/setns/mount/ptrace/bpf/io_uring, no network unless --net host, and limits\n"
+            "on time, memory (no swap), CPU, processes and output. The container is removed\n"
+            "afterwards, also on timeout, Ctrl-C and SIGTERM. Defaults come from the config's\n"
+            "`defaults`, then the built-in values shown here."
+        ),
+        epilog=(
+            "runtime detection:\n"
+            "  .py python, .js .mjs .cjs node (.cjs as CommonJS, .mjs as an ES module), .ts bun,\n"
+            "  .mts deno, .sh bash. -e and standard input default to python, --cmd to bash.\n\n"
+            "exit status:\n"
+            "  the program's own exit code; 124 timeout; 137 killed at the memory limit;\n"
+            "  125 isol8 or the engine failed before the program ran; 2 usage or config error;\n"
+            "  130 / 143 when isol8 is interrupted (SIGINT / SIGTERM).\n\n"
+            "examples:\n"
+            "  isol8 run script.py --timeout 5s --memory 256m\n"
+            "  isol8 run -e 'import os; print(os.environ[\"TOKEN\"])' --secret TOKEN=abc   # prints ***\n"
+            "  isol8 run --json -r node -e 'console.log(process.version)'\n"
+            "  isol8 run --files ./src --workdir /sandbox/app main.py"
+        ),
+    )
+    p.add_argument("file", nargs="?", metavar="FILE", help="script to run; its extension picks the runtime")
+    src = p.add_argument_group("code")
+    src.add_argument("-e", "--eval", metavar="CODE", help="run CODE (default runtime: python)")
+    src.add_argument("--cmd", metavar="COMMAND", help="run COMMAND with bash -c in the runtime's image (default: bash)")
+    src.add_argument("-r", "--runtime", metavar="RUNTIME", help=f"runtime: {', '.join(RUNTIMES)}")
+    lim = p.add_argument_group("limits")
+    lim.add_argument("--timeout", metavar="DURATION", help="wall-clock limit: 500ms, 30s, 2m, or milliseconds (default: 30s)")
+    lim.add_argument("--memory", metavar="SIZE", help="memory limit, no swap beyond it (default: 512m)")
+    lim.add_argument("--cpu", metavar="CPUS", type=float, help="CPU limit in cores (default: 1)")
+    lim.add_argument("--pids-limit", metavar="N", type=int, help="maximum number of processes (default: 64)")
+    lim.add_argument("--sandbox-size", metavar="SIZE", help="size of the /sandbox tmpfs (default: 512m)")
+    lim.add_argument("--tmp-size", metavar="SIZE", help="size of the /tmp tmpfs (default: 256m)")
+    lim.add_argument(
+        "--max-output",
+        metavar="BYTES",
+        help="bytes kept per stream; the rest is cut on a UTF-8 boundary (default: 1048576)",
+    )
+    env = p.add_argument_group("environment")
+    env.add_argument("--net", choices=("none", "host"), help="network: none or host (default: none)")
+    env.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable (repeatable)")
+    env.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment variable whose value is masked as *** in all output (repeatable)",
+    )
+    env.add_argument("--stdin", metavar="DATA", help="standard input for the program (else piped stdin is passed on)")
+    env.add_argument(
+        "--files",
+        metavar="DIR",
+        help="copy DIR's contents into /sandbox (subfolders and modes kept; .git, node_modules, __pycache__, .venv skipped)",
+    )
+    env.add_argument("--workdir", metavar="PATH", help="working directory, inside /sandbox (default: /sandbox)")
+    env.add_argument("--image", metavar="REF", help="run in this image instead of isol8:<runtime>")
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: stdout, stderr, exitCode, timedOut, oomKilled, truncated, durationMs, runtime, image",
+    )
+    out.add_argument("--no-stream", action="store_true", help="buffer the output and print it when the program ends")
+    out.add_argument("--out", metavar="FILE", help="also write the program's stdout to FILE")
+    out.add_argument("--persist", action="store_true", help="keep the container after the run and print its name")
+    p.set_defaults(handler="run")
+
+
+def _add_cleanup(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "cleanup",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="remove containers that isol8 runs left behind",
+        description=(
+            "Remove the containers isol8 created (found by the org.isol8.run.id label, never by\n"
+            "name or image), for example after isol8 itself was killed. Asks first when\n"
+            "standard input is a terminal."
+        ),
+    )
+    p.add_argument("--force", action="store_true", help="do not ask")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.set_defaults(handler="cleanup")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="isol8",
@@ -129,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for add in (_add_setup, _add_config):
+    for add in (_add_run, _add_setup, _add_config, _add_cleanup):
         add(sub, common)
     return parser
 

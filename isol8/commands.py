@@ -81,3 +81,182 @@ def cmd_config(app: App) -> int:
 
     app.stdout.write(yaml.safe_dump(dict(config.data), sort_keys=False, default_flow_style=False))
     return ExitStatus.OK
+
+
+def _read_code(app: App) -> tuple[bytes | None, str | None, str | None]:
+    """(code, cmd, filename) from FILE, -e, --cmd or standard input."""
+    import sys
+
+    args = app.args
+    given = [name for name, value in (("FILE", args.file), ("-e", args.eval), ("--cmd", args.cmd)) if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"give only one of FILE, -e and --cmd (got {' and '.join(given)})")
+    if args.cmd is not None:
+        return None, args.cmd, None
+    if args.eval is not None:
+        return args.eval.encode(), None, None
+    if args.file is not None:
+        try:
+            with open(args.file, "rb") as f:
+                return f.read(), None, args.file
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no code given: pass FILE, -e CODE, --cmd COMMAND, or pipe code on standard input")
+    return sys.stdin.buffer.read(), None, None
+
+
+def _option(app: App, flag_value: object, key: str) -> object:
+    return flag_value if flag_value is not None else app.config.defaults[key]
+
+
+def build_request(app: App) -> object:
+    import sys
+    from pathlib import Path
+
+    from isol8.config import parse_duration_ms, parse_size
+    from isol8.runner import RunRequest, stdin_chunks
+    from isol8.sandbox import SandboxPolicy
+
+    args = app.args
+    code, cmd, filename = _read_code(app)
+    if args.runtime:
+        runtime = runtimes.get(args.runtime)
+    elif filename:
+        runtime = runtimes.detect(filename)
+    else:
+        runtime = runtimes.get("bash" if cmd is not None else "python")
+    try:
+        timeout_ms = parse_duration_ms(_option(app, args.timeout, "timeoutMs"))  # type: ignore[arg-type]
+        max_output = parse_size(_option(app, args.max_output, "maxOutputSize"))  # type: ignore[arg-type]
+        policy = SandboxPolicy(
+            memory=str(_option(app, args.memory, "memoryLimit")),
+            cpus=float(_option(app, args.cpu, "cpuLimit")),  # type: ignore[arg-type]
+            pids_limit=int(_option(app, args.pids_limit, "pidsLimit")),  # type: ignore[call-overload]
+            network=str(_option(app, args.net, "network")),
+            sandbox_size=str(_option(app, args.sandbox_size, "sandboxSize")),
+            tmp_size=str(_option(app, args.tmp_size, "tmpSize")),
+            seccomp_profile=app.config.seccomp_profile,
+        )
+        for size in (policy.memory, policy.sandbox_size, policy.tmp_size):
+            parse_size(size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if policy.cpus <= 0 or policy.pids_limit <= 0:
+        raise UsageError("--cpu and --pids-limit must be positive")
+    files_dir = None
+    if args.files is not None:
+        files_dir = Path(args.files)
+        if not files_dir.is_dir():
+            raise UsageError(f"--files: not a directory: {args.files}")
+    if args.stdin is not None:
+        user_stdin: object = [args.stdin.encode()]
+    elif code is not None and (args.file is not None or args.eval is not None) or cmd is not None:
+        user_stdin = stdin_chunks() if sys.stdin is not None and not sys.stdin.isatty() else []
+    else:
+        user_stdin = []
+    return RunRequest(
+        runtime=runtime,
+        code=code,
+        cmd=cmd,
+        filename=filename,
+        files_dir=files_dir,
+        stdin=user_stdin,  # type: ignore[arg-type]
+        env=parse_assignments(args.env, "--env"),
+        secrets=parse_assignments(args.secret, "--secret"),
+        workdir=args.workdir or "/sandbox",
+        image=args.image,
+        timeout_ms=timeout_ms,
+        max_output=max_output,
+        policy=policy,
+        persist=args.persist,
+    )
+
+
+def _write(stream: TextIO, data: bytes) -> None:
+    binary = getattr(stream, "buffer", None)
+    if binary is not None:
+        binary.write(data)
+        binary.flush()
+    else:
+        stream.write(data.decode("utf-8", errors="replace"))
+        stream.flush()
+
+
+def cmd_run(app: App) -> int:
+    from isol8.images import ensure_base_image
+    from isol8.runner import Execution, Interrupted, RunRequest, signals_raise
+
+    request = build_request(app)
+    assert isinstance(request, RunRequest)
+    engine = app.engine
+
+    def ensure_image(runtime: str) -> None:
+        app.progress(f"image isol8:{runtime} is missing; building it first")
+        ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
+
+    execution = Execution(engine, request, ensure_image=ensure_image)
+    live = not (app.args.json or app.args.no_stream)
+    restore = signals_raise()
+    try:
+        for chunk in execution:
+            if live:
+                _write(app.stdout if chunk.stream == "stdout" else app.stderr, chunk.data)
+    except Interrupted as exc:
+        app.stderr.write(f"isol8: {exc} received; the container was removed\n")
+        return ExitStatus.SIGINT if exc.signum == 2 else ExitStatus.SIGTERM
+    finally:
+        restore()
+    result = execution.result
+    assert result is not None
+    if app.args.json:
+        app.say(json.dumps(result.to_json()))
+    elif not live:
+        _write(app.stdout, result.stdout.encode())
+        _write(app.stderr, result.stderr.encode())
+    if app.args.out:
+        with open(app.args.out, "w", encoding="utf-8") as f:
+            f.write(result.stdout)
+    if result.truncated:
+        app.stderr.write(f"[isol8] output truncated (limit {request.max_output} bytes per stream)\n")
+    if result.timed_out:
+        from isol8.runner import _format_limit
+
+        app.stderr.write(f"isol8: execution timed out after {_format_limit(request.timeout_ms)}\n")
+    elif result.oom_killed:
+        if result.exit_code == 137:
+            app.stderr.write(f"isol8: killed: out of memory at the {request.policy.memory} memory limit\n")
+        else:
+            app.stderr.write(f"isol8: a process was killed: out of memory at the {request.policy.memory} limit\n")
+    if request.persist:
+        app.stderr.write(f"isol8: container kept: {execution.name}\n")
+    app.stderr.flush()
+    return result.exit_code
+
+
+def cmd_cleanup(app: App) -> int:
+    import sys
+
+    from isol8 import labels as L
+
+    engine = app.engine
+    ids = engine.list_containers({L.RUN_ID: None})
+    found = engine.inspect_containers(ids)
+    if not found:
+        app.say("no isol8 containers found")
+        return ExitStatus.OK
+    for c in found:
+        state = "running" if c.running else "stopped"
+        app.say(f"{c.name}  {state}  {c.image}  run by pid {c.labels.get(L.RUN_PID, '?')} on {c.labels.get(L.RUN_HOST, '?')}")
+    if app.args.dry_run:
+        app.say(f"{len(found)} container(s) would be removed")
+        return ExitStatus.OK
+    if not app.args.force and sys.stdin is not None and sys.stdin.isatty():
+        app.stdout.write(f"Remove {len(found)} container(s)? [y/N] ")
+        app.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            app.say("nothing removed")
+            return ExitStatus.OK
+    engine.remove_containers([c.id for c in found])
+    app.say(f"removed {len(found)} container(s)")
+    return ExitStatus.OK

@@ -146,8 +146,12 @@ class StreamingProcess:
                         continue
                     yield key.data, data
 
-    def wait(self, timeout: float | None = None) -> int:
-        return self._proc.wait(timeout)
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status, or None if the process still runs after timeout seconds."""
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def poll(self) -> int | None:
         return self._proc.poll()

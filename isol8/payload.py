@@ -1,0 +1,192 @@
+"""What crosses the container boundary: the wrapper script, the tar payload on stdin, and output filters."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
+
+# The container's entrypoint (bash -c WRAPPER isol8 WORKDIR GRACE CMD...). It reads one header
+# line "<nonce> <tar bytes>" and exactly that many tar bytes from stdin (GNU head -c never
+# reads past its count), unpacks them into /sandbox, and runs CMD with the rest of stdin.
+# When CMD ends it appends "<RS>isol8:<nonce>:<exit code>:<oom kills>" to stderr. The nonce
+# travels only on stdin, so the program cannot forge that line. `timeout` is a backstop: the
+# container ends by itself GRACE seconds after the deadline even if isol8 died.
+WRAPPER = r"""
+IFS=' ' read -r nonce size || exit 125
+status() { printf '\036isol8:%s:%s\n' "$nonce" "$1" >&2; }
+if [ "$size" -gt 0 ]; then
+  head -c "$size" | tar -x -p -f - -C /sandbox || { status "setup:files could not be unpacked"; exit 125; }
+fi
+mkdir -p -- "$1" 2>/dev/null; cd -- "$1" || { status "setup:working directory $1 is not usable"; exit 125; }
+limit=$2; shift 2
+exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
+timeout -s KILL "$limit" "$@" 2>&3 3>&-
+rc=$?
+exec 2>&3 3>&-
+oom=0
+for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
+  if [ -r "$f" ]; then
+    while read -r key value; do [ "$key" = oom_kill ] && oom=$value; done <"$f"
+    break
+  fi
+done
+status "exit:$rc:$oom"
+exit "$rc"
+"""
+TRAILER_MARK = b"\x1eisol8:"
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def add_directory(tar: tarfile.TarFile, root: Path) -> None:
+    """Add root's contents (not root itself), keeping folders, modes and symlinks; skip SKIPPED_DIRS."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        for name in [*dirs, *sorted(files)]:
+            path = Path(folder, name)
+            arcname = path.relative_to(root).as_posix()
+            info = tar.gettarinfo(str(path), arcname)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isreg():
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+            elif info.isdir() or info.issym():
+                tar.addfile(info)
+
+
+def build_tar(files_dir: Path | None, code_name: str, code: bytes, code_mode: int = 0o644) -> bytes:
+    """The payload tar: the --files folder first, then the code file (which wins a name clash)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        if files_dir is not None:
+            add_directory(tar, files_dir)
+        info = tarfile.TarInfo(code_name)
+        info.size = len(code)
+        info.mode = stat.S_IMODE(code_mode)
+        tar.addfile(info, io.BytesIO(code))
+    return buf.getvalue()
+
+
+def stdin_stream(nonce: str, tar: bytes, user_stdin: Iterable[bytes]) -> Iterator[bytes]:
+    yield f"{nonce} {len(tar)}\n".encode()
+    if tar:
+        yield tar
+    yield from user_stdin
+
+
+@dataclass
+class Trailer:
+    kind: str  # "exit" or "setup"
+    exit_code: int = 0
+    oom_kills: int = 0
+    message: str = ""
+
+
+class TrailerFilter:
+    """Removes the wrapper's status line (marked with the run's nonce) from stderr and parses it."""
+
+    def __init__(self, nonce: str) -> None:
+        self.mark = TRAILER_MARK + nonce.encode() + b":"
+        self.pending = b""
+        self.trailer: Trailer | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self.pending + data
+        self.pending = b""
+        while True:
+            at = buf.find(self.mark)
+            if at < 0:
+                break
+            end = buf.find(b"\n", at)
+            if end < 0:
+                self.pending = buf[at:]
+                return buf[:at]
+            self._parse(buf[at + len(self.mark) : end].decode("utf-8", "replace"))
+            buf = buf[:at] + buf[end + 1 :]
+        keep = _partial_suffix(buf, self.mark)
+        if keep:
+            self.pending, buf = buf[-keep:], buf[:-keep]
+        return buf
+
+    def flush(self) -> bytes:
+        rest, self.pending = self.pending, b""
+        return rest
+
+    def _parse(self, text: str) -> None:
+        kind, _, rest = text.partition(":")
+        if kind == "exit":
+            code, _, oom = rest.partition(":")
+            try:
+                self.trailer = Trailer("exit", int(code), int(oom or 0))
+            except ValueError:
+                self.trailer = None
+        elif kind == "setup":
+            self.trailer = Trailer("setup", message=rest)
+
+
+def _partial_suffix(buf: bytes, mark: bytes) -> int:
+    """Length of the longest suffix of buf that is a proper prefix of mark."""
+    for n in range(min(len(mark) - 1, len(buf)), 0, -1):
+        if buf.endswith(mark[:n]):
+            return n
+    return 0
+
+
+class Masker:
+    """Replaces secret values with *** even when a value is split across chunks."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.secrets = sorted({v.encode() for v in values if v}, key=len, reverse=True)
+        self.keep = max((len(s) for s in self.secrets), default=1) - 1
+        self.pending = b""
+
+    def mask(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            data = data.replace(secret, b"***")
+        return data
+
+    def feed(self, data: bytes) -> bytes:
+        if not self.secrets:
+            return data
+        buf = self.mask(self.pending + data)
+        if self.keep and len(buf) > self.keep:
+            self.pending, buf = buf[-self.keep :], buf[: -self.keep]
+        elif self.keep:
+            self.pending, buf = buf, b""
+        return buf
+
+    def flush(self) -> bytes:
+        rest, self.pending = self.mask(self.pending), b""
+        return rest
+
+
+class Limiter:
+    """Lets through at most `limit` bytes, cut on a UTF-8 character boundary."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.truncated = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.truncated:
+            return b""
+        if len(data) <= self.left:
+            self.left -= len(data)
+            return data
+        cut = self.left
+        while cut > 0 and (data[cut] & 0xC0) == 0x80:
+            cut -= 1
+        self.truncated = True
+        self.left = 0
+        return data[:cut]

@@ -1,0 +1,326 @@
+"""One execution: request -> locked-down `run` -> live, masked, bounded output -> an honest result."""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from isol8 import labels as L
+from isol8 import payload
+from isol8.config import parse_size
+from isol8.engine import Engine
+from isol8.errors import EngineError, ImageNotFound, UsageError
+from isol8.process import StreamingProcess, decode
+from isol8.runtimes import Runtime
+from isol8.sandbox import SANDBOX_DIR, SandboxPolicy, run_argv, valid_env_name
+from isol8.status import ExitStatus
+
+log = logging.getLogger(__name__)
+
+# After the deadline the container is killed; the in-container backstop fires this much later.
+BACKSTOP_GRACE_S = 5
+KILL_WAIT_S = 10.0
+# Names that steer the engine's own client: never passed through its environment.
+_CLIENT_ENV = ("DOCKER_", "PODMAN_", "CONTAINER", "REGISTRY_AUTH_FILE", "BUILDAH_", "XDG_", "LD_", "SSL_")
+_CLIENT_ENV_EXACT = frozenset({"PATH", "HOME", "TMPDIR", "USER", "SHELL", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"})
+
+
+class RunFailed(EngineError):
+    """isol8 or the engine failed before the program ran (exit 125, as `docker run`)."""
+
+    exit_status = ExitStatus.ENGINE_FAILURE
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run and how. Exactly one of code and cmd."""
+
+    runtime: Runtime
+    code: bytes | None = None
+    cmd: str | None = None
+    filename: str | None = None
+    files_dir: Path | None = None
+    stdin: Iterable[bytes] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    workdir: str = SANDBOX_DIR
+    image: str | None = None
+    timeout_ms: int = 30_000
+    max_output: int = 1_048_576
+    policy: SandboxPolicy = field(default_factory=SandboxPolicy)
+    persist: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.code is None) == (self.cmd is None):
+            raise UsageError("give exactly one of code and cmd")
+        resolve_workdir(self.workdir)
+        for name in (*self.env, *self.secrets):
+            if not valid_env_name(name):
+                raise UsageError(f"not a valid environment variable name: {name!r}")
+        for name in self.secrets:
+            if name in _CLIENT_ENV_EXACT or name.startswith(_CLIENT_ENV):
+                raise UsageError(f"--secret {name}: this name steers the engine client; choose another name")
+        for key, value in {**self.env, **self.secrets}.items():
+            if "\0" in value:
+                raise UsageError(f"the value of {key} contains a NUL byte")
+        if self.image is not None and (not self.image or self.image.startswith("-") or any(c.isspace() for c in self.image)):
+            raise UsageError(f"not an image reference: {self.image!r}")
+        parse_size(self.policy.memory)
+
+
+def resolve_workdir(path: str) -> str:
+    resolved = posixpath.normpath(posixpath.join(SANDBOX_DIR, path))
+    if resolved != SANDBOX_DIR and not resolved.startswith(SANDBOX_DIR + "/"):
+        raise UsageError(f"working directory must be inside {SANDBOX_DIR}: {path!r}")
+    return resolved
+
+
+@dataclass
+class RunResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+    timed_out: bool
+    oom_killed: bool
+    truncated: bool
+    duration_ms: int
+    runtime: str
+    image: str
+    container: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "exitCode": self.exit_code,
+            "timedOut": self.timed_out,
+            "oomKilled": self.oom_killed,
+            "truncated": self.truncated,
+            "durationMs": self.duration_ms,
+            "runtime": self.runtime,
+            "image": self.image,
+        }
+
+
+@dataclass(frozen=True)
+class Chunk:
+    stream: str  # "stdout" or "stderr"
+    data: bytes
+
+
+def _code_name(request: RunRequest) -> str:
+    if request.cmd is not None:
+        return ".isol8-cmd.sh"
+    if request.filename:
+        return posixpath.basename(request.filename.replace(os.sep, "/"))
+    return "main" + request.runtime.default_extension
+
+
+def _container_name() -> str:
+    return f"isol8-{uuid.uuid4().hex[:16]}"
+
+
+def _format_limit(ms: int) -> str:
+    if ms % 60_000 == 0:
+        return f"{ms // 60_000}m"
+    if ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    return f"{ms}ms"
+
+
+class Execution:
+    """Iterate to get the masked, bounded output chunks as they come; then read .result.
+
+    Build one, iterate it once. The container is gone when iteration ends, whatever ended it
+    (exit, timeout, an exception, or an Interrupted raised by a signal handler).
+    """
+
+    def __init__(self, engine: Engine, request: RunRequest, *, ensure_image: Callable[[str], None] | None = None):
+        self.engine = engine
+        self.request = request
+        self.ensure_image = ensure_image
+        self.result: RunResult | None = None
+        self.name = _container_name()
+        runtime = request.runtime
+        self.image = request.image or engine.dialect.local_image(runtime.image)
+        code_name = _code_name(request)
+        body = request.code if request.code is not None else (request.cmd or "").encode()
+        self.nonce = payload.new_nonce()
+        self.tar = payload.build_tar(request.files_dir, code_name, body)
+        interpreter = ["bash", f"{SANDBOX_DIR}/{code_name}"] if request.cmd is not None else runtime.command(
+            f"{SANDBOX_DIR}/{code_name}"
+        )
+        limit_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
+        self.argv = run_argv(
+            engine.dialect,
+            name=self.name,
+            image=self.image,
+            policy=request.policy,
+            labels={
+                L.MANAGED: "true",
+                L.RUN_ID: self.name,
+                L.RUN_PID: str(os.getpid()),
+                L.RUN_HOST: socket.gethostname(),
+                L.RUN_STARTED: str(int(time.time())),
+                L.RUNTIME: runtime.name,
+            },
+            env=request.env,
+            env_by_name=sorted(request.secrets),
+            command=["-c", payload.WRAPPER, "isol8", resolve_workdir(request.workdir), str(limit_s), *interpreter],
+            remove=not request.persist,
+        )
+        self.client_env = {**os.environ, **request.secrets}
+
+    def __iter__(self) -> Iterator[Chunk]:
+        try:
+            yield from self._attempt()
+        except _MissingImage:
+            if self.ensure_image is None or self.request.image is not None:
+                raise RunFailed(self.argv, 125, message=f"image {self.image} not found") from None
+            self.ensure_image(self.request.runtime.name)
+            yield from self._attempt()
+
+    def _attempt(self) -> Iterator[Chunk]:
+        request = self.request
+        trailer = payload.TrailerFilter(self.nonce)
+        maskers = {"stdout": payload.Masker(request.secrets.values()), "stderr": payload.Masker(request.secrets.values())}
+        limiters = {"stdout": payload.Limiter(request.max_output), "stderr": payload.Limiter(request.max_output)}
+        kept: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        timed_out = False
+        clean_exit = False
+        started = time.monotonic()
+        deadline = started + request.timeout_ms / 1000
+
+        def emit(stream: str, data: bytes) -> Iterator[Chunk]:
+            data = limiters[stream].feed(maskers[stream].feed(data))
+            if data:
+                kept[stream].append(data)
+                yield Chunk(stream, data)
+
+        stdin = payload.stdin_stream(self.nonce, self.tar, request.stdin)
+        try:
+            with StreamingProcess(self.argv, stdin=stdin, env=self.client_env) as proc:
+                for stream, data in proc.chunks(deadline):
+                    if stream == "stderr":
+                        data = trailer.feed(data)
+                    yield from emit(stream, data)
+                code = proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
+                if code is None:
+                    timed_out = True
+                    self._kill()
+                    for stream, data in proc.chunks(time.monotonic() + 2):
+                        if stream == "stderr":
+                            data = trailer.feed(data)
+                        yield from emit(stream, data)
+                    code = self._reap(proc)
+            for stream in ("stdout", "stderr"):
+                tail = trailer.flush() if stream == "stderr" else b""
+                data = limiters[stream].feed(maskers[stream].feed(tail) + maskers[stream].flush())
+                if data:
+                    kept[stream].append(data)
+                    yield Chunk(stream, data)
+            clean_exit = not timed_out and trailer.trailer is not None and not request.persist
+        finally:
+            if not clean_exit and not request.persist:
+                self._remove()
+        duration_ms = round((time.monotonic() - started) * 1000)
+        stderr_text = decode(b"".join(kept["stderr"]))
+        got = trailer.trailer
+        if got is None and not timed_out:
+            if code in (125, 126, 127):
+                error = self.engine.classify(self.argv, code, "", stderr_text)
+                if isinstance(error, ImageNotFound):
+                    raise _MissingImage()
+                raise RunFailed(self.argv, code, "", stderr_text, message=error.message, hint=error.hint)
+        if got is not None and got.kind == "setup":
+            raise RunFailed(self.argv, 125, "", stderr_text, message=got.message)
+        exit_code = got.exit_code if got is not None else code
+        oom = got is not None and got.oom_kills > 0
+        if timed_out:
+            exit_code = ExitStatus.TIMEOUT
+        self.result = RunResult(
+            stdout=decode(b"".join(kept["stdout"])),
+            stderr=stderr_text,
+            exit_code=int(exit_code),
+            timed_out=timed_out,
+            oom_killed=oom,
+            truncated=limiters["stdout"].truncated or limiters["stderr"].truncated,
+            duration_ms=duration_ms,
+            runtime=request.runtime.name,
+            image=self.image,
+            container=self.name,
+        )
+
+    def _kill(self) -> None:
+        try:
+            self.engine.kill(self.name)
+        except EngineError as exc:
+            log.debug("kill %s: %s", self.name, exc)
+
+    @staticmethod
+    def _reap(proc: StreamingProcess) -> int:
+        code = proc.wait(timeout=KILL_WAIT_S)
+        if code is None:
+            proc.signal(signal.SIGKILL)
+            code = proc.wait()
+        assert code is not None
+        return code
+
+    def _remove(self) -> None:
+        try:
+            self.engine.remove_containers([self.name])
+        except EngineError as exc:
+            log.warning("could not remove container %s: %s", self.name, exc)
+
+
+class _MissingImage(Exception):
+    pass
+
+
+def run(engine: Engine, request: RunRequest, *, ensure_image: Callable[[str], None] | None = None) -> RunResult:
+    """Run to completion and return the buffered result."""
+    execution = Execution(engine, request, ensure_image=ensure_image)
+    for _ in execution:
+        pass
+    assert execution.result is not None
+    return execution.result
+
+
+def signals_raise() -> Callable[[], None]:
+    """Make SIGINT and SIGTERM raise Interrupted in the main thread; returns a function restoring the old handlers."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+    return restore
+
+
+def stdin_chunks(stream: Any = None) -> Iterator[bytes]:
+    stream = stream or sys.stdin.buffer
+    while True:
+        data = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not data:
+            return
+        yield data

@@ -1,0 +1,113 @@
+"""The locked-down container: SandboxPolicy (security defaults as data) rendered to `run` argv."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from isol8.argv import opt, repeat
+from isol8.config import parse_size
+from isol8.dialect import Dialect
+
+SANDBOX_UID = 1100
+SANDBOX_GID = 1100
+SANDBOX_DIR = "/sandbox"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def default_seccomp_profile() -> str:
+    """isol8's profile: the engines' default minus unshare/setns/mount/ptrace/bpf/io_uring... (scripts/gen-seccomp)."""
+    return str(Path(str(resources.files("isol8.data").joinpath("seccomp.json"))))
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    memory: str = "512m"
+    cpus: float = 1.0
+    pids_limit: int = 64
+    network: str = "none"
+    sandbox_size: str = "512m"
+    tmp_size: str = "256m"
+    seccomp_profile: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.network not in ("none", "host"):
+            raise ValueError(f"network must be none or host, not {self.network!r}")
+        if self.seccomp_profile == "unconfined":
+            raise ValueError("isol8 never runs code without a seccomp profile")
+
+
+def valid_env_name(name: str) -> bool:
+    return bool(_ENV_NAME.match(name))
+
+
+def sandbox_flags(d: Dialect, policy: SandboxPolicy) -> list[str]:
+    """Every hardening flag of a run; tests/unit/test_sandbox.py pins them so none can slip out."""
+    memory = str(parse_size(policy.memory))
+    return [
+        "--read-only",
+        *d.read_only_extra,
+        "--tmpfs",
+        f"{SANDBOX_DIR}:rw,exec,nosuid,nodev,size={parse_size(policy.sandbox_size)},mode=0700,"
+        + d.tmpfs_owner(SANDBOX_UID, SANDBOX_GID),
+        "--tmpfs",
+        f"/tmp:rw,noexec,nosuid,nodev,size={parse_size(policy.tmp_size)},mode=1777",
+        "--user",
+        f"{SANDBOX_UID}:{SANDBOX_GID}",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--security-opt",
+        f"seccomp={policy.seccomp_profile or default_seccomp_profile()}",
+        "--pids-limit",
+        str(policy.pids_limit),
+        "--memory",
+        memory,
+        "--memory-swap",
+        memory,
+        "--cpus",
+        f"{policy.cpus:g}",
+        "--network",
+        policy.network,
+        "--init",
+    ]
+
+
+def run_argv(
+    d: Dialect,
+    *,
+    name: str,
+    image: str,
+    policy: SandboxPolicy,
+    labels: Mapping[str, str],
+    env: Mapping[str, str],
+    env_by_name: Sequence[str],
+    command: Sequence[str],
+    remove: bool = True,
+) -> list[str]:
+    """`run` of one execution: stdin attached, isol8's wrapper as entrypoint, user values as elements."""
+    return [
+        d.binary,
+        "run",
+        *(["--rm"] if remove else []),
+        "-i",
+        "--name",
+        name,
+        "--pull",
+        "never",
+        "--log-driver",
+        "none",
+        *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
+        *sandbox_flags(d, policy),
+        *repeat("--env", (f"{k}={v}" for k, v in env.items())),
+        *repeat("--env", env_by_name),
+        *opt("--workdir", SANDBOX_DIR),
+        "--entrypoint",
+        "/bin/bash",
+        image,
+        *command,
+    ]
