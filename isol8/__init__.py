@@ -22,6 +22,12 @@ _EXPORTS = {
     "BuildFailed": "isol8.errors",
     "EngineTimeout": "isol8.errors",
     "ImageInfo": "isol8.models",
+    "RunRequest": "isol8.runner",
+    "RunResult": "isol8.runner",
+    "Execution": "isol8.runner",
+    "run": "isol8.runner",
+    "SandboxPolicy": "isol8.sandbox",
+    "runtimes": "isol8.runtimes",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -33,4 +39,5 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'isol8' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    return imported if module.endswith("." + name) else getattr(imported, name)

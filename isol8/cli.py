@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 from isol8 import __version__
@@ -157,7 +158,9 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     src.add_argument("--cmd", metavar="COMMAND", help="run COMMAND with bash -c in the runtime's image (default: bash)")
     src.add_argument("-r", "--runtime", metavar="RUNTIME", help=f"runtime: {', '.join(RUNTIMES)}")
     lim = p.add_argument_group("limits")
-    lim.add_argument("--timeout", metavar="DURATION", help="wall-clock limit: 500ms, 30s, 2m, or milliseconds (default: 30s)")
+    lim.add_argument(
+        "--timeout", metavar="DURATION", help="wall-clock limit: 500ms, 30s, 2m, or milliseconds (default: 30s)"
+    )
     lim.add_argument("--memory", metavar="SIZE", help="memory limit, no swap beyond it (default: 512m)")
     lim.add_argument("--cpu", metavar="CPUS", type=float, help="CPU limit in cores (default: 1)")
     lim.add_argument("--pids-limit", metavar="N", type=int, help="maximum number of processes (default: 64)")
@@ -170,7 +173,9 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     env = p.add_argument_group("environment")
     env.add_argument("--net", choices=("none", "host"), help="network: none or host (default: none)")
-    env.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable (repeatable)")
+    env.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable (repeatable)"
+    )
     env.add_argument(
         "--secret",
         action="append",
@@ -182,7 +187,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     env.add_argument(
         "--files",
         metavar="DIR",
-        help="copy DIR's contents into /sandbox (subfolders and modes kept; .git, node_modules, __pycache__, .venv skipped)",
+        help="copy DIR's contents into /sandbox, keeping subfolders and modes "
+        "(.git, node_modules, __pycache__, .venv skipped)",
     )
     env.add_argument("--workdir", metavar="PATH", help="working directory, inside /sandbox (default: /sandbox)")
     env.add_argument("--image", metavar="REF", help="run in this image instead of isol8:<runtime>")
@@ -190,7 +196,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     out.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object: stdout, stderr, exitCode, timedOut, oomKilled, truncated, durationMs, runtime, image",
+        help="print one JSON object instead of the streams: stdout, stderr, exitCode, timedOut, "
+        "oomKilled, truncated, durationMs, runtime, image",
     )
     out.add_argument("--no-stream", action="store_true", help="buffer the output and print it when the program ends")
     out.add_argument("--out", metavar="FILE", help="also write the program's stdout to FILE")
@@ -238,7 +245,7 @@ class _DebugFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def _debug_logging(stream: TextIO, on: bool) -> object:
+def _debug_logging(stream: TextIO, on: bool) -> Iterator[None]:
     logger = logging.getLogger("isol8")
     if not on:
         yield None

@@ -46,7 +46,7 @@ def parse_assignments(values: list[str], what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for value in values:
         key, sep, rest = value.partition("=")
-        if not sep or not key or not rest:
+        if not sep or not key:
             raise UsageError(f"{what}: expected KEY=VALUE, got {value!r}")
         out[key] = rest
     return out
@@ -247,7 +247,8 @@ def cmd_cleanup(app: App) -> int:
         return ExitStatus.OK
     for c in found:
         state = "running" if c.running else "stopped"
-        app.say(f"{c.name}  {state}  {c.image}  run by pid {c.labels.get(L.RUN_PID, '?')} on {c.labels.get(L.RUN_HOST, '?')}")
+        owner = f"pid {c.labels.get(L.RUN_PID, '?')} on {c.labels.get(L.RUN_HOST, '?')}"
+        app.say(f"{c.name}  {state}  {c.image}  started by {owner}")
     if app.args.dry_run:
         app.say(f"{len(found)} container(s) would be removed")
         return ExitStatus.OK

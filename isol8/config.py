@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -65,9 +66,18 @@ def _positive(kind: type | tuple[type, ...], name: str) -> Checker:
 
     def check(value: Any) -> Any:
         base(value)
-        if value <= 0:
+        if not math.isfinite(value) or value <= 0:
             raise ValueError(f"expected a positive {name}")
         return value
+
+    return check
+
+
+def _nullable(checker: Checker) -> Checker:
+    """null means: the built-in default (so `isol8 config --json` output is itself a valid config)."""
+
+    def check(value: Any) -> Any:
+        return None if value is None else checker(value)
 
     return check
 
@@ -114,7 +124,7 @@ _NUMBER = _positive((int, float), "number")
 
 SCHEMA: dict[str, Any] = {
     "$schema": _STR,
-    "engine": _choice("docker", "podman"),
+    "engine": _nullable(_choice("docker", "podman")),
     "debug": _BOOL,
     "maxConcurrent": _INT,
     "defaults": {
@@ -128,7 +138,7 @@ SCHEMA: dict[str, Any] = {
         "maxOutputSize": _INT,
     },
     "network": {"whitelist": _list_of(_STR), "blacklist": _list_of(_STR)},
-    "security": {"seccompProfile": _STR},
+    "security": {"seccompProfile": _nullable(_STR)},
     "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
     "prebuiltImages": _list_of(
         {

@@ -22,8 +22,9 @@ class Dialect:
 
     def local_image(self, ref: str) -> str:
         """The name under which a locally built `ref` is stored and found."""
-        if not self.local_prefix or "/" in ref.split(":", 1)[0]:
-            return ref
+        first, slash, _ = ref.partition("/")
+        if not self.local_prefix or (slash and ("." in first or ":" in first or first == "localhost")):
+            return ref  # already names a registry
         return self.local_prefix + ref
 
     def tmpfs_owner(self, uid: int, gid: int) -> str:

@@ -149,7 +149,9 @@ class Engine:
         done = self.call(A.version_argv(self.dialect), timeout=10, idempotent=True)
         version = done.stdout.strip()
         if not version or version.startswith("<no value>"):
-            raise EngineUnavailable(done.argv, 0, done.stdout, done.stderr, message=f"{self.name} did not report a version")
+            raise EngineUnavailable(
+                done.argv, 0, done.stdout, done.stderr, message=f"{self.name} did not report a version"
+            )
         return version
 
     def inspect_images(self, refs: Sequence[str]) -> list[ImageInfo]:
@@ -228,6 +230,7 @@ class Engine:
 
         Only a daemon that cannot be reached is retried: the build never started then.
         """
+
         def once() -> str:
             return self._build_once(tag, context, dockerfile, build_args, labels, on_output, timeout)
 
@@ -267,7 +270,9 @@ class Engine:
                     if rest:
                         self._build_line(decode(rest), tail, on_output)
                 if proc.poll() is None and time.monotonic() >= deadline:
-                    raise BuildFailed(argv, None, "", "\n".join(tail), message=f"build of {tag} timed out after {timeout:g}s")
+                    raise BuildFailed(
+                        argv, None, "", "\n".join(tail), message=f"build of {tag} timed out after {timeout:g}s"
+                    )
                 code = proc.wait()
             if code != 0:
                 error = self.classify(argv, code, "", "\n".join(tail))

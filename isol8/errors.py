@@ -112,7 +112,11 @@ _UNAVAILABLE = (
     "cannot connect to podman",
     "unable to connect to podman",
 )
-_PERMISSION = ("permission denied while trying to connect to the docker daemon socket",)
+_PERMISSION = (
+    "permission denied while trying to connect to the docker daemon socket",
+    "permission denied while trying to connect to the docker api",
+    "connect: permission denied",  # podman's wording for a socket it may not use
+)
 _TRANSIENT = (
     "connection refused",
     "connection reset by peer",
@@ -131,9 +135,7 @@ _DOWN_HINTS = {
 }
 
 
-def classify(
-    argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, engine: str
-) -> EngineError:
+def classify(argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, engine: str) -> EngineError:
     """The typed error for a failed engine call, chosen from the engine's stderr."""
     low = stderr.lower()
     if any(pattern in low for pattern in _PERMISSION):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ _ARG_BASE = re.compile(r"^ARG BASE_IMAGE=(\S+)\s*$", re.MULTILINE)
 
 
 def context_dir(runtime: str) -> Path:
-    """The build context of isol8:<runtime> (dockerfiles/<runtime>, shipped as package data)."""
-    root = resources.files("isol8.dockerfiles")
-    return Path(str(root.joinpath(runtime)))
+    """The build context of isol8:<runtime>: $ISOL8_DOCKERFILES/<runtime> if set, else the shipped dockerfiles/."""
+    custom = os.environ.get("ISOL8_DOCKERFILES")
+    if custom:
+        return Path(custom) / runtime
+    return Path(str(resources.files("isol8.dockerfiles").joinpath(runtime)))
 
 
 def default_base_image(runtime: str) -> str:
@@ -108,6 +111,5 @@ def ensure_base_images(
     progress: Callable[[str], None] = lambda line: None,
 ) -> list[BaseOutcome]:
     return [
-        ensure_base_image(engine, rt, base_image=base_images.get(rt), force=force, progress=progress)
-        for rt in runtimes
+        ensure_base_image(engine, rt, base_image=base_images.get(rt), force=force, progress=progress) for rt in runtimes
     ]

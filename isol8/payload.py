@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import stat
 import tarfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,8 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # The container's entrypoint (bash -c WRAPPER isol8 WORKDIR GRACE CMD...). It reads one header
 # line "<nonce> <tar bytes>" and exactly that many tar bytes from stdin (GNU head -c never
 # reads past its count), unpacks them into /sandbox, and runs CMD with the rest of stdin.
-# When CMD ends it appends "<RS>isol8:<nonce>:<exit code>:<oom kills>" to stderr. The nonce
+# It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts (the time limit counts
+# from there) and "<RS>isol8:<nonce>:exit:<exit code>:<oom kills>" when CMD ends. The nonce
 # travels only on stdin, so the program cannot forge that line. `timeout` is a backstop: the
 # container ends by itself GRACE seconds after the deadline even if isol8 died.
 WRAPPER = r"""
@@ -27,6 +30,7 @@ if [ "$size" -gt 0 ]; then
 fi
 mkdir -p -- "$1" 2>/dev/null; cd -- "$1" || { status "setup:working directory $1 is not usable"; exit 125; }
 limit=$2; shift 2
+status start
 exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
 timeout -s KILL "$limit" "$@" 2>&3 3>&-
 rc=$?
@@ -100,6 +104,7 @@ class TrailerFilter:
         self.mark = TRAILER_MARK + nonce.encode() + b":"
         self.pending = b""
         self.trailer: Trailer | None = None
+        self.started_at: float | None = None
 
     def feed(self, data: bytes) -> bytes:
         buf = self.pending + data
@@ -125,7 +130,9 @@ class TrailerFilter:
 
     def _parse(self, text: str) -> None:
         kind, _, rest = text.partition(":")
-        if kind == "exit":
+        if kind == "start":
+            self.started_at = time.monotonic()
+        elif kind == "exit":
             code, _, oom = rest.partition(":")
             try:
                 self.trailer = Trailer("exit", int(code), int(oom or 0))
@@ -144,44 +151,76 @@ def _partial_suffix(buf: bytes, mark: bytes) -> int:
 
 
 class Masker:
-    """Replaces secret values with *** even when a value is split across chunks."""
+    """Replaces secret values with *** even when a value is split across chunks.
+
+    One regex of all the values, longest first, so a value that contains another is masked
+    whole. The last (longest - 1) bytes stay unmasked in `pending` until more data shows
+    whether they start a value; a match that starts before them lies wholly in the buffer.
+    """
 
     def __init__(self, values: Iterable[str]) -> None:
-        self.secrets = sorted({v.encode() for v in values if v}, key=len, reverse=True)
-        self.keep = max((len(s) for s in self.secrets), default=1) - 1
+        secrets = sorted({v.encode() for v in values if v}, key=len, reverse=True)
+        self.pattern = re.compile(b"|".join(re.escape(s) for s in secrets)) if secrets else None
+        self.keep = max((len(s) for s in secrets), default=1) - 1
         self.pending = b""
 
     def mask(self, data: bytes) -> bytes:
-        for secret in self.secrets:
-            data = data.replace(secret, b"***")
-        return data
+        return self.pattern.sub(b"***", data) if self.pattern else data
 
     def feed(self, data: bytes) -> bytes:
-        if not self.secrets:
+        if self.pattern is None:
             return data
-        buf = self.mask(self.pending + data)
-        if self.keep and len(buf) > self.keep:
-            self.pending, buf = buf[-self.keep :], buf[: -self.keep]
-        elif self.keep:
-            self.pending, buf = buf, b""
-        return buf
+        buf = self.pending + data
+        boundary = len(buf) - self.keep
+        out: list[bytes] = []
+        pos = 0
+        for match in self.pattern.finditer(buf):
+            if match.start() >= boundary:
+                break
+            out += [buf[pos : match.start()], b"***"]
+            pos = match.end()
+        if pos < boundary:
+            out.append(buf[pos:boundary])
+            pos = boundary
+        self.pending = buf[pos:]
+        return b"".join(out)
 
     def flush(self) -> bytes:
         rest, self.pending = self.mask(self.pending), b""
         return rest
 
 
+def _incomplete_utf8_tail(data: bytes) -> int:
+    """How many trailing bytes form the start of a UTF-8 character that is not complete yet."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: look further back for the lead byte
+        need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+        return back if back < need else 0
+    return 0
+
+
 class Limiter:
-    """Lets through at most `limit` bytes, cut on a UTF-8 character boundary."""
+    """Lets through at most `limit` bytes, cut on a UTF-8 character boundary.
+
+    A character split across chunks is held back until it is complete, so a cut can never
+    leave half of one behind.
+    """
 
     def __init__(self, limit: int) -> None:
         self.left = limit
         self.truncated = False
+        self.carry = b""
 
     def feed(self, data: bytes) -> bytes:
         if self.truncated:
             return b""
+        data, self.carry = self.carry + data, b""
         if len(data) <= self.left:
+            held = _incomplete_utf8_tail(data)
+            if held:
+                data, self.carry = data[:-held], data[-held:]
             self.left -= len(data)
             return data
         cut = self.left
@@ -190,3 +229,14 @@ class Limiter:
         self.truncated = True
         self.left = 0
         return data[:cut]
+
+    def flush(self) -> bytes:
+        """The held-back bytes at the end of the stream (an incomplete character is passed on as is)."""
+        rest, self.carry = self.carry, b""
+        if self.truncated or not rest:
+            return b""
+        if len(rest) > self.left:
+            self.truncated = True
+            return b""
+        self.left -= len(rest)
+        return rest

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from isol8.errors import EngineNotFound, EngineTimeout
@@ -124,8 +124,12 @@ class StreamingProcess:
     def pid(self) -> int:
         return self._proc.pid
 
-    def chunks(self, deadline: float | None = None) -> Iterator[tuple[str, bytes]]:
-        """Yield ("stdout"|"stderr", data) until both pipes close or the monotonic deadline passes."""
+    def chunks(self, deadline: float | Callable[[], float] | None = None) -> Iterator[tuple[str, bytes]]:
+        """Yield ("stdout"|"stderr", data) until both pipes close or the monotonic deadline passes.
+
+        deadline may be a function, read again after every chunk, so the caller can move it.
+        """
+        due = deadline if callable(deadline) else (lambda: deadline)
         streams = {"stdout": self._proc.stdout, "stderr": self._proc.stderr}
         with selectors.DefaultSelector() as sel:
             for name, pipe in streams.items():
@@ -133,7 +137,8 @@ class StreamingProcess:
                 os.set_blocking(pipe.fileno(), False)
                 sel.register(pipe.fileno(), selectors.EVENT_READ, name)
             while sel.get_map():
-                wait = None if deadline is None else deadline - time.monotonic()
+                limit = due()
+                wait = None if limit is None else limit - time.monotonic()
                 if wait is not None and wait <= 0:
                     return
                 for key, _ in sel.select(wait):

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # After the deadline the container is killed; the in-container backstop fires this much later.
 BACKSTOP_GRACE_S = 5
+# The time limit counts from the program's start; creating and starting the container may take
+# this long on top (a loaded machine, a cold engine) before the run counts as failed.
+STARTUP_ALLOWANCE_S = 60.0
 KILL_WAIT_S = 10.0
 # Names that steer the engine's own client: never passed through its environment.
 _CLIENT_ENV = ("DOCKER_", "PODMAN_", "CONTAINER", "REGISTRY_AUTH_FILE", "BUILDAH_", "XDG_", "LD_", "SSL_")
@@ -79,7 +82,9 @@ class RunRequest:
         for key, value in {**self.env, **self.secrets}.items():
             if "\0" in value:
                 raise UsageError(f"the value of {key} contains a NUL byte")
-        if self.image is not None and (not self.image or self.image.startswith("-") or any(c.isspace() for c in self.image)):
+        if self.image is not None and (
+            not self.image or self.image.startswith("-") or any(c.isspace() for c in self.image)
+        ):
             raise UsageError(f"not an image reference: {self.image!r}")
         parse_size(self.policy.memory)
 
@@ -163,10 +168,12 @@ class Execution:
         body = request.code if request.code is not None else (request.cmd or "").encode()
         self.nonce = payload.new_nonce()
         self.tar = payload.build_tar(request.files_dir, code_name, body)
-        interpreter = ["bash", f"{SANDBOX_DIR}/{code_name}"] if request.cmd is not None else runtime.command(
-            f"{SANDBOX_DIR}/{code_name}"
+        interpreter = (
+            ["bash", f"{SANDBOX_DIR}/{code_name}"]
+            if request.cmd is not None
+            else runtime.command(f"{SANDBOX_DIR}/{code_name}")
         )
-        limit_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
+        backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
         self.argv = run_argv(
             engine.dialect,
             name=self.name,
@@ -182,7 +189,7 @@ class Execution:
             },
             env=request.env,
             env_by_name=sorted(request.secrets),
-            command=["-c", payload.WRAPPER, "isol8", resolve_workdir(request.workdir), str(limit_s), *interpreter],
+            command=["-c", payload.WRAPPER, "isol8", resolve_workdir(request.workdir), str(backstop_s), *interpreter],
             remove=not request.persist,
         )
         self.client_env = {**os.environ, **request.secrets}
@@ -199,13 +206,21 @@ class Execution:
     def _attempt(self) -> Iterator[Chunk]:
         request = self.request
         trailer = payload.TrailerFilter(self.nonce)
-        maskers = {"stdout": payload.Masker(request.secrets.values()), "stderr": payload.Masker(request.secrets.values())}
+        maskers = {
+            "stdout": payload.Masker(request.secrets.values()),
+            "stderr": payload.Masker(request.secrets.values()),
+        }
         limiters = {"stdout": payload.Limiter(request.max_output), "stderr": payload.Limiter(request.max_output)}
         kept: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
         timed_out = False
         clean_exit = False
         started = time.monotonic()
-        deadline = started + request.timeout_ms / 1000
+        limit_s = request.timeout_ms / 1000
+
+        def deadline() -> float:
+            if trailer.started_at is None:
+                return started + STARTUP_ALLOWANCE_S + limit_s
+            return trailer.started_at + limit_s
 
         def emit(stream: str, data: bytes) -> Iterator[Chunk]:
             data = limiters[stream].feed(maskers[stream].feed(data))
@@ -220,7 +235,7 @@ class Execution:
                     if stream == "stderr":
                         data = trailer.feed(data)
                     yield from emit(stream, data)
-                code = proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
+                code = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))
                 if code is None:
                     timed_out = True
                     self._kill()
@@ -231,7 +246,8 @@ class Execution:
                     code = self._reap(proc)
             for stream in ("stdout", "stderr"):
                 tail = trailer.flush() if stream == "stderr" else b""
-                data = limiters[stream].feed(maskers[stream].feed(tail) + maskers[stream].flush())
+                limiter = limiters[stream]
+                data = limiter.feed(maskers[stream].feed(tail) + maskers[stream].flush()) + limiter.flush()
                 if data:
                     kept[stream].append(data)
                     yield Chunk(stream, data)
@@ -239,7 +255,7 @@ class Execution:
         finally:
             if not clean_exit and not request.persist:
                 self._remove()
-        duration_ms = round((time.monotonic() - started) * 1000)
+        duration_ms = round((time.monotonic() - (trailer.started_at or started)) * 1000)
         stderr_text = decode(b"".join(kept["stderr"]))
         got = trailer.trailer
         if got is None and not timed_out:

@@ -30,7 +30,7 @@ RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (
         Runtime("python", (".py",), ("python3",)),
-        Runtime("node", (".mjs", ".js", ".cjs"), ("node",)),
+        Runtime("node", (".js", ".mjs", ".cjs"), ("node",)),  # .js: node tells ESM from CommonJS
         Runtime("bun", (".ts",), ("bun", "run")),
         # the container is the sandbox: deno's own permission prompts would only hang
         Runtime("deno", (".mts",), ("deno", "run", "--allow-all", "--no-prompt")),

@@ -1,0 +1,38 @@
+"""Shared test options and helpers."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import NamedTuple
+
+import pytest
+
+from isol8.cli import main
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-engine-skip",
+        action="store_true",
+        default=False,
+        help="fail integration tests instead of skipping them when an engine does not answer",
+    )
+
+
+class CliResult(NamedTuple):
+    status: int
+    stdout: str
+    stderr: str
+
+
+def _run_cli(*argv: str) -> CliResult:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    status = main(list(argv), stdout=stdout, stderr=stderr)
+    return CliResult(status, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., CliResult]:
+    """`isol8 ARGV...` in process: run_cli(*argv) -> CliResult(status, stdout, stderr)."""
+    return _run_cli

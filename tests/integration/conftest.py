@@ -1,0 +1,126 @@
+"""Real-engine fixtures: every test runs once on docker and once on podman.
+
+An engine that does not answer skips its tests locally, and fails them when CI is set
+(or with --no-engine-skip), so a green CI run means both engines really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sh
+
+ENGINES = ("docker", "podman")
+ISOL8 = str(Path(sys.executable).with_name("isol8"))
+VERSION_FORMAT = {"docker": "{{.Server.Version}}", "podman": "{{.Client.Version}}"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+def _answers(engine: str) -> str | None:
+    try:
+        done = subprocess.run(
+            [engine, "version", "--format", VERSION_FORMAT[engine]], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode != 0 or not done.stdout.strip():
+        return done.stderr.strip() or f"{engine} version printed nothing"
+    return None
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    problem = _answers(name)
+    if problem is not None:
+        message = f"{name} is not usable: {problem}"
+        if os.environ.get("CI") or request.config.getoption("--no-engine-skip"):
+            pytest.fail(message + " (CI requires both engines: run scripts/ensure-engines)")
+        pytest.skip(message)
+    return name
+
+
+@dataclass
+class Result:
+    status: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+Isol8 = Callable[..., Result]
+
+
+def run_isol8(
+    engine: str,
+    *args: str,
+    stdin: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 180,
+) -> Result:
+    """Drive the installed `isol8` command as a shell user would."""
+    command = sh.Command(ISOL8)
+    started = time.monotonic()
+    done = command(
+        "--engine",
+        engine,
+        *args,
+        _ok_code=range(256),
+        _return_cmd=True,
+        _in=stdin,
+        _env={**os.environ, **(env or {})},
+        _cwd=str(cwd) if cwd else None,
+        _timeout=timeout,
+    )
+    return Result(
+        done.exit_code,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )
+
+
+@pytest.fixture
+def isol8(engine: str) -> Isol8:
+    def run(*args: str, **kwargs: object) -> Result:
+        return run_isol8(engine, *args, **kwargs)  # type: ignore[arg-type]
+
+    return run
+
+
+def isol8_containers(engine: str) -> list[str]:
+    done = subprocess.run(
+        [engine, "ps", "-a", "-q", "--filter", "label=org.isol8.run.id"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def assert_no_containers(engine: str, within: float = 5.0) -> None:
+    """docker removes --rm containers asynchronously: allow a moment before calling it a leak."""
+    deadline = time.monotonic() + within
+    while True:
+        left = isol8_containers(engine)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert left == [], f"{engine} containers left behind: {left}"
+
+
+@pytest.fixture
+def no_leftovers(engine: str) -> Iterator[None]:
+    yield
+    assert_no_containers(engine)

@@ -1,0 +1,37 @@
+"""The Python API that the CLI itself uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from isol8 import Engine, RunRequest, SandboxPolicy, runtimes, select_dialect
+from isol8.runner import Chunk, Execution, run
+from tests.integration.conftest import assert_no_containers
+
+
+@pytest.fixture
+def engine_api(engine: str) -> Engine:
+    return Engine(select_dialect(engine))
+
+
+def test_run_returns_a_typed_result(engine_api: Engine, engine: str) -> None:
+    request = RunRequest(
+        runtime=runtimes.get("node"),
+        code=b"console.log(process.env.WHO); console.error(require('fs').readFileSync(0, 'utf8'))",
+        env={"WHO": "library"},
+        stdin=[b"from stdin"],
+        policy=SandboxPolicy(memory="128m"),
+    )
+    result = run(engine_api, request)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "library\n", "from stdin\n")
+    assert result.to_json()["runtime"] == "node"
+    assert_no_containers(engine)
+
+
+def test_execution_streams_chunks_then_sets_the_result(engine_api: Engine) -> None:
+    code = b"import time\nfor i in range(3):\n    print(i, flush=True); time.sleep(0.2)\n"
+    execution = Execution(engine_api, RunRequest(runtime=runtimes.get("python"), code=code))
+    chunks: list[Chunk] = list(execution)
+    assert b"".join(c.data for c in chunks if c.stream == "stdout") == b"0\n1\n2\n"
+    assert len(chunks) >= 2  # live, not one buffered blob
+    assert execution.result is not None and execution.result.exit_code == 0

@@ -1,0 +1,104 @@
+"""Nothing is left behind: signals, SIGKILL plus cleanup, many runs at once, and cleanup's scope."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.integration.conftest import ISOL8, Isol8, assert_no_containers, isol8_containers, run_isol8
+
+
+def _start(engine: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [ISOL8, "--engine", engine, "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _wait_for_output(proc: subprocess.Popen[str], expected: str) -> None:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == expected, proc.stderr.read() if proc.stderr else ""
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_kills_and_removes_the_container(engine: str, sig: signal.Signals, status: int) -> None:
+    proc = _start(engine, "-e", "import time; print('ready', flush=True); time.sleep(60)")
+    _wait_for_output(proc, "ready")
+    assert len(isol8_containers(engine)) == 1
+    started = time.monotonic()
+    proc.send_signal(sig)
+    assert proc.wait(timeout=20) == status
+    assert time.monotonic() - started < 10
+    assert_no_containers(engine)
+
+
+def test_cleanup_removes_what_a_sigkilled_isol8_left(engine: str) -> None:
+    proc = _start(engine, "--timeout", "2m", "-e", "import time; print('ready', flush=True); time.sleep(120)")
+    _wait_for_output(proc, "ready")
+    proc.kill()
+    proc.wait()
+    assert len(isol8_containers(engine)) == 1  # isol8 had no chance to clean up
+    dry = run_isol8(engine, "cleanup", "--dry-run")
+    assert dry.status == 0 and "would be removed" in dry.stdout
+    assert len(isol8_containers(engine)) == 1
+    done = run_isol8(engine, "cleanup", "--force")
+    assert done.status == 0, done.stderr
+    assert_no_containers(engine)
+
+
+def test_cleanup_leaves_containers_isol8_did_not_create(engine: str) -> None:
+    image = "localhost/isol8:bash" if engine == "podman" else "isol8:bash"
+    name = f"not-isol8s-{os.getpid()}"
+    subprocess.run([engine, "run", "-d", "--name", name, image, "sleep", "60"], check=True, capture_output=True)
+    try:
+        # it carries org.isol8.managed=true, copied from the image's labels, and must still be left alone
+        labels = subprocess.run(
+            [engine, "inspect", "--format", "{{json .Config.Labels}}", name], capture_output=True, text=True, check=True
+        ).stdout
+        assert '"org.isol8.managed":"true"' in labels
+        done = run_isol8(engine, "cleanup", "--force")
+        assert done.status == 0
+        still = subprocess.run([engine, "inspect", name], capture_output=True)
+        assert still.returncode == 0
+    finally:
+        subprocess.run([engine, "rm", "-f", name], capture_output=True)
+
+
+def test_many_runs_in_parallel_with_every_outcome_leave_nothing(engine: str) -> None:
+    cases = [
+        (["-e", "import sys; print(sys.argv[0].endswith('main.py'), {i})"], 0, "True {i}\n"),
+        (["-e", "import sys; print({i}); sys.exit(1)"], 1, "{i}\n"),
+        (["--timeout", "1s", "-e", "print({i}, flush=True)\nwhile True: pass"], 124, "{i}\n"),
+        (["--memory", "48m", "-e", "print({i}, flush=True); b = bytearray(400 << 20)"], 137, "{i}\n"),
+        (["--cmd", "echo {i}; exit 3"], 3, "{i}\n"),
+    ]
+    jobs = [(i, cases[i % len(cases)]) for i in range(100)]
+
+    def one(job: tuple[int, tuple[list[str], int, str]]) -> tuple[int, int, str, int, str]:
+        i, (args, status, out) = job
+        done = run_isol8(engine, "run", *[a.replace("{i}", str(i)) for a in args])
+        return i, done.status, done.stdout, status, out.replace("{i}", str(i))
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, jobs))
+    wrong = [(i, got, out) for i, got, out, status, expected in results if (got, out) != (status, expected)]
+    assert wrong == []
+    assert_no_containers(engine, within=15)
+
+
+def test_missing_base_image_is_built_on_first_run(engine: str, isol8: Isol8) -> None:
+    image = "localhost/isol8:bash" if engine == "podman" else "isol8:bash"
+    subprocess.run([engine, "rmi", "-f", image], capture_output=True, check=True)
+    done = isol8("run", "--cmd", "echo built and ran")
+    assert (done.status, done.stdout) == (0, "built and ran\n"), done.stderr
+    assert "isol8:bash is missing; building it first" in done.stderr
+    assert_no_containers(engine)

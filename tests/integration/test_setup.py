@@ -1,0 +1,106 @@
+"""isol8 setup and engine selection against real engines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from isol8.images import context_dir
+from tests.integration.conftest import Isol8, run_isol8
+
+RUNTIMES = ("python", "node", "bun", "deno", "bash")
+
+
+def test_second_setup_reports_every_image_up_to_date_quickly(isol8: Isol8) -> None:
+    isol8("setup")
+    done = isol8("setup")
+    assert done.status == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        line for rt in RUNTIMES for line in done.stdout.splitlines() if line.startswith(f"isol8:{rt}: up to date")
+    ]
+    assert len(done.stdout.splitlines()) == 5
+    assert done.seconds < 2.0
+
+
+def test_editing_a_dockerfile_rebuilds_only_that_runtime(isol8: Isol8, tmp_path: Path, engine: str) -> None:
+    for rt in RUNTIMES:
+        shutil.copytree(context_dir(rt), tmp_path / rt)
+    with open(tmp_path / "bash" / "Dockerfile", "a") as f:
+        f.write("LABEL org.example.edited=yes\n")
+    try:
+        done = isol8("setup", env={"ISOL8_DOCKERFILES": str(tmp_path)})
+        assert done.status == 0, done.stderr
+        assert "isol8:bash: built" in done.stdout
+        assert [line for line in done.stdout.splitlines() if ": built" in line] == [
+            line for line in done.stdout.splitlines() if line.startswith("isol8:bash")
+        ]
+        assert "Step" in done.stderr or "STEP" in done.stderr  # build progress is visible
+        image = "localhost/isol8:bash" if engine == "podman" else "isol8:bash"
+        label = subprocess.run(
+            [engine, "image", "inspect", "--format", '{{index .Config.Labels "org.example.edited"}}', image],
+            capture_output=True,
+            text=True,
+        )
+        assert label.stdout.strip() == "yes"
+    finally:
+        restored = isol8("setup", "-r", "bash")
+        assert "isol8:bash: built" in restored.stdout
+
+
+def test_failed_build_exits_non_zero_with_the_engines_error(isol8: Isol8) -> None:
+    done = isol8("setup", "-r", "bash", "--base-image", "bash=localhost/isol8-no-such-base:none")
+    assert done.status == 1
+    assert "isol8: error: build of isol8:bash failed" in done.stderr
+    assert isol8("run", "--cmd", "echo still fine").stdout == "still fine\n"
+
+
+def test_force_rebuilds(isol8: Isol8) -> None:
+    done = isol8("setup", "--force", "-r", "bash")
+    assert (done.status, done.stdout.split(":")[:2]) == (0, ["isol8", "bash"])
+    assert "built" in done.stdout
+
+
+def test_docker_daemon_unreachable_fails_fast_with_one_clear_line(engine: str) -> None:
+    if engine != "docker":
+        pytest.skip("podman has no daemon to stop")
+    done = run_isol8("docker", "setup", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert done.status == 3
+    assert done.seconds < 6  # a few bounded retries, then give up
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("isol8: error: the docker engine is not reachable")
+    assert lines[1].startswith("isol8: hint:")
+    assert len(lines) == 2
+
+
+def test_missing_engine_binary(engine: str, tmp_path: Path) -> None:
+    done = run_isol8(engine, "setup", env={"PATH": str(tmp_path)})
+    assert done.status == 3
+    assert f"isol8: error: {engine}: command not found" in done.stderr
+
+
+def test_engine_from_environment_and_config(tmp_path: Path, engine: str) -> None:
+    import sh
+
+    from tests.integration.conftest import ISOL8
+
+    config = tmp_path / "isol8.config.yaml"
+    config.write_text(f"engine: {engine}\n")
+    out = sh.Command(ISOL8)(
+        "--debug", "run", "--cmd", "true", _cwd=str(tmp_path), _err_to_out=True, _env={**os.environ, "ISOL8_ENGINE": ""}
+    )
+    assert f"+ {engine} run " in out
+    other = "podman" if engine == "docker" else "docker"
+    out = sh.Command(ISOL8)(
+        "--debug",
+        "run",
+        "--cmd",
+        "true",
+        _cwd=str(tmp_path),
+        _err_to_out=True,
+        _env={**os.environ, "ISOL8_ENGINE": other},
+    )
+    assert f"+ {other} run " in out

@@ -1,0 +1,354 @@
+"""Exact argv of every builder (isol8.argv, isol8.sandbox) for docker and podman, and the seccomp profile."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import isol8.data
+from isol8 import argv as A
+from isol8.dialect import DOCKER, PODMAN, Dialect
+from isol8.sandbox import SandboxPolicy, default_seccomp_profile, run_argv, sandbox_flags
+
+SECCOMP = str(Path(isol8.data.__file__).resolve().parent / "seccomp.json")
+MANAGED = {"org.isol8.managed": "true", "org.isol8.runtime": None}
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda: A.opt("--x", None), []),
+        (lambda: A.opt("--x", 0), ["--x", "0"]),
+        (lambda: A.opt("--x", "a b"), ["--x", "a b"]),
+        (lambda: A.flag("--x", True), ["--x"]),
+        (lambda: A.flag("--x", False), []),
+        (lambda: A.repeat("--x", []), []),
+        (lambda: A.repeat("--x", ["a", 2]), ["--x", "a", "--x", "2"]),
+        (lambda: A.label_filters({}), []),
+        (
+            lambda: A.label_filters({"a": "1", "b": None}),
+            ["--filter", "label=a=1", "--filter", "label=b"],
+        ),
+    ],
+)
+def test_helpers(call: Callable[[], list[str]], expected: list[str]) -> None:
+    assert call() == expected
+
+
+def one(d: Dialect, id: str, call: Callable[[Dialect], list[str]], expected: list[str]) -> Any:
+    return pytest.param(d, call, expected, id=f"{d.name}-{id}")
+
+
+def both(id: str, call: Callable[[Dialect], list[str]], expected: Callable[[str], list[str]]) -> list[Any]:
+    """The same call for docker and podman; expected(binary) is the argv."""
+    return [one(d, id, call, expected(d.binary)) for d in (DOCKER, PODMAN)]
+
+
+def full_build(d: Dialect) -> list[str]:
+    return A.build_argv(
+        d,
+        tag="localhost/isol8:python",
+        context="/ctx dir/python",
+        dockerfile="/ctx dir/python/Dockerfile",
+        build_args={"BASE_IMAGE": "docker.io/library/python:3.12", "EVIL": "x --privileged"},
+        labels={"org.isol8.managed": "true", "org.isol8.build.hash": "abc"},
+        iidfile="/tmp/isol8-build-1/iid",
+        pull=True,
+    )
+
+
+BUILDERS = [
+    one(DOCKER, "version", A.version_argv, ["docker", "version", "--format", "{{.Server.Version}}"]),
+    one(PODMAN, "version", A.version_argv, ["podman", "version", "--format", "{{.Client.Version}}"]),
+    *both(
+        "image-inspect",
+        lambda d: A.image_inspect_argv(d, ["isol8:python", "x:y"]),
+        lambda exe: [exe, "image", "inspect", "isol8:python", "x:y"],
+    ),
+    *both(
+        "images",
+        lambda d: A.images_argv(d, MANAGED),
+        lambda exe: [exe, "images", "-q", "--no-trunc",
+                     "--filter", "label=org.isol8.managed=true", "--filter", "label=org.isol8.runtime"],
+    ),
+    *both("images-all", lambda d: A.images_argv(d, {}), lambda exe: [exe, "images", "-q", "--no-trunc"]),
+    one(
+        DOCKER,
+        "build-minimal",
+        lambda d: A.build_argv(d, tag="isol8:python", context="/ctx/python"),
+        ["docker", "build", "--force-rm", "-t", "isol8:python", "/ctx/python"],
+    ),
+    one(
+        PODMAN,
+        "build-minimal",
+        lambda d: A.build_argv(d, tag="isol8:python", context="/ctx/python"),
+        ["podman", "build", "--force-rm", "-t", "localhost/isol8:python", "/ctx/python"],
+    ),
+    *both(
+        "build-full",
+        full_build,
+        lambda exe: [
+            exe, "build", "--force-rm", "--pull",
+            "-f", "/ctx dir/python/Dockerfile",
+            "--build-arg", "BASE_IMAGE=docker.io/library/python:3.12",
+            "--build-arg", "EVIL=x --privileged",
+            "--label", "org.isol8.managed=true",
+            "--label", "org.isol8.build.hash=abc",
+            "--iidfile", "/tmp/isol8-build-1/iid",
+            "-t", "localhost/isol8:python",
+            "/ctx dir/python",
+        ],
+    ),
+    *both(
+        "build-qualified-tag",
+        lambda d: A.build_argv(d, tag="docker.io/me/isol8:python", context="."),
+        lambda exe: [exe, "build", "--force-rm", "-t", "docker.io/me/isol8:python", "."],
+    ),
+    *both("rmi", lambda d: A.rmi_argv(d, ["abc", "def"]), lambda exe: [exe, "rmi", "abc", "def"]),
+    *both(
+        "ps",
+        lambda d: A.ps_argv(d, {"org.isol8.run.id": "isol8-1"}),
+        lambda exe: [exe, "ps", "-a", "-q", "--no-trunc", "--filter", "label=org.isol8.run.id=isol8-1"],
+    ),
+    *both(
+        "container-inspect",
+        lambda d: A.container_inspect_argv(d, ["c1", "c2"]),
+        lambda exe: [exe, "container", "inspect", "c1", "c2"],
+    ),
+    *both("rm", lambda d: A.rm_argv(d, ["c1", "c2"]), lambda exe: [exe, "rm", "-f", "c1", "c2"]),
+    *both("kill", lambda d: A.kill_argv(d, "isol8-1"), lambda exe: [exe, "kill", "isol8-1"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("dialect", "call", "expected"), BUILDERS)
+def test_builder_argv(dialect: Dialect, call: Callable[[Dialect], list[str]], expected: list[str]) -> None:
+    argv = call(dialect)
+
+    assert argv == expected
+    assert all(type(arg) is str for arg in argv)
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        pytest.param("registry.example:5000/team/img:1", id="registry-with-port"),
+        pytest.param("localhost:5000/img:1", id="localhost-with-port"),
+    ],
+)
+def test_podman_build_keeps_a_tag_with_a_registry_port(tag: str) -> None:
+    assert A.build_argv(PODMAN, tag=tag, context=".") == ["podman", "build", "--force-rm", "-t", tag, "."]
+
+
+# ---- sandbox -------------------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+LABELS = {"org.isol8.managed": "true", "org.isol8.run.id": "isol8-0123"}
+ENV = {"GREETING": "hello world", "TRICK": "x --privileged"}
+COMMAND = ["-c", 'exec "$@"', "isol8", "--privileged", "python3", "/sandbox/main.py"]
+IMAGE = "localhost/isol8:python"
+
+
+def default_run_argv(d: Dialect, **changes: Any) -> list[str]:
+    kwargs: dict[str, Any] = dict(
+        name="isol8-0123",
+        image=IMAGE,
+        policy=SandboxPolicy(),
+        labels=LABELS,
+        env=ENV,
+        env_by_name=["API_TOKEN"],
+        command=COMMAND,
+    )
+    return run_argv(d, **{**kwargs, **changes})
+
+
+def expected_sandbox_flags(d: Dialect) -> list[str]:
+    owner = "uid=1100,gid=1100" if d is DOCKER else "U"
+    return [
+        "--read-only",
+        *(["--read-only-tmpfs=false"] if d is PODMAN else []),
+        "--tmpfs", f"/sandbox:rw,exec,nosuid,nodev,size={512 * MIB},mode=0700,{owner}",
+        "--tmpfs", f"/tmp:rw,noexec,nosuid,nodev,size={256 * MIB},mode=1777",
+        "--user", "1100:1100",
+        "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges",
+        "--security-opt", f"seccomp={SECCOMP}",
+        "--pids-limit", "64",
+        "--memory", str(512 * MIB),
+        "--memory-swap", str(512 * MIB),
+        "--cpus", "1",
+        "--network", "none",
+        "--init",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
+def test_sandbox_flags_exact(d: Dialect) -> None:
+    assert sandbox_flags(d, SandboxPolicy()) == expected_sandbox_flags(d)
+
+
+@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
+def test_run_argv_exact(d: Dialect) -> None:
+    assert default_run_argv(d) == [
+        d.binary, "run", "--rm", "-i",
+        "--name", "isol8-0123",
+        "--pull", "never",
+        "--log-driver", "none",
+        "--label", "org.isol8.managed=true",
+        "--label", "org.isol8.run.id=isol8-0123",
+        *expected_sandbox_flags(d),
+        "--env", "GREETING=hello world",
+        "--env", "TRICK=x --privileged",
+        "--env", "API_TOKEN",
+        "--workdir", "/sandbox",
+        "--entrypoint", "/bin/bash",
+        IMAGE,
+        *COMMAND,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "changed"),
+    [
+        (SandboxPolicy(memory="1g"), [("--memory", str(1024 * MIB)), ("--memory-swap", str(1024 * MIB))]),
+        (SandboxPolicy(cpus=0.5), [("--cpus", "0.5")]),
+        (SandboxPolicy(pids_limit=10), [("--pids-limit", "10")]),
+        (SandboxPolicy(network="host"), [("--network", "host")]),
+        (SandboxPolicy(seccomp_profile="/etc/x.json"), [("--security-opt", "seccomp=/etc/x.json")]),
+    ],
+)  # fmt: skip
+def test_policy_fields_reach_the_argv(policy: SandboxPolicy, changed: list[tuple[str, str]]) -> None:
+    flags = sandbox_flags(DOCKER, policy)
+
+    for name, value in changed:
+        assert value in option_values(flags, name)
+
+
+def option_values(flags: Sequence[str], name: str) -> list[str]:
+    return [flags[i + 1] for i, arg in enumerate(flags[:-1]) if arg == name]
+
+
+def tmpfs_options(flags: Sequence[str], target: str) -> list[str]:
+    (spec,) = [v for v in option_values(flags, "--tmpfs") if v.startswith(target + ":")]
+    return spec.split(":", 1)[1].split(",")
+
+
+def size_of(options: list[str]) -> int:
+    (size,) = [o for o in options if o.startswith("size=")]
+    return int(size.removeprefix("size="))
+
+
+@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
+def test_hardening_regression(d: Dialect) -> None:
+    """Every hardening flag of the default run, checked one by one so a missing one is named."""
+    argv = default_run_argv(d)
+    image_at = len(argv) - len(COMMAND) - 1
+    assert argv[image_at] == IMAGE
+    assert argv[image_at + 1 :] == COMMAND
+    flags = argv[2:image_at]
+
+    assert "--read-only" in flags
+    if d is PODMAN:
+        assert "--read-only-tmpfs=false" in flags
+    else:
+        assert not any(f.startswith("--read-only-tmpfs") for f in flags)  # docker rejects the flag
+
+    sandbox = tmpfs_options(flags, "/sandbox")
+    assert {"rw", "exec", "nosuid", "nodev"} <= set(sandbox)
+    assert "noexec" not in sandbox
+    assert size_of(sandbox) > 0
+    if d is DOCKER:
+        assert {"uid=1100", "gid=1100"} <= set(sandbox)
+    else:
+        assert "U" in sandbox
+        assert not any(o.startswith(("uid=", "gid=")) for o in sandbox)  # podman rejects them
+    tmp = tmpfs_options(flags, "/tmp")
+    assert {"noexec", "nosuid", "nodev"} <= set(tmp)
+    assert "exec" not in tmp
+    assert size_of(tmp) > 0
+
+    assert option_values(flags, "--user") == ["1100:1100"]
+    assert option_values(flags, "--cap-drop") == ["ALL"]
+    assert "--cap-add" not in flags
+    assert "--privileged" not in flags
+    security = option_values(flags, "--security-opt")
+    assert "no-new-privileges" in security
+    assert f"seccomp={SECCOMP}" in security
+    assert Path(SECCOMP).is_file()
+    assert not any("unconfined" in s for s in security)
+    (pids,) = option_values(flags, "--pids-limit")
+    assert int(pids) > 0
+    (memory,) = option_values(flags, "--memory")
+    assert int(memory) > 0
+    assert option_values(flags, "--memory-swap") == [memory]
+    (cpus,) = option_values(flags, "--cpus")
+    assert float(cpus) > 0
+    assert option_values(flags, "--network") == ["none"]
+    assert "--init" in flags
+    assert "--rm" in flags
+    assert option_values(flags, "--pull") == ["never"]
+
+    envs = option_values(flags, "--env")
+    assert "GREETING=hello world" in envs
+    assert "TRICK=x --privileged" in envs
+    assert "API_TOKEN" in envs
+    assert flags.index("--env") > flags.index("--init")
+
+
+def test_run_argv_without_remove_keeps_the_container() -> None:
+    assert "--rm" not in default_run_argv(DOCKER, remove=False)
+
+
+def test_default_seccomp_profile_is_the_packaged_file() -> None:
+    assert default_seccomp_profile() == SECCOMP
+
+
+@pytest.mark.parametrize("kwargs", [{"seccomp_profile": "unconfined"}, {"network": "bridge"}])
+def test_policy_refuses_loosenings_it_does_not_name(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        SandboxPolicy(**kwargs)
+
+
+# ---- seccomp profile -----------------------------------------------------------------------------
+
+DENIED = [
+    "unshare", "setns", "mount", "umount2", "ptrace", "bpf", "perf_event_open", "keyctl", "add_key",
+    "request_key", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "clone3",
+]  # fmt: skip
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x02000000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+NAMESPACE_MASK = (
+    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
+)
+
+
+@pytest.fixture(scope="module")
+def profile() -> dict[str, Any]:
+    return json.loads(Path(SECCOMP).read_text(encoding="utf-8"))
+
+
+def allow_rules(profile: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rule for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW"]
+
+
+def test_seccomp_default_action_denies(profile: dict[str, Any]) -> None:
+    assert profile["defaultAction"] not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE")
+    assert len(allow_rules(profile)) > 10  # a real allow-list, not an empty one
+
+
+@pytest.mark.parametrize("syscall", DENIED)
+def test_seccomp_never_allows(profile: dict[str, Any], syscall: str) -> None:
+    allowing = [rule for rule in allow_rules(profile) if syscall in rule["names"]]
+
+    assert allowing == []
+
+
+def test_seccomp_allows_clone_only_without_namespace_flags(profile: dict[str, Any]) -> None:
+    clone_rules = [rule for rule in allow_rules(profile) if "clone" in rule["names"]]
+
+    assert clone_rules, "clone must stay allowed (threads, fork)"
+    for rule in clone_rules:
+        assert rule["args"] == [{"index": 0, "op": "SCMP_CMP_MASKED_EQ", "value": NAMESPACE_MASK, "valueTwo": 0}]

@@ -1,0 +1,513 @@
+"""isol8.config: sizes and durations, the config search order, validation errors, merging over DEFAULTS."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from isol8.config import (
+    DEFAULTS,
+    Config,
+    PrebuiltImage,
+    _merge,
+    find_config,
+    load_config,
+    parse_config_text,
+    parse_duration_ms,
+    parse_size,
+)
+from isol8.errors import ConfigError
+from isol8.status import ExitStatus
+
+KI, MI, GI = 1024, 1024**2, 1024**3
+
+# ---- parse_size ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512m", 512 * MI),
+        ("1g", GI),
+        ("64k", 64 * KI),
+        ("1t", 1024**4),
+        ("1048576", 1_048_576),
+        ("1.5k", 1536),
+        ("0.5g", 512 * MI),
+        ("10b", 10),
+        ("2MB", 2 * MI),
+        ("1KiB", KI),
+        ("256M", 256 * MI),
+        (" 8 m ", 8 * MI),
+        (4096, 4096),
+    ],
+)
+def test_parse_size(text: str | int, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "0m", "-1m", "12x", "", "m", "1.2.3k", "1 0m", "lots", "1e3", "1mm", 0, -5, True]
+)
+def test_parse_size_rejects(text: str | int) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+# ---- parse_duration_ms --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("500ms", 500),
+        ("30s", 30_000),
+        ("2m", 120_000),
+        ("1h", 3_600_000),
+        ("1.5s", 1_500),
+        ("0.25m", 15_000),
+        ("1500", 1_500),  # a bare number is milliseconds
+        ("800", 800),
+        (1500, 1_500),
+        (2.6, 3),
+        ("30S", 30_000),
+        ("2M", 120_000),  # minutes, whatever the case
+        (" 10 s ", 10_000),
+        ("0.4", 1),  # never rounds down to zero
+    ],
+)
+def test_parse_duration_ms(text: str | int | float, expected: int) -> None:
+    assert parse_duration_ms(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "0s", "0ms", "-1s", "-500", "soon", "", "s", "5d", "1.5.2s", "1e3", "10 sec", "1m30s", True]
+)
+def test_parse_duration_ms_rejects(text: str | int) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration_ms(text)
+
+
+# ---- find_config --------------------------------------------------------------------------------
+
+LOCAL = ("isol8.config.json", "isol8.config.yaml", "isol8.config.yml")
+HOME = ("config.json", "config.yaml", "config.yml")
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    return cwd, home
+
+
+def touch(path: Path, text: str = "{}\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_find_config_nothing_found(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    assert find_config(cwd, home, {}) is None
+
+
+def test_find_config_explicit_beats_everything(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    cwd, home = dirs
+    explicit = touch(tmp_path / "explicit.yaml")
+    from_env = touch(tmp_path / "env.json")
+    touch(cwd / "isol8.config.json")
+    touch(home / ".isol8" / "config.json")
+    assert find_config(cwd, home, {"ISOL8_CONFIG": str(from_env)}, str(explicit)) == explicit
+
+
+def test_find_config_env_beats_local_and_home(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    cwd, home = dirs
+    from_env = touch(tmp_path / "env.json")
+    touch(cwd / "isol8.config.json")
+    touch(home / ".isol8" / "config.json")
+    assert find_config(cwd, home, {"ISOL8_CONFIG": str(from_env)}) == from_env
+
+
+def test_find_config_local_beats_home(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    touch(home / ".isol8" / "config.json")
+    local = touch(cwd / "isol8.config.yml")
+    assert find_config(cwd, home, {}) == local
+
+
+@pytest.mark.parametrize("present", [LOCAL[i:] for i in range(len(LOCAL))])
+def test_find_config_local_order_json_yaml_yml(dirs: tuple[Path, Path], present: tuple[str, ...]) -> None:
+    cwd, home = dirs
+    for name in present:
+        touch(cwd / name)
+    assert find_config(cwd, home, {}) == cwd / present[0]
+
+
+@pytest.mark.parametrize("present", [HOME[i:] for i in range(len(HOME))])
+def test_find_config_home_order_json_yaml_yml(dirs: tuple[Path, Path], present: tuple[str, ...]) -> None:
+    cwd, home = dirs
+    for name in present:
+        touch(home / ".isol8" / name)
+    assert find_config(cwd, home, {}) == home / ".isol8" / present[0]
+
+
+def test_find_config_ignores_other_names_and_folders(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    (cwd / "isol8.config.json").mkdir()  # a folder is not a config file
+    touch(cwd / "isol8.json")
+    touch(cwd / "config.json")  # the home names do not count in the working directory
+    touch(home / "isol8.config.json")  # nor the local names directly in home
+    touch(home / ".isol8" / "isol8.config.json")
+    assert find_config(cwd, home, {}) is None
+
+
+def test_find_config_reads_the_env_it_is_given_not_os_environ(
+    dirs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd, home = dirs
+    monkeypatch.setenv("ISOL8_CONFIG", str(touch(tmp_path / "process-env.json")))
+    local = touch(cwd / "isol8.config.yaml")
+    assert find_config(cwd, home, {}) == local
+
+
+@pytest.mark.parametrize("empty", ["", None])
+def test_find_config_empty_explicit_or_env_falls_through(dirs: tuple[Path, Path], empty: str | None) -> None:
+    cwd, home = dirs
+    local = touch(cwd / "isol8.config.json")
+    env = {"ISOL8_CONFIG": ""}
+    assert find_config(cwd, home, env, empty) == local
+
+
+@pytest.mark.parametrize("how", ["explicit", "env"])
+def test_find_config_missing_chosen_file_is_an_error(dirs: tuple[Path, Path], tmp_path: Path, how: str) -> None:
+    cwd, home = dirs
+    touch(cwd / "isol8.config.json")  # no silent fallback to the search path
+    missing = tmp_path / "nope.yaml"
+    env = {"ISOL8_CONFIG": str(missing)} if how == "env" else {}
+    with pytest.raises(ConfigError, match=re.escape(str(missing))):
+        find_config(cwd, home, env, str(missing) if how == "explicit" else None)
+
+
+# ---- parsing and validation ---------------------------------------------------------------------
+
+
+def load_file(path: Path, text: str) -> Config:
+    touch(path, textwrap.dedent(text))
+    return load_config(str(path), cwd=path.parent, home=path.parent, env={})
+
+
+def names_key(message: str, key_path: str) -> bool:
+    """key_path appears as a whole path, not as part of a longer or shorter one."""
+    return re.search(rf"(?<![\w.\[\]]){re.escape(key_path)}(?![\w.\[])", message) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path", "reason"),
+    [
+        # unknown keys
+        ("engnie: docker\n", "engnie", "unknown key"),
+        ("defaults:\n  timeoutMS: 5\n", "defaults.timeoutMS", "unknown key"),
+        ("network:\n  allow: [a.com]\n", "network.allow", "unknown key"),
+        (
+            "prebuiltImages:\n  - tag: t\n    runtime: python\n    setupScrpt: x\n",
+            "prebuiltImages[0].setupScrpt",
+            "unknown key",
+        ),
+        # wrong types and values
+        ("engine: lxc\n", "engine", "docker, podman"),
+        ("debug: maybe\n", "debug", "true or false"),
+        ("maxConcurrent: 0\n", "maxConcurrent", "positive"),
+        ("maxConcurrent: 2.5\n", "maxConcurrent", "integer"),
+        ("defaults: 5\n", "defaults", "mapping"),
+        ("defaults:\n  timeoutMs: 30s\n", "defaults.timeoutMs", "integer"),
+        ("defaults:\n  timeoutMs: true\n", "defaults.timeoutMs", "boolean"),
+        ("defaults:\n  timeoutMs: -1\n", "defaults.timeoutMs", "positive"),
+        ("defaults:\n  memoryLimit: lots\n", "defaults.memoryLimit", "size"),
+        ("defaults:\n  cpuLimit: fast\n", "defaults.cpuLimit", "number"),
+        ("defaults:\n  network: bridge\n", "defaults.network", "none, host"),
+        ("network:\n  whitelist: a.com\n", "network.whitelist", "list"),
+        ("network:\n  blacklist: [a.com, 3]\n", "network.blacklist[1]", "string"),
+        ("security:\n  seccompProfile: [a]\n", "security.seccompProfile", "string"),
+        ("baseImages:\n  ruby: ruby:3\n", "baseImages.ruby", "python"),
+        ("baseImages:\n  python: 3\n", "baseImages.python", "string"),
+        ("baseImages: [python]\n", "baseImages", "mapping"),
+        ("prebuiltImages:\n  tag: t\n", "prebuiltImages", "list"),
+        ("prebuiltImages:\n  - tag: t\n    runtime: ruby\n", "prebuiltImages[0].runtime", "python"),
+        (
+            "prebuiltImages:\n  - tag: a\n    runtime: python\n"
+            "  - tag: b\n    runtime: node\n    installPackages: lodash\n",
+            "prebuiltImages[1].installPackages",
+            "list",
+        ),
+        (
+            "prebuiltImages:\n  - tag: a\n    runtime: node\n    installPackages: [lodash, 7]\n",
+            "prebuiltImages[0].installPackages[1]",
+            "string",
+        ),
+        ("prebuiltImages:\n  - runtime: python\n", "prebuiltImages[0]", "tag"),
+        ("prebuiltImages:\n  - tag: t\n", "prebuiltImages[0]", "runtime"),
+        ("prebuiltImages: [python]\n", "prebuiltImages[0]", "mapping"),
+    ],
+)
+def test_invalid_config_names_the_file_and_the_key(tmp_path: Path, text: str, key_path: str, reason: str) -> None:
+    path = tmp_path / "isol8.config.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_file(path, text)
+    message = str(caught.value)
+    assert str(path) in message
+    assert names_key(message, key_path), message
+    assert reason in message
+    assert caught.value.exit_status == ExitStatus.USAGE
+
+
+def test_invalid_json_config_names_the_file_and_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "isol8.config.json"
+    with pytest.raises(ConfigError) as caught:
+        load_file(path, '{"prebuiltImages": [{"tag": "t", "runtime": "python"}, {"tag": "u", "runtime": "go"}]}')
+    assert str(path) in str(caught.value)
+    assert names_key(str(caught.value), "prebuiltImages[1].runtime"), caught.value
+
+
+def test_unknown_key_lists_the_known_keys_there(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_file(tmp_path / "c.yaml", "security:\n  seccomp: x\n")
+    assert "seccompProfile" in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]\n", "just a string\n", "42\n"])
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    with pytest.raises(ConfigError, match="top level") as caught:
+        load_file(path, text)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("c.yaml", "defaults: [unclosed\n"), ("c.json", '{"engine": "docker"'), ("c.yml", "a: b: c\n")],
+)
+def test_syntax_error_names_the_file(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    with pytest.raises(ConfigError, match="not valid JSON or YAML") as caught:
+        load_file(path, text)
+    assert str(path) in str(caught.value)
+
+
+def test_unreadable_config_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_bytes(b'{"engine": "\xff"}')
+    with pytest.raises(ConfigError, match=re.escape(str(path))):
+        load_config(str(path), cwd=tmp_path, home=tmp_path, env={})
+
+
+YAML_CONFIG = """\
+# a comment
+engine: podman
+defaults:
+  timeoutMs: 5000
+  memoryLimit: 256m
+network:
+  whitelist:
+    - pypi.org
+baseImages:
+  python: python:3.12-slim
+prebuiltImages:
+  - tag: isol8-data
+    runtime: python
+    installPackages: [numpy, pandas]
+    setupScript: |
+      echo ready
+  - tag: isol8-web
+    runtime: node
+"""
+
+JSON_CONFIG = json.dumps(
+    {
+        "$schema": "https://example.invalid/isol8.schema.json",
+        "engine": "podman",
+        "defaults": {"timeoutMs": 5000, "memoryLimit": "256m"},
+        "network": {"whitelist": ["pypi.org"]},
+        "baseImages": {"python": "python:3.12-slim"},
+        "prebuiltImages": [
+            {
+                "tag": "isol8-data",
+                "runtime": "python",
+                "installPackages": ["numpy", "pandas"],
+                "setupScript": "echo ready\n",
+            },
+            {"tag": "isol8-web", "runtime": "node"},
+        ],
+    },
+    indent=2,
+)
+
+
+@pytest.mark.parametrize(("name", "text"), [("c.yaml", YAML_CONFIG), ("c.yml", YAML_CONFIG), ("c.json", JSON_CONFIG)])
+def test_yaml_and_json_parse_to_the_same_config(tmp_path: Path, name: str, text: str) -> None:
+    config = load_file(tmp_path / name, text)
+    data = {k: v for k, v in config.data.items() if k != "$schema"}
+    expected = copy.deepcopy(DEFAULTS)
+    expected["engine"] = "podman"
+    expected["defaults"]["timeoutMs"] = 5000
+    expected["defaults"]["memoryLimit"] = "256m"
+    expected["network"]["whitelist"] = ["pypi.org"]
+    expected["baseImages"] = {"python": "python:3.12-slim"}
+    expected["prebuiltImages"] = [
+        {
+            "tag": "isol8-data",
+            "runtime": "python",
+            "installPackages": ["numpy", "pandas"],
+            "setupScript": "echo ready\n",
+        },
+        {"tag": "isol8-web", "runtime": "node"},
+    ]
+    assert data == expected
+    assert config.source == tmp_path / name
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n", "{}\n"])
+def test_empty_config_file_means_the_defaults(tmp_path: Path, text: str) -> None:
+    config = load_file(tmp_path / "c.yaml", text)
+    assert config.data == DEFAULTS
+    assert config.source == tmp_path / "c.yaml"
+
+
+def test_parse_config_text_returns_only_what_the_file_says() -> None:
+    assert parse_config_text("defaults:\n  pidsLimit: 32\n", "x.yaml") == {"defaults": {"pidsLimit": 32}}
+
+
+def test_a_config_file_spelling_out_the_defaults_is_accepted() -> None:
+    assert parse_config_text(json.dumps(DEFAULTS), "defaults.json") == DEFAULTS
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf"])
+def test_non_finite_cpu_limit_is_rejected(value: str) -> None:
+    with pytest.raises(ConfigError, match="defaults.cpuLimit"):
+        parse_config_text(f"defaults:\n  cpuLimit: {value}\n", "c.yaml")
+
+
+# ---- merging over DEFAULTS ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "over", "expected"),
+    [
+        ({"a": 1, "b": 2}, {"b": 3}, {"a": 1, "b": 3}),
+        ({"d": {"x": 1, "y": 2}}, {"d": {"y": 5}}, {"d": {"x": 1, "y": 5}}),
+        ({"d": {"e": {"x": 1, "y": 2}}}, {"d": {"e": {"x": 9}}}, {"d": {"e": {"x": 9, "y": 2}}}),
+        ({"l": [1, 2, 3]}, {"l": [4]}, {"l": [4]}),  # lists are replaced, not appended
+        ({"l": [1, 2]}, {"l": []}, {"l": []}),
+        ({"d": {"x": 1}}, {"d": {}}, {"d": {"x": 1}}),
+        ({"a": 1}, {"a": {"b": 2}}, {"a": {"b": 2}}),
+        ({"a": {"b": 2}}, {"a": 1}, {"a": 1}),
+        ({"a": None}, {"a": "docker"}, {"a": "docker"}),
+        ({}, {"new": {"k": [1]}}, {"new": {"k": [1]}}),
+    ],
+)
+def test_merge(base: dict[str, object], over: dict[str, object], expected: dict[str, object]) -> None:
+    before = copy.deepcopy((base, over))
+    assert _merge(base, over) == expected
+    assert (base, over) == before  # neither input is modified
+
+
+def test_merge_result_shares_nothing_with_its_inputs() -> None:
+    base = {"d": {"l": [1]}}
+    over = {"o": {"l": [2]}}
+    merged = _merge(base, over)
+    merged["d"]["l"].append(99)
+    merged["o"]["l"].append(99)
+    assert base == {"d": {"l": [1]}}
+    assert over == {"o": {"l": [2]}}
+
+
+def test_config_file_merges_over_defaults_key_by_key(tmp_path: Path) -> None:
+    config = load_file(tmp_path / "c.yaml", "defaults:\n  timeoutMs: 5000\nnetwork:\n  blacklist: [evil.example]\n")
+    assert config.defaults["timeoutMs"] == 5000
+    for key, value in DEFAULTS["defaults"].items():
+        if key != "timeoutMs":
+            assert config.defaults[key] == value, key
+    assert config.data["network"] == {"whitelist": [], "blacklist": ["evil.example"]}
+    assert config.data["maxConcurrent"] == DEFAULTS["maxConcurrent"]
+
+
+def test_loaded_config_does_not_alias_defaults(tmp_path: Path) -> None:
+    pristine = copy.deepcopy(DEFAULTS)
+    config = load_file(tmp_path / "c.yaml", "network:\n  whitelist: [a.example]\n")
+    config.data["network"]["blacklist"].append("mutated")
+    config.data["defaults"]["timeoutMs"] = 1
+    Config().data["baseImages"]["python"] = "mutated"
+    assert DEFAULTS == pristine
+
+
+def test_load_config_without_a_file_is_the_defaults(tmp_path: Path) -> None:
+    config = load_config(None, cwd=tmp_path, home=tmp_path, env={})
+    assert config.source is None
+    assert config.data == DEFAULTS
+
+
+def test_load_config_follows_the_search_order(tmp_path: Path) -> None:
+    touch(tmp_path / "home" / ".isol8" / "config.yml", "engine: docker\n")
+    assert load_config(None, cwd=tmp_path, home=tmp_path / "home", env={}).engine == "docker"
+    chosen = touch(tmp_path / "chosen.json", '{"engine": "podman"}')
+    config = load_config(None, cwd=tmp_path, home=tmp_path / "home", env={"ISOL8_CONFIG": str(chosen)})
+    assert (config.engine, config.source) == ("podman", chosen)
+
+
+# ---- Config properties --------------------------------------------------------------------------
+
+
+def test_config_properties_of_the_defaults() -> None:
+    config = Config()
+    assert config.engine is None
+    assert config.base_images == {}
+    assert config.prebuilt_images == ()
+    assert config.seccomp_profile is None
+    assert config.defaults["timeoutMs"] == 30_000
+    assert config.source is None
+
+
+def test_config_properties_from_a_file(tmp_path: Path) -> None:
+    config = load_file(tmp_path / "c.yaml", YAML_CONFIG + "security:\n  seccompProfile: /etc/isol8/strict.json\n")
+    assert config.engine == "podman"
+    assert config.base_images == {"python": "python:3.12-slim"}
+    assert config.seccomp_profile == "/etc/isol8/strict.json"
+    assert config.prebuilt_images == (
+        PrebuiltImage(
+            tag="isol8-data", runtime="python", install_packages=("numpy", "pandas"), setup_script="echo ready\n"
+        ),
+        PrebuiltImage(tag="isol8-web", runtime="node", install_packages=(), setup_script=None),
+    )
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("docker", "docker"), ("podman", "podman")])
+def test_config_engine_property(value: str | None, expected: str | None) -> None:
+    assert Config({**DEFAULTS, "engine": value}).engine == expected
+
+
+# ---- import cost --------------------------------------------------------------------------------
+
+
+def test_load_config_without_a_file_does_not_import_yaml(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from isol8.config import load_config\n"
+        "assert load_config().source is None\n"
+        "print('yaml' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ISOL8_CONFIG"}
+    env["HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

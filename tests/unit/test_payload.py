@@ -1,0 +1,457 @@
+"""isol8.payload: output filters (Masker, Limiter, TrailerFilter), the tar payload and the stdin stream."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import stat
+import tarfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from isol8.payload import Limiter, Masker, Trailer, TrailerFilter, build_tar, stdin_stream
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def splits(data: bytes, parts: int) -> Iterator[list[bytes]]:
+    """Every way to cut data into `parts` consecutive (possibly empty) chunks."""
+    for cuts in itertools.combinations_with_replacement(range(len(data) + 1), parts - 1):
+        bounds = (0, *cuts, len(data))
+        yield [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def mask_chunks(secrets: Sequence[str], chunks: Sequence[bytes]) -> bytes:
+    masker = Masker(secrets)
+    return b"".join(masker.feed(c) for c in chunks) + masker.flush()
+
+
+def limit_chunks(limit: int, chunks: Sequence[bytes]) -> tuple[bytes, bool]:
+    limiter = Limiter(limit)
+    out = b"".join(limiter.feed(c) for c in chunks) + limiter.flush()
+    return out, limiter.truncated
+
+
+def bytewise(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+# ---- Masker -------------------------------------------------------------------------------------
+
+
+def test_masker_masks_a_secret_in_one_chunk() -> None:
+    assert mask_chunks(["s3cr3t"], [b"token=s3cr3t!\n"]) == b"token=***!\n"
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_masker_masks_a_secret_split_across_chunks(parts: int) -> None:
+    data = b"before s3cr3t after"
+    for chunks in splits(data, parts):
+        assert mask_chunks(["s3cr3t"], chunks) == b"before *** after", chunks
+
+
+def test_masker_masks_a_secret_fed_one_byte_at_a_time() -> None:
+    assert mask_chunks(["s3cr3t"], bytewise(b"a s3cr3t b s3cr3t")) == b"a *** b ***"
+
+
+def test_masker_masks_several_secrets_and_every_occurrence() -> None:
+    data = b"alpha|bravo-charlie|alpha|x"
+    expected = b"***|***|***|x"
+    assert mask_chunks(["alpha", "bravo-charlie"], [data]) == expected
+    assert mask_chunks(["alpha", "bravo-charlie"], bytewise(data)) == expected
+    for chunks in splits(data, 2):
+        assert mask_chunks(["bravo-charlie", "alpha"], chunks) == expected, chunks
+
+
+def test_masker_masks_multibyte_secrets() -> None:
+    data = "clé: pâté-€".encode()
+    assert mask_chunks(["pâté-€"], bytewise(data)) == "clé: ***".encode()
+
+
+def test_masker_prefers_the_longest_secret_in_one_chunk() -> None:
+    assert mask_chunks(["abc", "abcdef"], [b"x abcdef y"]) == b"x *** y"
+
+
+@pytest.mark.parametrize(
+    ("secrets", "data"),
+    [
+        (["s3cr3t"], b"[s3cr3t] and [s3cr3t]"),
+        (["alpha", "bravo"], b"alphabravo alpha bravo"),
+        (["abc", "xyz1"], b"abc xyz1 abcxyz1"),
+        (["abcdef", "cd"], b"xx abcdef yy"),
+        (["abcdef", "abc"], b"xx abcdef yy"),
+    ],
+)
+def test_masker_output_does_not_depend_on_chunk_boundaries(secrets: list[str], data: bytes) -> None:
+    whole = mask_chunks(secrets, [data])
+    for chunks in splits(data, 2):
+        assert mask_chunks(secrets, chunks) == whole, chunks
+    assert mask_chunks(secrets, bytewise(data)) == whole
+
+
+def test_masker_ignores_empty_secrets() -> None:
+    # replacing b"" would put *** between every byte
+    assert mask_chunks(["", "tok"], [b"a tok b"]) == b"a *** b"
+    masker = Masker(["", ""])
+    assert masker.feed(b"plain output") == b"plain output"  # nothing to mask: nothing held back
+    assert masker.flush() == b""
+
+
+def test_masker_without_secrets_passes_chunks_through_immediately() -> None:
+    masker = Masker([])
+    assert masker.feed(b"abc") == b"abc"
+    assert masker.feed(b"") == b""
+    assert masker.flush() == b""
+
+
+def test_masker_flush_returns_what_was_held_back_once() -> None:
+    masker = Masker(["s3cr3t"])
+    out = masker.feed(b"hello s3c")
+    assert len(out) < len(b"hello s3c")  # a possible start of the secret is held back
+    assert out + masker.flush() == b"hello s3c"
+    assert masker.flush() == b""
+
+
+def test_masker_flush_masks_a_secret_at_the_very_end() -> None:
+    masker = Masker(["s3cr3t"])
+    assert masker.feed(b"x s3cr3t") + masker.flush() == b"x ***"
+
+
+def test_masker_holds_back_less_than_the_longest_secret() -> None:
+    masker = Masker(["abcdef", "xy"])
+    out = masker.feed(b"0123456789")
+    assert b"0123456789".startswith(out)
+    assert len(out) >= 10 - (len("abcdef") - 1)  # output is not delayed more than a secret's length
+    assert out + masker.flush() == b"0123456789"
+
+
+# ---- Limiter ------------------------------------------------------------------------------------
+
+
+def test_limiter_under_the_limit_passes_everything() -> None:
+    assert limit_chunks(10, [b"abc", b"def"]) == (b"abcdef", False)
+
+
+def test_limiter_exactly_at_the_limit_is_not_truncated() -> None:
+    assert limit_chunks(6, [b"abc", b"def"]) == (b"abcdef", False)
+    assert limit_chunks(6, [b"abcdef", b""]) == (b"abcdef", False)
+
+
+def test_limiter_one_byte_over_the_limit_is_truncated() -> None:
+    assert limit_chunks(6, [b"abc", b"def", b"g"]) == (b"abcdef", True)
+
+
+def test_limiter_cuts_inside_a_chunk_and_drops_everything_after() -> None:
+    limiter = Limiter(4)
+    assert limiter.feed(b"abc") == b"abc"
+    assert limiter.feed(b"defgh") == b"d"
+    assert limiter.truncated
+    assert limiter.feed(b"i") == b""
+    assert limiter.feed(b"") == b""
+    assert limiter.truncated
+
+
+def test_limiter_zero_limit_keeps_nothing() -> None:
+    assert limit_chunks(0, [b"x"]) == (b"", True)
+    assert limit_chunks(0, [b""]) == (b"", False)
+
+
+TEXT = "aé€😀z"  # 1, 2, 3, 4 and 1 bytes in UTF-8
+
+
+def longest_prefix_within(text: str, limit: int) -> bytes:
+    best = b""
+    for end in range(len(text) + 1):
+        encoded = text[:end].encode()
+        if len(encoded) <= limit:
+            best = encoded
+    return best
+
+
+@pytest.mark.parametrize("limit", range(len(TEXT.encode()) + 1))
+def test_limiter_cuts_on_a_utf8_boundary(limit: int) -> None:
+    data = TEXT.encode()
+    out, truncated = limit_chunks(limit, [data])
+    assert out == longest_prefix_within(TEXT, limit)
+    out.decode("utf-8")  # strict: no half character at the end
+    assert truncated is (limit < len(data))
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [
+        (1, b"a"),
+        (2, b"a"),  # the 2-byte \u00e9 does not fit
+        (3, "aé".encode()),
+        (5, "aé".encode()),
+        (6, "aé€".encode()),
+        (9, "aé€".encode()),
+        (10, "aé€😀".encode()),
+    ],
+)
+def test_limiter_cut_table(limit: int, expected: bytes) -> None:
+    assert limit_chunks(limit, [TEXT.encode()]) == (expected, True)
+
+
+def test_limiter_cuts_on_a_utf8_boundary_when_the_limit_falls_in_a_later_chunk() -> None:
+    out, truncated = limit_chunks(4, [b"ab", "€cd".encode()])
+    assert (out, truncated) == (b"ab", True)
+
+
+def test_limiter_output_is_valid_utf8_when_a_chunk_boundary_splits_a_character_at_the_limit() -> None:
+    data = "aé".encode()  # b"a\xc3\xa9"
+    out, truncated = limit_chunks(2, [data[:2], data[2:]])
+    assert truncated
+    assert out == b"a"
+
+
+# ---- TrailerFilter ------------------------------------------------------------------------------
+
+NONCE = "0123456789abcdef0123456789abcdef"
+OTHER = "fedcba9876543210fedcba9876543210"
+
+
+def status_line(kind_and_rest: str, nonce: str = NONCE) -> bytes:
+    return b"\x1eisol8:" + nonce.encode() + b":" + kind_and_rest.encode() + b"\n"
+
+
+def filter_chunks(chunks: Sequence[bytes], nonce: str = NONCE) -> tuple[bytes, Trailer | None]:
+    trailer = TrailerFilter(nonce)
+    out = b"".join(trailer.feed(c) for c in chunks) + trailer.flush()
+    return out, trailer.trailer
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("exit:0:0", Trailer("exit", 0, 0)),
+        ("exit:3:0", Trailer("exit", 3, 0)),
+        ("exit:137:2", Trailer("exit", 137, 2)),
+        ("exit:1:", Trailer("exit", 1, 0)),
+        ("setup:files could not be unpacked", Trailer("setup", message="files could not be unpacked")),
+        (
+            "setup:working directory /sandbox/a:b is not usable",
+            Trailer("setup", message="working directory /sandbox/a:b is not usable"),
+        ),
+    ],
+)
+def test_trailer_is_removed_from_stderr_and_parsed(line: str, expected: Trailer) -> None:
+    out, trailer = filter_chunks([b"warning: x\n", status_line(line)])
+    assert out == b"warning: x\n"
+    assert trailer == expected
+
+
+def test_trailer_marker_split_at_every_position() -> None:
+    data = b"err line\n" + status_line("exit:42:1")
+    for chunks in splits(data, 2):
+        assert filter_chunks(chunks) == (b"err line\n", Trailer("exit", 42, 1)), chunks
+    assert filter_chunks(bytewise(data)) == (b"err line\n", Trailer("exit", 42, 1))
+
+
+def test_trailer_marker_split_across_three_chunks() -> None:
+    data = b"e\n" + status_line("exit:7:0")
+    for chunks in splits(data, 3):
+        assert filter_chunks(chunks) == (b"e\n", Trailer("exit", 7, 0)), chunks
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        status_line("exit:0:0", nonce=OTHER),
+        b"oops " + status_line("exit:0:0", nonce=NONCE[:-1] + "0"),
+        b"\x1eisol8:" + NONCE.encode() + b"exit:0:0\n",  # no ':' after the nonce
+        b"\x1eisol8:" + NONCE[:8].encode() + b":exit:0:0\n",
+    ],
+)
+def test_forged_marker_with_another_nonce_is_left_alone(data: bytes) -> None:
+    assert filter_chunks([data]) == (data, None)
+    assert filter_chunks(bytewise(data)) == (data, None)
+
+
+def test_forged_marker_is_kept_and_the_real_one_still_parsed() -> None:
+    forged = status_line("exit:0:0", nonce=OTHER)
+    out, trailer = filter_chunks([b"x" + forged, b"y\n" + status_line("exit:9:0")])
+    assert out == b"x" + forged + b"y\n"
+    assert trailer == Trailer("exit", 9, 0)
+
+
+def test_trailer_filter_holds_back_a_possible_marker_start_until_flush() -> None:
+    trailer = TrailerFilter(NONCE)
+    assert trailer.feed(b"abc\x1eiso") == b"abc"
+    assert trailer.flush() == b"\x1eiso"
+    assert trailer.trailer is None
+
+
+def test_output_without_a_trailer_passes_unchanged() -> None:
+    data = b"Traceback (most recent call last):\n  ...\nValueError: x\n"
+    assert filter_chunks([data]) == (data, None)
+
+
+def test_start_line_is_removed_and_is_not_the_trailer() -> None:
+    trailer = TrailerFilter(NONCE)
+    assert trailer.feed(status_line("start") + b"program stderr\n") == b"program stderr\n"
+    assert trailer.trailer is None
+    assert trailer.started_at is not None
+    assert trailer.feed(status_line("exit:0:0")) + trailer.flush() == b""
+    assert trailer.trailer == Trailer("exit", 0, 0)
+
+
+def test_unknown_trailer_kind_is_removed_but_not_parsed() -> None:
+    assert filter_chunks([b"a\n", status_line("bogus:1")]) == (b"a\n", None)
+
+
+# ---- build_tar ----------------------------------------------------------------------------------
+
+
+def write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    """Name -> the last member of that name (the one extraction leaves behind)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def read_member(data: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        f = tar.extractfile(name)
+        assert f is not None
+        return f.read()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    write(root / "README.md", b"# hi\n")
+    write(root / "bin" / "run.sh", b"#!/bin/sh\necho run\n", 0o755)
+    write(root / "pkg" / "__init__.py", b"")
+    write(root / "pkg" / "sub" / "deep.py", b"VALUE = 42\n", 0o600)
+    (root / "pkg" / "sub").chmod(0o750)
+    (root / "empty").mkdir()
+    for skipped in (".git", "node_modules", "__pycache__", ".venv"):
+        write(root / skipped / "inside.txt", b"skip me")
+    write(root / "pkg" / "node_modules" / "dep" / "index.js", b"skip me too")
+    write(root / "pkg" / "__pycache__" / "x.cpython-311.pyc", b"\0")
+    write(root / "web" / ".git" / "HEAD", b"ref: refs/heads/main\n")
+    write(root / ".env.example", b"A=1\n")  # a dotfile that is not a skipped folder
+    return root
+
+
+def test_build_tar_keeps_nested_folders_and_skips_tool_folders(project: Path) -> None:
+    data = build_tar(project, "main.py", b"print(1)\n")
+    assert set(members(data)) == {
+        ".env.example",
+        "README.md",
+        "bin",
+        "bin/run.sh",
+        "empty",
+        "pkg",
+        "pkg/__init__.py",
+        "pkg/sub",
+        "pkg/sub/deep.py",
+        "web",
+        "main.py",
+    }
+
+
+def test_build_tar_keeps_file_and_folder_modes(project: Path) -> None:
+    got = members(build_tar(project, "main.py", b""))
+    assert stat.S_IMODE(got["bin/run.sh"].mode) == 0o755
+    assert stat.S_IMODE(got["README.md"].mode) == 0o644
+    assert stat.S_IMODE(got["pkg/sub/deep.py"].mode) == 0o600
+    assert stat.S_IMODE(got["pkg/sub"].mode) == 0o750
+    assert got["pkg/sub"].isdir() and got["empty"].isdir()
+    assert got["bin/run.sh"].isreg()
+
+
+def test_build_tar_keeps_contents(project: Path) -> None:
+    data = build_tar(project, "main.py", b"print(1)\n")
+    assert read_member(data, "pkg/sub/deep.py") == b"VALUE = 42\n"
+    assert read_member(data, "bin/run.sh") == b"#!/bin/sh\necho run\n"
+    assert read_member(data, "main.py") == b"print(1)\n"
+
+
+def test_build_tar_does_not_leak_local_owners(project: Path) -> None:
+    for info in members(build_tar(project, "main.py", b"")).values():
+        assert (info.uid, info.gid, info.uname, info.gname) == (0, 0, "", ""), info.name
+
+
+def test_build_tar_code_file_wins_a_name_clash(project: Path, tmp_path: Path) -> None:
+    write(project / "main.py", b"print('from --files')\n", 0o755)
+    data = build_tar(project, "main.py", b"print('the code')\n")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = [m.name for m in tar.getmembers()]
+        assert names[-1] == "main.py"  # added last, so extraction overwrites the --files copy
+        dest = tmp_path / "out"
+        tar.extractall(dest, filter="data")
+    assert (dest / "main.py").read_bytes() == b"print('the code')\n"
+    assert stat.S_IMODE((dest / "main.py").stat().st_mode) == 0o644
+    assert (dest / "pkg" / "sub" / "deep.py").read_bytes() == b"VALUE = 42\n"
+
+
+@pytest.mark.parametrize(("mode", "expected"), [(0o644, 0o644), (0o755, 0o755), (stat.S_IFREG | 0o700, 0o700)])
+def test_build_tar_code_file_mode(mode: int, expected: int) -> None:
+    info = members(build_tar(None, "run.sh", b"echo\n", mode))["run.sh"]
+    assert info.isreg()
+    assert stat.S_IMODE(info.mode) == expected
+    assert info.size == 5
+
+
+def test_build_tar_without_files_holds_only_the_code() -> None:
+    data = build_tar(None, "main.ts", b"console.log(1)")
+    assert list(members(data)) == ["main.ts"]
+    assert read_member(data, "main.ts") == b"console.log(1)"
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+def test_build_tar_keeps_symlinks_as_links_and_never_follows_them(project: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write(outside / "host-secret.txt", b"do not copy")
+    (project / "link-to-outside").symlink_to(outside)
+    (project / "readme-link").symlink_to("README.md")
+    got = members(build_tar(project, "main.py", b""))
+    assert got["link-to-outside"].issym() and got["link-to-outside"].linkname == str(outside)
+    assert got["readme-link"].issym() and got["readme-link"].linkname == "README.md"
+    assert not any(name.startswith("link-to-outside/") for name in got)
+
+
+# ---- stdin_stream -------------------------------------------------------------------------------
+
+
+def test_stdin_stream_header_then_tar_then_user_stdin() -> None:
+    chunks = list(stdin_stream(NONCE, b"TARBYTES", [b"line 1\n", b"line 2\n"]))
+    assert chunks == [f"{NONCE} 8\n".encode(), b"TARBYTES", b"line 1\n", b"line 2\n"]
+
+
+def test_stdin_stream_with_an_empty_tar_sends_only_the_header() -> None:
+    assert list(stdin_stream("n0nce", b"", [b"x"])) == [b"n0nce 0\n", b"x"]
+
+
+def test_stdin_stream_reads_user_stdin_lazily() -> None:
+    started: list[bool] = []
+
+    def user_stdin() -> Iterator[bytes]:
+        started.append(True)
+        yield b"late"
+
+    stream = stdin_stream(NONCE, b"T", user_stdin())
+    assert next(stream) == f"{NONCE} 1\n".encode()
+    assert next(stream) == b"T"
+    assert started == []  # the container gets its files before isol8 waits on the user's stdin
+    assert list(stream) == [b"late"]
+
+
+def test_stdin_stream_splits_back_like_the_wrapper(project: Path) -> None:
+    tar = build_tar(project, "main.py", b"print(1)\n")
+    raw = b"".join(stdin_stream(NONCE, tar, [b"user ", b"input"]))
+    header, _, rest = raw.partition(b"\n")  # `read -r nonce size`
+    nonce, size = header.decode().split(" ")
+    assert nonce == NONCE
+    assert rest[: int(size)] == tar  # `head -c "$size"`
+    assert rest[int(size) :] == b"user input"  # what the program reads
