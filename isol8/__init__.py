@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __version__ = "0.1.0"
 

@@ -8,9 +8,12 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from typing import TextIO
 
 from isol8 import __version__
+
+TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+if TYPE_CHECKING:
+    from typing import TextIO
 
 RUNTIMES = ("python", "node", "bun", "deno", "bash")
 

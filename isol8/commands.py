@@ -6,13 +6,16 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TextIO
 
 from isol8 import runtimes
 from isol8.config import Config, load_config
 from isol8.engine import Engine, select_dialect
 from isol8.errors import UsageError
 from isol8.status import ExitStatus
+
+TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 @dataclass
@@ -184,7 +187,6 @@ def _write(stream: TextIO, data: bytes) -> None:
 
 
 def cmd_run(app: App) -> int:
-    from isol8.images import ensure_base_image
     from isol8.runner import Execution, Interrupted, RunRequest, signals_raise
 
     request = build_request(app)
@@ -192,6 +194,8 @@ def cmd_run(app: App) -> int:
     engine = app.engine
 
     def ensure_image(runtime: str) -> None:
+        from isol8.images import ensure_base_image
+
         app.progress(f"image isol8:{runtime} is missing; building it first")
         ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
 

@@ -26,7 +26,10 @@ def context_dir(runtime: str) -> Path:
     custom = os.environ.get("ISOL8_DOCKERFILES")
     if custom:
         return Path(custom) / runtime
-    return Path(str(resources.files("isol8.dockerfiles").joinpath(runtime)))
+    try:
+        return Path(str(resources.files("isol8.dockerfiles").joinpath(runtime)))
+    except ModuleNotFoundError:  # imported from a source checkout, not an installed isol8
+        return Path(__file__).resolve().parent.parent / "dockerfiles" / runtime
 
 
 def default_base_image(runtime: str) -> str:

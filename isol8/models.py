@@ -6,7 +6,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 _FRACTION = re.compile(r"\.(\d+)")
 

@@ -5,34 +5,44 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 import stat
-import tarfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+if TYPE_CHECKING:
+    from typing import Any
+
 SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 
-# The container's entrypoint (bash -c WRAPPER isol8 WORKDIR GRACE CMD...). It reads one header
-# line "<nonce> <tar bytes>" and exactly that many tar bytes from stdin (GNU head -c never
-# reads past its count), unpacks them into /sandbox, and runs CMD with the rest of stdin.
-# It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts (the time limit counts
-# from there) and "<RS>isol8:<nonce>:exit:<exit code>:<oom kills>" when CMD ends. The nonce
-# travels only on stdin, so the program cannot forge that line. `timeout` is a backstop: the
-# container ends by itself GRACE seconds after the deadline even if isol8 died.
+# The container's entrypoint (bash -c WRAPPER isol8 WORKDIR BACKSTOP CMD...). From stdin it reads
+# one header line "<nonce> <tar bytes> <code bytes> <tar|empty|read|head> <code file name>", then the tar
+# (the --files folder, unpacked into /sandbox), then the code file (small code with the `read`
+# builtin, larger code with GNU head -c, which never reads past its count); the rest of stdin
+# is the program's. It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts (the
+# time limit counts from there) and "<RS>isol8:<nonce>:exit:<code>:<oom kills>" when it ends.
+# The nonce travels only on stdin, so the program cannot forge these lines. A background
+# `sleep BACKSTOP; kill -KILL -1` ends the container by itself if isol8 died meanwhile.
 WRAPPER = r"""
-IFS=' ' read -r nonce size || exit 125
+IFS=' ' read -r nonce tarsize codesize mode name || exit 125
 status() { printf '\036isol8:%s:%s\n' "$nonce" "$1" >&2; }
-if [ "$size" -gt 0 ]; then
-  head -c "$size" | tar -x -p -f - -C /sandbox || { status "setup:files could not be unpacked"; exit 125; }
+if [ "$tarsize" -gt 0 ]; then
+  head -c "$tarsize" | tar -x -p -f - -C /sandbox || { status "setup:files could not be unpacked"; exit 125; }
 fi
-mkdir -p -- "$1" 2>/dev/null; cd -- "$1" || { status "setup:working directory $1 is not usable"; exit 125; }
-limit=$2; shift 2
+case $mode in
+  read) LC_ALL=C read -r -N "$codesize" code; printf '%s' "$code" >"/sandbox/$name" ;;
+  head) head -c "$codesize" >"/sandbox/$name" ;;
+  empty) : >"/sandbox/$name" ;;
+esac || { status "setup:the code could not be written to /sandbox"; exit 125; }
+cd -- "$1" 2>/dev/null || { mkdir -p -- "$1" && cd -- "$1"; } ||
+  { status "setup:working directory $1 is not usable"; exit 125; }
+(sleep "$2"; kill -KILL -1) >/dev/null 2>&1 </dev/null &
+shift 2
 status start
 exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
-timeout -s KILL "$limit" "$@" 2>&3 3>&-
+"$@" 2>&3 3>&-
 rc=$?
 exec 2>&3 3>&-
 oom=0
@@ -45,14 +55,17 @@ done
 status "exit:$rc:$oom"
 exit "$rc"
 """
+# code up to this size, without NUL bytes, is read by the shell builtin: no extra process
+INLINE_CODE_MAX = 4096
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
 TRAILER_MARK = b"\x1eisol8:"
 
 
 def new_nonce() -> str:
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()
 
 
-def add_directory(tar: tarfile.TarFile, root: Path) -> None:
+def add_directory(tar: Any, root: Path) -> None:
     """Add root's contents (not root itself), keeping folders, modes and symlinks; skip SKIPPED_DIRS."""
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
@@ -71,6 +84,8 @@ def add_directory(tar: tarfile.TarFile, root: Path) -> None:
 
 def build_tar(files_dir: Path | None, code_name: str, code: bytes, code_mode: int = 0o644) -> bytes:
     """The payload tar: the --files folder first, then the code file (which wins a name clash)."""
+    import tarfile  # not needed on the plain-code path
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         if files_dir is not None:
@@ -82,10 +97,42 @@ def build_tar(files_dir: Path | None, code_name: str, code: bytes, code_mode: in
     return buf.getvalue()
 
 
-def stdin_stream(nonce: str, tar: bytes, user_stdin: Iterable[bytes]) -> Iterator[bytes]:
-    yield f"{nonce} {len(tar)}\n".encode()
-    if tar:
-        yield tar
+def safe_code_name(name: str, extension: str) -> str:
+    """The code file's name in /sandbox: the user's basename when it is plain, else main<ext>."""
+    return name if _SAFE_NAME.match(name) else "main" + extension
+
+
+@dataclass(frozen=True)
+class Payload:
+    """The --files folder as a tar (with the code inside), or the bare code when there is no folder."""
+
+    tar: bytes
+    code: bytes
+    code_name: str
+
+    def header(self, nonce: str) -> bytes:
+        if self.tar:
+            mode = "tar"  # the code file is inside the tar
+        elif not self.code:
+            mode = "empty"
+        elif len(self.code) <= INLINE_CODE_MAX and b"\0" not in self.code:
+            mode = "read"
+        else:
+            mode = "head"
+        return f"{nonce} {len(self.tar)} {len(self.code)} {mode} {self.code_name}\n".encode()
+
+
+def make_payload(files_dir: Path | None, code_name: str, code: bytes) -> Payload:
+    if files_dir is None:
+        return Payload(b"", code, code_name)
+    return Payload(build_tar(files_dir, code_name, code), b"", code_name)
+
+
+def stdin_stream(nonce: str, payload: Payload, user_stdin: Iterable[bytes]) -> Iterator[bytes]:
+    yield payload.header(nonce)
+    for part in (payload.tar, payload.code):
+        if part:
+            yield part
     yield from user_stdin
 
 

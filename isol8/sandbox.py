@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 from isol8.argv import opt, repeat
 from isol8.config import parse_size
@@ -20,7 +19,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def default_seccomp_profile() -> str:
     """isol8's profile: the engines' default minus unshare/setns/mount/ptrace/bpf/io_uring... (scripts/gen-seccomp)."""
-    return str(Path(str(resources.files("isol8.data").joinpath("seccomp.json"))))
+    return os.path.join(os.path.dirname(__file__), "data", "seccomp.json")
 
 
 @dataclass(frozen=True)

@@ -298,7 +298,8 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
 )
 def test_syntax_error_names_the_file(tmp_path: Path, name: str, text: str) -> None:
     path = tmp_path / name
-    with pytest.raises(ConfigError, match="not valid JSON or YAML") as caught:
+    kind = "JSON" if name.endswith(".json") else "YAML"
+    with pytest.raises(ConfigError, match=f"not valid {kind}") as caught:
         load_file(path, text)
     assert str(path) in str(caught.value)
 

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from isol8.payload import Limiter, Masker, Trailer, TrailerFilter, build_tar, stdin_stream
+from isol8.payload import (
+    INLINE_CODE_MAX,
+    Limiter,
+    Masker,
+    Trailer,
+    TrailerFilter,
+    build_tar,
+    make_payload,
+    safe_code_name,
+    stdin_stream,
+)
 
 # ---- helpers ------------------------------------------------------------------------------------
 
@@ -424,13 +434,30 @@ def test_build_tar_keeps_symlinks_as_links_and_never_follows_them(project: Path,
 # ---- stdin_stream -------------------------------------------------------------------------------
 
 
-def test_stdin_stream_header_then_tar_then_user_stdin() -> None:
-    chunks = list(stdin_stream(NONCE, b"TARBYTES", [b"line 1\n", b"line 2\n"]))
-    assert chunks == [f"{NONCE} 8\n".encode(), b"TARBYTES", b"line 1\n", b"line 2\n"]
+def test_header_then_code_then_user_stdin() -> None:
+    chunks = list(stdin_stream(NONCE, make_payload(None, "main.py", b"print(1)\n"), [b"line 1\n", b"line 2\n"]))
+    assert chunks == [f"{NONCE} 0 9 read main.py\n".encode(), b"print(1)\n", b"line 1\n", b"line 2\n"]
 
 
-def test_stdin_stream_with_an_empty_tar_sends_only_the_header() -> None:
-    assert list(stdin_stream("n0nce", b"", [b"x"])) == [b"n0nce 0\n", b"x"]
+@pytest.mark.parametrize(
+    ("code", "mode"),
+    [
+        (b"", "empty"),
+        (b"x" * INLINE_CODE_MAX, "read"),
+        (b"x" * (INLINE_CODE_MAX + 1), "head"),
+        (b"print('a\0b')", "head"),  # the shell builtin cannot hold NUL bytes
+    ],
+)
+def test_code_transfer_mode(code: bytes, mode: str) -> None:
+    header = make_payload(None, "main.py", code).header("n")
+    assert header == f"n 0 {len(code)} {mode} main.py\n".encode()
+
+
+def test_with_files_the_code_travels_inside_the_tar(project: Path) -> None:
+    payload = make_payload(project, "main.py", b"print(1)\n")
+    assert payload.code == b""
+    assert payload.header("n") == f"n {len(payload.tar)} 0 tar main.py\n".encode()
+    assert members(payload.tar)["main.py"].size == 9
 
 
 def test_stdin_stream_reads_user_stdin_lazily() -> None:
@@ -440,18 +467,23 @@ def test_stdin_stream_reads_user_stdin_lazily() -> None:
         started.append(True)
         yield b"late"
 
-    stream = stdin_stream(NONCE, b"T", user_stdin())
-    assert next(stream) == f"{NONCE} 1\n".encode()
-    assert next(stream) == b"T"
-    assert started == []  # the container gets its files before isol8 waits on the user's stdin
+    stream = stdin_stream(NONCE, make_payload(None, "main.py", b"C"), user_stdin())
+    assert next(stream).startswith(NONCE.encode())
+    assert next(stream) == b"C"
+    assert started == []  # the container gets its code before isol8 waits on the user's stdin
     assert list(stream) == [b"late"]
 
 
-def test_stdin_stream_splits_back_like_the_wrapper(project: Path) -> None:
-    tar = build_tar(project, "main.py", b"print(1)\n")
-    raw = b"".join(stdin_stream(NONCE, tar, [b"user ", b"input"]))
-    header, _, rest = raw.partition(b"\n")  # `read -r nonce size`
-    nonce, size = header.decode().split(" ")
-    assert nonce == NONCE
-    assert rest[: int(size)] == tar  # `head -c "$size"`
-    assert rest[int(size) :] == b"user input"  # what the program reads
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("script.py", "script.py"),
+        ("my-tool_2.cjs", "my-tool_2.cjs"),
+        ("bad name.py", "main.py"),
+        ("x\ny.py", "main.py"),
+        (".hidden.py", "main.py"),
+        ("$(id).py", "main.py"),
+    ],
+)
+def test_code_file_names_are_kept_only_when_plain(name: str, expected: str) -> None:
+    assert safe_code_name(name, ".py") == expected
