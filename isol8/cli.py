@@ -45,6 +45,8 @@ examples:
   isol8 run -e 'print(1 + 1)'          run inline Python
   echo 'console.log(1)' | isol8 run -r node
   isol8 run --cmd 'ls -la /sandbox' --files ./project
+  isol8 run --install numpy -e 'import numpy; print(numpy.__version__)'
+  isol8 build --base python --tag my-py --install numpy
   isol8 setup                          build the runtime base images
   isol8 --engine podman setup -r python
   isol8 config --json"""
@@ -194,7 +196,17 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "(.git, node_modules, __pycache__, .venv skipped)",
     )
     env.add_argument("--workdir", metavar="PATH", help="working directory, inside /sandbox (default: /sandbox)")
-    env.add_argument("--image", metavar="REF", help="run in this image instead of isol8:<runtime>")
+    env.add_argument("--image", metavar="REF", help="run in this image instead of isol8:<runtime> (no discovery)")
+    pkg = p.add_argument_group("packages")
+    pkg.add_argument(
+        "--install",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="package to provide (repeatable, comma-separated too): numpy==2.1.3, 'requests[socks]>=2.31', "
+        "lodash@4, @scope/pkg@^1, npm:zod@3, jsr:@std/path. An image that has them is used as is; "
+        "otherwise one is built once, cached, and found by later runs. The program still runs with --net",
+    )
     out = p.add_argument_group("output")
     out.add_argument(
         "--json",
@@ -213,16 +225,87 @@ def _add_cleanup(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "cleanup",
         parents=[common],
         formatter_class=_Formatter,
-        help="remove containers that isol8 runs left behind",
+        help="remove containers (and with --images, images) that isol8 made",
         description=(
             "Remove the containers isol8 created (found by the org.isol8.run.id label, never by\n"
-            "name or image), for example after isol8 itself was killed. Asks first when\n"
-            "standard input is a terminal."
+            "name or image), for example after isol8 itself was killed. With --images, also\n"
+            "remove isol8's images (label org.isol8.managed=true: bases, custom and cached\n"
+            "images); an image a container still uses is kept. Asks first when standard input\n"
+            "is a terminal."
         ),
     )
     p.add_argument("--force", action="store_true", help="do not ask")
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.add_argument("--images", action="store_true", help="also remove isol8's images")
+    p.add_argument("--keep-base", action="store_true", help="with --images: keep the isol8:<runtime> base images")
     p.set_defaults(handler="cleanup")
+
+
+def _add_build(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "build",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="build a custom image with packages baked in",
+        description=(
+            "Build an image FROM isol8:<runtime> (built first if missing) with packages installed in\n"
+            "system locations and an optional setup script run at build time (as root, with the\n"
+            "network). The image is labelled org.isol8.runtime, org.isol8.dependencies (the\n"
+            "normalised specs), org.isol8.deps.hash, org.isol8.resolved (installed versions) and\n"
+            "org.isol8.setup, so `isol8 run --install` finds it. Building the same definition\n"
+            "again does nothing; a changed one rebuilds and removes the image the tag named before."
+        ),
+        epilog=(
+            "examples:\n"
+            "  isol8 build --base python --tag my-py --install numpy --install 'pandas>=2'\n"
+            "  isol8 build --base node --tag my-node --requirements package.json\n"
+            "  isol8 build --base bash --tag my-bash --install jq --setup 'jq --version'"
+        ),
+    )
+    p.add_argument("--base", required=True, choices=RUNTIMES, metavar="RUNTIME", help="runtime to build on")
+    p.add_argument("--tag", required=True, metavar="NAME", help="image name[:tag] to create")
+    p.add_argument(
+        "--install", action="append", default=[], metavar="PKG", help="package (repeatable, comma-separated)"
+    )
+    p.add_argument(
+        "--requirements", metavar="FILE", help="requirements.txt (python) or package.json (node, bun) to install"
+    )
+    p.add_argument("--setup", action="append", default=[], metavar="CMD|FILE", help="setup script or file (repeatable)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the image is up to date")
+    p.set_defaults(handler="build")
+
+
+def _add_images(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "images",
+        aliases=["list-custom"],
+        parents=[common],
+        formatter_class=_Formatter,
+        help="list custom images (found by label, whatever their tag)",
+        description="List the custom and cached images isol8 built: every image with isol8's package labels.",
+    )
+    p.add_argument("-r", "--runtime", choices=RUNTIMES, metavar="RUNTIME", help="only this runtime")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(handler="images")
+
+
+def _add_resolve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "resolve",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="show which image `run --install` would use, and why",
+        description=(
+            "Show the image `isol8 run --install ...` would use: an exact match (same package set),\n"
+            "else the smallest superset, else the image covering the most packages (the rest is\n"
+            "installed), else the base image; versions are checked against PEP 440 specifiers\n"
+            "(python) and semver ranges (npm). Ties go to the newest image."
+        ),
+    )
+    p.add_argument("-r", "--runtime", required=True, choices=RUNTIMES, metavar="RUNTIME", help="runtime")
+    p.add_argument("--install", action="append", default=[], metavar="PKG", help="package (repeatable)")
+    p.add_argument("--json", action="store_true", help='print {"runtime", "image", "match", "install", "reason"}')
+    p.set_defaults(handler="resolve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for add in (_add_run, _add_setup, _add_config, _add_cleanup):
+    for add in (_add_run, _add_build, _add_images, _add_resolve, _add_setup, _add_config, _add_cleanup):
         add(sub, common)
     return parser
 

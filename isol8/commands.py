@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -70,7 +71,32 @@ def cmd_setup(app: App) -> int:
     ):
         state = "built" if outcome.built else "up to date"
         app.say(f"{outcome.image}: {state} ({outcome.image_id[:12]})")
+    build_prebuilt_images(app, base_images, only=chosen if app.args.runtime else None)
     return ExitStatus.OK
+
+
+def build_prebuilt_images(app: App, base_images: dict[str, str], only: list[str] | None = None) -> None:
+    """The config's prebuiltImages, content-addressed: an unchanged entry is skipped, a changed one rebuilt."""
+    from isol8.custom import ImageDefinition, RegistrySettings, build_image
+    from isol8.packages import parse_specs
+
+    registry = registry_settings(app)
+    assert isinstance(registry, RegistrySettings)
+    for entry in app.config.prebuilt_images:
+        if only is not None and entry.runtime not in only:
+            continue
+        _check_tag(entry.tag)
+        defn = ImageDefinition(entry.runtime, parse_specs(entry.runtime, entry.install_packages), entry.setup_script)
+        outcome = build_image(
+            app.engine,
+            defn,
+            entry.tag,
+            registry=registry,
+            base_images=base_images,
+            force=app.args.force,
+            progress=app.progress,
+        )
+        app.say(f"{entry.tag}: {'built' if outcome.built else 'up to date'} ({outcome.image_id[:12]})")
 
 
 def cmd_config(app: App) -> int:
@@ -192,6 +218,9 @@ def cmd_run(app: App) -> int:
     request = build_request(app)
     assert isinstance(request, RunRequest)
     engine = app.engine
+    if app.args.install:
+        request = prepare_packages(app, request, app.args.install)
+        assert isinstance(request, RunRequest)
 
     def ensure_image(runtime: str) -> None:
         from isol8.images import ensure_base_image
@@ -264,4 +293,173 @@ def cmd_cleanup(app: App) -> int:
             return ExitStatus.OK
     engine.remove_containers([c.id for c in found])
     app.say(f"removed {len(found)} container(s)")
+    return ExitStatus.OK
+
+
+def registry_settings(app: App) -> object:
+    import os
+
+    from isol8.custom import RegistrySettings
+
+    values = app.config.package_settings(os.environ)
+    return RegistrySettings(values["pipIndexUrl"], values["npmRegistry"], values["caBundle"])
+
+
+def _quiet_progress(app: App) -> Callable[[str], None]:
+    """Build output for on-the-fly installs: shown with --debug, else kept for the error message."""
+    return app.progress if app.debug else (lambda line: None)
+
+
+def prepare_packages(app: App, request: object, install: list[str]) -> object:
+    """Resolve --install to an image that has the packages, building (and caching) one when needed."""
+    import dataclasses
+    import hashlib
+
+    from isol8.custom import BuildOutcome, ImageDefinition, RegistrySettings, build_image
+    from isol8.discovery import Candidate, resolve
+    from isol8.errors import BuildFailed
+    from isol8.packages import parse_specs
+    from isol8.runner import RunFailed, RunRequest
+
+    assert isinstance(request, RunRequest)
+    runtime = request.runtime.name
+    if runtime == "bash":
+        raise UsageError(
+            "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
+            "isol8 build --base bash --tag my-bash --install jq, then isol8 run --image my-bash ..."
+        )
+    specs = parse_specs(runtime, install)
+    engine = app.engine
+    base = engine.dialect.local_image(request.runtime.image)
+    resolution = resolve(engine, runtime, specs, base=base, image=request.image)
+    if app.debug:
+        left = ", ".join(s.text for s in resolution.install) or "nothing"
+        app.progress(f"resolve: {resolution.match} {resolution.image} ({resolution.reason}); to install: {left}")
+    image = resolution.image
+    if resolution.install:
+        inherited: tuple = ()
+        if resolution.match in ("partial", "image"):
+            info = engine.image(resolution.image)
+            found = Candidate.from_image(runtime, info) if info else None
+            inherited = tuple(found.packages.values()) if found else ()
+        elif engine.image(base) is None:
+            from isol8.images import ensure_base_image
+
+            app.progress(f"image isol8:{runtime} is missing; building it first")
+            ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
+        key = hashlib.sha256("\0".join([resolution.image, *(s.text for s in specs)]).encode()).hexdigest()[:16]
+        tag = f"isol8-auto-{runtime}:{key}"
+        defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.image, inherited=inherited)
+        registry = registry_settings(app)
+        assert isinstance(registry, RegistrySettings)
+        if app.stderr.isatty() and not app.debug:
+            app.progress(f"installing {', '.join(s.text for s in resolution.install)} (once: the result is cached)")
+        try:
+            outcome: BuildOutcome = build_image(
+                engine,
+                defn,
+                tag,
+                registry=registry,
+                base_images=app.config.base_images,
+                extra_labels={"org.isol8.auto": "true"},
+                progress=_quiet_progress(app),
+            )
+        except BuildFailed as exc:
+            if not app.debug:  # the installer's own words, which --debug already showed line by line
+                app.stderr.write("".join(f"isol8: {line}\n" for line in exc.stderr.splitlines()[-25:]))
+            raise RunFailed(
+                exc.argv, 125, exc.stdout, exc.stderr, message=f"package install failed: {exc.message}"
+            ) from None
+        image = outcome.tag
+    return dataclasses.replace(request, image=image)
+
+
+def cmd_build(app: App) -> int:
+    from isol8.custom import ImageDefinition, RegistrySettings, build_image, read_requirements, read_setup
+    from isol8.packages import parse_specs
+
+    args = app.args
+    specs = parse_specs(args.base, args.install)
+    if args.requirements:
+        specs = tuple(sorted({*specs, *read_requirements(args.base, args.requirements)}))
+    setup = read_setup(args.setup)
+    _check_tag(args.tag)
+    registry = registry_settings(app)
+    assert isinstance(registry, RegistrySettings)
+    app.engine.version()
+    outcome = build_image(
+        app.engine,
+        ImageDefinition(args.base, specs, setup),
+        args.tag,
+        registry=registry,
+        base_images=app.config.base_images,
+        force=args.force,
+        progress=app.progress,
+    )
+    state = "built" if outcome.built else "up to date (same definition)"
+    app.say(f"{args.tag}: {state} ({outcome.image_id[:12]})")
+    if outcome.resolved:
+        app.say(f"  installed: {outcome.resolved}")
+    return ExitStatus.OK
+
+
+def _check_tag(tag: str) -> None:
+    import re
+
+    if not re.match(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", tag) or ".." in tag:
+        raise UsageError(f"not a valid image name: {tag!r} (lowercase name, optional :tag)")
+
+
+def cmd_images(app: App) -> int:
+    from isol8 import labels as L
+
+    engine = app.engine
+    wanted = {L.DEPS_HASH: None, **({L.RUNTIME: app.args.runtime} if app.args.runtime else {})}
+    infos = sorted(engine.inspect_images(engine.list_images(wanted)), key=lambda i: (i.tags, i.id))
+    rows = [
+        {
+            "tag": (info.tags[0] if info.tags else info.id[:12]),
+            "tags": list(info.tags),
+            "id": info.id,
+            "runtime": info.labels.get(L.RUNTIME, ""),
+            "packages": [p for p in info.labels.get(L.DEPENDENCIES, "").split(",") if p],
+            "resolved": [p for p in info.labels.get(L.RESOLVED, "").split(",") if p],
+            "setup": (info.labels.get(L.SETUP) or "").split("\n", 1)[0] or None,
+            "auto": info.labels.get(L.AUTO) == "true",
+            "size": info.size,
+            "created": info.created.isoformat() if info.created else None,
+        }
+        for info in infos
+    ]
+    if app.args.json:
+        app.say(json.dumps(rows, indent=2))
+        return ExitStatus.OK
+    if not rows:
+        app.say("no custom images (isol8 build creates them)")
+    for info in infos:
+        packages = info.labels.get(L.RESOLVED) or info.labels.get(L.DEPENDENCIES) or "-"
+        cached = "  (cached by run --install)" if info.labels.get(L.AUTO) == "true" else ""
+        created = info.created.strftime("%Y-%m-%d %H:%M") if info.created else ""
+        name = info.tags[0] if info.tags else info.id[:12]
+        app.say(f"{name}  {info.labels.get(L.RUNTIME, '')}  {packages}  {info.size / 1e6:.0f} MB  {created}{cached}")
+        setup = (info.labels.get(L.SETUP) or "").split("\n", 1)[0]
+        if setup:
+            app.say(f"    setup: {setup}")
+    return ExitStatus.OK
+
+
+def cmd_resolve(app: App) -> int:
+    from isol8.discovery import resolve
+    from isol8.packages import parse_specs
+
+    runtime = runtimes.get(app.args.runtime)
+    specs = parse_specs(runtime.name, app.args.install)
+    resolution = resolve(app.engine, runtime.name, specs, base=app.engine.dialect.local_image(runtime.image))
+    if app.args.json:
+        app.say(json.dumps(resolution.to_json()))
+    else:
+        app.say(f"{resolution.match}: {resolution.image}")
+        app.say(f"  {resolution.reason}")
+        if resolution.install:
+            app.say(f"  to install at run time: {', '.join(s.text for s in resolution.install)}")
     return ExitStatus.OK

@@ -142,6 +142,7 @@ SCHEMA: dict[str, Any] = {
     },
     "network": {"whitelist": _list_of(_STR), "blacklist": _list_of(_STR)},
     "security": {"seccompProfile": _nullable(_STR)},
+    "packages": {"pipIndexUrl": _nullable(_STR), "npmRegistry": _nullable(_STR), "caBundle": _nullable(_STR)},
     "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
     "prebuiltImages": _list_of(
         {
@@ -170,6 +171,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "network": {"whitelist": [], "blacklist": []},
     "security": {"seccompProfile": None},
+    "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": None},
     "baseImages": {},
     "prebuiltImages": [],
 }
@@ -248,6 +250,18 @@ class Config:
     @property
     def seccomp_profile(self) -> str | None:
         return self.data["security"].get("seccompProfile")
+
+    def package_settings(self, env: Mapping[str, str]) -> dict[str, str | None]:
+        """packages.* from the file, each overridden by its ISOL8_* variable when that is set."""
+        section = self.data["packages"]
+        return {
+            key: env.get(var) or section.get(key)
+            for key, var in (
+                ("pipIndexUrl", "ISOL8_PIP_INDEX_URL"),
+                ("npmRegistry", "ISOL8_NPM_REGISTRY"),
+                ("caBundle", "ISOL8_CA_BUNDLE"),
+            )
+        }
 
     @property
     def prebuilt_images(self) -> tuple[PrebuiltImage, ...]:

@@ -28,6 +28,11 @@ class Completed:
     stderr: str
 
 
+def shown(argv: Sequence[str]) -> str:
+    """argv for the debug log: a multi-line argument (isol8's wrapper script) is shortened to its first line."""
+    return shlex.join(a if "\n" not in a.strip() else a.strip().split("\n", 1)[0] + " ..." for a in argv)
+
+
 def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
@@ -49,7 +54,7 @@ def run_process(
     env: Mapping[str, str] | None = None,
 ) -> Completed:
     """Run argv to completion; raise EngineNotFound or EngineTimeout, never return a Popen."""
-    log.debug("+ %s", shlex.join(argv))
+    log.debug("+ %s", shown(argv))
     try:
         proc = subprocess.run(
             list(argv),
@@ -87,7 +92,7 @@ class StreamingProcess:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.argv = tuple(argv)
-        log.debug("+ %s", shlex.join(argv))
+        log.debug("+ %s", shown(argv))
         try:
             self._proc = subprocess.Popen(
                 self.argv,

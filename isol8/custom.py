@@ -1,0 +1,317 @@
+"""Custom images: runtime base + packages (+ setup script), labelled, content-addressed, resolved versions recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isol8 import labels as L
+from isol8.engine import Engine
+from isol8.errors import BuildFailed, EngineError, UsageError
+from isol8.images import ensure_base_image
+from isol8.packages import Spec, ecosystem, parse_specs
+from isol8.process import run_process
+from isol8.runtimes import RUNTIMES
+from isol8.sandbox import SandboxPolicy, sandbox_flags
+
+log = logging.getLogger(__name__)
+
+SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+NODE_PREFIX = "/opt/isol8"
+DENO_DIR = "/opt/isol8/deno"
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Where installers fetch from; nothing is injected unless set (config `packages`, or ISOL8_* env)."""
+
+    pip_index_url: str | None = None
+    npm_registry: str | None = None
+    ca_bundle: str | None = None  # a file, or "system" for the host's bundle
+
+    def ca_file(self) -> Path | None:
+        if not self.ca_bundle:
+            return None
+        if self.ca_bundle == "system":
+            for candidate in SYSTEM_CA_BUNDLES:
+                if os.path.isfile(candidate):
+                    return Path(candidate)
+            raise UsageError("caBundle is 'system' but no CA bundle was found on this host")
+        path = Path(self.ca_bundle).expanduser()
+        if not path.is_file():
+            raise UsageError(f"caBundle: no such file: {path}")
+        return path
+
+
+@dataclass(frozen=True)
+class ImageDefinition:
+    runtime: str
+    specs: tuple[Spec, ...] = ()
+    setup: str | None = None
+    from_image: str | None = None  # default: isol8:<runtime>
+    inherited: tuple[Spec, ...] = field(default=())  # packages the from_image already has
+
+    def dependencies_label(self) -> str:
+        return ",".join(sorted({s.text for s in (*self.inherited, *self.specs)}))
+
+
+def read_setup(values: Sequence[str]) -> str | None:
+    """--setup values that name a file are replaced by its contents; joined by newlines."""
+    scripts = []
+    for value in values:
+        path = Path(value)
+        scripts.append(path.read_text(encoding="utf-8") if path.is_file() else value)
+    return "\n".join(scripts) if scripts else None
+
+
+def read_requirements(runtime: str, path: str) -> tuple[Spec, ...]:
+    """requirements.txt (python) or package.json (node, bun) as specs."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--requirements: cannot read {path}: {exc.strerror}") from None
+    kind = ecosystem(runtime)
+    if kind == "pypi":
+        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        return parse_specs(runtime, [line for line in lines if line])
+    if kind == "npm":
+        try:
+            deps = json.loads(text).get("dependencies") or {}
+        except (ValueError, AttributeError):
+            raise UsageError(f"--requirements: {path} is not a package.json with dependencies") from None
+        return parse_specs(runtime, [f"{name}@{rng}" if rng not in ("", "*") else name for name, rng in deps.items()])
+    raise UsageError(f"--requirements is for python (requirements.txt) and node/bun (package.json), not {runtime}")
+
+
+def deps_hash(defn: ImageDefinition, base_id: str) -> str:
+    """Length-framed, so ("ab", "c") and ("a", "bc") can never collide."""
+    digest = hashlib.sha256()
+    for part in ("isol8-deps-v1", defn.runtime, base_id, *(s.text for s in defn.specs), "\0setup", defn.setup or ""):
+        data = part.encode()
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+def _install_lines(defn: ImageDefinition, registry: RegistrySettings, ca: bool) -> list[str]:
+    """RUN lines of the generated Dockerfile. User values only ever reach it through files in the context."""
+    kind = ecosystem(defn.runtime)
+    ctx = "/tmp/isol8-build"
+    if not defn.specs:
+        return []
+    if kind == "pypi":
+        env = f"PIP_CERT={ctx}/ca.pem " if ca else ""
+        index = f"--index-url {json.dumps(registry.pip_index_url)} " if registry.pip_index_url else ""
+        return [
+            f"RUN {env}python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check "
+            f"--root-user-action=ignore {index}-r {ctx}/requirements.txt"
+        ]
+    if kind == "npm":
+        env = f"NODE_EXTRA_CA_CERTS={ctx}/ca.pem " if ca else ""
+        if registry.npm_registry:
+            env += f"npm_config_registry={json.dumps(registry.npm_registry)} "
+        if defn.runtime == "bun":
+            install = f"{env}BUN_CONFIG_REGISTRY={json.dumps(registry.npm_registry or '')} bun install --production"
+            if not registry.npm_registry:
+                install = f"{env}bun install --production"
+        else:
+            install = f"{env}npm install --no-audit --no-fund --omit=dev --loglevel=error"
+        return [
+            f"RUN mkdir -p {NODE_PREFIX} && cp {ctx}/package.json {NODE_PREFIX}/ && cd {NODE_PREFIX} && {install}"
+            f" && ln -sfn {NODE_PREFIX}/node_modules /node_modules && chmod -R a+rX {NODE_PREFIX}"
+        ]
+    if kind == "deno":
+        env = f"DENO_CERT={ctx}/ca.pem " if ca else ""
+        if registry.npm_registry:
+            env += f"NPM_CONFIG_REGISTRY={json.dumps(registry.npm_registry)} "
+        return [
+            f"RUN mkdir -p {DENO_DIR} && cp {ctx}/deps.ts {NODE_PREFIX}/deps.ts && {env}DENO_DIR={DENO_DIR} "
+            f"deno cache {NODE_PREFIX}/deps.ts && chmod -R a+rX {NODE_PREFIX}"
+        ]
+    return [
+        "RUN apt-get update && xargs -a /tmp/isol8-build/apt.txt apt-get install -y --no-install-recommends"
+        " && apt-get clean && rm -rf /var/lib/apt/lists/*"
+    ]
+
+
+def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: RegistrySettings) -> None:
+    files = directory / "isol8-build"
+    files.mkdir()
+    ca = registry.ca_file()
+    if ca is not None:
+        shutil.copyfile(ca, files / "ca.pem")
+    kind = ecosystem(defn.runtime)
+    all_specs = sorted({*defn.inherited, *defn.specs})
+    if kind == "pypi":
+        (files / "requirements.txt").write_text("".join(f"{s.text}\n" for s in defn.specs))
+    elif kind == "npm":
+        deps = {s.name: s.constraint or "*" for s in all_specs}
+        (files / "package.json").write_text(json.dumps({"name": "isol8-image", "private": True, "dependencies": deps}))
+    elif kind == "deno":
+        (files / "deps.ts").write_text("".join(f'import "{s.text}";\n' for s in all_specs))
+    else:
+        (files / "apt.txt").write_text("".join(f"{s.text}\n" for s in defn.specs))
+    if defn.setup is not None:
+        (files / "setup.sh").write_text(defn.setup + "\n")
+    lines = [f"FROM {base}", "USER root", "COPY isol8-build /tmp/isol8-build"]
+    lines += _install_lines(defn, registry, ca is not None)
+    if kind == "deno" and defn.specs:
+        lines.append(f"ENV DENO_DIR={DENO_DIR}")
+    if defn.setup is not None:
+        lines.append("RUN cd /tmp && /bin/bash /tmp/isol8-build/setup.sh")
+    lines += ["RUN rm -rf /tmp/isol8-build", "USER 1100:1100", "WORKDIR /sandbox"]
+    (directory / "Dockerfile").write_text("\n".join(lines) + "\n")
+
+
+_VERSION_QUERIES: dict[str, Callable[[Sequence[str]], list[str]]] = {
+    "pypi": lambda names: [
+        "python3",
+        "-c",
+        "import importlib.metadata as m, json, re, sys\n"
+        "found = {re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions()}\n"
+        "print(json.dumps({n: found.get(n) for n in sys.argv[1:]}))",
+        *names,
+    ],
+    "npm": lambda names: [
+        "node",
+        "-e",
+        f"const fs = require('fs'); const out = {{}}; const dir = '{NODE_PREFIX}/node_modules/';\n"
+        "for (const n of process.argv.slice(1)) {\n"
+        "  try { out[n] = JSON.parse(fs.readFileSync(dir + n + '/package.json')).version }\n"
+        "  catch { out[n] = null } }\n"
+        "console.log(JSON.stringify(out))",
+        *names,
+    ],
+    "deno": lambda names: [
+        "bash",
+        "-c",
+        'printf "{"; sep=""; for n in "$@"; do v=$(ls -1 ' + DENO_DIR + '/npm/*/"${n#npm:}"/ 2>/dev/null '
+        "| grep -E '^[0-9]' | sort -V | tail -n 1); "
+        'printf \'%s"%s": %s\' "$sep" "$n" "${v:+\\"$v\\"}"; [ -n "$v" ] || printf null; sep=", "; done; echo "}"',
+        "isol8",
+        *names,
+    ],
+    "apt": lambda names: [
+        "bash",
+        "-c",
+        "printf '{'; sep=''; for n in \"$@\"; do v=$(dpkg-query -W -f '${Version}' \"$n\" 2>/dev/null); "
+        'printf \'%s"%s": "%s"\' "$sep" "$n" "$v"; sep=\', \'; done; echo \'}\'',
+        "isol8",
+        *names,
+    ],
+}
+
+
+def installed_versions(engine: Engine, image: str, runtime: str, specs: Sequence[Spec]) -> dict[str, str | None]:
+    """Read the versions of the given packages from inside the image (sandboxed, no network)."""
+    if not specs:
+        return {}
+    kind = ecosystem(runtime)
+    names = [s.name for s in specs]
+    command = _VERSION_QUERIES[kind](names)
+    if runtime == "bun" and command[0] == "node":
+        command = ["bun", *command[1:]]
+    d = engine.dialect
+    argv = [
+        d.binary,
+        "run",
+        "--rm",
+        "--log-driver",
+        "none",
+        *sandbox_flags(d, SandboxPolicy(memory="256m")),
+        "--entrypoint",
+        command[0],
+        image,
+        *command[1:],
+    ]
+    done = run_process(argv, timeout=120)
+    if done.returncode != 0:
+        raise BuildFailed(argv, done.returncode, done.stdout, done.stderr, message="could not read installed versions")
+    try:
+        data = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BuildFailed(argv, 0, done.stdout, done.stderr, message="unreadable version report") from None
+    return {str(k): (str(v) if v else None) for k, v in data.items()}
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    tag: str
+    built: bool
+    image_id: str
+    resolved: str
+
+
+def build_image(
+    engine: Engine,
+    defn: ImageDefinition,
+    tag: str,
+    *,
+    registry: RegistrySettings,
+    base_images: Mapping[str, str],
+    force: bool = False,
+    extra_labels: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> BuildOutcome:
+    """Build tag from defn unless it already exists with the same deps hash (or force)."""
+    if not defn.specs and defn.setup is None:
+        raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
+    if defn.runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {defn.runtime!r}")
+    base = defn.from_image
+    if base is None:
+        base_outcome = ensure_base_image(
+            engine, defn.runtime, base_image=base_images.get(defn.runtime), progress=progress
+        )
+        base, base_id = base_outcome.image, base_outcome.image_id
+    else:
+        info = engine.image(base)
+        if info is None:
+            raise UsageError(f"image not found: {base}")
+        base_id = info.id
+    wanted = deps_hash(defn, base_id)
+    current = engine.image(tag)
+    if current is not None and not force and current.labels.get(L.DEPS_HASH) == wanted:
+        return BuildOutcome(tag, False, current.id, current.labels.get(L.RESOLVED, ""))
+    labels = {
+        L.MANAGED: "true",
+        L.RUNTIME: defn.runtime,
+        L.DEPENDENCIES: defn.dependencies_label(),
+        L.DEPS_HASH: wanted,
+    }
+    if defn.setup is not None:
+        labels[L.SETUP] = defn.setup
+    labels.update(extra_labels or {})
+    with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
+        _write_context(Path(tmp), defn, engine.dialect.local_image(base), registry)
+        progress(f"building {tag} ({defn.runtime}: {defn.dependencies_label() or 'setup only'})")
+        first = engine.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
+    all_specs = sorted({*defn.inherited, *defn.specs})
+    versions = installed_versions(engine, first, defn.runtime, all_specs)
+    missing = [name for name, version in versions.items() if version is None]
+    if missing:
+        raise BuildFailed(
+            [engine.dialect.binary, "build"], 1, message=f"installed, but not found in the image: {missing}"
+        )
+    resolved = ",".join(f"{name}=={version}" for name, version in sorted(versions.items()))
+    with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
+        Path(tmp, "Dockerfile").write_text(f"FROM {first}\n")
+        final = engine.build(tag=tag, context=tmp, labels={**labels, L.RESOLVED: resolved})
+    if current is not None and current.id not in (first, final):
+        _remove_if_unused(engine, current.id)
+    return BuildOutcome(tag, True, final, resolved)
+
+
+def _remove_if_unused(engine: Engine, image_id: str) -> None:
+    try:
+        for failure in engine.remove_images([image_id]):
+            log.debug("kept replaced image %s: %s", image_id, failure.message)
+    except EngineError as exc:
+        log.debug("kept replaced image %s: %s", image_id, exc)

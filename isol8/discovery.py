@@ -1,0 +1,143 @@
+"""Smart discovery: which labelled image already has the requested packages, and what is left to install."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from isol8 import labels as L
+from isol8.engine import Engine
+from isol8.errors import UsageError
+from isol8.models import ImageInfo
+from isol8.packages import Spec, parse_spec, satisfies
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    ref: str
+    info: ImageInfo
+    packages: dict[str, Spec]  # normalised name -> the recorded spec
+    versions: dict[str, str]  # normalised name -> resolved version
+
+    @classmethod
+    def from_image(cls, runtime: str, info: ImageInfo) -> Candidate | None:
+        recorded = info.labels.get(L.DEPENDENCIES)
+        if not recorded:
+            return None
+        packages: dict[str, Spec] = {}
+        for text in recorded.split(","):
+            try:
+                spec = parse_spec(runtime, text)
+            except UsageError:
+                return None  # a label isol8 did not write: not a candidate
+            packages[spec.name] = spec
+        versions = {}
+        for item in info.labels.get(L.RESOLVED, "").split(","):
+            name, sep, version = item.rpartition("==")
+            if sep:
+                versions[name] = version
+        ref = info.tags[0] if info.tags else info.id
+        return cls(ref, info, packages, versions)
+
+    def covers(self, runtime: str, spec: Spec) -> bool:
+        return spec.name in self.packages and satisfies(runtime, spec, self.versions.get(spec.name))
+
+    @property
+    def created(self) -> datetime:
+        return self.info.created or _EPOCH
+
+
+@dataclass(frozen=True)
+class Resolution:
+    runtime: str
+    image: str
+    match: str  # exact | superset | partial | base | image
+    install: tuple[Spec, ...]
+    reason: str
+    has_setup: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "runtime": self.runtime,
+            "image": self.image,
+            "match": self.match,
+            "install": [s.text for s in self.install],
+            "reason": self.reason,
+        }
+
+
+def candidates(engine: Engine, runtime: str) -> list[Candidate]:
+    """Two engine calls however many images exist: a label-filtered listing, then one batched inspect."""
+    ids = engine.list_images({L.RUNTIME: runtime})
+    found = []
+    for info in engine.inspect_images(ids):
+        candidate = Candidate.from_image(runtime, info)
+        if candidate is not None:
+            found.append(candidate)
+    return found
+
+
+def choose(runtime: str, requested: Sequence[Spec], found: Sequence[Candidate], base: str) -> Resolution:
+    """exact > smallest superset > most coverage (install the rest); ties go to the newest image."""
+    wanted = {s.name for s in requested}
+    if not requested:
+        return Resolution(runtime, base, "base", (), "no packages requested")
+    scored = []
+    for c in found:
+        covered = [s for s in requested if c.covers(runtime, s)]
+        if covered:
+            scored.append((c, covered))
+    full = [(c, cov) for c, cov in scored if len(cov) == len(requested)]
+    exact = [c for c, _ in full if set(c.packages) == wanted]
+    if exact:
+        best = max(exact, key=lambda c: (c.created, c.ref))
+        return Resolution(
+            runtime, best.ref, "exact", (), f"{best.ref} has exactly {_names(requested)}", L.SETUP in best.info.labels
+        )
+    if full:
+        best = min((c for c, _ in full), key=lambda c: (len(c.packages), -c.created.timestamp(), c.ref))
+        extra = sorted(set(best.packages) - wanted)
+        return Resolution(
+            runtime,
+            best.ref,
+            "superset",
+            (),
+            f"{best.ref} has {_names(requested)} and {len(extra)} more ({', '.join(extra)})",
+            L.SETUP in best.info.labels,
+        )
+    if scored:
+        best_c, covered = min(
+            scored, key=lambda item: (-len(item[1]), len(item[0].packages), -item[0].created.timestamp(), item[0].ref)
+        )
+        rest = tuple(s for s in requested if s not in covered)
+        return Resolution(
+            runtime,
+            best_c.ref,
+            "partial",
+            rest,
+            f"{best_c.ref} has {_names(covered)}; {_names(rest)} still to install",
+            L.SETUP in best_c.info.labels,
+        )
+    return Resolution(runtime, base, "base", tuple(requested), f"no image has any of {_names(requested)}")
+
+
+def resolve(
+    engine: Engine, runtime: str, requested: Sequence[Spec], *, base: str, image: str | None = None
+) -> Resolution:
+    """The image to run requested packages in. With `image`, skip discovery but still install what it lacks."""
+    if image is not None:
+        info = engine.image(image)
+        if info is None:
+            raise UsageError(f"image not found: {image}")
+        c = Candidate.from_image(runtime, info)
+        rest = tuple(s for s in requested if c is None or not c.covers(runtime, s))
+        reason = f"--image {image}" + (f"; {_names(rest)} still to install" if rest else " has everything requested")
+        return Resolution(runtime, image, "image", rest, reason, L.SETUP in info.labels)
+    return choose(runtime, requested, candidates(engine, runtime) if requested else [], base)
+
+
+def _names(specs: Sequence[Spec]) -> str:
+    return ", ".join(s.text for s in specs)
