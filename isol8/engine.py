@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = 30.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BUILD_TIMEOUT = 3600.0
 
 
@@ -287,7 +289,7 @@ class Engine:
 
     @staticmethod
     def _build_line(line: str, tail: list[str], on_output: Callable[[str], None] | None) -> None:
-        line = line.rstrip("\r")
+        line = _ANSI.sub("", line).rstrip("\r")
         if not line.strip():
             return
         tail.append(line)
