@@ -273,26 +273,40 @@ def cmd_cleanup(app: App) -> int:
     from isol8 import labels as L
 
     engine = app.engine
-    ids = engine.list_containers({L.RUN_ID: None})
-    found = engine.inspect_containers(ids)
-    if not found:
-        app.say("no isol8 containers found")
-        return ExitStatus.OK
-    for c in found:
+    containers = engine.inspect_containers(engine.list_containers({L.RUN_ID: None}))
+    for c in containers:
         state = "running" if c.running else "stopped"
         owner = f"pid {c.labels.get(L.RUN_PID, '?')} on {c.labels.get(L.RUN_HOST, '?')}"
-        app.say(f"{c.name}  {state}  {c.image}  started by {owner}")
+        app.say(f"container {c.name}  {state}  {c.image}  started by {owner}")
+    images = []
+    if app.args.images:
+        for info in engine.inspect_images(engine.list_images({L.MANAGED: "true"})):
+            if app.args.keep_base and L.BUILD_HASH in info.labels and L.DEPS_HASH not in info.labels:
+                continue
+            images.append(info)
+            app.say(f"image {', '.join(info.tags) or info.id[:12]}  {info.labels.get(L.RUNTIME, '')}")
+    if not containers and not images:
+        app.say("nothing to remove")
+        return ExitStatus.OK
+    what = f"{len(containers)} container(s)" + (f" and {len(images)} image(s)" if app.args.images else "")
     if app.args.dry_run:
-        app.say(f"{len(found)} container(s) would be removed")
+        app.say(f"{what} would be removed")
         return ExitStatus.OK
     if not app.args.force and sys.stdin is not None and sys.stdin.isatty():
-        app.stdout.write(f"Remove {len(found)} container(s)? [y/N] ")
+        app.stdout.write(f"Remove {what}? [y/N] ")
         app.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             app.say("nothing removed")
             return ExitStatus.OK
-    engine.remove_containers([c.id for c in found])
-    app.say(f"removed {len(found)} container(s)")
+    engine.remove_containers([c.id for c in containers])
+    kept = 0
+    for info in images:
+        # by name, never forced: an image a container (running or not) still uses stays
+        failures = engine.remove_images(list(info.tags) or [info.id])
+        for failure in failures:
+            kept += 1
+            app.progress(f"kept {', '.join(info.tags) or info.id[:12]}: {failure.message}")
+    app.say(f"removed {len(containers)} container(s)" + (f" and {len(images) - kept} image(s)" if images else ""))
     return ExitStatus.OK
 
 

@@ -292,7 +292,11 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
         _write_context(Path(tmp), defn, engine.dialect.local_image(base), registry)
         progress(f"building {tag} ({defn.runtime}: {defn.dependencies_label() or 'setup only'})")
-        first = engine.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
+        try:
+            first = engine.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
+        except BuildFailed:
+            _remove_failed_layers(engine, wanted)
+            raise
     all_specs = sorted({*defn.inherited, *defn.specs})
     versions = installed_versions(engine, first, defn.runtime, all_specs)
     missing = [name for name, version in versions.items() if version is None]
@@ -307,6 +311,15 @@ def build_image(
     if current is not None and current.id not in (first, final):
         _remove_if_unused(engine, current.id)
     return BuildOutcome(tag, True, final, resolved)
+
+
+def _remove_failed_layers(engine: Engine, wanted: str) -> None:
+    """podman keeps the labelled layers of a failed build as untagged images: drop them."""
+    try:
+        leftovers = [i.id for i in engine.inspect_images(engine.list_images({L.DEPS_HASH: wanted})) if not i.tags]
+        engine.remove_images(leftovers)
+    except EngineError as exc:
+        log.debug("could not remove the layers of a failed build: %s", exc)
 
 
 def _remove_if_unused(engine: Engine, image_id: str) -> None:

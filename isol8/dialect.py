@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     from typing import Any
+
+
+_IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class Dialect:
         first, slash, _ = ref.partition("/")
         if not self.local_prefix or (slash and ("." in first or ":" in first or first == "localhost")):
             return ref  # already names a registry
+        if _IMAGE_ID.match(ref):
+            return ref  # an image ID, not a name
         return self.local_prefix + ref
 
     def tmpfs_owner(self, uid: int, gid: int) -> str:

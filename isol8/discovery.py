@@ -25,8 +25,8 @@ class Candidate:
     @classmethod
     def from_image(cls, runtime: str, info: ImageInfo) -> Candidate | None:
         recorded = info.labels.get(L.DEPENDENCIES)
-        if not recorded:
-            return None
+        if not recorded or L.RESOLVED not in info.labels:
+            return None  # only a finished build records resolved versions (a failed one may leave labelled layers)
         packages: dict[str, Spec] = {}
         for text in recorded.split(","):
             try:

