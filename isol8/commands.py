@@ -217,6 +217,12 @@ def cmd_run(app: App) -> int:
 
     request = build_request(app)
     assert isinstance(request, RunRequest)
+    if app.args.install:  # validate before any engine is chosen: bad specs are usage errors (2), not engine errors
+        from isol8.packages import parse_specs
+
+        if request.runtime.name == "bash":
+            raise UsageError(BASH_NO_INSTALL)
+        parse_specs(request.runtime.name, app.args.install)
     engine = app.engine
     if app.args.install:
         request = prepare_packages(app, request, app.args.install)
@@ -310,6 +316,12 @@ def cmd_cleanup(app: App) -> int:
     return ExitStatus.OK
 
 
+BASH_NO_INSTALL = (
+    "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
+    "isol8 build --base bash --tag my-bash --install jq, then isol8 run --image my-bash ..."
+)
+
+
 def registry_settings(app: App) -> object:
     import os
 
@@ -338,10 +350,7 @@ def prepare_packages(app: App, request: object, install: list[str]) -> object:
     assert isinstance(request, RunRequest)
     runtime = request.runtime.name
     if runtime == "bash":
-        raise UsageError(
-            "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
-            "isol8 build --base bash --tag my-bash --install jq, then isol8 run --image my-bash ..."
-        )
+        raise UsageError(BASH_NO_INSTALL)
     specs = parse_specs(runtime, install)
     engine = app.engine
     base = engine.dialect.local_image(request.runtime.image)
@@ -398,6 +407,8 @@ def cmd_build(app: App) -> int:
         specs = tuple(sorted({*specs, *read_requirements(args.base, args.requirements)}))
     setup = read_setup(args.setup)
     _check_tag(args.tag)
+    if not specs and setup is None:
+        raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
     registry = registry_settings(app)
     assert isinstance(registry, RegistrySettings)
     app.engine.version()

@@ -66,8 +66,11 @@ def read_setup(values: Sequence[str]) -> str | None:
     """--setup values that name a file are replaced by its contents; joined by newlines."""
     scripts = []
     for value in values:
-        path = Path(value)
-        scripts.append(path.read_text(encoding="utf-8") if path.is_file() else value)
+        try:
+            is_file = os.path.isfile(value)
+        except (OSError, ValueError):  # a long one-line script is no file name
+            is_file = False
+        scripts.append(Path(value).read_text(encoding="utf-8") if is_file else value)
     return "\n".join(scripts) if scripts else None
 
 
@@ -86,7 +89,9 @@ def read_requirements(runtime: str, path: str) -> tuple[Spec, ...]:
         try:
             deps = json.loads(text).get("dependencies") or {}
         except (ValueError, AttributeError):
-            raise UsageError(f"--requirements: {path} is not a package.json with dependencies") from None
+            deps = None
+        if not isinstance(deps, dict):
+            raise UsageError(f"--requirements: {path} is not a package.json with a dependencies object")
         return parse_specs(runtime, [f"{name}@{rng}" if rng not in ("", "*") else name for name, rng in deps.items()])
     raise UsageError(f"--requirements is for python (requirements.txt) and node/bun (package.json), not {runtime}")
 
@@ -106,31 +111,32 @@ def _install_lines(defn: ImageDefinition, registry: RegistrySettings, ca: bool) 
     ctx = "/tmp/isol8-build"
     if not defn.specs:
         return []
+    # registry URLs travel in pip.conf / .npmrc / bunfig.toml files of the context, never in RUN text
     if kind == "pypi":
         env = f"PIP_CERT={ctx}/ca.pem " if ca else ""
-        index = f"--index-url {json.dumps(registry.pip_index_url)} " if registry.pip_index_url else ""
+        if registry.pip_index_url:
+            env += f"PIP_CONFIG_FILE={ctx}/pip.conf "
         return [
             f"RUN {env}python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check "
-            f"--root-user-action=ignore {index}-r {ctx}/requirements.txt"
+            f"--root-user-action=ignore -r {ctx}/requirements.txt"
         ]
     if kind == "npm":
         env = f"NODE_EXTRA_CA_CERTS={ctx}/ca.pem " if ca else ""
-        if registry.npm_registry:
-            env += f"npm_config_registry={json.dumps(registry.npm_registry)} "
         if defn.runtime == "bun":
-            install = f"{env}BUN_CONFIG_REGISTRY={json.dumps(registry.npm_registry or '')} bun install --production"
-            if not registry.npm_registry:
-                install = f"{env}bun install --production"
+            install = f"{env}bun install --production"
         else:
             install = f"{env}npm install --no-audit --no-fund --omit=dev --loglevel=error"
+        # a project .npmrc (npm and bun both read it) carries the registry when one is set
+        npmrc = f" && cp {ctx}/npmrc {NODE_PREFIX}/.npmrc" if registry.npm_registry else ""
         return [
-            f"RUN mkdir -p {NODE_PREFIX} && cp {ctx}/package.json {NODE_PREFIX}/ && cd {NODE_PREFIX} && {install}"
+            f"RUN mkdir -p {NODE_PREFIX} && cp {ctx}/package.json {NODE_PREFIX}/{npmrc}"
+            f" && cd {NODE_PREFIX} && {install}"
             f" && ln -sfn {NODE_PREFIX}/node_modules /node_modules && chmod -R a+rX {NODE_PREFIX}"
         ]
     if kind == "deno":
         env = f"DENO_CERT={ctx}/ca.pem " if ca else ""
         if registry.npm_registry:
-            env += f"NPM_CONFIG_REGISTRY={json.dumps(registry.npm_registry)} "
+            env += f"NPM_CONFIG_USERCONFIG={ctx}/npmrc "
         return [
             f"RUN mkdir -p {DENO_DIR} && cp {ctx}/deps.ts {NODE_PREFIX}/deps.ts && {env}DENO_DIR={DENO_DIR} "
             f"deno cache {NODE_PREFIX}/deps.ts && chmod -R a+rX {NODE_PREFIX}"
@@ -148,6 +154,10 @@ def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: 
     if ca is not None:
         shutil.copyfile(ca, files / "ca.pem")
     kind = ecosystem(defn.runtime)
+    if registry.pip_index_url and kind == "pypi":
+        (files / "pip.conf").write_text(f"[global]\nindex-url = {registry.pip_index_url}\n")
+    if registry.npm_registry and kind in ("npm", "deno"):
+        (files / "npmrc").write_text(f"registry={registry.npm_registry}\n")
     all_specs = sorted({*defn.inherited, *defn.specs})
     if kind == "pypi":
         (files / "requirements.txt").write_text("".join(f"{s.text}\n" for s in defn.specs))

@@ -10,7 +10,7 @@ from isol8 import labels as L
 from isol8.engine import Engine
 from isol8.errors import UsageError
 from isol8.models import ImageInfo
-from isol8.packages import Spec, parse_spec, satisfies
+from isol8.packages import Spec, parse_specs, satisfies
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -27,13 +27,10 @@ class Candidate:
         recorded = info.labels.get(L.DEPENDENCIES)
         if not recorded or L.RESOLVED not in info.labels:
             return None  # only a finished build records resolved versions (a failed one may leave labelled layers)
-        packages: dict[str, Spec] = {}
-        for text in recorded.split(","):
-            try:
-                spec = parse_spec(runtime, text)
-            except UsageError:
-                return None  # a label isol8 did not write: not a candidate
-            packages[spec.name] = spec
+        try:  # comma-aware: `numpy<2,>=1` and `requests[http2,socks]` are one spec each
+            packages = {spec.name: spec for spec in parse_specs(runtime, [recorded])}
+        except UsageError:
+            return None  # a label isol8 did not write: not a candidate
         versions = {}
         for item in info.labels.get(L.RESOLVED, "").split(","):
             name, sep, version = item.rpartition("==")

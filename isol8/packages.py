@@ -97,7 +97,9 @@ def _parse_npm(spec: str, shown: str) -> Spec:
 
         if constraint not in ("latest", "next") and nodesemver.valid_range(constraint, loose=False) is None:
             raise _bad(shown, f"{constraint!r} is not a version range")
-    return Spec(match.group("name"), spec, "" if constraint == "latest" else constraint)
+    if constraint in ("latest", "next"):  # dist-tags name no range: any installed version will do
+        return Spec(match.group("name"), match.group("name"), "")
+    return Spec(match.group("name"), spec, constraint)
 
 
 def parse_specs(runtime: str, values: Iterable[str]) -> tuple[Spec, ...]:

@@ -43,7 +43,7 @@ def test_ecosystem(runtime: str, expected: str) -> None:
         ("node", "@scope/pkg", Spec("@scope/pkg", "@scope/pkg", "")),
         ("node", "lodash@~1.2", Spec("lodash", "lodash@~1.2", "~1.2")),
         ("node", "lodash@1.x||2.x", Spec("lodash", "lodash@1.x||2.x", "1.x||2.x")),
-        ("node", "lodash@latest", Spec("lodash", "lodash@latest", "")),  # latest: no constraint
+        ("node", "lodash@latest", Spec("lodash", "lodash", "")),  # a dist-tag is no constraint
         ("bun", "zod@3", Spec("zod", "zod@3", "3")),
         ("deno", "npm:zod@3", Spec("npm:zod", "npm:zod@3", "3")),
         ("deno", "npm:@scope/pkg@^1", Spec("npm:@scope/pkg", "npm:@scope/pkg@^1", "^1")),
