@@ -358,11 +358,11 @@ def prepare_packages(app: App, request: object, install: list[str]) -> object:
     if app.debug:
         left = ", ".join(s.text for s in resolution.install) or "nothing"
         app.progress(f"resolve: {resolution.match} {resolution.image} ({resolution.reason}); to install: {left}")
-    image = resolution.image
+    image = resolution.run_ref
     if resolution.install:
         inherited: tuple = ()
         if resolution.match in ("partial", "image"):
-            info = engine.image(resolution.image)
+            info = engine.image(resolution.run_ref)
             found = Candidate.from_image(runtime, info) if info else None
             inherited = tuple(found.packages.values()) if found else ()
         elif engine.image(base) is None:
@@ -370,9 +370,9 @@ def prepare_packages(app: App, request: object, install: list[str]) -> object:
 
             app.progress(f"image isol8:{runtime} is missing; building it first")
             ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
-        key = hashlib.sha256("\0".join([resolution.image, *(s.text for s in specs)]).encode()).hexdigest()[:16]
+        key = hashlib.sha256("\0".join([resolution.run_ref, *(s.text for s in specs)]).encode()).hexdigest()[:16]
         tag = f"isol8-auto-{runtime}:{key}"
-        defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.image, inherited=inherited)
+        defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.run_ref, inherited=inherited)
         registry = registry_settings(app)
         assert isinstance(registry, RegistrySettings)
         if app.stderr.isatty() and not app.debug:

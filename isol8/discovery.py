@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from isol8 import labels as L
 from isol8.engine import Engine
 from isol8.errors import UsageError
-from isol8.models import ImageInfo
+from isol8.models import ImageInfo, parse_time
 from isol8.packages import Spec, parse_specs, satisfies
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,11 +53,16 @@ class Candidate:
 @dataclass(frozen=True)
 class Resolution:
     runtime: str
-    image: str
+    image: str  # the image's name (as last seen), for people
     match: str  # exact | superset | partial | base | image
     install: tuple[Spec, ...]
     reason: str
     has_setup: bool = False
+    image_id: str | None = None  # what a run uses: immune to tags moved since discovery
+
+    @property
+    def run_ref(self) -> str:
+        return self.image_id or self.image
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -66,15 +74,60 @@ class Resolution:
         }
 
 
-def candidates(engine: Engine, runtime: str) -> list[Candidate]:
-    """Two engine calls however many images exist: a label-filtered listing, then one batched inspect."""
+def candidates(engine: Engine, runtime: str, cache_dir: Path | None = None) -> list[Candidate]:
+    """One listing call for the IDs; labels come from a cache keyed by image ID (an image's labels never
+    change for its ID) and only images never seen before are inspected, in one batched call. Names are
+    as last seen: a run uses the image by ID, so a tag moved since cannot send it to another image."""
     ids = engine.list_images({L.RUNTIME: runtime})
+    cache = LabelCache(cache_dir or default_cache_dir(), engine.name, runtime)
+    unknown = [image_id for image_id in ids if image_id not in cache.entries]
+    if unknown:
+        for info in engine.inspect_images(unknown):
+            cache.entries[info.id] = {
+                "labels": dict(info.labels),
+                "created": info.created.isoformat() if info.created else None,
+                "tags": list(info.tags),
+            }
+    cache.save(keep=ids)
     found = []
-    for info in engine.inspect_images(ids):
+    for image_id in ids:
+        entry = cache.entries.get(image_id)
+        if entry is None:
+            continue
+        info = ImageInfo(image_id, tuple(entry.get("tags") or ()), entry["labels"], parse_time(entry["created"]))
         candidate = Candidate.from_image(runtime, info)
         if candidate is not None:
             found.append(candidate)
     return found
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "isol8"
+
+
+class LabelCache:
+    """image ID -> labels and creation time, one JSON file per engine and runtime."""
+
+    def __init__(self, directory: Path, engine: str, runtime: str) -> None:
+        self.path = directory / f"labels-{engine}-{runtime}.json"
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.entries: dict[str, dict] = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            self.entries = {}
+        self._loaded = set(self.entries)
+
+    def save(self, keep: Sequence[str]) -> None:
+        self.entries = {k: v for k, v in self.entries.items() if k in keep}
+        if set(self.entries) == self._loaded:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.entries), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache that cannot be written only costs the next call an inspect
 
 
 def choose(runtime: str, requested: Sequence[Spec], found: Sequence[Candidate], base: str) -> Resolution:
@@ -92,7 +145,13 @@ def choose(runtime: str, requested: Sequence[Spec], found: Sequence[Candidate], 
     if exact:
         best = max(exact, key=lambda c: (c.created, c.ref))
         return Resolution(
-            runtime, best.ref, "exact", (), f"{best.ref} has exactly {_names(requested)}", L.SETUP in best.info.labels
+            runtime,
+            best.ref,
+            "exact",
+            (),
+            f"{best.ref} has exactly {_names(requested)}",
+            L.SETUP in best.info.labels,
+            best.info.id,
         )
     if full:
         best = min((c for c, _ in full), key=lambda c: (len(c.packages), -c.created.timestamp(), c.ref))
@@ -104,6 +163,7 @@ def choose(runtime: str, requested: Sequence[Spec], found: Sequence[Candidate], 
             (),
             f"{best.ref} has {_names(requested)} and {len(extra)} more ({', '.join(extra)})",
             L.SETUP in best.info.labels,
+            best.info.id,
         )
     if scored:
         best_c, covered = min(
@@ -117,6 +177,7 @@ def choose(runtime: str, requested: Sequence[Spec], found: Sequence[Candidate], 
             rest,
             f"{best_c.ref} has {_names(covered)}; {_names(rest)} still to install",
             L.SETUP in best_c.info.labels,
+            best_c.info.id,
         )
     return Resolution(runtime, base, "base", tuple(requested), f"no image has any of {_names(requested)}")
 

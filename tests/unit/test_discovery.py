@@ -397,7 +397,7 @@ def many_images(count: int) -> list[dict[str, Any]]:
 
 def register_discovery(fp: Any, objs: list[dict[str, Any]], binary: str = "docker", prefix: str = "") -> list[str]:
     """The two calls discovery makes: the label-filtered listing, then one inspect of every ID."""
-    ids = [image_id(n) for n in range(len(objs))]
+    ids = [str(o["Id"]).removeprefix("sha256:") for o in objs]
     listing = [binary, "images", "-q", "--no-trunc", "--filter", "label=org.isol8.runtime=python"]
     fp.register(listing, stdout="".join(f"sha256:{i}\n" for i in ids))
     inspect = [binary, "image", "inspect", *(prefix + i for i in ids)]
@@ -410,6 +410,26 @@ def engine(dialect: Any = DOCKER) -> Engine:
         raise AssertionError(f"discovery slept {seconds}s")
 
     return Engine(dialect, sleep=no_sleep)
+
+
+@pytest.fixture(autouse=True)
+def empty_label_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test starts with no cached labels (discovery caches them per image ID under XDG_CACHE_HOME)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_warm_cache_makes_discovery_one_listing_call(fp: Any, empty_label_cache: Path) -> None:
+    objs = many_images(300)
+    inspect = register_discovery(fp, objs)
+    ids = [str(o["Id"]).removeprefix("sha256:") for o in objs]
+    fp.register(LIST_PYTHON, stdout="".join(f"sha256:{i}\n" for i in ids))
+    cold = candidates(engine(), "python")
+    warm = candidates(engine(), "python")
+    assert fp.call_count(LIST_PYTHON) == 2
+    assert fp.call_count(inspect) == 1  # the second call read every label from the cache
+    assert [c.ref for c in warm] == [c.ref for c in cold]
+    assert (empty_label_cache / "isol8" / "labels-docker-python.json").is_file()
 
 
 @pytest.mark.parametrize("count", [1, 2, 30, 300])
