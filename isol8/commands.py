@@ -213,7 +213,7 @@ def _write(stream: TextIO, data: bytes) -> None:
 
 
 def cmd_run(app: App) -> int:
-    from isol8.runner import Execution, Interrupted, RunRequest, signals_raise
+    from isol8.runner import Execution, ImageMissing, Interrupted, RunRequest, signals_raise
 
     request = build_request(app)
     assert isinstance(request, RunRequest)
@@ -224,8 +224,9 @@ def cmd_run(app: App) -> int:
             raise UsageError(BASH_NO_INSTALL)
         parse_specs(request.runtime.name, app.args.install)
     engine = app.engine
+    asked = request
     if app.args.install:
-        request = prepare_packages(app, request, app.args.install)
+        request = prepare_packages(app, asked, app.args.install)
         assert isinstance(request, RunRequest)
 
     def ensure_image(runtime: str) -> None:
@@ -234,13 +235,26 @@ def cmd_run(app: App) -> int:
         app.progress(f"image isol8:{runtime} is missing; building it first")
         ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
 
-    execution = Execution(engine, request, ensure_image=ensure_image)
     live = not (app.args.json or app.args.no_stream)
-    restore = signals_raise()
-    try:
+
+    def pump(request: RunRequest) -> Execution:
+        execution = Execution(engine, request, ensure_image=ensure_image)
         for chunk in execution:
             if live:
                 _write(app.stdout if chunk.stream == "stdout" else app.stderr, chunk.data)
+        return execution
+
+    restore = signals_raise()
+    try:
+        try:
+            execution = pump(request)
+        except ImageMissing:
+            if not app.args.install or app.args.image:
+                raise
+            # a remembered image was removed since: nothing ran, so resolve afresh and run once more
+            request = prepare_packages(app, asked, app.args.install, remembered=False)
+            assert isinstance(request, RunRequest)
+            execution = pump(request)
     except Interrupted as exc:
         app.stderr.write(f"isol8: {exc} received; the container was removed\n")
         return ExitStatus.SIGINT if exc.signum == 2 else ExitStatus.SIGTERM
@@ -305,6 +319,10 @@ def cmd_cleanup(app: App) -> int:
             app.say("nothing removed")
             return ExitStatus.OK
     engine.remove_containers([c.id for c in containers])
+    if images:
+        from isol8.discovery import ResolutionCache
+
+        ResolutionCache(engine.name).clear()
     kept = 0
     for info in images:
         # by name, never forced: an image a container (running or not) still uses stays
@@ -336,13 +354,16 @@ def _quiet_progress(app: App) -> Callable[[str], None]:
     return app.progress if app.debug else (lambda line: None)
 
 
-def prepare_packages(app: App, request: object, install: list[str]) -> object:
-    """Resolve --install to an image that has the packages, building (and caching) one when needed."""
+def prepare_packages(app: App, request: object, install: list[str], *, remembered: bool = True) -> object:
+    """Resolve --install to an image that has the packages, building (and caching) one when needed.
+
+    A package set resolved before reuses that answer without any engine call (the answers are dropped
+    whenever isol8 builds or removes images)."""
     import dataclasses
     import hashlib
 
     from isol8.custom import BuildOutcome, ImageDefinition, RegistrySettings, build_image
-    from isol8.discovery import Candidate, resolve
+    from isol8.discovery import Candidate, ResolutionCache, resolve
     from isol8.errors import BuildFailed
     from isol8.packages import parse_specs
     from isol8.runner import RunFailed, RunRequest
@@ -354,6 +375,14 @@ def prepare_packages(app: App, request: object, install: list[str]) -> object:
     specs = parse_specs(runtime, install)
     engine = app.engine
     base = engine.dialect.local_image(request.runtime.image)
+    answers = ResolutionCache(engine.name)
+    key = answers.key(runtime, base, specs)
+    if request.image is None and remembered:
+        image = answers.get(key)
+        if image is not None:
+            if app.debug:
+                app.progress(f"resolve: {image} (remembered for this package set); to install: nothing")
+            return dataclasses.replace(request, image=image)
     resolution = resolve(engine, runtime, specs, base=base, image=request.image)
     if app.debug:
         left = ", ".join(s.text for s in resolution.install) or "nothing"
@@ -393,7 +422,9 @@ def prepare_packages(app: App, request: object, install: list[str]) -> object:
             raise RunFailed(
                 exc.argv, 125, exc.stdout, exc.stderr, message=f"package install failed: {exc.message}"
             ) from None
-        image = outcome.tag
+        image = outcome.image_id
+    if request.image is None:
+        answers.put(key, image)
     return dataclasses.replace(request, image=image)
 
 

@@ -45,6 +45,10 @@ class RunFailed(EngineError):
     exit_status = ExitStatus.ENGINE_FAILURE
 
 
+class ImageMissing(RunFailed):
+    """The image to run does not exist (and is not a base image isol8 can build): nothing ran."""
+
+
 class Interrupted(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -201,7 +205,7 @@ class Execution:
             yield from self._attempt()
         except _MissingImage:
             if self.ensure_image is None or self.request.image is not None:
-                raise RunFailed(self.argv, 125, message=f"image {self.image} not found") from None
+                raise ImageMissing(self.argv, 125, message=f"image {self.image} not found") from None
             self.ensure_image(self.request.runtime.name)
             yield from self._attempt()
 
@@ -224,7 +228,19 @@ class Execution:
                 return started + STARTUP_ALLOWANCE_S + limit_s
             return trailer.started_at + limit_s
 
+        # stderr before the program starts is the engine's or the wrapper's: held back, and only
+        # passed on once the program runs (else it goes into the error isol8 reports)
+        early: list[bytes] = []
+
         def emit(stream: str, data: bytes) -> Iterator[Chunk]:
+            if stream == "stderr":
+                data = trailer.feed(data)
+                if trailer.started_at is None:
+                    early.append(data)
+                    return
+                if early:
+                    data = b"".join(early) + data
+                    early.clear()
             data = limiters[stream].feed(maskers[stream].feed(data))
             if data:
                 kept[stream].append(data)
@@ -234,16 +250,12 @@ class Execution:
         try:
             with StreamingProcess(self.argv, stdin=stdin, env=self.client_env) as proc:
                 for stream, data in proc.chunks(deadline):
-                    if stream == "stderr":
-                        data = trailer.feed(data)
                     yield from emit(stream, data)
                 code = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))
                 if code is None:
                     timed_out = True
                     self._kill()
                     for stream, data in proc.chunks(time.monotonic() + 2):
-                        if stream == "stderr":
-                            data = trailer.feed(data)
                         yield from emit(stream, data)
                     code = self._reap(proc)
             for stream in ("stdout", "stderr"):
@@ -258,7 +270,7 @@ class Execution:
             if not clean_exit and not request.persist:
                 self._remove()
         duration_ms = round((time.monotonic() - (trailer.started_at or started)) * 1000)
-        stderr_text = decode(b"".join(kept["stderr"]))
+        stderr_text = decode(b"".join(kept["stderr"]) + payload.Masker(request.secrets.values()).mask(b"".join(early)))
         got = trailer.trailer
         if got is None and not timed_out:
             if code in (125, 126, 127):
