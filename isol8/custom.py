@@ -111,7 +111,7 @@ def _install_lines(defn: ImageDefinition, registry: RegistrySettings, ca: bool) 
     ctx = "/tmp/isol8-build"
     if not defn.specs:
         return []
-    # registry URLs travel in pip.conf / .npmrc / bunfig.toml files of the context, never in RUN text
+    # registry URLs travel in pip.conf / .npmrc files of the context, never in RUN text
     if kind == "pypi":
         env = f"PIP_CERT={ctx}/ca.pem " if ca else ""
         if registry.pip_index_url:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -36,3 +38,16 @@ def _run_cli(*argv: str) -> CliResult:
 def run_cli() -> Callable[..., CliResult]:
     """`isol8 ARGV...` in process: run_cli(*argv) -> CliResult(status, stdout, stderr)."""
     return _run_cli
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory and home, and no ISOL8_* variables: no stray config or registry settings."""
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", str(home))
+    for name in [n for n in os.environ if n.startswith("ISOL8_")]:
+        monkeypatch.delenv(name)
+    return cwd

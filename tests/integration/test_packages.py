@@ -62,7 +62,7 @@ def test_installed_code_still_has_no_network(isol8: Isol8) -> None:
     code = (
         "import socket, six\n"
         "try:\n"
-        "    socket.create_connection(('pypi.org', 443), timeout=3)\n"
+        "    socket.create_connection(('example.com', 443), timeout=3)\n"
         "    print('connected')\n"
         "except OSError as e:\n"
         "    print('blocked')\n"

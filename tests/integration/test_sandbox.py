@@ -95,7 +95,7 @@ CONNECT = (
     "except OSError as e:\n"
     "    print('blocked', type(e).__name__)\n"
     "try:\n"
-    "    socket.getaddrinfo('pypi.org', 443)\n"
+    "    socket.getaddrinfo('example.com', 443)\n"
     "    print('dns works')\n"
     "except OSError:\n"
     "    print('no dns')\n"

@@ -24,16 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working directory and home, and no ISOL8_* variables: no stray config file is found."""
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir()
-    home.mkdir()
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("ISOL8_CONFIG", "ISOL8_ENGINE", "ISOL8_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    return cwd
+def _isolated(isolated: Path) -> Path:
+    return isolated
 
 
 class _NoProcesses:

@@ -28,23 +28,8 @@ def register_unreachable(fp: Any, argv: list[str]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working directory and home, and no ISOL8_* variables: no stray config or registry settings."""
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir()
-    home.mkdir()
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("HOME", str(home))
-    for name in (
-        "ISOL8_CONFIG",
-        "ISOL8_ENGINE",
-        "ISOL8_DEBUG",
-        "ISOL8_PIP_INDEX_URL",
-        "ISOL8_NPM_REGISTRY",
-        "ISOL8_CA_BUNDLE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    return cwd
+def _isolated(isolated: Path) -> Path:
+    return isolated
 
 
 @pytest.fixture

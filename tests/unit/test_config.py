@@ -319,7 +319,7 @@ defaults:
   memoryLimit: 256m
 network:
   whitelist:
-    - pypi.org
+    - packages.example.com
 baseImages:
   python: python:3.12-slim
 prebuiltImages:
@@ -337,7 +337,7 @@ JSON_CONFIG = json.dumps(
         "$schema": "https://example.invalid/isol8.schema.json",
         "engine": "podman",
         "defaults": {"timeoutMs": 5000, "memoryLimit": "256m"},
-        "network": {"whitelist": ["pypi.org"]},
+        "network": {"whitelist": ["packages.example.com"]},
         "baseImages": {"python": "python:3.12-slim"},
         "prebuiltImages": [
             {
@@ -361,7 +361,7 @@ def test_yaml_and_json_parse_to_the_same_config(tmp_path: Path, name: str, text:
     expected["engine"] = "podman"
     expected["defaults"]["timeoutMs"] = 5000
     expected["defaults"]["memoryLimit"] = "256m"
-    expected["network"]["whitelist"] = ["pypi.org"]
+    expected["network"]["whitelist"] = ["packages.example.com"]
     expected["baseImages"] = {"python": "python:3.12-slim"}
     expected["prebuiltImages"] = [
         {

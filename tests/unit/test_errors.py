@@ -135,8 +135,8 @@ def test_newer_docker_wordings(stderr: str, expected: type[EngineError]) -> None
         'Error: Get "http://d/v4.3.1/libpod/containers/json": read unix @->/run/podman/podman.sock: '
         "read: connection reset by peer",
         "Error response from daemon: unexpected EOF",
-        'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: '
-        "lookup registry-1.docker.io on 127.0.0.53:53: read udp 127.0.0.1:40000->127.0.0.53:53: i/o timeout",
+        'Error response from daemon: Get "https://registry.example.com/v2/": dial tcp: '
+        "lookup registry.example.com on 127.0.0.53:53: read udp 127.0.0.1:40000->127.0.0.53:53: i/o timeout",
     ],
 )
 def test_transient_failures(engine: str, stderr: str) -> None:
