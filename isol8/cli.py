@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -325,19 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _DebugFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"[debug] {record.getMessage()}"
-
-
 @contextlib.contextmanager
 def _debug_logging(stream: TextIO, on: bool) -> Iterator[None]:
-    logger = logging.getLogger("isol8")
     if not on:
         yield None
         return
+    import logging  # only with --debug: see isol8/log.py
+
+    logger = logging.getLogger("isol8")
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(_DebugFormatter())
+    handler.setFormatter(logging.Formatter("[debug] %(message)s"))
     logger.addHandler(handler)
     old = logger.level
     logger.setLevel(logging.DEBUG)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -16,12 +15,13 @@ from isol8 import labels as L
 from isol8.engine import Engine
 from isol8.errors import BuildFailed, EngineError, UsageError
 from isol8.images import ensure_base_image
+from isol8.log import get_logger
 from isol8.packages import Spec, ecosystem, parse_specs
 from isol8.process import run_process
 from isol8.runtimes import RUNTIMES
 from isol8.sandbox import SandboxPolicy, sandbox_flags
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
 NODE_PREFIX = "/opt/isol8"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ from isol8.errors import (
     UsageError,
     classify,
 )
+from isol8.log import get_logger
 from isol8.models import ContainerInfo, ImageInfo
 from isol8.process import Completed, StreamingProcess, decode, run_process
 
@@ -33,7 +33,7 @@ TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     from typing import Any
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 QUERY_TIMEOUT = 30.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -14,9 +13,10 @@ from pathlib import Path
 from isol8 import labels as L
 from isol8.engine import Engine
 from isol8.errors import ImageNotFound
+from isol8.log import get_logger
 from isol8.runtimes import RUNTIMES
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _ARG_BASE = re.compile(r"^ARG BASE_IMAGE=(\S+)\s*$", re.MULTILINE)
 

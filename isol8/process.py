@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import selectors
 import shlex
@@ -14,8 +13,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from isol8.errors import EngineNotFound, EngineTimeout
+from isol8.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CHUNK = 65536
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
 import signal
@@ -17,6 +16,7 @@ from isol8 import payload
 from isol8.config import parse_size
 from isol8.engine import Engine
 from isol8.errors import EngineError, ImageNotFound, UsageError
+from isol8.log import get_logger
 from isol8.process import StreamingProcess, decode
 from isol8.runtimes import Runtime
 from isol8.sandbox import SANDBOX_DIR, SandboxPolicy, run_argv, valid_env_name
@@ -26,7 +26,7 @@ TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     from typing import Any
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # After the deadline the container is killed; the in-container backstop fires this much later.
 BACKSTOP_GRACE_S = 5
