@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -218,11 +217,9 @@ def cmd_run(app: App) -> int:
     request = build_request(app)
     assert isinstance(request, RunRequest)
     if app.args.install:  # validate before any engine is chosen: bad specs are usage errors (2), not engine errors
-        from isol8.packages import parse_specs
+        from isol8.provision import check_install
 
-        if request.runtime.name == "bash":
-            raise UsageError(BASH_NO_INSTALL)
-        parse_specs(request.runtime.name, app.args.install)
+        check_install(request.runtime.name, app.args.install)
     engine = app.engine
     asked = request
     if app.args.install:
@@ -334,12 +331,6 @@ def cmd_cleanup(app: App) -> int:
     return ExitStatus.OK
 
 
-BASH_NO_INSTALL = (
-    "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
-    "isol8 build --base bash --tag my-bash --install jq, then isol8 run --image my-bash ..."
-)
-
-
 def registry_settings(app: App) -> object:
     import os
 
@@ -349,83 +340,26 @@ def registry_settings(app: App) -> object:
     return RegistrySettings(values["pipIndexUrl"], values["npmRegistry"], values["caBundle"])
 
 
-def _quiet_progress(app: App) -> Callable[[str], None]:
-    """Build output for on-the-fly installs: shown with --debug, else kept for the error message."""
-    return app.progress if app.debug else (lambda line: None)
-
-
 def prepare_packages(app: App, request: object, install: list[str], *, remembered: bool = True) -> object:
-    """Resolve --install to an image that has the packages, building (and caching) one when needed.
-
-    A package set resolved before reuses that answer without any engine call (the answers are dropped
-    whenever isol8 builds or removes images)."""
-    import dataclasses
-    import hashlib
-
-    from isol8.custom import BuildOutcome, ImageDefinition, RegistrySettings, build_image
-    from isol8.discovery import Candidate, ResolutionCache, resolve
-    from isol8.errors import BuildFailed
-    from isol8.packages import parse_specs
-    from isol8.runner import RunFailed, RunRequest
+    """--install for the CLI: isol8.provision.provide with the config's settings and the CLI's streams."""
+    from isol8.custom import RegistrySettings
+    from isol8.provision import provide
+    from isol8.runner import RunRequest
 
     assert isinstance(request, RunRequest)
-    runtime = request.runtime.name
-    if runtime == "bash":
-        raise UsageError(BASH_NO_INSTALL)
-    specs = parse_specs(runtime, install)
-    engine = app.engine
-    base = engine.dialect.local_image(request.runtime.image)
-    answers = ResolutionCache(engine.name)
-    key = answers.key(runtime, base, specs)
-    if request.image is None and remembered:
-        image = answers.get(key)
-        if image is not None:
-            if app.debug:
-                app.progress(f"resolve: {image} (remembered for this package set); to install: nothing")
-            return dataclasses.replace(request, image=image)
-    resolution = resolve(engine, runtime, specs, base=base, image=request.image)
-    if app.debug:
-        left = ", ".join(s.text for s in resolution.install) or "nothing"
-        app.progress(f"resolve: {resolution.match} {resolution.image} ({resolution.reason}); to install: {left}")
-    image = resolution.run_ref
-    if resolution.install:
-        inherited: tuple = ()
-        if resolution.match in ("partial", "image"):
-            info = engine.image(resolution.run_ref)
-            found = Candidate.from_image(runtime, info) if info else None
-            inherited = tuple(found.packages.values()) if found else ()
-        elif engine.image(base) is None:
-            from isol8.images import ensure_base_image
-
-            app.progress(f"image isol8:{runtime} is missing; building it first")
-            ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
-        key = hashlib.sha256("\0".join([resolution.run_ref, *(s.text for s in specs)]).encode()).hexdigest()[:16]
-        tag = f"isol8-auto-{runtime}:{key}"
-        defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.run_ref, inherited=inherited)
-        registry = registry_settings(app)
-        assert isinstance(registry, RegistrySettings)
-        if app.stderr.isatty() and not app.debug:
-            app.progress(f"installing {', '.join(s.text for s in resolution.install)} (once: the result is cached)")
-        try:
-            outcome: BuildOutcome = build_image(
-                engine,
-                defn,
-                tag,
-                registry=registry,
-                base_images=app.config.base_images,
-                extra_labels={"org.isol8.auto": "true"},
-                progress=_quiet_progress(app),
-            )
-        except BuildFailed as exc:
-            if not app.debug:  # the installer's own words, which --debug already showed line by line
-                app.stderr.write("".join(f"isol8: {line}\n" for line in exc.stderr.splitlines()[-25:]))
-            raise RunFailed(
-                exc.argv, 125, exc.stdout, exc.stderr, message=f"package install failed: {exc.message}"
-            ) from None
-        image = outcome.image_id
-    if request.image is None:
-        answers.put(key, image)
-    return dataclasses.replace(request, image=image)
+    registry = registry_settings(app)
+    assert isinstance(registry, RegistrySettings)
+    return provide(
+        app.engine,
+        request,
+        install,
+        base_images=app.config.base_images,
+        registry=registry,
+        debug=app.progress if app.debug else None,
+        notice=app.progress if app.stderr.isatty() else (lambda line: None),
+        on_failure=lambda output: app.progress("\n".join(output.splitlines()[-25:]).replace("\n", "\nisol8: ")),
+        remembered=remembered,
+    )
 
 
 def cmd_build(app: App) -> int:

@@ -1,0 +1,93 @@
+"""Packages for a run: resolve them to an image that has them, building (and caching) one when none does."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+
+from isol8.custom import ImageDefinition, RegistrySettings, build_image
+from isol8.discovery import Candidate, ResolutionCache, resolve
+from isol8.engine import Engine
+from isol8.errors import BuildFailed, UsageError
+from isol8.packages import Spec, parse_specs
+from isol8.runner import RunFailed, RunRequest
+
+BASH_NO_INSTALL = (
+    "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
+    "isol8 build --base bash --tag my-bash --install jq, then isol8 run --image my-bash ..."
+)
+
+
+def check_install(runtime: str, install: Sequence[str]) -> tuple[Spec, ...]:
+    """Validate --install values before any engine is touched (usage errors, exit 2)."""
+    if runtime == "bash":
+        raise UsageError(BASH_NO_INSTALL)
+    return parse_specs(runtime, install)
+
+
+def provide(
+    engine: Engine,
+    request: RunRequest,
+    install: Sequence[str],
+    *,
+    base_images: Mapping[str, str],
+    registry: RegistrySettings,
+    debug: Callable[[str], None] | None = None,
+    notice: Callable[[str], None] = lambda line: None,
+    on_failure: Callable[[str], None] = lambda output: None,
+    remembered: bool = True,
+) -> RunRequest:
+    """The request with `image` set to one that has the packages.
+
+    A package set resolved before reuses that answer without any engine call (the answers are
+    dropped whenever isol8 builds or removes images). Install output goes to `debug` when given,
+    else to `on_failure` when the install fails.
+    """
+    runtime = request.runtime.name
+    specs = check_install(runtime, install)
+    base = engine.dialect.local_image(request.runtime.image)
+    answers = ResolutionCache(engine.name)
+    answer_key = answers.key(runtime, base, specs)
+    if request.image is None and remembered:
+        image = answers.get(answer_key)
+        if image is not None:
+            if debug:
+                debug(f"resolve: {image} (remembered for this package set); to install: nothing")
+            return dataclasses.replace(request, image=image)
+    resolution = resolve(engine, runtime, specs, base=base, image=request.image)
+    if debug:
+        left = ", ".join(s.text for s in resolution.install) or "nothing"
+        debug(f"resolve: {resolution.match} {resolution.image} ({resolution.reason}); to install: {left}")
+    image = resolution.run_ref
+    if resolution.install:
+        inherited: tuple[Spec, ...] = ()
+        if resolution.match in ("partial", "image"):
+            info = engine.image(resolution.run_ref)
+            found = Candidate.from_image(runtime, info) if info else None
+            inherited = tuple(found.packages.values()) if found else ()
+        name = hashlib.sha256("\0".join([resolution.run_ref, *(s.text for s in specs)]).encode()).hexdigest()[:16]
+        defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.run_ref, inherited=inherited)
+        if resolution.match == "base" and engine.image(base) is None:
+            defn = dataclasses.replace(defn, from_image=None)  # build_image builds the base first
+        notice(f"installing {', '.join(s.text for s in resolution.install)} (once: the result is cached)")
+        try:
+            outcome = build_image(
+                engine,
+                defn,
+                f"isol8-auto-{runtime}:{name}",
+                registry=registry,
+                base_images=base_images,
+                extra_labels={"org.isol8.auto": "true"},
+                progress=debug or (lambda line: None),
+            )
+        except BuildFailed as exc:
+            if not debug:  # the installer's own words, which debug already showed line by line
+                on_failure(exc.stderr)
+            raise RunFailed(
+                exc.argv, 125, exc.stdout, exc.stderr, message=f"package install failed: {exc.message}"
+            ) from None
+        image = outcome.image_id
+    if request.image is None:
+        answers.put(answer_key, image)
+    return dataclasses.replace(request, image=image)
