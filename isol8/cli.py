@@ -216,6 +216,9 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     out.add_argument("--no-stream", action="store_true", help="buffer the output and print it when the program ends")
     out.add_argument("--out", metavar="FILE", help="also write the program's stdout to FILE")
     out.add_argument("--persist", action="store_true", help="keep the container after the run and print its name")
+    remote = p.add_argument_group("remote")
+    remote.add_argument("--host", metavar="URL", help="run on an isol8 server (isol8 serve) instead of a local engine")
+    remote.add_argument("--key", metavar="KEY", help="the server's API key (default: ISOL8_API_KEY)")
     p.set_defaults(handler="run")
 
 
@@ -307,6 +310,31 @@ def _add_resolve(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.set_defaults(handler="resolve")
 
 
+def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="serve an HTTP API for running code (needs isol8[server])",
+        description=(
+            "Serve isol8 over HTTP: GET /health (no auth), POST /execute, POST /execute/stream\n"
+            "(Server-Sent Events of {type: stdout|stderr|error|exit, data}) and POST /cleanup,\n"
+            "with `Authorization: Bearer KEY`. Before listening it checks the engine and builds\n"
+            "missing base images and the config's prebuiltImages. Requests may tighten the config's\n"
+            "defaults (timeoutMs, memoryLimit, cpuLimit, pidsLimit, sandboxSize, tmpSize,\n"
+            "maxOutputSize) but never exceed them; host network and other images only when the\n"
+            "config's server.allowHostNetwork / server.allowImages allow them. At most\n"
+            "maxConcurrent executions run; others wait up to server.queueTimeoutMs, then get 429.\n"
+            "SIGINT/SIGTERM stop it; its containers are removed, its images kept."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDR", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, metavar="N", help="port (default: ISOL8_PORT, then PORT, then 3000)")
+    p.add_argument("--key", metavar="KEY", help="API key clients must send (default: ISOL8_API_KEY; required)")
+    p.add_argument("--insecure-no-auth", action="store_true", help="serve without an API key (loopback addresses only)")
+    p.set_defaults(handler="serve")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="isol8",
@@ -319,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for add in (_add_run, _add_build, _add_images, _add_resolve, _add_setup, _add_config, _add_cleanup):
+    for add in (_add_run, _add_build, _add_images, _add_resolve, _add_setup, _add_serve, _add_config, _add_cleanup):
         add(sub, common)
     return parser
 

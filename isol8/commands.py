@@ -92,7 +92,7 @@ def build_prebuilt_images(app: App, base_images: dict[str, str], only: list[str]
             entry.tag,
             registry=registry,
             base_images=base_images,
-            force=app.args.force,
+            force=getattr(app.args, "force", False),
             progress=app.progress,
         )
         app.say(f"{entry.tag}: {'built' if outcome.built else 'up to date'} ({outcome.image_id[:12]})")
@@ -216,6 +216,8 @@ def cmd_run(app: App) -> int:
 
     request = build_request(app)
     assert isinstance(request, RunRequest)
+    if app.args.host:
+        return cmd_run_remote(app, request)
     if app.args.install:  # validate before any engine is chosen: bad specs are usage errors (2), not engine errors
         from isol8.provision import check_install
 
@@ -453,3 +455,127 @@ def cmd_resolve(app: App) -> int:
         if resolution.install:
             app.say(f"  to install at run time: {', '.join(s.text for s in resolution.install)}")
     return ExitStatus.OK
+
+
+def cmd_serve(app: App) -> int:
+    import ipaddress
+    import os
+
+    from isol8.custom import RegistrySettings
+    from isol8.images import ensure_base_images
+
+    args = app.args
+    key = args.key or os.environ.get("ISOL8_API_KEY")
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not key and not args.insecure_no_auth:
+        raise UsageError("an API key is required: --key or ISOL8_API_KEY (--insecure-no-auth serves without one)")
+    if not key and not loopback:
+        raise UsageError("--insecure-no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost)")
+    port_text = args.port if args.port is not None else os.environ.get("ISOL8_PORT") or os.environ.get("PORT") or 3000
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise UsageError(f"not a port number: {port_text!r}")
+    try:
+        from isol8.server import ServerState, serve
+    except ImportError:
+        raise UsageError("isol8 serve needs the server extra: pip install 'isol8[server]'") from None
+    engine = app.engine
+    engine.version()
+    base_images = dict(app.config.base_images)
+    for outcome in ensure_base_images(engine, runtimes.NAMES, base_images=base_images, progress=app.progress):
+        app.progress(f"{outcome.image}: {'built' if outcome.built else 'up to date'}")
+    build_prebuilt_images(app, base_images)
+    registry = registry_settings(app)
+    assert isinstance(registry, RegistrySettings)
+    state = ServerState(engine, app.config, key or None, registry)
+    app.progress(f"listening on http://{args.host}:{port} (server id {state.server_id})")
+    serve(state, args.host, port)
+    app.progress("stopped; this server's containers were removed")
+    return ExitStatus.OK
+
+
+def remote_body(app: App, request: object) -> dict[str, object]:
+    """The wire format of `isol8 run` flags for an isol8 server; limits only when given on the command line."""
+    import base64
+    import os
+
+    from isol8.runner import RunRequest
+
+    assert isinstance(request, RunRequest)
+    args = app.args
+    body: dict[str, object] = {"runtime": request.runtime.name, "workdir": request.workdir}
+    if request.cmd is not None:
+        body["cmd"] = request.cmd
+    else:
+        body["code"] = (request.code or b"").decode("utf-8", "replace")
+    if request.env:
+        body["env"] = dict(request.env)
+    stdin = b"".join(request.stdin)
+    if stdin:
+        body["stdin"] = stdin.decode("utf-8", "replace")
+    if request.files_dir is not None:
+        from isol8.payload import SKIPPED_DIRS
+
+        files: dict[str, object] = {}
+        for folder, dirs, names in os.walk(request.files_dir):
+            dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
+            for name in names:
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, request.files_dir)
+                with open(path, "rb") as f:
+                    files[rel] = {"base64": base64.b64encode(f.read()).decode()}
+        body["files"] = files
+    if args.install:
+        body["installPackages"] = list(args.install)
+    if args.timeout is not None:
+        body["timeoutMs"] = request.timeout_ms
+    options: dict[str, object] = {}
+    for flag, name in (
+        ("memory", "memoryLimit"),
+        ("cpu", "cpuLimit"),
+        ("pids_limit", "pidsLimit"),
+        ("net", "network"),
+        ("sandbox_size", "sandboxSize"),
+        ("tmp_size", "tmpSize"),
+        ("image", "image"),
+    ):
+        if getattr(args, flag) is not None:
+            options[name] = getattr(args, flag)
+    if args.max_output is not None:
+        options["maxOutputSize"] = request.max_output
+    if request.secrets:
+        options["secrets"] = dict(request.secrets)
+    return {"request": body, "options": options}
+
+
+def cmd_run_remote(app: App, request: object) -> int:
+    import os
+
+    from isol8.remote import Isol8Remote
+
+    client = Isol8Remote(app.args.host, app.args.key or os.environ.get("ISOL8_API_KEY"))
+    body = remote_body(app, request)
+    if app.args.json or app.args.no_stream:
+        result = client.execute(body)
+        if app.args.json:
+            app.say(json.dumps(result))
+        else:
+            _write(app.stdout, str(result.get("stdout", "")).encode())
+            _write(app.stderr, str(result.get("stderr", "")).encode())
+        return int(result.get("exitCode", ExitStatus.ENGINE_FAILURE))
+    code = int(ExitStatus.ENGINE_FAILURE)
+    for event in client.stream(body):
+        kind, data = event.get("type"), str(event.get("data", ""))
+        if kind in ("stdout", "stderr"):
+            _write(app.stdout if kind == "stdout" else app.stderr, data.encode())
+        elif kind == "error":
+            app.stderr.write(f"isol8: {data}\n")
+        elif kind == "exit":
+            code = int(data)
+    return code

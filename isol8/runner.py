@@ -73,6 +73,7 @@ class RunRequest:
     max_output: int = 1_048_576
     policy: SandboxPolicy = field(default_factory=SandboxPolicy)
     persist: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra container labels (e.g. the server's id)
 
     def __post_init__(self) -> None:
         if (self.code is None) == (self.cmd is None):
@@ -192,6 +193,7 @@ class Execution:
                 L.RUN_HOST: os.uname().nodename,
                 L.RUN_STARTED: str(int(time.time())),
                 L.RUNTIME: runtime.name,
+                **request.labels,
             },
             env=request.env,
             env_by_name=sorted(request.secrets),

@@ -54,7 +54,17 @@ def test_man_page_documents_every_command_and_option() -> None:
     assert text.startswith('.TH ISOL8 "1" ')
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands.choices) == {"run", "build", "images", "list-custom", "resolve", "setup", "config", "cleanup"}
+    assert set(commands.choices) == {
+        "run",
+        "build",
+        "images",
+        "list-custom",
+        "resolve",
+        "setup",
+        "serve",
+        "config",
+        "cleanup",
+    }
     seen: set[int] = set()
     for name, sub in commands.choices.items():
         if id(sub) in seen:

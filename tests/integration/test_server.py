@@ -1,0 +1,206 @@
+"""isol8 serve on both engines: start-up, auth, execute and stream, policy, isolation, concurrency, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from isol8.remote import Isol8Remote, RemoteError
+from tests.integration.conftest import ISOL8, PACKAGE_ENV, run_isol8
+
+KEY = "test-key-" + os.urandom(8).hex()
+
+
+@dataclass
+class Server:
+    url: str
+    engine: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    prebuilt: str
+
+    def client(self, key: str | None = KEY) -> Isol8Remote:
+        return Isol8Remote(self.url, key)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_containers(engine: str) -> list[str]:
+    done = subprocess.run(
+        [engine, "ps", "-a", "-q", "--filter", "label=org.isol8.server.id"], capture_output=True, text=True
+    )
+    return done.stdout.split()
+
+
+def _start(engine: str, tmp: Path, **config: object) -> Server:
+    user = Path.home() / ".isol8" / "config.json"
+    base = json.loads(user.read_text()) if user.exists() else {}
+    prebuilt = f"isol8-test-served-{os.getpid()}-{engine}"
+    (tmp / "config.json").write_text(
+        json.dumps(
+            {**base, "prebuiltImages": [{"tag": prebuilt, "runtime": "bash", "setupScript": "echo served"}], **config}
+        )
+    )
+    port = _free_port()
+    log = tmp / "serve.log"
+    proc = subprocess.Popen(
+        [ISOL8, "--engine", engine, "--config", str(tmp / "config.json"), "serve", "--port", str(port), "--key", KEY],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**PACKAGE_ENV, **os.environ},
+    )
+    server = Server(f"http://127.0.0.1:{port}", engine, proc, log, prebuilt)
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            server.client().health()
+            return server
+        except RemoteError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server did not start:\n{log.read_text()}") from None
+            time.sleep(0.2)
+
+
+def _stop(server: Server) -> None:
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0, server.log.read_text()
+    assert _server_containers(server.engine) == []
+    subprocess.run([server.engine, "rmi", "-f", server.prebuilt], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def server(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    started = _start(engine, tmp_path_factory.mktemp("serve"), maxConcurrent=4, server={"queueTimeoutMs": 120_000})
+    yield started
+    _stop(started)
+
+
+def test_startup_built_the_prebuilt_image_before_health_answered(server: Server) -> None:
+    ref = server.prebuilt if server.engine == "docker" else f"localhost/{server.prebuilt}"
+    labels = subprocess.run(
+        [server.engine, "image", "inspect", "--format", "{{json .Config.Labels}}", ref], capture_output=True, text=True
+    )
+    assert labels.returncode == 0
+    assert json.loads(labels.stdout)["org.isol8.setup"] == "echo served"
+    log = server.log.read_text()
+    assert log.index(f"{server.prebuilt}: built") < log.index("listening on")
+
+
+def _post(server: Server, path: str, body: object, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(server.url + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_auth(server: Server) -> None:
+    body = {"request": {"code": "print(1)", "runtime": "python"}}
+    assert _post(server, "/execute", body, {}) == (401, {"error": "Missing Authorization header"})
+    assert _post(server, "/execute", body, {"Authorization": "Bearer wrong"}) == (403, {"error": "Invalid API key"})
+    status, result = _post(server, "/execute", body, {"Authorization": f"Bearer {KEY}"})
+    assert (status, result["stdout"]) == (200, "1\n")
+
+
+@pytest.mark.parametrize(
+    ("runtime", "field", "source", "expected"),
+    [
+        ("python", "code", "import sys; print('py'); print('err', file=sys.stderr); sys.exit(3)", ("py\n", "err\n", 3)),
+        ("node", "code", "console.log('node'); console.error('err'); process.exit(4)", ("node\n", "err\n", 4)),
+        ("bash", "cmd", "echo bash; echo err >&2; exit 5", ("bash\n", "err\n", 5)),
+    ],
+)
+def test_execute_and_stream(server: Server, runtime: str, field: str, source: str, expected: tuple) -> None:
+    body = {"request": {field: source, "runtime": runtime}}
+    result = server.client().execute(body)
+    assert (result["stdout"], result["stderr"], result["exitCode"]) == expected
+    assert result["runtime"] == runtime and result["executionId"]
+    events = list(server.client().stream(body))
+    out = "".join(e["data"] for e in events if e["type"] == "stdout")
+    err = "".join(e["data"] for e in events if e["type"] == "stderr")
+    assert (out, err, events[-1]) == (expected[0], expected[1], {"type": "exit", "data": str(expected[2])})
+
+
+def test_policy_refuses_host_network_and_limits_above_the_ceiling(server: Server) -> None:
+    client = server.client()
+    for options, message in (
+        ({"network": "host"}, "network host is not allowed"),
+        ({"memoryLimit": "4g"}, "memoryLimit 4g exceeds the server's limit 512m"),
+        ({"image": "isol8:bash"}, "choosing an image is not allowed"),
+        ({"seccomp": "unconfined"}, "option seccomp is not allowed"),
+    ):
+        with pytest.raises(RemoteError, match=message) as caught:
+            client.execute({"request": {"code": "print(1)", "runtime": "python"}, "options": options})
+        assert caught.value.status == 403
+    tighter = client.execute({"request": {"code": "print(1)", "runtime": "python"}, "options": {"memoryLimit": "128m"}})
+    assert tighter["exitCode"] == 0
+
+
+def test_two_requests_never_see_each_others_files_or_processes(server: Server) -> None:
+    client = server.client()
+    first = client.execute(
+        {
+            "request": {
+                "cmd": "echo secret > /sandbox/left; echo x > /tmp/left; (sleep 30 &) ; echo done",
+                "runtime": "bash",
+            }
+        }
+    )
+    assert first["stdout"] == "done\n"
+    second = client.execute(
+        {"request": {"cmd": "ls -A /sandbox /tmp; ps -e -o comm= | grep -c sleep || true", "runtime": "bash"}}
+    )
+    assert second["stdout"] == "/sandbox:\n.isol8-cmd.sh\n\n/tmp:\n0\n", second
+
+
+def test_fifty_concurrent_executions(server: Server) -> None:
+    def one(i: int) -> str:
+        return str(server.client().execute({"request": {"code": f"print({i} * 2)", "runtime": "python"}})["stdout"])
+
+    with ThreadPoolExecutor(50) as pool:
+        outputs = list(pool.map(one, range(50)))
+    assert outputs == [f"{i * 2}\n" for i in range(50)]
+
+
+def test_run_host_goes_through_the_server(server: Server) -> None:
+    done = run_isol8(server.engine, "run", "--host", server.url, "--key", KEY, "-r", "node", "-e", "console.log(6 * 7)")
+    assert (done.status, done.stdout) == (0, "42\n"), done.stderr
+
+
+def test_a_request_beyond_the_queue_timeout_gets_429(engine: str, tmp_path: Path) -> None:
+    busy = _start(engine, tmp_path, maxConcurrent=1, server={"queueTimeoutMs": 500})
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(
+                busy.client().execute, {"request": {"code": "import time; time.sleep(4)", "runtime": "python"}}
+            )
+            time.sleep(1.5)
+            with pytest.raises(RemoteError) as caught:
+                busy.client().execute({"request": {"code": "print(1)", "runtime": "python"}})
+            assert caught.value.status == 429
+            assert slow.result()["exitCode"] == 0
+    finally:
+        _stop(busy)
+
+
+def test_serving_without_a_key_is_refused(engine: str) -> None:
+    done = run_isol8(engine, "serve", "--port", str(_free_port()), env={"ISOL8_API_KEY": ""})
+    assert done.status == 2
+    assert "API key is required" in done.stderr
