@@ -494,8 +494,13 @@ def cmd_serve(app: App) -> int:
     registry = registry_settings(app)
     assert isinstance(registry, RegistrySettings)
     state = ServerState(engine, app.config, key or None, registry)
-    app.progress(f"listening on http://{args.host}:{port} (server id {state.server_id})")
-    serve(state, args.host, port)
+    app.progress(f"starting warm pools ({state.pool.size} containers per runtime)")
+    serve(
+        state,
+        args.host,
+        port,
+        ready=lambda: app.progress(f"listening on http://{args.host}:{port} (server id {state.server_id})"),
+    )
     app.progress("stopped; this server's containers were removed")
     return ExitStatus.OK
 

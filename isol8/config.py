@@ -143,7 +143,13 @@ SCHEMA: dict[str, Any] = {
     "network": {"whitelist": _list_of(_STR), "blacklist": _list_of(_STR)},
     "security": {"seccompProfile": _nullable(_STR)},
     "packages": {"pipIndexUrl": _nullable(_STR), "npmRegistry": _nullable(_STR), "caBundle": _nullable(_STR)},
-    "server": {"allowHostNetwork": _BOOL, "allowImages": _BOOL, "queueTimeoutMs": _INT, "maxBodyBytes": _INT},
+    "server": {
+        "allowHostNetwork": _BOOL,
+        "allowImages": _BOOL,
+        "queueTimeoutMs": _INT,
+        "maxBodyBytes": _INT,
+        "poolSize": _type(int, "an integer"),
+    },
     "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
     "prebuiltImages": _list_of(
         {
@@ -173,7 +179,13 @@ DEFAULTS: dict[str, Any] = {
     "network": {"whitelist": [], "blacklist": []},
     "security": {"seccompProfile": None},
     "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": None},
-    "server": {"allowHostNetwork": False, "allowImages": False, "queueTimeoutMs": 30_000, "maxBodyBytes": 10_485_760},
+    "server": {
+        "allowHostNetwork": False,
+        "allowImages": False,
+        "queueTimeoutMs": 30_000,
+        "maxBodyBytes": 10_485_760,
+        "poolSize": 2,
+    },
     "baseImages": {},
     "prebuiltImages": [],
 }

@@ -19,7 +19,7 @@ from isol8.errors import EngineError, ImageNotFound, UsageError
 from isol8.log import get_logger
 from isol8.process import StreamingProcess, decode
 from isol8.runtimes import Runtime
-from isol8.sandbox import SANDBOX_DIR, SandboxPolicy, run_argv, valid_env_name
+from isol8.sandbox import SANDBOX_DIR, SandboxPolicy, exec_argv, run_argv, valid_env_name
 from isol8.status import ExitStatus
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
@@ -163,12 +163,20 @@ class Execution:
     (exit, timeout, an exception, or an Interrupted raised by a signal handler).
     """
 
-    def __init__(self, engine: Engine, request: RunRequest, *, ensure_image: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        request: RunRequest,
+        *,
+        ensure_image: Callable[[str], None] | None = None,
+        container: str | None = None,
+    ):
+        """container: a started standby container (isol8.pool) to exec into instead of a new `run`."""
         self.engine = engine
         self.request = request
         self.ensure_image = ensure_image
         self.result: RunResult | None = None
-        self.name = _container_name()
+        self.name = container or _container_name()
         runtime = request.runtime
         self.image = request.image or engine.dialect.local_image(runtime.image)
         code_name = _code_name(request)
@@ -181,6 +189,13 @@ class Execution:
             else runtime.command(f"{SANDBOX_DIR}/{code_name}")
         )
         backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
+        command = ["-c", payload.WRAPPER, "isol8", resolve_workdir(request.workdir), str(backstop_s), *interpreter]
+        self.client_env = {**os.environ, **request.secrets}
+        if container is not None:
+            self.argv = exec_argv(
+                engine.dialect, name=container, env=request.env, env_by_name=sorted(request.secrets), command=command
+            )
+            return
         self.argv = run_argv(
             engine.dialect,
             name=self.name,
@@ -197,10 +212,9 @@ class Execution:
             },
             env=request.env,
             env_by_name=sorted(request.secrets),
-            command=["-c", payload.WRAPPER, "isol8", resolve_workdir(request.workdir), str(backstop_s), *interpreter],
+            command=command,
             remove=not request.persist,
         )
-        self.client_env = {**os.environ, **request.secrets}
 
     def __iter__(self) -> Iterator[Chunk]:
         try:

@@ -110,3 +110,45 @@ def run_argv(
         image,
         *command,
     ]
+
+
+def exec_argv(
+    d: Dialect, *, name: str, env: Mapping[str, str], env_by_name: Sequence[str], command: Sequence[str]
+) -> list[str]:
+    """`exec` of one execution in a started standby container (see standby_argv)."""
+    return [
+        d.binary,
+        "exec",
+        "-i",
+        *repeat("--env", (f"{k}={v}" for k, v in env.items())),
+        *repeat("--env", env_by_name),
+        "--workdir",
+        SANDBOX_DIR,
+        name,
+        "/bin/bash",
+        *command,
+    ]
+
+
+def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, labels: Mapping[str, str]) -> list[str]:
+    """`run -d` of a locked-down container that idles until one execution is exec'd into it."""
+    return [
+        d.binary,
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--pull",
+        "never",
+        "--log-driver",
+        "none",
+        *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
+        *sandbox_flags(d, policy),
+        "--workdir",
+        SANDBOX_DIR,
+        "--entrypoint",
+        "/bin/bash",
+        image,
+        "-c",
+        "exec sleep infinity",
+    ]

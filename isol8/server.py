@@ -7,12 +7,14 @@ POST /cleanup. Requests may tighten the config's limits, never loosen them.
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
 import hmac
 import json
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from isol8.config import Config, parse_size
 from isol8.custom import RegistrySettings
 from isol8.engine import Engine
 from isol8.errors import Isol8Error, UsageError
+from isol8.pool import WarmPool
 from isol8.provision import provide
 from isol8.runner import Execution, RunRequest
 from isol8.sandbox import SandboxPolicy
@@ -57,6 +60,28 @@ class ServerState:
         self.queue_timeout = float(settings.get("queueTimeoutMs", 30_000)) / 1000
         self.max_body = int(settings.get("maxBodyBytes", 10 * 1024 * 1024))
         self.slots = threading.BoundedSemaphore(int(self.config.data["maxConcurrent"]))
+        self.pool = WarmPool(
+            self.engine, default_policy(self.config), int(settings.get("poolSize", 2)), {SERVER_LABEL: self.server_id}
+        )
+
+    def warm_pools(self) -> None:
+        """A pool per runtime base image: executions with the default limits exec into one."""
+        for runtime in runtimes.NAMES:
+            self.pool.warm(self.engine.dialect.local_image(runtimes.get(runtime).image))
+
+
+def default_policy(config: Config) -> SandboxPolicy:
+    """The sandbox a request gets when it asks for no limits of its own: the config's defaults."""
+    d = config.defaults
+    return SandboxPolicy(
+        memory=str(d["memoryLimit"]),
+        cpus=float(d["cpuLimit"]),
+        pids_limit=int(d["pidsLimit"]),
+        network=str(d["network"]),
+        sandbox_size=str(d["sandboxSize"]),
+        tmp_size=str(d["tmpSize"]),
+        seccomp_profile=config.seccomp_profile,
+    )
 
 
 def _ceiling(name: str, value: object, ceiling: object, parse: Any = float) -> None:
@@ -141,14 +166,14 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
             image=image,
             timeout_ms=int(timeout_ms),
             max_output=int(chosen["maxOutputSize"]),
-            policy=SandboxPolicy(
+            policy=dataclasses.replace(
+                default_policy(state.config),
                 memory=str(chosen["memoryLimit"]),
                 cpus=float(chosen["cpuLimit"]),
                 pids_limit=int(chosen["pidsLimit"]),
                 network=network,
                 sandbox_size=str(chosen["sandboxSize"]),
                 tmp_size=str(chosen["tmpSize"]),
-                seccomp_profile=state.config.seccomp_profile,
             ),
             labels={SERVER_LABEL: state.server_id},
         )
@@ -181,12 +206,24 @@ def _prepare(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Ru
     return run
 
 
+@contextlib.contextmanager
+def _execution(state: ServerState, run: RunRequest) -> Iterator[Execution]:
+    """An Execution in a warm container when the pool has one for this image and sandbox, else cold."""
+    image = run.image or state.engine.dialect.local_image(run.runtime.image)
+    container = state.pool.take(image) if state.pool.serves(image, run.policy) else None
+    try:
+        yield Execution(state.engine, run, container=container)
+    finally:
+        if container is not None:
+            state.pool.release(container)
+
+
 def execute_blocking(state: ServerState, body: Mapping[str, Any]) -> dict[str, Any]:
     with _Slot(state), tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
         run = _prepare(state, body, Path(tmp))
-        execution = Execution(state.engine, run)
-        for _ in execution:
-            pass
+        with _execution(state, run) as execution:
+            for _ in execution:
+                pass
         assert execution.result is not None
         return {**execution.result.to_json(), "executionId": execution.name}
 
@@ -201,9 +238,9 @@ def stream_blocking(state: ServerState, body: Mapping[str, Any]) -> Iterator[byt
         with tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
             try:
                 run = _prepare(state, body, Path(tmp))
-                execution = Execution(state.engine, run)
-                for chunk in execution:
-                    yield _event(chunk.stream, chunk.data.decode("utf-8", "replace"))
+                with _execution(state, run) as execution:
+                    for chunk in execution:
+                        yield _event(chunk.stream, chunk.data.decode("utf-8", "replace"))
             except (HTTPError, Isol8Error) as exc:
                 yield _event("error", getattr(exc, "message", str(exc)))
                 yield _event("exit", "125")
@@ -291,7 +328,9 @@ def remove_server_containers(state: ServerState) -> int:
     return len(ids)
 
 
-def serve(state: ServerState, host: str, port: int, *, grace_s: float = 10.0) -> None:
+def serve(
+    state: ServerState, host: str, port: int, *, grace_s: float = 10.0, ready: Callable[[], None] = lambda: None
+) -> None:
     """Listen until SIGINT/SIGTERM; then stop accepting, let in-flight executions finish for up to
     grace_s, kill what still runs, and remove this server's containers (found by label). Images stay."""
     import contextlib
@@ -318,8 +357,11 @@ def serve(state: ServerState, host: str, port: int, *, grace_s: float = 10.0) ->
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        state.warm_pools()
+        ready()
         server.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        state.pool.close()
         remove_server_containers(state)

@@ -41,9 +41,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_containers(engine: str) -> list[str]:
+def _server_containers(engine: str, server_id: str) -> list[str]:
     done = subprocess.run(
-        [engine, "ps", "-a", "-q", "--filter", "label=org.isol8.server.id"], capture_output=True, text=True
+        [engine, "ps", "-a", "-q", "--filter", f"label=org.isol8.server.id={server_id}"], capture_output=True, text=True
     )
     return done.stdout.split()
 
@@ -78,9 +78,11 @@ def _start(engine: str, tmp: Path, **config: object) -> Server:
 
 
 def _stop(server: Server) -> None:
+    server_id = server.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
+    assert _server_containers(server.engine, server_id)  # its warm pool
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=60) == 0, server.log.read_text()
-    assert _server_containers(server.engine) == []
+    assert _server_containers(server.engine, server_id) == []
     subprocess.run([server.engine, "rmi", "-f", server.prebuilt], capture_output=True)
 
 
@@ -204,3 +206,16 @@ def test_serving_without_a_key_is_refused(engine: str) -> None:
     done = run_isol8(engine, "serve", "--port", str(_free_port()), env={"ISOL8_API_KEY": ""})
     assert done.status == 2
     assert "API key is required" in done.stderr
+
+
+def test_executions_use_warm_containers_once(server: Server) -> None:
+    server_id = server.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
+    names = subprocess.run(
+        [server.engine, "ps", "--filter", f"label=org.isol8.server.id={server_id}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    first = server.client().execute({"request": {"code": "print(1)", "runtime": "python"}})
+    assert first["executionId"] in names  # started before the request: an exec, not a new container
+    second = server.client().execute({"request": {"code": "print(2)", "runtime": "python"}})
+    assert second["executionId"] != first["executionId"]  # never handed to another request
