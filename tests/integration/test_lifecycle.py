@@ -77,8 +77,8 @@ def test_many_runs_in_parallel_with_every_outcome_leave_nothing(engine: str) -> 
     cases = [
         (["-e", "import sys; print(sys.argv[0].endswith('main.py'), {i})"], 0, "True {i}\n"),
         (["-e", "import sys; print({i}); sys.exit(1)"], 1, "{i}\n"),
-        # bash prints at once even on a loaded machine; the limit counts from the program's start
-        (["--timeout", "2s", "--cmd", "echo {i}; while :; do :; done"], 124, "{i}\n"),
+        # sleeping, not spinning: 20 busy loops on 2 cores would starve the other runs' output
+        (["--timeout", "2s", "--cmd", "echo {i}; sleep 60"], 124, "{i}\n"),
         (["--memory", "48m", "-e", "print({i}, flush=True); b = bytearray(400 << 20)"], 137, "{i}\n"),
         (["--cmd", "echo {i}; exit 3"], 3, "{i}\n"),
     ]
