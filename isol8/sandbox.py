@@ -76,6 +76,20 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy) -> list[str]:
     ]
 
 
+def _container_flags(d: Dialect, name: str, policy: SandboxPolicy, labels: Mapping[str, str]) -> list[str]:
+    """What every container isol8 starts shares: a name, no pulls, no log files, labels, the sandbox."""
+    return [
+        "--name",
+        name,
+        "--pull",
+        "never",
+        "--log-driver",
+        "none",
+        *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
+        *sandbox_flags(d, policy),
+    ]
+
+
 def run_argv(
     d: Dialect,
     *,
@@ -94,14 +108,7 @@ def run_argv(
         "run",
         *(["--rm"] if remove else []),
         "-i",
-        "--name",
-        name,
-        "--pull",
-        "never",
-        "--log-driver",
-        "none",
-        *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
-        *sandbox_flags(d, policy),
+        *_container_flags(d, name, policy, labels),
         *repeat("--env", (f"{k}={v}" for k, v in env.items())),
         *repeat("--env", env_by_name),
         *opt("--workdir", SANDBOX_DIR),
@@ -136,14 +143,7 @@ def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, la
         d.binary,
         "run",
         "-d",
-        "--name",
-        name,
-        "--pull",
-        "never",
-        "--log-driver",
-        "none",
-        *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
-        *sandbox_flags(d, policy),
+        *_container_flags(d, name, policy, labels),
         "--workdir",
         SANDBOX_DIR,
         "--entrypoint",

@@ -12,7 +12,14 @@ import pytest
 import isol8.data
 from isol8 import argv as A
 from isol8.dialect import DOCKER, PODMAN, Dialect
-from isol8.sandbox import SandboxPolicy, default_seccomp_profile, run_argv, sandbox_flags
+from isol8.sandbox import (
+    SandboxPolicy,
+    default_seccomp_profile,
+    exec_argv,
+    run_argv,
+    sandbox_flags,
+    standby_argv,
+)
 
 SECCOMP = str(Path(isol8.data.__file__).resolve().parent / "seccomp.json")
 MANAGED = {"org.isol8.managed": "true", "org.isol8.runtime": None}
@@ -352,3 +359,23 @@ def test_seccomp_allows_clone_only_without_namespace_flags(profile: dict[str, An
     assert clone_rules, "clone must stay allowed (threads, fork)"
     for rule in clone_rules:
         assert rule["args"] == [{"index": 0, "op": "SCMP_CMP_MASKED_EQ", "value": NAMESPACE_MASK, "valueTwo": 0}]
+
+
+@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
+def test_standby_argv_exact(d: Dialect) -> None:
+    assert standby_argv(d, name="isol8-warm", image=IMAGE, policy=SandboxPolicy(), labels=LABELS) == [
+        d.binary, "run", "-d",
+        "--name", "isol8-warm", "--pull", "never", "--log-driver", "none",
+        "--label", "org.isol8.managed=true", "--label", "org.isol8.run.id=isol8-0123",
+        *expected_sandbox_flags(d),
+        "--workdir", "/sandbox", "--entrypoint", "/bin/bash", IMAGE, "-c", "exec sleep infinity",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
+def test_exec_argv_exact_with_user_values_as_single_elements(d: Dialect) -> None:
+    assert exec_argv(d, name="isol8-warm", env=ENV, env_by_name=["API_TOKEN"], command=COMMAND) == [
+        d.binary, "exec", "-i",
+        "--env", "GREETING=hello world", "--env", "TRICK=x --privileged", "--env", "API_TOKEN",
+        "--workdir", "/sandbox", "isol8-warm", "/bin/bash", *COMMAND,
+    ]  # fmt: skip
