@@ -318,9 +318,11 @@ def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="serve an HTTP API for running code (needs isol8[server])",
         description=(
             "Serve isol8 over HTTP: GET /health (no auth), POST /execute, POST /execute/stream\n"
-            "(Server-Sent Events of {type: stdout|stderr|error|exit, data}) and POST /cleanup,\n"
-            "with `Authorization: Bearer KEY`. Before listening it checks the engine and builds\n"
-            "missing base images and the config's prebuiltImages. Requests may tighten the config's\n"
+            "(Server-Sent Events of {type: stdout|stderr|error|exit, data}), POST /cleanup, and for\n"
+            "named sessions (sessionId in an execute request) GET /sessions, DELETE /session/ID,\n"
+            "POST /file and GET /file; with `Authorization: Bearer KEY`. Before listening it checks\n"
+            "the engine, builds missing base images and the config's prebuiltImages, and starts warm\n"
+            "pools (server.poolSize containers per runtime). Requests may tighten the config's\n"
             "defaults (timeoutMs, memoryLimit, cpuLimit, pidsLimit, sandboxSize, tmpSize,\n"
             "maxOutputSize) but never exceed them; host network and other images only when the\n"
             "config's server.allowHostNetwork / server.allowImages allow them. At most\n"

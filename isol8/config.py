@@ -149,6 +149,7 @@ SCHEMA: dict[str, Any] = {
         "queueTimeoutMs": _INT,
         "maxBodyBytes": _INT,
         "poolSize": _type(int, "an integer"),
+        "sessionIdleMs": _INT,
     },
     "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
     "prebuiltImages": _list_of(
@@ -185,6 +186,7 @@ DEFAULTS: dict[str, Any] = {
         "queueTimeoutMs": 30_000,
         "maxBodyBytes": 10_485_760,
         "poolSize": 2,
+        "sessionIdleMs": 600_000,
     },
     "baseImages": {},
     "prebuiltImages": [],

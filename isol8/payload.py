@@ -24,7 +24,8 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # is the program's. It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts (the
 # time limit counts from there) and "<RS>isol8:<nonce>:exit:<code>:<oom kills>" when it ends.
 # The nonce travels only on stdin, so the program cannot forge these lines. A background
-# `sleep BACKSTOP; kill -KILL -1` ends the container by itself if isol8 died meanwhile.
+# `sleep BACKSTOP; kill -KILL -1` ends the container by itself if isol8 died meanwhile. OOM kills
+# are counted from the cgroup before and after, so a container used again reports only its own.
 WRAPPER = r"""
 IFS=' ' read -r nonce tarsize codesize mode name || exit 125
 status() { printf '\036isol8:%s:%s\n' "$nonce" "$1" >&2; }
@@ -39,20 +40,26 @@ esac || { status "setup:the code could not be written to /sandbox"; exit 125; }
 cd -- "$1" 2>/dev/null || { mkdir -p -- "$1" && cd -- "$1"; } ||
   { status "setup:working directory $1 is not usable"; exit 125; }
 (sleep "$2"; kill -KILL -1) >/dev/null 2>&1 </dev/null &
+watchdog=$!
 shift 2
+oom_kills() {
+  oom=0
+  for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
+    if [ -r "$f" ]; then
+      while read -r key value; do [ "$key" = oom_kill ] && oom=$value; done <"$f"
+      break
+    fi
+  done
+}
+oom_kills; before=$oom
 status start
 exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
 "$@" 2>&3 3>&-
 rc=$?
+kill "$watchdog"  # a container kept for more executions (a server session) must outlive this one
 exec 2>&3 3>&-
-oom=0
-for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
-  if [ -r "$f" ]; then
-    while read -r key value; do [ "$key" = oom_kill ] && oom=$value; done <"$f"
-    break
-  fi
-done
-status "exit:$rc:$oom"
+oom_kills
+status "exit:$rc:$((oom - before))"
 exit "$rc"
 """
 # code up to this size, without NUL bytes, is read by the shell builtin: no extra process

@@ -77,6 +77,18 @@ def run_process(
     return Completed(tuple(argv), proc.returncode, decode(proc.stdout), decode(proc.stderr))
 
 
+def run_process_bytes(argv: Sequence[str], *, timeout: float) -> tuple[int, bytes, str]:
+    """(returncode, raw stdout, decoded stderr): for output that is data, not text (a file's bytes)."""
+    log.debug("+ %s", shown(argv))
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise _not_found(argv) from None
+    except subprocess.TimeoutExpired:
+        raise EngineTimeout(argv, None, message=f"{argv[0]} did not answer within {timeout:g}s") from None
+    return proc.returncode, proc.stdout, decode(proc.stderr)
+
+
 class StreamingProcess:
     """A started process whose stdout and stderr are read as they come.
 

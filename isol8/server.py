@@ -11,8 +11,12 @@ import contextlib
 import dataclasses
 import hmac
 import json
+import os
+import posixpath
+import re
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,14 +30,16 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from isol8 import __version__, runtimes
+from isol8 import labels as L
 from isol8.config import Config, parse_size
 from isol8.custom import RegistrySettings
 from isol8.engine import Engine
 from isol8.errors import Isol8Error, UsageError
 from isol8.pool import WarmPool
+from isol8.process import run_process, run_process_bytes
 from isol8.provision import provide
-from isol8.runner import Execution, RunRequest
-from isol8.sandbox import SandboxPolicy
+from isol8.runner import Chunk, Execution, RunRequest, RunResult
+from isol8.sandbox import SandboxPolicy, standby_argv
 
 SERVER_LABEL = "org.isol8.server.id"
 
@@ -63,6 +69,7 @@ class ServerState:
         self.pool = WarmPool(
             self.engine, default_policy(self.config), int(settings.get("poolSize", 2)), {SERVER_LABEL: self.server_id}
         )
+        self.sessions = Sessions(self, float(settings.get("sessionIdleMs", 600_000)) / 1000)
 
     def warm_pools(self) -> None:
         """A pool per runtime base image: executions with the default limits exec into one."""
@@ -219,6 +226,11 @@ def _execution(state: ServerState, run: RunRequest) -> Iterator[Execution]:
 
 
 def execute_blocking(state: ServerState, body: Mapping[str, Any]) -> dict[str, Any]:
+    if body.get("sessionId") is not None:
+        with _Slot(state), tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
+            *_, result = session_execute(state, body, Path(tmp))
+            assert isinstance(result, RunResult)
+            return {**result.to_json(), "executionId": result.container, "sessionId": body["sessionId"]}
     with _Slot(state), tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
         run = _prepare(state, body, Path(tmp))
         with _execution(state, run) as execution:
@@ -226,6 +238,14 @@ def execute_blocking(state: ServerState, body: Mapping[str, Any]) -> dict[str, A
                 pass
         assert execution.result is not None
         return {**execution.result.to_json(), "executionId": execution.name}
+
+
+def _fresh(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iterator[Chunk | RunResult]:
+    run = _prepare(state, body, files_dir)
+    with _execution(state, run) as execution:
+        yield from execution
+    assert execution.result is not None
+    yield execution.result
 
 
 def _event(kind: str, data: str) -> bytes:
@@ -237,20 +257,188 @@ def stream_blocking(state: ServerState, body: Mapping[str, Any]) -> Iterator[byt
     try:
         with tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
             try:
-                run = _prepare(state, body, Path(tmp))
-                with _execution(state, run) as execution:
-                    for chunk in execution:
-                        yield _event(chunk.stream, chunk.data.decode("utf-8", "replace"))
+                if body.get("sessionId") is not None:
+                    items: Iterator[Chunk | RunResult] = session_execute(state, body, Path(tmp))
+                else:
+                    items = _fresh(state, body, Path(tmp))
+                for item in items:
+                    if isinstance(item, Chunk):
+                        yield _event(item.stream, item.data.decode("utf-8", "replace"))
+                    else:
+                        result = item
             except (HTTPError, Isol8Error) as exc:
                 yield _event("error", getattr(exc, "message", str(exc)))
                 yield _event("exit", "125")
                 return
-            assert execution.result is not None
-            if execution.result.timed_out:
+            if result.timed_out:
                 yield _event("error", "execution timed out")
-            yield _event("exit", str(execution.result.exit_code))
+            yield _event("exit", str(result.exit_code))
     finally:
         state.slots.release()
+
+
+SESSION_LABEL = "org.isol8.session.id"
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class Session:
+    id: str
+    container: str
+    runtime: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_used: float = field(default_factory=time.monotonic)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "runtime": self.runtime,
+            "busy": self.lock.locked(),
+            "idleSeconds": round(time.monotonic() - self.last_used, 1),
+        }
+
+
+class Sessions:
+    """Named containers kept between executions: files in /sandbox stay; executions take turns.
+
+    A session starts with the sandbox, image and runtime of its first request; an execution
+    that times out ends it (its container is killed). Sessions idle longer than
+    server.sessionIdleMs are removed."""
+
+    def __init__(self, state: ServerState, idle_s: float) -> None:
+        self.state = state
+        self.idle_s = idle_s
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._reap_forever, daemon=True).start()
+
+    @staticmethod
+    def check_id(session_id: object) -> str:
+        if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+            raise HTTPError(400, "sessionId: 1-64 letters, digits, '.', '_' or '-'")
+        return session_id
+
+    def get(self, session_id: str) -> Session:
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None:
+            raise HTTPError(404, f"Session not found: {session_id}")
+        return session
+
+    def get_or_create(self, session_id: str, run: RunRequest) -> Session:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                session = Session(session_id, f"isol8-session-{os.urandom(8).hex()}", run.runtime.name)
+                self._sessions[session_id] = session
+                created = True
+            else:
+                created = False
+        if created:
+            engine = self.state.engine
+            image = run.image or engine.dialect.local_image(run.runtime.image)
+            labels = {
+                SERVER_LABEL: self.state.server_id,
+                SESSION_LABEL: session_id,
+                L.MANAGED: "true",
+                L.RUN_ID: session.container,
+            }
+            done = run_process(
+                standby_argv(engine.dialect, name=session.container, image=image, policy=run.policy, labels=labels),
+                timeout=120,
+            )
+            if done.returncode != 0:
+                with self._lock:
+                    self._sessions.pop(session_id, None)
+                raise HTTPError(500, f"could not start the session container: {done.stderr.strip()}")
+        elif session.runtime != run.runtime.name:
+            raise HTTPError(409, f"session {session_id} runs {session.runtime}, not {run.runtime.name}")
+        return session
+
+    def remove(self, session_id: str) -> bool:
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+        if session is not None:
+            self.state.engine.remove_containers([session.container])
+        return session is not None
+
+    def listing(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [s.to_json() for s in self._sessions.values()]
+
+    def _reap_forever(self) -> None:
+        while not self._stop.wait(min(30.0, max(self.idle_s / 4, 0.5))):
+            with self._lock:
+                idle = [
+                    s.id
+                    for s in self._sessions.values()
+                    if not s.lock.locked() and time.monotonic() - s.last_used > self.idle_s
+                ]
+            for session_id in idle:
+                try:
+                    self.remove(session_id)
+                except Isol8Error:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def session_execute(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iterator[Chunk | RunResult]:
+    """Run one request in its named session (created on first use): chunks, then the result."""
+    session_id = Sessions.check_id(body.get("sessionId"))
+    run = _prepare(state, body, files_dir)
+    session = state.sessions.get_or_create(session_id, run)
+    with session.lock:
+        execution = Execution(state.engine, run, container=session.container)
+        ended = True
+        try:
+            yield from execution
+            ended = execution.result is None or execution.result.timed_out
+        finally:
+            session.last_used = time.monotonic()
+            if ended:  # killed or interrupted: the container is gone, and so is the session
+                state.sessions.remove(session_id)
+    assert execution.result is not None
+    yield execution.result
+
+
+def _sandbox_path(raw: object) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise HTTPError(400, "path: a file under /sandbox")
+    path = posixpath.normpath(posixpath.join("/sandbox", raw))
+    if not path.startswith("/sandbox/"):
+        raise HTTPError(400, f"path must be inside /sandbox: {raw!r}")
+    return path
+
+
+def put_file(state: ServerState, session_id: str, path: str, data: bytes) -> None:
+    session = state.sessions.get(session_id)
+    d = state.engine.dialect
+    script = 'mkdir -p -- "$(dirname -- "$1")" && cat >"$1"'
+    with session.lock:
+        done = run_process(
+            [d.binary, "exec", "-i", session.container, "/bin/bash", "-c", script, "isol8", path],
+            input=data,
+            timeout=120,
+        )
+        session.last_used = time.monotonic()
+    if done.returncode != 0:
+        raise HTTPError(400, f"could not write {path}: {done.stderr.strip()}")
+
+
+def get_file(state: ServerState, session_id: str, path: str) -> bytes:
+    session = state.sessions.get(session_id)
+    d = state.engine.dialect
+    with session.lock:
+        done = run_process_bytes([d.binary, "exec", session.container, "/bin/cat", "--", path], timeout=120)
+        session.last_used = time.monotonic()
+    if done[0] != 0:
+        raise HTTPError(404, f"cannot read {path}: {done[2].strip()}")
+    if len(done[1]) > state.max_body:
+        raise HTTPError(413, f"{path} is larger than {state.max_body} bytes")
+    return done[1]
 
 
 def create_app(state: ServerState) -> Starlette:
@@ -307,6 +495,35 @@ def create_app(state: ServerState) -> Starlette:
             raise HTTPError(429, f"busy: no free execution slot within {state.queue_timeout:g}s")
         return StreamingResponse(stream_blocking(state, body), media_type="text/event-stream")
 
+    async def sessions(request: Request) -> Response:
+        check_auth(request)
+        return JSONResponse({"sessions": state.sessions.listing()})
+
+    async def delete_session(request: Request) -> Response:
+        check_auth(request)
+        session_id = Sessions.check_id(request.path_params["session_id"])
+        removed = await run_in_threadpool(state.sessions.remove, session_id)
+        return JSONResponse({"ok": True, "removed": removed})
+
+    async def post_file(request: Request) -> Response:
+        check_auth(request)
+        body = await read_json(request)
+        session_id = Sessions.check_id(body.get("sessionId"))
+        path = _sandbox_path(body.get("path"))
+        try:
+            data = base64.b64decode(str(body.get("content", "")), validate=True)
+        except ValueError:
+            raise HTTPError(400, "content must be base64") from None
+        await run_in_threadpool(put_file, state, session_id, path, data)
+        return JSONResponse({"ok": True})
+
+    async def read_file(request: Request) -> Response:
+        check_auth(request)
+        session_id = Sessions.check_id(request.query_params.get("sessionId"))
+        path = _sandbox_path(request.query_params.get("path"))
+        data = await run_in_threadpool(get_file, state, session_id, path)
+        return JSONResponse({"content": base64.b64encode(data).decode()})
+
     async def cleanup(request: Request) -> Response:
         check_auth(request)
         removed = await run_in_threadpool(remove_server_containers, state)
@@ -318,6 +535,10 @@ def create_app(state: ServerState) -> Starlette:
             Route("/execute", errors(execute), methods=["POST"]),
             Route("/execute/stream", errors(execute_stream), methods=["POST"]),
             Route("/cleanup", errors(cleanup), methods=["POST"]),
+            Route("/sessions", errors(sessions), methods=["GET"]),
+            Route("/session/{session_id}", errors(delete_session), methods=["DELETE"]),
+            Route("/file", errors(post_file), methods=["POST"]),
+            Route("/file", errors(read_file), methods=["GET"]),
         ]
     )
 
@@ -363,5 +584,6 @@ def serve(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        state.sessions.close()
         state.pool.close()
         remove_server_containers(state)

@@ -219,3 +219,64 @@ def test_executions_use_warm_containers_once(server: Server) -> None:
     assert first["executionId"] in names  # started before the request: an exec, not a new container
     second = server.client().execute({"request": {"code": "print(2)", "runtime": "python"}})
     assert second["executionId"] != first["executionId"]  # never handed to another request
+
+
+def _session_call(server: Server, method: str, path: str, body: object | None = None) -> dict[str, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        server.url + path, data=data, method=method, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    with urllib.request.urlopen(request) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_a_session_keeps_files_between_executions_and_takes_turns(server: Server) -> None:
+    import base64
+
+    client = server.client()
+    sid = f"s-{os.getpid()}-{server.engine}"
+    first = client.execute({"sessionId": sid, "request": {"cmd": "echo kept > note.txt; echo ok", "runtime": "bash"}})
+    second = client.execute({"sessionId": sid, "request": {"cmd": "cat note.txt", "runtime": "bash"}})
+    assert (first["stdout"], second["stdout"]) == ("ok\n", "kept\n")
+    payload = bytes(range(256))
+    _session_call(
+        server,
+        "POST",
+        "/file",
+        {"sessionId": sid, "path": "sub/data.bin", "content": base64.b64encode(payload).decode()},
+    )
+    got = _session_call(server, "GET", f"/file?sessionId={sid}&path=sub/data.bin")
+    assert base64.b64decode(str(got["content"])) == payload
+    sizes = client.execute({"sessionId": sid, "request": {"cmd": "wc -c < sub/data.bin", "runtime": "bash"}})
+    assert sizes["stdout"] == "256\n"
+    # concurrent executions on one session are serialised
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(
+            pool.map(
+                lambda _: client.execute(
+                    {"sessionId": sid, "request": {"cmd": "sleep 1; echo done", "runtime": "bash"}}
+                ),
+                range(2),
+            )
+        )
+    assert [r["stdout"] for r in runs] == ["done\n", "done\n"]
+    assert time.monotonic() - started >= 2.0
+    listed = _session_call(server, "GET", "/sessions")["sessions"]
+    assert sid in [s["id"] for s in listed]  # type: ignore[union-attr]
+    assert _session_call(server, "DELETE", f"/session/{sid}") == {"ok": True, "removed": True}
+    assert sid not in [s["id"] for s in _session_call(server, "GET", "/sessions")["sessions"]]  # type: ignore[union-attr]
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        _session_call(server, "GET", f"/file?sessionId={sid}&path=sub/data.bin")
+    assert caught.value.code == 404
+
+
+def test_file_paths_must_stay_inside_sandbox(server: Server) -> None:
+    sid = f"p-{os.getpid()}-{server.engine}"
+    server.client().execute({"sessionId": sid, "request": {"cmd": "true", "runtime": "bash"}})
+    try:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            _session_call(server, "GET", f"/file?sessionId={sid}&path=../etc/passwd")
+        assert caught.value.code == 400
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
