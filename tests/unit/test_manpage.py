@@ -85,6 +85,8 @@ def _render() -> subprocess.CompletedProcess[str]:
     elif shutil.which("man"):
         argv = ["man", "-l", str(COMMITTED)]
     else:
+        if os.environ.get("CI"):
+            pytest.fail("neither groff nor man is installed (scripts/test-all installs groff-base)")
         pytest.skip("neither groff nor man is installed")
     env = {**os.environ, "MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80"}
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
