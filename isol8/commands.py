@@ -319,7 +319,7 @@ def cmd_cleanup(app: App) -> int:
             return ExitStatus.OK
     engine.remove_containers([c.id for c in containers])
     if images:
-        from isol8.discovery import ResolutionCache
+        from isol8.answers import ResolutionCache
 
         ResolutionCache(engine.name).clear()
     kept = 0

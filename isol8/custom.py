@@ -320,7 +320,7 @@ def build_image(
         final = engine.build(tag=tag, context=tmp, labels={**labels, L.RESOLVED: resolved})
     if current is not None and current.id not in (first, final):
         _remove_if_unused(engine, current.id)
-    from isol8.discovery import ResolutionCache
+    from isol8.answers import ResolutionCache
 
     ResolutionCache(engine.name).clear()  # a new image may now be the better match for a package set
     return BuildOutcome(tag, True, final, resolved)

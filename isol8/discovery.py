@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from isol8 import labels as L
+from isol8.answers import default_cache_dir
 from isol8.engine import Engine
 from isol8.errors import UsageError
 from isol8.models import ImageInfo, parse_time
@@ -100,10 +100,6 @@ def candidates(engine: Engine, runtime: str, cache_dir: Path | None = None) -> l
         if candidate is not None:
             found.append(candidate)
     return found
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "isol8"
 
 
 class LabelCache:
@@ -200,49 +196,3 @@ def resolve(
 
 def _names(specs: Sequence[Spec]) -> str:
     return ", ".join(s.text for s in specs)
-
-
-class ResolutionCache:
-    """What `run --install` chose for a package set, so a repeated run makes no discovery call.
-
-    Dropped whenever isol8 builds or removes images; an entry whose image has gone is found out
-    by the run itself (the engine refuses to start it, nothing runs) and resolved afresh.
-    """
-
-    def __init__(self, engine: str, directory: Path | None = None) -> None:
-        where = os.environ.get("DOCKER_HOST", "") + os.environ.get("CONTAINER_HOST", "")
-        suffix = "" if not where else "-" + hashlib.sha256(where.encode()).hexdigest()[:8]
-        self.path = (directory or default_cache_dir()) / f"resolutions-{engine}{suffix}.json"
-
-    @staticmethod
-    def key(runtime: str, base: str, specs: Sequence[Spec]) -> str:
-        return "\0".join([runtime, base, *(s.text for s in specs)])
-
-    def _load(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def get(self, key: str) -> str | None:
-        value = self._load().get(key)
-        return value if isinstance(value, str) else None
-
-    def put(self, key: str, image: str) -> None:
-        data = self._load()
-        data[key] = image
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError:
-            pass
-
-    def clear(self) -> None:
-        for path in self.path.parent.glob("resolutions-*.json"):
-            try:
-                path.unlink()
-            except OSError:
-                pass

@@ -102,6 +102,17 @@ def _parse_npm(spec: str, shown: str) -> Spec:
     return Spec(match.group("name"), spec, constraint)
 
 
+_SCREEN = re.compile(r"^(?!-)[A-Za-z0-9@:/._\-\[\],<>=!~*+^|]+$")
+
+
+def screen(values: Iterable[str]) -> None:
+    """A cheap first check (no imports) that refuses options, shell syntax and whitespace in specs."""
+    for value in values:
+        for part in value.split(","):
+            if part and not _SCREEN.match(part):
+                raise _bad(part, "only names, versions and extras are allowed (no options, spaces or shell syntax)")
+
+
 def parse_specs(runtime: str, values: Iterable[str]) -> tuple[Spec, ...]:
     """Repeated and comma-separated values; normalised, de-duplicated, sorted."""
     specs: dict[str, Spec] = {}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 
-from isol8.custom import ImageDefinition, RegistrySettings, build_image
-from isol8.discovery import Candidate, ResolutionCache, resolve
+from isol8.answers import ResolutionCache
 from isol8.engine import Engine
 from isol8.errors import BuildFailed, UsageError
-from isol8.packages import Spec, parse_specs
+from isol8.packages import Spec, parse_specs, screen
 from isol8.runner import RunFailed, RunRequest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from isol8.custom import RegistrySettings
 
 BASH_NO_INSTALL = (
     "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
@@ -19,11 +21,12 @@ BASH_NO_INSTALL = (
 )
 
 
-def check_install(runtime: str, install: Sequence[str]) -> tuple[Spec, ...]:
-    """Validate --install values before any engine is touched (usage errors, exit 2)."""
+def check_install(runtime: str, install: Sequence[str]) -> None:
+    """Refuse --install values before any engine is touched (usage errors, exit 2); the full
+    per-ecosystem parse follows in provide() unless this exact set was resolved before."""
     if runtime == "bash":
         raise UsageError(BASH_NO_INSTALL)
-    return parse_specs(runtime, install)
+    screen(install)
 
 
 def provide(
@@ -45,16 +48,25 @@ def provide(
     else to `on_failure` when the install fails.
     """
     runtime = request.runtime.name
-    specs = check_install(runtime, install)
+    check_install(runtime, install)
     base = engine.dialect.local_image(request.runtime.image)
     answers = ResolutionCache(engine.name)
-    answer_key = answers.key(runtime, base, specs)
+    raw_key = answers.key(runtime, base, ["raw", *install])  # these exact values, resolved before
     if request.image is None and remembered:
-        image = answers.get(answer_key)
+        image = answers.get(raw_key)
         if image is not None:
             if debug:
                 debug(f"resolve: {image} (remembered for this package set); to install: nothing")
             return dataclasses.replace(request, image=image)
+    from isol8.custom import ImageDefinition, build_image
+    from isol8.discovery import Candidate, resolve
+
+    specs = parse_specs(runtime, install)
+    answer_key = answers.key(runtime, base, [s.text for s in specs])
+    image = answers.get(answer_key) if request.image is None and remembered else None
+    if image is not None:
+        answers.put(raw_key, image)
+        return dataclasses.replace(request, image=image)
     resolution = resolve(engine, runtime, specs, base=base, image=request.image)
     if debug:
         left = ", ".join(s.text for s in resolution.install) or "nothing"
@@ -66,6 +78,8 @@ def provide(
             info = engine.image(resolution.run_ref)
             found = Candidate.from_image(runtime, info) if info else None
             inherited = tuple(found.packages.values()) if found else ()
+        import hashlib
+
         name = hashlib.sha256("\0".join([resolution.run_ref, *(s.text for s in specs)]).encode()).hexdigest()[:16]
         defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.run_ref, inherited=inherited)
         if resolution.match == "base" and engine.image(base) is None:
@@ -90,4 +104,5 @@ def provide(
         image = outcome.image_id
     if request.image is None:
         answers.put(answer_key, image)
+        answers.put(raw_key, image)
     return dataclasses.replace(request, image=image)

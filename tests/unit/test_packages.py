@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from isol8.errors import UsageError
-from isol8.packages import Spec, ecosystem, parse_spec, parse_specs, satisfies
+from isol8.packages import Spec, ecosystem, parse_spec, parse_specs, satisfies, screen
 
 # ---- ecosystems ----------------------------------------------------------------------------------
 
@@ -293,3 +293,19 @@ def test_an_unknown_version_is_only_ok_when_unconstrained(
 ) -> None:
     assert satisfies(runtime, parse_spec(runtime, unconstrained), unknown) is True
     assert satisfies(runtime, parse_spec(runtime, constrained), unknown) is False
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["--index-url=https://x", "-e .", "six; id", "six`id`", "$(id)", "six six", "six\nnumpy", "a|b;c", "x'y", 'x"y'],
+)
+def test_screen_refuses_options_and_shell_syntax_without_parsing(value: str) -> None:
+    with pytest.raises(UsageError, match="refusing package spec"):
+        screen([value])
+
+
+@pytest.mark.parametrize(
+    "value", ["numpy==2.1.3", "requests[socks]>=2.31,<3", "@scope/pkg@^1", "npm:zod@3", "jsr:@std/path", "a@^1||^2"]
+)
+def test_screen_lets_real_specs_through(value: str) -> None:
+    screen([value])

@@ -1,0 +1,63 @@
+"""Small on-disk caches under ~/.cache/isol8, cheap to import (the run path reads them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "isol8"
+
+
+class ResolutionCache:
+    """What `run --install` chose for a package set, so a repeated run makes no discovery call.
+
+    Dropped whenever isol8 builds or removes images; an entry whose image has gone is found out
+    by the run itself (the engine refuses to start it, nothing runs) and resolved afresh.
+    """
+
+    def __init__(self, engine: str, directory: Path | None = None) -> None:
+        where = os.environ.get("DOCKER_HOST", "") + os.environ.get("CONTAINER_HOST", "")
+        suffix = ""
+        if where:
+            import hashlib
+
+            suffix = "-" + hashlib.sha256(where.encode()).hexdigest()[:8]
+        self.path = (directory or default_cache_dir()) / f"resolutions-{engine}{suffix}.json"
+
+    @staticmethod
+    def key(runtime: str, base: str, specs: Sequence[str]) -> str:
+        """specs: normalised spec texts, or the --install values exactly as given (a raw key)."""
+        return "\0".join([runtime, base, *specs])
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, key: str) -> str | None:
+        value = self._load().get(key)
+        return value if isinstance(value, str) else None
+
+    def put(self, key: str, image: str) -> None:
+        data = self._load()
+        data[key] = image
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass
+
+    def clear(self) -> None:
+        for path in self.path.parent.glob("resolutions-*.json"):
+            try:
+                path.unlink()
+            except OSError:
+                pass
