@@ -38,10 +38,6 @@ def images_argv(d: Dialect, labels: Mapping[str, str | None]) -> list[str]:
     return [d.binary, "images", "-q", "--no-trunc", *label_filters(labels)]
 
 
-def images_tags_argv(d: Dialect, labels: Mapping[str, str | None]) -> list[str]:
-    return [d.binary, "images", "--no-trunc", *label_filters(labels), "--format", "{{.ID}}\t{{.Repository}}:{{.Tag}}"]
-
-
 def build_argv(
     d: Dialect,
     *,

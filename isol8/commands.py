@@ -272,9 +272,9 @@ def cmd_run(app: App) -> int:
     if result.truncated:
         app.stderr.write(f"[isol8] output truncated (limit {request.max_output} bytes per stream)\n")
     if result.timed_out:
-        from isol8.runner import _format_limit
+        from isol8.runner import format_limit
 
-        app.stderr.write(f"isol8: execution timed out after {_format_limit(request.timeout_ms)}\n")
+        app.stderr.write(f"isol8: execution timed out after {format_limit(request.timeout_ms)}\n")
     elif result.oom_killed:
         if result.exit_code == 137:
             app.stderr.write(f"isol8: killed: out of memory at the {request.policy.memory} memory limit\n")

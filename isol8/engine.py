@@ -179,19 +179,6 @@ class Engine:
         done = self.call(A.images_argv(self.dialect, labels), idempotent=True)
         return list(dict.fromkeys(line.strip().removeprefix("sha256:") for line in done.stdout.split() if line.strip()))
 
-    def list_image_tags(self, labels: Mapping[str, str | None]) -> dict[str, list[str]]:
-        """ID -> names of the images carrying every given label, from one listing call."""
-        done = self.call(A.images_tags_argv(self.dialect, labels), idempotent=True)
-        found: dict[str, list[str]] = {}
-        for line in done.stdout.splitlines():
-            image_id, _, name = line.strip().partition("\t")
-            if not image_id:
-                continue
-            tags = found.setdefault(image_id.removeprefix("sha256:"), [])
-            if name and "<none>" not in name:
-                tags.append(name)
-        return found
-
     def remove_images(self, refs: Sequence[str]) -> list[EngineError]:
         """`rmi` each ref; returns the failures (in use, already gone...) instead of raising them."""
         failures: list[EngineError] = []

@@ -46,14 +46,9 @@ def _not_found(argv: Sequence[str]) -> EngineNotFound:
     )
 
 
-def run_process(
-    argv: Sequence[str],
-    *,
-    timeout: float,
-    input: bytes | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Completed:
-    """Run argv to completion; raise EngineNotFound or EngineTimeout, never return a Popen."""
+def _run(
+    argv: Sequence[str], timeout: float, input: bytes | None, env: Mapping[str, str] | None
+) -> tuple[int, bytes, bytes]:
     log.debug("+ %s", shown(argv))
     try:
         proc = subprocess.run(
@@ -74,19 +69,25 @@ def run_process(
             decode(exc.stderr or b""),
             message=f"{argv[0]} did not answer within {timeout:g}s",
         ) from None
-    return Completed(tuple(argv), proc.returncode, decode(proc.stdout), decode(proc.stderr))
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Completed:
+    """Run argv to completion; raise EngineNotFound or EngineTimeout, never return a Popen."""
+    code, out, err = _run(argv, timeout, input, env)
+    return Completed(tuple(argv), code, decode(out), decode(err))
 
 
 def run_process_bytes(argv: Sequence[str], *, timeout: float) -> tuple[int, bytes, str]:
     """(returncode, raw stdout, decoded stderr): for output that is data, not text (a file's bytes)."""
-    log.debug("+ %s", shown(argv))
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise _not_found(argv) from None
-    except subprocess.TimeoutExpired:
-        raise EngineTimeout(argv, None, message=f"{argv[0]} did not answer within {timeout:g}s") from None
-    return proc.returncode, proc.stdout, decode(proc.stderr)
+    code, out, err = _run(argv, timeout, None, None)
+    return code, out, decode(err)
 
 
 class StreamingProcess:

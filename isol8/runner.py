@@ -148,7 +148,7 @@ def _container_name() -> str:
     return f"isol8-{os.urandom(8).hex()}"
 
 
-def _format_limit(ms: int) -> str:
+def format_limit(ms: int) -> str:
     if ms % 60_000 == 0:
         return f"{ms // 60_000}m"
     if ms % 1000 == 0:

@@ -256,6 +256,7 @@ def stream_blocking(state: ServerState, body: Mapping[str, Any]) -> Iterator[byt
     """SSE frames; the caller has taken the slot (released here when the stream ends)."""
     try:
         with tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
+            result: RunResult | None = None
             try:
                 if body.get("sessionId") is not None:
                     items: Iterator[Chunk | RunResult] = session_execute(state, body, Path(tmp))
@@ -270,9 +271,13 @@ def stream_blocking(state: ServerState, body: Mapping[str, Any]) -> Iterator[byt
                 yield _event("error", getattr(exc, "message", str(exc)))
                 yield _event("exit", "125")
                 return
-            if result.timed_out:
-                yield _event("error", "execution timed out")
-            yield _event("exit", str(result.exit_code))
+            if result is None:
+                yield _event("error", "the execution ended without a result")
+                yield _event("exit", "125")
+            else:
+                if result.timed_out:
+                    yield _event("error", "execution timed out")
+                yield _event("exit", str(result.exit_code))
     finally:
         state.slots.release()
 
