@@ -508,7 +508,6 @@ def cmd_serve(app: App) -> int:
 def remote_body(app: App, request: object) -> dict[str, object]:
     """The wire format of `isol8 run` flags for an isol8 server; limits only when given on the command line."""
     import base64
-    import os
 
     from isol8.runner import RunRequest
 
@@ -525,16 +524,12 @@ def remote_body(app: App, request: object) -> dict[str, object]:
     if stdin:
         body["stdin"] = stdin.decode("utf-8", "replace")
     if request.files_dir is not None:
-        from isol8.payload import SKIPPED_DIRS
+        from isol8.payload import walk_directory
 
         files: dict[str, object] = {}
-        for folder, dirs, names in os.walk(request.files_dir):
-            dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
-            for name in names:
-                path = os.path.join(folder, name)
-                rel = os.path.relpath(path, request.files_dir)
-                with open(path, "rb") as f:
-                    files[rel] = {"base64": base64.b64encode(f.read()).decode()}
+        for path, rel in walk_directory(request.files_dir):
+            if path.is_file():
+                files[rel] = {"base64": base64.b64encode(path.read_bytes()).decode()}
         body["files"] = files
     if args.install:
         body["installPackages"] = list(args.install)

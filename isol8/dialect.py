@@ -26,6 +26,13 @@ class Dialect:
     tmpfs_owner_by_uid: bool
     # podman names local builds localhost/NAME; docker keeps the short name
     local_prefix: str
+    # podman fills a tmpfs with what the image has at that path unless told not to
+    tmpfs_no_copy: str
+    # podman's conmon kills a container that outlives `run --timeout`; docker has no such flag
+    run_timeout_flag: str | None
+    # podman 4's conmon drops an empty file named `oom` in its working directory after an OOM kill
+    # (containers/conmon#504): its client runs in a folder of isol8's own
+    private_cwd: bool
 
     def local_image(self, ref: str) -> str:
         """The name under which a locally built `ref` is stored and found."""
@@ -57,6 +64,9 @@ DOCKER = Dialect(
     read_only_extra=(),
     tmpfs_owner_by_uid=True,
     local_prefix="",
+    tmpfs_no_copy="",
+    run_timeout_flag=None,
+    private_cwd=False,
 )
 
 PODMAN = Dialect(
@@ -66,6 +76,9 @@ PODMAN = Dialect(
     read_only_extra=("--read-only-tmpfs=false",),
     tmpfs_owner_by_uid=False,
     local_prefix="localhost/",
+    tmpfs_no_copy=",notmpcopyup",
+    run_timeout_flag="--timeout",
+    private_cwd=True,
 )
 
 DIALECTS = {d.name: d for d in (DOCKER, PODMAN)}

@@ -144,6 +144,16 @@ class Engine:
             return once()
         return self._retry.retrying(self._sleep)(once)
 
+    def client_cwd(self) -> str | None:
+        """The working directory for engine clients that start containers (see Dialect.private_cwd)."""
+        if not self.dialect.private_cwd:
+            return None
+        from isol8.answers import default_cache_dir
+
+        path = os.path.join(default_cache_dir(), f"{self.name}-cwd")
+        os.makedirs(path, exist_ok=True)
+        return path
+
     def classify(self, argv: Sequence[str], returncode: int | None, stdout: str, stderr: str) -> EngineError:
         return classify(argv, returncode, stdout, stderr, self.name)
 

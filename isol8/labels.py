@@ -13,5 +13,6 @@ RUN_ID = "org.isol8.run.id"
 RUN_PID = "org.isol8.run.pid"
 RUN_HOST = "org.isol8.run.host"
 RUN_STARTED = "org.isol8.run.started"
+RUN_OWNER = "org.isol8.run.owner"  # the isol8 process whose watcher (isol8/reaper.py) removes it
 RESOLVED = "org.isol8.resolved"
 AUTO = "org.isol8.auto"

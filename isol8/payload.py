@@ -7,9 +7,11 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from isol8.errors import UsageError
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
@@ -18,17 +20,31 @@ if TYPE_CHECKING:
 SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 
 # The container's entrypoint (bash -c WRAPPER isol8 WORKDIR BACKSTOP CMD...). From stdin it reads
-# one header line "<nonce> <tar bytes> <code bytes> <tar|empty|read|head> <code file name>", then the tar
-# (the --files folder, unpacked into /sandbox), then the code file (small code with the `read`
-# builtin, larger code with GNU head -c, which never reads past its count); the rest of stdin
-# is the program's. It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts (the
-# time limit counts from there) and "<RS>isol8:<nonce>:exit:<code>:<oom kills>" when it ends.
-# The nonce travels only on stdin, so the program cannot forge these lines. A background
-# `sleep BACKSTOP; kill -KILL -1` ends the container by itself if isol8 died meanwhile. OOM kills
-# are counted from the cgroup before and after, so a container used again reports only its own.
+# one header line "<nonce> <tar bytes> <code bytes> <tar|empty|read|head> <code file name> <env count>",
+# then the program's environment as NUL-terminated NAME=VALUE entries, then the tar (the --files
+# folder, unpacked into /sandbox), then the code file (small code with the `read` builtin, larger
+# code with GNU head -c, which never reads past its count); the rest of stdin is the program's.
+# The user's environment never reaches this shell: it gets only the image's, runs its own tools
+# from the system folders (never /sandbox), and hands the user's variables to the program's exec
+# alone. It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts and
+# "<RS>isol8:<nonce>:exit:<code>:<oom kills>" when it ends. The program shares this shell's uid
+# and can read its memory, so nothing it could forge decides anything: isol8 takes only the first
+# start line (the program does not exist before it), setup lines only before it, and an exit
+# line only when it agrees with the exit status the engine reports. `kill -KILL -1` before and
+# after the program ends every other process of the sandbox user (PID 1 is spared: the init, or
+# a session's keeper), so an execution in a kept container never leaves one running. A background
+# `sleep BACKSTOP; kill -KILL -1` is the last of isol8's backstops (see isol8/reaper.py).
 WRAPPER = r"""
-IFS=' ' read -r nonce tarsize codesize mode name || exit 125
+IFS=' ' read -r nonce tarsize codesize mode name envcount || exit 125
+program_path=$PATH
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+kill -KILL -1 2>/dev/null
 status() { printf '\036isol8:%s:%s\n' "$nonce" "$1" >&2; }
+vars=("PATH=$program_path")
+for ((i = 0; i < envcount; i++)); do
+  LC_ALL=C IFS= read -r -d '' kv || { status "setup:the environment could not be read"; exit 125; }
+  vars+=("$kv")
+done
 if [ "$tarsize" -gt 0 ]; then
   head -c "$tarsize" | tar -x -p -f - -C /sandbox || { status "setup:files could not be unpacked"; exit 125; }
 fi
@@ -40,7 +56,7 @@ esac || { status "setup:the code could not be written to /sandbox"; exit 125; }
 cd -- "$1" 2>/dev/null || { mkdir -p -- "$1" && cd -- "$1"; } ||
   { status "setup:working directory $1 is not usable"; exit 125; }
 (sleep "$2"; kill -KILL -1) >/dev/null 2>&1 </dev/null &
-watchdog=$!
+disown  # its death at the end is no news for stderr
 shift 2
 oom_kills() {
   oom=0
@@ -54,9 +70,9 @@ oom_kills() {
 oom_kills; before=$oom
 status start
 exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
-"$@" 2>&3 3>&-
+env -- "${vars[@]}" "$@" 2>&3 3>&-
 rc=$?
-kill "$watchdog"  # a container kept for more executions (a server session) must outlive this one
+kill -KILL -1
 exec 2>&3 3>&-
 oom_kills
 status "exit:$rc:$((oom - before))"
@@ -66,42 +82,67 @@ exit "$rc"
 INLINE_CODE_MAX = 4096
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
 TRAILER_MARK = b"\x1eisol8:"
+STATUS_MAX = 4096
 
 
 def new_nonce() -> str:
     return os.urandom(16).hex()
 
 
-def add_directory(tar: Any, root: Path) -> None:
-    """Add root's contents (not root itself), keeping folders, modes and symlinks; skip SKIPPED_DIRS."""
+def sandbox_bytes(size: int) -> int:
+    """What a file of `size` bytes takes of a tmpfs: whole pages."""
+    return -(-size // 4096) * 4096
+
+
+def walk_directory(root: Path) -> Iterator[tuple[Path, str]]:
+    """(path, name inside /sandbox) of root's contents, each folder before what it holds; SKIPPED_DIRS left out.
+
+    Only regular files, folders and symlinks travel: a socket, fifo or device is refused (a fifo
+    would block the reader, and none of them can be copied)."""
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
         for name in [*dirs, *sorted(files)]:
             path = Path(folder, name)
-            arcname = path.relative_to(root).as_posix()
-            info = tar.gettarinfo(str(path), arcname)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if info.isreg():
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
-            elif info.isdir() or info.issym():
-                tar.addfile(info)
+            mode = os.lstat(path).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                kind = "socket" if stat.S_ISSOCK(mode) else "fifo" if stat.S_ISFIFO(mode) else "device"
+                raise UsageError(f"--files: {path} is a {kind}: only files, folders and symlinks can be copied")
+            yield path, path.relative_to(root).as_posix()
 
 
-def build_tar(files_dir: Path | None, code_name: str, code: bytes, code_mode: int = 0o644) -> bytes:
-    """The payload tar: the --files folder first, then the code file (which wins a name clash)."""
+def add_directory(tar: Any, root: Path) -> int:
+    """Add root's contents (not root itself), keeping folders, modes, symlinks and hard links.
+
+    Returns the bytes the files take in /sandbox."""
+    used = 0
+    for path, arcname in walk_directory(root):
+        info = tar.gettarinfo(str(path), arcname)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        if info.isreg():
+            used += sandbox_bytes(info.size)
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+        else:  # a folder, a symlink, or a hard link to a file added before (tar links it again)
+            tar.addfile(info)
+    return used
+
+
+def build_tar(files_dir: Path | None, code_name: str, code: bytes, code_mode: int = 0o644) -> tuple[bytes, int]:
+    """The payload tar (the --files folder first, then the code file, which wins a name clash) and
+    the bytes its files take in /sandbox."""
     import tarfile  # not needed on the plain-code path
 
     buf = io.BytesIO()
+    used = sandbox_bytes(len(code))
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         if files_dir is not None:
-            add_directory(tar, files_dir)
+            used += add_directory(tar, files_dir)
         info = tarfile.TarInfo(code_name)
         info.size = len(code)
         info.mode = stat.S_IMODE(code_mode)
         tar.addfile(info, io.BytesIO(code))
-    return buf.getvalue()
+    return buf.getvalue(), used
 
 
 def safe_code_name(name: str, extension: str) -> str:
@@ -116,8 +157,9 @@ class Payload:
     tar: bytes
     code: bytes
     code_name: str
+    sandbox_bytes: int  # what the files take in /sandbox once unpacked
 
-    def header(self, nonce: str) -> bytes:
+    def header(self, nonce: str, env_count: int) -> bytes:
         if self.tar:
             mode = "tar"  # the code file is inside the tar
         elif not self.code:
@@ -126,17 +168,23 @@ class Payload:
             mode = "read"
         else:
             mode = "head"
-        return f"{nonce} {len(self.tar)} {len(self.code)} {mode} {self.code_name}\n".encode()
+        return f"{nonce} {len(self.tar)} {len(self.code)} {mode} {self.code_name} {env_count}\n".encode()
 
 
 def make_payload(files_dir: Path | None, code_name: str, code: bytes) -> Payload:
     if files_dir is None:
-        return Payload(b"", code, code_name)
-    return Payload(build_tar(files_dir, code_name, code), b"", code_name)
+        return Payload(b"", code, code_name, sandbox_bytes(len(code)))
+    tar, used = build_tar(files_dir, code_name, code)
+    return Payload(tar, b"", code_name, used)
 
 
-def stdin_stream(nonce: str, payload: Payload, user_stdin: Iterable[bytes]) -> Iterator[bytes]:
-    yield payload.header(nonce)
+def env_block(env: Mapping[str, str]) -> bytes:
+    """The program's environment as the wrapper reads it: NAME=VALUE entries, each ended by NUL."""
+    return b"".join(f"{name}={value}".encode() + b"\0" for name, value in env.items())
+
+
+def stdin_stream(nonce: str, payload: Payload, env: Mapping[str, str], user_stdin: Iterable[bytes]) -> Iterator[bytes]:
+    yield payload.header(nonce, len(env)) + env_block(env)
     for part in (payload.tar, payload.code):
         if part:
             yield part
@@ -152,7 +200,12 @@ class Trailer:
 
 
 class TrailerFilter:
-    """Removes the wrapper's status line (marked with the run's nonce) from stderr and parses it."""
+    """Removes the wrapper's status lines (marked with the run's nonce) from stderr and parses them.
+
+    The program can learn the nonce (it may read the wrapper's memory), so only what it cannot
+    forge counts: the first start line (the program starts after it), setup lines before that,
+    exit lines after it; a marked line is at most STATUS_MAX bytes, longer ones pass as output.
+    """
 
     def __init__(self, nonce: str) -> None:
         self.mark = TRAILER_MARK + nonce.encode() + b":"
@@ -163,20 +216,26 @@ class TrailerFilter:
     def feed(self, data: bytes) -> bytes:
         buf = self.pending + data
         self.pending = b""
+        out: list[bytes] = []
         while True:
             at = buf.find(self.mark)
             if at < 0:
                 break
-            end = buf.find(b"\n", at)
+            end = buf.find(b"\n", at, at + STATUS_MAX)
             if end < 0:
-                self.pending = buf[at:]
-                return buf[:at]
+                if len(buf) - at < STATUS_MAX:
+                    self.pending = buf[at:]
+                    return b"".join(out) + buf[:at]
+                out.append(buf[: at + 1])  # too long for a status line: output, not a line of isol8's
+                buf = buf[at + 1 :]
+                continue
             self._parse(buf[at + len(self.mark) : end].decode("utf-8", "replace"))
-            buf = buf[:at] + buf[end + 1 :]
+            out.append(buf[:at])
+            buf = buf[end + 1 :]
         keep = _partial_suffix(buf, self.mark)
         if keep:
             self.pending, buf = buf[-keep:], buf[:-keep]
-        return buf
+        return b"".join(out) + buf
 
     def flush(self) -> bytes:
         rest, self.pending = self.pending, b""
@@ -184,15 +243,15 @@ class TrailerFilter:
 
     def _parse(self, text: str) -> None:
         kind, _, rest = text.partition(":")
-        if kind == "start":
+        if kind == "start" and self.started_at is None:
             self.started_at = time.monotonic()
-        elif kind == "exit":
+        elif kind == "exit" and self.started_at is not None:
             code, _, oom = rest.partition(":")
             try:
                 self.trailer = Trailer("exit", int(code), int(oom or 0))
             except ValueError:
                 self.trailer = None
-        elif kind == "setup":
+        elif kind == "setup" and self.started_at is None:
             self.trailer = Trailer("setup", message=rest)
 
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from isol8 import labels as L
+from isol8 import reaper
 from isol8.engine import Engine
 from isol8.errors import EngineError
 from isol8.log import get_logger
@@ -48,15 +49,24 @@ class WarmPool:
 
     def _start_one(self, image: str) -> None:
         name = f"isol8-{os.urandom(8).hex()}"
-        labels = {**self.labels, L.MANAGED: "true", L.RUN_ID: name, L.RUN_PID: str(os.getpid())}
+        labels = {
+            **self.labels,
+            L.MANAGED: "true",
+            L.RUN_ID: name,
+            L.RUN_PID: str(os.getpid()),
+            **reaper.owner_label(),
+        }
         argv = standby_argv(self.engine.dialect, name=name, image=image, policy=self.policy, labels=labels)
+        reaper.watch(self.engine.dialect, name)
         try:
-            done = run_process(argv, timeout=120)
+            done = run_process(argv, timeout=120, cwd=self.engine.client_cwd())
         except EngineError as exc:
             log.warning("could not start a standby container for %s: %s", image, exc)
+            self._destroy(name)
             return
         if done.returncode != 0:
             log.warning("could not start a standby container for %s: %s", image, done.stderr.strip())
+            self._destroy(name)
             return
         with self._lock:
             if self._closed:
@@ -98,6 +108,8 @@ class WarmPool:
             self.engine.remove_containers([name])
         except EngineError as exc:
             log.warning("could not remove container %s: %s", name, exc)
+            return
+        reaper.release(name)
 
     def close(self, wait_s: float = 60.0) -> None:
         """Remove every idle container, after the background starts and removals have finished."""
@@ -114,3 +126,6 @@ class WarmPool:
                 self.engine.remove_containers(names)
             except EngineError as exc:
                 log.warning("could not remove standby containers: %s", exc)
+                return
+            for name in names:
+                reaper.release(name)

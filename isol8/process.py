@@ -47,7 +47,7 @@ def _not_found(argv: Sequence[str]) -> EngineNotFound:
 
 
 def _run(
-    argv: Sequence[str], timeout: float, input: bytes | None, env: Mapping[str, str] | None
+    argv: Sequence[str], timeout: float, input: bytes | None, env: Mapping[str, str] | None, cwd: str | None = None
 ) -> tuple[int, bytes, bytes]:
     log.debug("+ %s", shown(argv))
     try:
@@ -58,6 +58,7 @@ def _run(
             timeout=timeout,
             env=None if env is None else dict(env),
             stdin=None if input is not None else subprocess.DEVNULL,
+            cwd=cwd,
         )
     except FileNotFoundError:
         raise _not_found(argv) from None
@@ -78,9 +79,10 @@ def run_process(
     timeout: float,
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
 ) -> Completed:
     """Run argv to completion; raise EngineNotFound or EngineTimeout, never return a Popen."""
-    code, out, err = _run(argv, timeout, input, env)
+    code, out, err = _run(argv, timeout, input, env, cwd)
     return Completed(tuple(argv), code, decode(out), decode(err))
 
 
@@ -88,6 +90,31 @@ def run_process_bytes(argv: Sequence[str], *, timeout: float) -> tuple[int, byte
     """(returncode, raw stdout, decoded stderr): for output that is data, not text (a file's bytes)."""
     code, out, err = _run(argv, timeout, None, None)
     return code, out, decode(err)
+
+
+class Watcher:
+    """A process in its own session that reads one line from a pipe held by this process (see isol8.reaper)."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        log.debug("+ %s (watcher)", shown(argv))
+        self._proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C or a kill of isol8's process group spares it
+        )
+
+    def finish(self, clean: bool) -> None:
+        """Tell it "done" (clean) or just close the pipe, as this process's death would."""
+        pipe = self._proc.stdin
+        assert pipe is not None
+        try:
+            if clean:
+                pipe.write(b"done\n")
+            pipe.close()
+        except OSError:
+            pass
 
 
 class StreamingProcess:
@@ -103,6 +130,7 @@ class StreamingProcess:
         *,
         stdin: Iterable[bytes] | None = None,
         env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
     ) -> None:
         self.argv = tuple(argv)
         log.debug("+ %s", shown(argv))
@@ -113,6 +141,7 @@ class StreamingProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=None if env is None else dict(env),
+                cwd=cwd,
                 # a terminal's Ctrl-C must reach isol8 only: isol8 decides how the container ends
                 start_new_session=True,
             )

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8 import payload
+from isol8 import payload, reaper
 from isol8.config import parse_size
 from isol8.engine import Engine
-from isol8.errors import EngineError, ImageNotFound, UsageError
+from isol8.errors import EngineError, ImageNotFound, Isol8Error, UsageError
 from isol8.log import get_logger
 from isol8.process import StreamingProcess, decode
 from isol8.runtimes import Runtime
@@ -30,17 +30,22 @@ log = get_logger(__name__)
 
 # After the deadline the container is killed; the in-container backstop fires this much later.
 BACKSTOP_GRACE_S = 5
+# The engine's own kill (podman run --timeout) waits this much longer again.
+ENGINE_BACKSTOP_EXTRA_S = 10
 # The time limit counts from the program's start; creating and starting the container may take
 # this long on top (a loaded machine, a cold engine) before the run counts as failed.
 STARTUP_ALLOWANCE_S = 60.0
 KILL_WAIT_S = 10.0
-# Names that steer the engine's own client: never passed through its environment.
-_CLIENT_ENV = ("DOCKER_", "PODMAN_", "CONTAINER", "REGISTRY_AUTH_FILE", "BUILDAH_", "XDG_", "LD_", "SSL_")
-_CLIENT_ENV_EXACT = frozenset({"PATH", "HOME", "TMPDIR", "USER", "SHELL", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"})
 
 
 class RunFailed(EngineError):
     """isol8 or the engine failed before the program ran (exit 125, as `docker run`)."""
+
+    exit_status = ExitStatus.ENGINE_FAILURE
+
+
+class PayloadTooLarge(Isol8Error):
+    """The files and code do not fit in the sandbox: found before anything starts (exit 125)."""
 
     exit_status = ExitStatus.ENGINE_FAILURE
 
@@ -82,9 +87,6 @@ class RunRequest:
         for name in (*self.env, *self.secrets):
             if not valid_env_name(name):
                 raise UsageError(f"not a valid environment variable name: {name!r}")
-        for name in self.secrets:
-            if name in _CLIENT_ENV_EXACT or name.startswith(_CLIENT_ENV):
-                raise UsageError(f"--secret {name}: this name steers the engine client; choose another name")
         for key, value in {**self.env, **self.secrets}.items():
             if "\0" in value:
                 raise UsageError(f"the value of {key} contains a NUL byte")
@@ -176,6 +178,7 @@ class Execution:
         self.request = request
         self.ensure_image = ensure_image
         self.result: RunResult | None = None
+        self.intact = False  # the wrapper reported an exit that the engine's status confirms
         self.name = container or _container_name()
         runtime = request.runtime
         self.image = request.image or engine.dialect.local_image(runtime.image)
@@ -188,13 +191,13 @@ class Execution:
             if request.cmd is not None
             else runtime.command(f"{SANDBOX_DIR}/{code_name}")
         )
+        self._check_fits(request)
         backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
         command = ["-c", payload.WRAPPER, "isol8", resolve_workdir(request.workdir), str(backstop_s), *interpreter]
-        self.client_env = {**os.environ, **request.secrets}
+        self.program_env = {**request.env, **request.secrets}
+        self.watched = container is None
         if container is not None:
-            self.argv = exec_argv(
-                engine.dialect, name=container, env=request.env, env_by_name=sorted(request.secrets), command=command
-            )
+            self.argv = exec_argv(engine.dialect, name=container, command=command)
             return
         self.argv = run_argv(
             engine.dialect,
@@ -208,13 +211,28 @@ class Execution:
                 L.RUN_HOST: os.uname().nodename,
                 L.RUN_STARTED: str(int(time.time())),
                 L.RUNTIME: runtime.name,
+                **reaper.owner_label(),
                 **request.labels,
             },
-            env=request.env,
-            env_by_name=sorted(request.secrets),
             command=command,
             remove=not request.persist,
+            engine_timeout_s=backstop_s + ENGINE_BACKSTOP_EXTRA_S,
         )
+
+    def _check_fits(self, request: RunRequest) -> None:
+        """Files that cannot fit would fail before the program starts, as an OOM kill: say so instead."""
+        need = self.payload.sandbox_bytes
+        room = parse_size(request.policy.sandbox_size)
+        memory = parse_size(request.policy.memory)
+        if need > room:
+            raise PayloadTooLarge(
+                f"the files and code need {need} bytes in /sandbox, which holds {room} (--sandbox-size)"
+            )
+        if need >= memory:
+            raise PayloadTooLarge(
+                f"the files and code need {need} bytes of the {memory}-byte memory limit (/sandbox is memory): "
+                "raise --memory"
+            )
 
     def __iter__(self) -> Iterator[Chunk]:
         try:
@@ -235,7 +253,9 @@ class Execution:
         limiters = {"stdout": payload.Limiter(request.max_output), "stderr": payload.Limiter(request.max_output)}
         kept: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
         timed_out = False
-        clean_exit = False
+        self.intact = False
+        got: payload.Trailer | None = None
+        code = 0
         started = time.monotonic()
         limit_s = request.timeout_ms / 1000
 
@@ -262,18 +282,22 @@ class Execution:
                 kept[stream].append(data)
                 yield Chunk(stream, data)
 
-        stdin = payload.stdin_stream(self.nonce, self.payload, request.stdin)
+        stdin = payload.stdin_stream(self.nonce, self.payload, self.program_env, request.stdin)
+        if self.watched:
+            reaper.watch(self.engine.dialect, self.name)
+        removed = False
         try:
-            with StreamingProcess(self.argv, stdin=stdin, env=self.client_env) as proc:
+            with StreamingProcess(self.argv, stdin=stdin, cwd=self.engine.client_cwd()) as proc:
                 for stream, data in proc.chunks(deadline):
                     yield from emit(stream, data)
-                code = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))
-                if code is None:
+                status = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))
+                if status is None:
                     timed_out = True
                     self._kill()
                     for stream, data in proc.chunks(time.monotonic() + 2):
                         yield from emit(stream, data)
-                    code = self._reap(proc)
+                    status = self._reap(proc)
+                code = status
             for stream in ("stdout", "stderr"):
                 tail = trailer.flush() if stream == "stderr" else b""
                 limiter = limiters[stream]
@@ -281,36 +305,51 @@ class Execution:
                 if data:
                     kept[stream].append(data)
                     yield Chunk(stream, data)
-            clean_exit = not timed_out and trailer.trailer is not None and not request.persist
+            got = trailer.trailer
+            # the exit line counts only when the engine's exit status agrees: the program can
+            # forge that line, but not the status of the wrapper that ran it
+            self.intact = not timed_out and got is not None and got.kind == "exit" and got.exit_code == code
+            removed = self.intact and not request.persist
         finally:
-            if not clean_exit and not request.persist:
-                self._remove()
+            if not removed and not request.persist:
+                removed = self._remove()
+            if self.watched and (removed or request.persist):
+                reaper.release(self.name)
         duration_ms = round((time.monotonic() - (trailer.started_at or started)) * 1000)
         stderr_text = decode(b"".join(kept["stderr"]) + payload.Masker(request.secrets.values()).mask(b"".join(early)))
-        got = trailer.trailer
-        if got is None and not timed_out:
-            if code in (125, 126, 127):
-                error = self.engine.classify(self.argv, code, "", stderr_text)
-                if isinstance(error, ImageNotFound):
-                    raise _MissingImage()
-                raise RunFailed(self.argv, code, "", stderr_text, message=error.message, hint=error.hint)
-        if got is not None and got.kind == "setup":
-            raise RunFailed(self.argv, 125, "", stderr_text, message=got.message)
-        exit_code = got.exit_code if got is not None else code
-        oom = got is not None and got.oom_kills > 0
-        if timed_out:
-            exit_code = ExitStatus.TIMEOUT
+        if trailer.started_at is None:
+            raise self._not_started(code, got, timed_out, stderr_text)
         self.result = RunResult(
             stdout=decode(b"".join(kept["stdout"])),
             stderr=stderr_text,
-            exit_code=int(exit_code),
+            exit_code=int(ExitStatus.TIMEOUT if timed_out else code),
             timed_out=timed_out,
-            oom_killed=oom,
+            oom_killed=self.intact and got is not None and got.oom_kills > 0,
             truncated=limiters["stdout"].truncated or limiters["stderr"].truncated,
             duration_ms=duration_ms,
             runtime=request.runtime.name,
             image=self.image,
             container=self.name,
+        )
+
+    def _not_started(self, code: int, got: payload.Trailer | None, timed_out: bool, stderr: str) -> Exception:
+        """The program never ran: whatever happened is isol8's or the engine's failure, never its exit status."""
+        if got is not None and got.kind == "setup":
+            return RunFailed(self.argv, 125, "", stderr, message=got.message)
+        if timed_out:
+            return RunFailed(
+                self.argv, None, "", stderr, message=f"the program did not start within {STARTUP_ALLOWANCE_S:g}s"
+            )
+        error = self.engine.classify(self.argv, code, "", stderr)
+        if code in (125, 126, 127) and isinstance(error, ImageNotFound):
+            return _MissingImage()
+        return RunFailed(
+            self.argv,
+            code,
+            "",
+            stderr,
+            message=error.message,
+            hint=error.hint or f"{self.engine.name} exited with {code} before the program started; it never ran",
         )
 
     def _kill(self) -> None:
@@ -328,11 +367,13 @@ class Execution:
         assert code is not None
         return code
 
-    def _remove(self) -> None:
+    def _remove(self) -> bool:
         try:
             self.engine.remove_containers([self.name])
         except EngineError as exc:
             log.warning("could not remove container %s: %s", self.name, exc)
+            return False
+        return True
 
 
 class _MissingImage(Exception):

@@ -14,6 +14,14 @@ from isol8.dialect import Dialect
 SANDBOX_UID = 1100
 SANDBOX_GID = 1100
 SANDBOX_DIR = "/sandbox"
+# RLIMIT_NPROC counts every process of a uid on the whole host, and every sandbox runs as 1100:
+# left low, one run's processes make another's fork fail. It is raised out of the way (32768 is
+# Linux's default pid_max) and --pids-limit, a cgroup of the container's own, is the limit.
+SANDBOX_NPROC = 32768
+SANDBOX_NOFILE = 4096
+# /sys/kernel shows what helps an exploit and nothing a program needs: vmcoreinfo (the kernel's
+# physical addresses), boot_params, notes (the build id), btf, slab statistics...
+MASKED_DIRS = ("/sys/kernel",)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -72,7 +80,11 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy) -> list[str]:
         f"{policy.cpus:g}",
         "--network",
         policy.network,
-        "--init",
+        *repeat("--ulimit", (f"nproc={SANDBOX_NPROC}:{SANDBOX_NPROC}", f"nofile={SANDBOX_NOFILE}:{SANDBOX_NOFILE}")),
+        # POSIX message queues are accounted per uid across the host: none at all in a sandbox
+        "--ulimit",
+        "msgqueue=0:0",
+        *repeat("--tmpfs", (f"{path}:ro,nosuid,nodev,noexec,size=4k{d.tmpfs_no_copy}" for path in MASKED_DIRS)),
     ]
 
 
@@ -97,20 +109,24 @@ def run_argv(
     image: str,
     policy: SandboxPolicy,
     labels: Mapping[str, str],
-    env: Mapping[str, str],
-    env_by_name: Sequence[str],
     command: Sequence[str],
     remove: bool = True,
+    engine_timeout_s: int | None = None,
 ) -> list[str]:
-    """`run` of one execution: stdin attached, isol8's wrapper as entrypoint, user values as elements."""
+    """`run` of one execution: stdin attached, isol8's wrapper as entrypoint, user values as elements.
+
+    The program's environment travels on stdin (isol8.payload), never as --env: the wrapper
+    shell must not see it. engine_timeout_s: where the engine has one (podman), its own kill
+    after that long, a backstop that needs neither isol8 nor the container."""
+    timeout = opt(d.run_timeout_flag, engine_timeout_s) if d.run_timeout_flag else []
     return [
         d.binary,
         "run",
         *(["--rm"] if remove else []),
         "-i",
         *_container_flags(d, name, policy, labels),
-        *repeat("--env", (f"{k}={v}" for k, v in env.items())),
-        *repeat("--env", env_by_name),
+        "--init",
+        *timeout,
         *opt("--workdir", SANDBOX_DIR),
         "--entrypoint",
         "/bin/bash",
@@ -119,26 +135,18 @@ def run_argv(
     ]
 
 
-def exec_argv(
-    d: Dialect, *, name: str, env: Mapping[str, str], env_by_name: Sequence[str], command: Sequence[str]
-) -> list[str]:
+def exec_argv(d: Dialect, *, name: str, command: Sequence[str]) -> list[str]:
     """`exec` of one execution in a started standby container (see standby_argv)."""
-    return [
-        d.binary,
-        "exec",
-        "-i",
-        *repeat("--env", (f"{k}={v}" for k, v in env.items())),
-        *repeat("--env", env_by_name),
-        "--workdir",
-        SANDBOX_DIR,
-        name,
-        "/bin/bash",
-        *command,
-    ]
+    return [d.binary, "exec", "-i", "--workdir", SANDBOX_DIR, name, "/bin/bash", *command]
+
+
+# PID 1 of a standby container: it outlives every execution's `kill -KILL -1` (the kernel spares a
+# namespace's init) and reaps the orphans those leave (bash waits for any child).
+KEEPER = "while :; do sleep 86400 & wait $!; done"
 
 
 def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, labels: Mapping[str, str]) -> list[str]:
-    """`run -d` of a locked-down container that idles until one execution is exec'd into it."""
+    """`run -d` of a locked-down container that idles until executions are exec'd into it."""
     return [
         d.binary,
         "run",
@@ -150,5 +158,5 @@ def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, la
         "/bin/bash",
         image,
         "-c",
-        "exec sleep infinity",
+        KEEPER,
     ]

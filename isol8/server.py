@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from isol8 import __version__, runtimes
+from isol8 import __version__, reaper, runtimes
 from isol8 import labels as L
 from isol8.config import Config, parse_size
 from isol8.custom import RegistrySettings
@@ -348,14 +348,19 @@ class Sessions:
                 SESSION_LABEL: session_id,
                 L.MANAGED: "true",
                 L.RUN_ID: session.container,
+                **reaper.owner_label(),
             }
+            reaper.watch(engine.dialect, session.container)
             done = run_process(
                 standby_argv(engine.dialect, name=session.container, image=image, policy=run.policy, labels=labels),
                 timeout=120,
+                cwd=engine.client_cwd(),
             )
             if done.returncode != 0:
                 with self._lock:
                     self._sessions.pop(session_id, None)
+                engine.remove_containers([session.container])
+                reaper.release(session.container)
                 raise HTTPError(500, f"could not start the session container: {done.stderr.strip()}")
         elif session.runtime != run.runtime.name:
             raise HTTPError(409, f"session {session_id} runs {session.runtime}, not {run.runtime.name}")
@@ -366,6 +371,7 @@ class Sessions:
             session = self._sessions.pop(session_id, None)
         if session is not None:
             self.state.engine.remove_containers([session.container])
+            reaper.release(session.container)
         return session is not None
 
     def listing(self) -> list[dict[str, Any]]:
@@ -400,7 +406,8 @@ def session_execute(state: ServerState, body: Mapping[str, Any], files_dir: Path
         ended = True
         try:
             yield from execution
-            ended = execution.result is None or execution.result.timed_out
+            # a timeout kills the container; a wrapper the program disturbed may have left processes
+            ended = execution.result is None or execution.result.timed_out or not execution.intact
         finally:
             session.last_used = time.monotonic()
             if ended:  # killed or interrupted: the container is gone, and so is the session
@@ -427,6 +434,7 @@ def put_file(state: ServerState, session_id: str, path: str, data: bytes) -> Non
             [d.binary, "exec", "-i", session.container, "/bin/bash", "-c", script, "isol8", path],
             input=data,
             timeout=120,
+            cwd=state.engine.client_cwd(),
         )
         session.last_used = time.monotonic()
     if done.returncode != 0:
@@ -592,3 +600,4 @@ def serve(
         state.sessions.close()
         state.pool.close()
         remove_server_containers(state)
+        reaper.release_all()

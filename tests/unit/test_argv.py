@@ -13,6 +13,7 @@ import isol8.data
 from isol8 import argv as A
 from isol8.dialect import DOCKER, PODMAN, Dialect
 from isol8.sandbox import (
+    KEEPER,
     SandboxPolicy,
     default_seccomp_profile,
     exec_argv,
@@ -154,7 +155,6 @@ def test_podman_build_keeps_a_tag_with_a_registry_port(tag: str) -> None:
 
 MIB = 1024 * 1024
 LABELS = {"org.isol8.managed": "true", "org.isol8.run.id": "isol8-0123"}
-ENV = {"GREETING": "hello world", "TRICK": "x --privileged"}
 COMMAND = ["-c", 'exec "$@"', "isol8", "--privileged", "python3", "/sandbox/main.py"]
 IMAGE = "localhost/isol8:python"
 
@@ -165,9 +165,8 @@ def default_run_argv(d: Dialect, **changes: Any) -> list[str]:
         image=IMAGE,
         policy=SandboxPolicy(),
         labels=LABELS,
-        env=ENV,
-        env_by_name=["API_TOKEN"],
         command=COMMAND,
+        engine_timeout_s=45,
     )
     return run_argv(d, **{**kwargs, **changes})
 
@@ -188,7 +187,10 @@ def expected_sandbox_flags(d: Dialect) -> list[str]:
         "--memory-swap", str(512 * MIB),
         "--cpus", "1",
         "--network", "none",
-        "--init",
+        "--ulimit", "nproc=32768:32768",
+        "--ulimit", "nofile=4096:4096",
+        "--ulimit", "msgqueue=0:0",
+        "--tmpfs", "/sys/kernel:ro,nosuid,nodev,noexec,size=4k" + (",notmpcopyup" if d is PODMAN else ""),
     ]  # fmt: skip
 
 
@@ -207,9 +209,8 @@ def test_run_argv_exact(d: Dialect) -> None:
         "--label", "org.isol8.managed=true",
         "--label", "org.isol8.run.id=isol8-0123",
         *expected_sandbox_flags(d),
-        "--env", "GREETING=hello world",
-        "--env", "TRICK=x --privileged",
-        "--env", "API_TOKEN",
+        "--init",
+        *(["--timeout", "45"] if d is PODMAN else []),
         "--workdir", "/sandbox",
         "--entrypoint", "/bin/bash",
         IMAGE,
@@ -297,12 +298,12 @@ def test_hardening_regression(d: Dialect) -> None:
     assert "--init" in flags
     assert "--rm" in flags
     assert option_values(flags, "--pull") == ["never"]
-
-    envs = option_values(flags, "--env")
-    assert "GREETING=hello world" in envs
-    assert "TRICK=x --privileged" in envs
-    assert "API_TOKEN" in envs
-    assert flags.index("--env") > flags.index("--init")
+    ulimits = dict(u.split("=", 1) for u in option_values(flags, "--ulimit"))
+    assert ulimits["msgqueue"] == "0:0"
+    assert int(ulimits["nproc"].split(":")[0]) >= 32768  # per uid across the host: out of the way
+    assert tmpfs_options(flags, "/sys/kernel")[0] == "ro"
+    assert "--env" not in flags  # the program's environment travels on stdin, out of the wrapper's reach
+    assert option_values(flags, "--timeout") == (["45"] if d is PODMAN else [])
 
 
 def test_run_argv_without_remove_keeps_the_container() -> None:
@@ -368,14 +369,13 @@ def test_standby_argv_exact(d: Dialect) -> None:
         "--name", "isol8-warm", "--pull", "never", "--log-driver", "none",
         "--label", "org.isol8.managed=true", "--label", "org.isol8.run.id=isol8-0123",
         *expected_sandbox_flags(d),
-        "--workdir", "/sandbox", "--entrypoint", "/bin/bash", IMAGE, "-c", "exec sleep infinity",
+        "--workdir", "/sandbox", "--entrypoint", "/bin/bash", IMAGE, "-c", KEEPER,
     ]  # fmt: skip
+    assert "--init" not in standby_argv(d, name="x", image=IMAGE, policy=SandboxPolicy(), labels={})
 
 
 @pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
 def test_exec_argv_exact_with_user_values_as_single_elements(d: Dialect) -> None:
-    assert exec_argv(d, name="isol8-warm", env=ENV, env_by_name=["API_TOKEN"], command=COMMAND) == [
-        d.binary, "exec", "-i",
-        "--env", "GREETING=hello world", "--env", "TRICK=x --privileged", "--env", "API_TOKEN",
-        "--workdir", "/sandbox", "isol8-warm", "/bin/bash", *COMMAND,
+    assert exec_argv(d, name="isol8-warm", command=COMMAND) == [
+        d.binary, "exec", "-i", "--workdir", "/sandbox", "isol8-warm", "/bin/bash", *COMMAND,
     ]  # fmt: skip

@@ -5,20 +5,25 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import socket
 import stat
 import tarfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from isol8.errors import UsageError
 from isol8.payload import (
     INLINE_CODE_MAX,
+    STATUS_MAX,
     Limiter,
     Masker,
     Trailer,
     TrailerFilter,
     build_tar,
+    env_block,
     make_payload,
     safe_code_name,
     stdin_stream,
@@ -228,6 +233,9 @@ def status_line(kind_and_rest: str, nonce: str = NONCE) -> bytes:
     return b"\x1eisol8:" + nonce.encode() + b":" + kind_and_rest.encode() + b"\n"
 
 
+START = status_line("start")
+
+
 def filter_chunks(chunks: Sequence[bytes], nonce: str = NONCE) -> tuple[bytes, Trailer | None]:
     trailer = TrailerFilter(nonce)
     out = b"".join(trailer.feed(c) for c in chunks) + trailer.flush()
@@ -249,20 +257,21 @@ def filter_chunks(chunks: Sequence[bytes], nonce: str = NONCE) -> tuple[bytes, T
     ],
 )
 def test_trailer_is_removed_from_stderr_and_parsed(line: str, expected: Trailer) -> None:
-    out, trailer = filter_chunks([b"warning: x\n", status_line(line)])
+    before = [] if expected.kind == "setup" else [START]  # setup lines come before the start, exit lines after
+    out, trailer = filter_chunks([*before, b"warning: x\n", status_line(line)])
     assert out == b"warning: x\n"
     assert trailer == expected
 
 
 def test_trailer_marker_split_at_every_position() -> None:
-    data = b"err line\n" + status_line("exit:42:1")
+    data = START + b"err line\n" + status_line("exit:42:1")
     for chunks in splits(data, 2):
         assert filter_chunks(chunks) == (b"err line\n", Trailer("exit", 42, 1)), chunks
     assert filter_chunks(bytewise(data)) == (b"err line\n", Trailer("exit", 42, 1))
 
 
 def test_trailer_marker_split_across_three_chunks() -> None:
-    data = b"e\n" + status_line("exit:7:0")
+    data = START + b"e\n" + status_line("exit:7:0")
     for chunks in splits(data, 3):
         assert filter_chunks(chunks) == (b"e\n", Trailer("exit", 7, 0)), chunks
 
@@ -283,7 +292,7 @@ def test_forged_marker_with_another_nonce_is_left_alone(data: bytes) -> None:
 
 def test_forged_marker_is_kept_and_the_real_one_still_parsed() -> None:
     forged = status_line("exit:0:0", nonce=OTHER)
-    out, trailer = filter_chunks([b"x" + forged, b"y\n" + status_line("exit:9:0")])
+    out, trailer = filter_chunks([START + b"x" + forged, b"y\n" + status_line("exit:9:0")])
     assert out == b"x" + forged + b"y\n"
     assert trailer == Trailer("exit", 9, 0)
 
@@ -311,6 +320,34 @@ def test_start_line_is_removed_and_is_not_the_trailer() -> None:
 
 def test_unknown_trailer_kind_is_removed_but_not_parsed() -> None:
     assert filter_chunks([b"a\n", status_line("bogus:1")]) == (b"a\n", None)
+
+
+def test_only_the_first_start_line_counts() -> None:
+    """A program that learnt the nonce cannot move the deadline by writing start lines."""
+    trailer = TrailerFilter(NONCE)
+    trailer.feed(START)
+    first = trailer.started_at
+    assert first is not None
+    time.sleep(0.01)
+    assert trailer.feed(START + START + b"x") == b"x"
+    assert trailer.started_at == first
+
+
+def test_setup_lines_after_the_start_and_exit_lines_before_it_are_ignored() -> None:
+    """Before the start line only the wrapper runs; after it, a setup line can only be the program's."""
+    assert filter_chunks([status_line("exit:0:0")]) == (b"", None)
+    assert filter_chunks([START, status_line("setup:fake engine failure")]) == (b"", None)
+    assert filter_chunks([START, status_line("exit:3:0"), status_line("setup:x")]) == (b"", Trailer("exit", 3, 0))
+
+
+def test_a_marked_line_without_an_end_is_output_and_never_buffered_without_bound() -> None:
+    trailer = TrailerFilter(NONCE)
+    trailer.feed(START)
+    flood = b"\x1eisol8:" + NONCE.encode() + b":" + b"A" * (5 * STATUS_MAX)
+    out = trailer.feed(flood)
+    assert len(trailer.pending) < STATUS_MAX
+    assert out + trailer.flush() == flood
+    assert trailer.trailer is None
 
 
 # ---- build_tar ----------------------------------------------------------------------------------
@@ -354,7 +391,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_build_tar_keeps_nested_folders_and_skips_tool_folders(project: Path) -> None:
-    data = build_tar(project, "main.py", b"print(1)\n")
+    data = build_tar(project, "main.py", b"print(1)\n")[0]
     assert set(members(data)) == {
         ".env.example",
         "README.md",
@@ -371,7 +408,7 @@ def test_build_tar_keeps_nested_folders_and_skips_tool_folders(project: Path) ->
 
 
 def test_build_tar_keeps_file_and_folder_modes(project: Path) -> None:
-    got = members(build_tar(project, "main.py", b""))
+    got = members(build_tar(project, "main.py", b"")[0])
     assert stat.S_IMODE(got["bin/run.sh"].mode) == 0o755
     assert stat.S_IMODE(got["README.md"].mode) == 0o644
     assert stat.S_IMODE(got["pkg/sub/deep.py"].mode) == 0o600
@@ -381,20 +418,20 @@ def test_build_tar_keeps_file_and_folder_modes(project: Path) -> None:
 
 
 def test_build_tar_keeps_contents(project: Path) -> None:
-    data = build_tar(project, "main.py", b"print(1)\n")
+    data = build_tar(project, "main.py", b"print(1)\n")[0]
     assert read_member(data, "pkg/sub/deep.py") == b"VALUE = 42\n"
     assert read_member(data, "bin/run.sh") == b"#!/bin/sh\necho run\n"
     assert read_member(data, "main.py") == b"print(1)\n"
 
 
 def test_build_tar_does_not_leak_local_owners(project: Path) -> None:
-    for info in members(build_tar(project, "main.py", b"")).values():
+    for info in members(build_tar(project, "main.py", b"")[0]).values():
         assert (info.uid, info.gid, info.uname, info.gname) == (0, 0, "", ""), info.name
 
 
 def test_build_tar_code_file_wins_a_name_clash(project: Path, tmp_path: Path) -> None:
     write(project / "main.py", b"print('from --files')\n", 0o755)
-    data = build_tar(project, "main.py", b"print('the code')\n")
+    data = build_tar(project, "main.py", b"print('the code')\n")[0]
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = [m.name for m in tar.getmembers()]
         assert names[-1] == "main.py"  # added last, so extraction overwrites the --files copy
@@ -407,14 +444,14 @@ def test_build_tar_code_file_wins_a_name_clash(project: Path, tmp_path: Path) ->
 
 @pytest.mark.parametrize(("mode", "expected"), [(0o644, 0o644), (0o755, 0o755), (stat.S_IFREG | 0o700, 0o700)])
 def test_build_tar_code_file_mode(mode: int, expected: int) -> None:
-    info = members(build_tar(None, "run.sh", b"echo\n", mode))["run.sh"]
+    info = members(build_tar(None, "run.sh", b"echo\n", mode)[0])["run.sh"]
     assert info.isreg()
     assert stat.S_IMODE(info.mode) == expected
     assert info.size == 5
 
 
 def test_build_tar_without_files_holds_only_the_code() -> None:
-    data = build_tar(None, "main.ts", b"console.log(1)")
+    data = build_tar(None, "main.ts", b"console.log(1)")[0]
     assert list(members(data)) == ["main.ts"]
     assert read_member(data, "main.ts") == b"console.log(1)"
 
@@ -425,18 +462,58 @@ def test_build_tar_keeps_symlinks_as_links_and_never_follows_them(project: Path,
     write(outside / "host-secret.txt", b"do not copy")
     (project / "link-to-outside").symlink_to(outside)
     (project / "readme-link").symlink_to("README.md")
-    got = members(build_tar(project, "main.py", b""))
+    got = members(build_tar(project, "main.py", b"")[0])
     assert got["link-to-outside"].issym() and got["link-to-outside"].linkname == str(outside)
     assert got["readme-link"].issym() and got["readme-link"].linkname == "README.md"
     assert not any(name.startswith("link-to-outside/") for name in got)
+
+
+def test_build_tar_keeps_hard_links(project: Path, tmp_path: Path) -> None:
+    os.link(project / "README.md", project / "pkg" / "README-again.md")
+    data = build_tar(project, "main.py", b"")[0]
+    link = members(data)["pkg/README-again.md"]
+    assert link.islnk() and link.linkname == "README.md"
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(tmp_path / "out")  # noqa: S202 - our own tar; no filter= on Python < 3.11.4
+    assert (tmp_path / "out" / "pkg" / "README-again.md").read_bytes() == b"# hi\n"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_build_tar_refuses_what_cannot_be_copied(project: Path, kind: str) -> None:
+    path = project / "pkg" / f"a-{kind}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    with pytest.raises(UsageError, match=f"a-{kind} is a {kind}"):
+        build_tar(project, "main.py", b"")
+
+
+def test_the_payload_knows_what_it_takes_in_the_sandbox(project: Path) -> None:
+    assert make_payload(None, "main.py", b"x" * 5000).sandbox_bytes == 8192
+    write(project / "big.bin", b"\0" * 10_000)
+    used = make_payload(project, "main.py", b"print(1)").sandbox_bytes
+    assert used >= 12288 + 4096 and used % 4096 == 0
 
 
 # ---- stdin_stream -------------------------------------------------------------------------------
 
 
 def test_header_then_code_then_user_stdin() -> None:
-    chunks = list(stdin_stream(NONCE, make_payload(None, "main.py", b"print(1)\n"), [b"line 1\n", b"line 2\n"]))
-    assert chunks == [f"{NONCE} 0 9 read main.py\n".encode(), b"print(1)\n", b"line 1\n", b"line 2\n"]
+    chunks = list(stdin_stream(NONCE, make_payload(None, "main.py", b"print(1)\n"), {}, [b"line 1\n", b"line 2\n"]))
+    assert chunks == [f"{NONCE} 0 9 read main.py 0\n".encode(), b"print(1)\n", b"line 1\n", b"line 2\n"]
+
+
+def test_the_environment_travels_after_the_header_as_nul_ended_entries() -> None:
+    env = {"A": "1", "MULTI": "line 1\nline 2 --privileged", "EMPTY": "", "EQ": "a=b"}
+    chunks = list(stdin_stream(NONCE, make_payload(None, "main.py", b"C"), env, []))
+    assert chunks == [
+        f"{NONCE} 0 1 read main.py 4\n".encode() + b"A=1\0MULTI=line 1\nline 2 --privileged\0EMPTY=\0EQ=a=b\0",
+        b"C",
+    ]
+    assert env_block({}) == b""
 
 
 @pytest.mark.parametrize(
@@ -449,14 +526,14 @@ def test_header_then_code_then_user_stdin() -> None:
     ],
 )
 def test_code_transfer_mode(code: bytes, mode: str) -> None:
-    header = make_payload(None, "main.py", code).header("n")
-    assert header == f"n 0 {len(code)} {mode} main.py\n".encode()
+    header = make_payload(None, "main.py", code).header("n", 2)
+    assert header == f"n 0 {len(code)} {mode} main.py 2\n".encode()
 
 
 def test_with_files_the_code_travels_inside_the_tar(project: Path) -> None:
     payload = make_payload(project, "main.py", b"print(1)\n")
     assert payload.code == b""
-    assert payload.header("n") == f"n {len(payload.tar)} 0 tar main.py\n".encode()
+    assert payload.header("n", 0) == f"n {len(payload.tar)} 0 tar main.py 0\n".encode()
     assert members(payload.tar)["main.py"].size == 9
 
 
@@ -467,7 +544,7 @@ def test_stdin_stream_reads_user_stdin_lazily() -> None:
         started.append(True)
         yield b"late"
 
-    stream = stdin_stream(NONCE, make_payload(None, "main.py", b"C"), user_stdin())
+    stream = stdin_stream(NONCE, make_payload(None, "main.py", b"C"), {}, user_stdin())
     assert next(stream).startswith(NONCE.encode())
     assert next(stream) == b"C"
     assert started == []  # the container gets its code before isol8 waits on the user's stdin

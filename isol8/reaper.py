@@ -1,0 +1,74 @@
+"""The backstop outside the sandbox: a watcher process that removes this process's containers if it dies.
+
+Every container isol8 starts carries org.isol8.run.owner=<this process's token>. On the first one,
+a small `sh` starts in its own session, with the read end of a pipe as its stdin. When this
+process exits having removed all of its containers, it writes "done" and the watcher exits;
+when it dies any other way (SIGKILL, a crash, a signal with no handler) the kernel closes the
+pipe and the watcher removes every container with the token (twice, a moment apart, to catch
+one whose creation was still under way). The sandboxed program cannot reach it: it runs on the
+host, outside the container's pid namespace and under another uid.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+
+from isol8 import labels as L
+from isol8.dialect import Dialect
+from isol8.process import Watcher
+
+# Only isol8's own values reach this script: the engine binary and a token of hex digits.
+SCRIPT = r"""
+set -f
+IFS= read -r word
+[ "$word" = done ] && exit 0
+for pass in 1 2; do
+  ids=$("$1" ps -a -q --no-trunc --filter "label=$2")
+  [ -z "$ids" ] || "$1" rm -f $ids
+  [ "$pass" = 2 ] || sleep 2
+done
+"""
+
+_lock = threading.Lock()
+_owner = os.urandom(8).hex()
+_watchers: dict[str, Watcher] = {}
+_live: set[str] = set()
+
+
+def owner_label() -> dict[str, str]:
+    """The label that ties a container to this process (and its watcher)."""
+    return {L.RUN_OWNER: _owner}
+
+
+def watch(dialect: Dialect, name: str) -> None:
+    """Call before starting container `name`: from now on it is removed if this process dies."""
+    with _lock:
+        if dialect.binary not in _watchers:
+            if not _watchers:
+                atexit.register(_at_exit)
+            _watchers[dialect.binary] = Watcher(
+                ["/bin/sh", "-c", SCRIPT, "isol8-reaper", dialect.binary, f"{L.RUN_OWNER}={_owner}"]
+            )
+        _live.add(name)
+
+
+def release(name: str) -> None:
+    """Call once container `name` is gone (or deliberately kept)."""
+    with _lock:
+        _live.discard(name)
+
+
+def release_all() -> None:
+    """Call once every container of this process is known gone (a server that removed its own by label)."""
+    with _lock:
+        _live.clear()
+
+
+def _at_exit() -> None:
+    with _lock:
+        clean = not _live
+        watchers = list(_watchers.values())
+    for watcher in watchers:
+        watcher.finish(clean)
