@@ -103,19 +103,21 @@ def isol8(engine: str) -> Isol8:
     return run
 
 
-def isol8_containers(engine: str) -> list[str]:
+def isol8_containers(engine: str, pid: int | None = None) -> list[str]:
+    """isol8's containers on engine; with pid, only those the isol8 process `pid` started."""
+    label = "org.isol8.run.id" if pid is None else f"org.isol8.run.pid={pid}"
     done = subprocess.run(
-        [engine, "ps", "-a", "-q", "--filter", "label=org.isol8.run.id"], capture_output=True, text=True, timeout=60
+        [engine, "ps", "-a", "-q", "--filter", f"label={label}"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
 
-def assert_no_containers(engine: str, within: float = 5.0) -> None:
+def assert_no_containers(engine: str, within: float = 5.0, pid: int | None = None) -> None:
     """docker removes --rm containers asynchronously: allow a moment before calling it a leak."""
     deadline = time.monotonic() + within
     while True:
-        left = isol8_containers(engine)
+        left = isol8_containers(engine, pid)
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.2)
