@@ -161,19 +161,25 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     src.add_argument("-e", "--eval", metavar="CODE", help="run CODE (default runtime: python)")
     src.add_argument("--cmd", metavar="COMMAND", help="run COMMAND with bash -c in the runtime's image (default: bash)")
     src.add_argument("-r", "--runtime", metavar="RUNTIME", help=f"runtime: {', '.join(RUNTIMES)}")
-    lim = p.add_argument_group("limits")
-    lim.add_argument(
-        "--timeout", metavar="DURATION", help="wall-clock limit: 500ms, 30s, 2m, or milliseconds (default: 30s)"
+    lim = p.add_argument_group(
+        "limits",
+        "Sizes are bytes or a number with k, m, g or t (powers of 1024), a whole number of bytes.\n"
+        "Every limit has a minimum and none can be switched off: 0, -1, nan and inf are refused.",
     )
-    lim.add_argument("--memory", metavar="SIZE", help="memory limit, no swap beyond it (default: 512m)")
-    lim.add_argument("--cpu", metavar="CPUS", type=float, help="CPU limit in cores (default: 1)")
-    lim.add_argument("--pids-limit", metavar="N", type=int, help="maximum number of processes (default: 64)")
-    lim.add_argument("--sandbox-size", metavar="SIZE", help="size of the /sandbox tmpfs (default: 512m)")
-    lim.add_argument("--tmp-size", metavar="SIZE", help="size of the /tmp tmpfs (default: 256m)")
+    lim.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="wall-clock limit, 1ms to 24h: 500ms, 30s, 2m, or milliseconds (default: 30s)",
+    )
+    lim.add_argument("--memory", metavar="SIZE", help="memory limit, at least 6m, no swap beyond it (default: 512m)")
+    lim.add_argument("--cpu", metavar="CPUS", help="CPU limit in cores, 0.01 to 1024 (default: 1)")
+    lim.add_argument("--pids-limit", metavar="N", help="maximum number of processes, at least 1 (default: 64)")
+    lim.add_argument("--sandbox-size", metavar="SIZE", help="size of the /sandbox tmpfs, at least 1m (default: 512m)")
+    lim.add_argument("--tmp-size", metavar="SIZE", help="size of the /tmp tmpfs, at least 1m (default: 256m)")
     lim.add_argument(
         "--max-output",
-        metavar="BYTES",
-        help="bytes kept per stream; the rest is cut on a UTF-8 boundary (default: 1048576)",
+        metavar="SIZE",
+        help="bytes kept per stream, 1 to 1g; the rest is cut on a UTF-8 boundary (default: 1m)",
     )
     env = p.add_argument_group("environment")
     env.add_argument("--net", choices=("none", "host"), help="network: none or host (default: none)")
@@ -265,7 +271,12 @@ def _add_build(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         ),
     )
     p.add_argument("--base", required=True, choices=RUNTIMES, metavar="RUNTIME", help="runtime to build on")
-    p.add_argument("--tag", required=True, metavar="NAME", help="image name[:tag] to create")
+    p.add_argument(
+        "--tag",
+        required=True,
+        metavar="NAME",
+        help="image NAME[:TAG] to create: lowercase components joined by '/', optionally led by host[:port]/",
+    )
     p.add_argument(
         "--install", action="append", default=[], metavar="PKG", help="package (repeatable, comma-separated)"
     )

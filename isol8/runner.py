@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8 import payload
-from isol8.config import parse_size
+from isol8 import payload, units
 from isol8.engine import Engine
 from isol8.errors import EngineError, ImageNotFound, UsageError
 from isol8.log import get_logger
@@ -92,7 +91,14 @@ class RunRequest:
             not self.image or self.image.startswith("-") or any(c.isspace() for c in self.image)
         ):
             raise UsageError(f"not an image reference: {self.image!r}")
-        parse_size(self.policy.memory)
+        for field_name, limit, parse in (
+            ("timeout_ms", self.timeout_ms, units.duration_ms),
+            ("max_output", self.max_output, units.output_size),
+        ):
+            try:
+                parse(limit)
+            except units.InvalidLimit as exc:
+                raise UsageError(f"{field_name}: {exc}") from None
 
 
 def resolve_workdir(path: str) -> str:
