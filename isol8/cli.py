@@ -163,8 +163,9 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     src.add_argument("-r", "--runtime", metavar="RUNTIME", help=f"runtime: {', '.join(RUNTIMES)}")
     lim = p.add_argument_group(
         "limits",
-        "Sizes are bytes or a number with k, m, g or t (powers of 1024), a whole number of bytes.\n"
-        "Every limit has a minimum and none can be switched off: 0, -1, nan and inf are refused.",
+        "A SIZE is a whole number of bytes, or a number with k, m, g or t (powers of 1024):\n"
+        "1.5k, 512m, 1g. Every limit has a minimum and none can be switched off: 0, -1, nan\n"
+        "and inf are refused (exit 2).",
     )
     lim.add_argument(
         "--timeout",

@@ -210,3 +210,29 @@ def test_package_specs_full_match(runtime: str, spec: str) -> None:
     screen([spec])
     with pytest.raises(UsageError):
         screen([spec + "\n"])
+
+
+@pytest.mark.parametrize("field", ["env", "secrets"])
+def test_a_request_refuses_an_env_name_ending_in_a_newline(field: str) -> None:
+    from isol8 import runtimes
+    from isol8.runner import RunRequest
+
+    RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: {"OK": "1"}})
+    with pytest.raises(UsageError, match="not a valid environment variable name"):
+        RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: {"OK\n": "1"}})
+
+
+@pytest.mark.parametrize(("field", "value"), [("timeout_ms", 0), ("timeout_ms", -1), ("max_output", 0)])
+def test_a_request_refuses_limits_meaning_unlimited(field: str, value: int) -> None:
+    from isol8 import runtimes
+    from isol8.runner import RunRequest
+
+    with pytest.raises(UsageError, match=field):
+        RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: value})  # type: ignore[arg-type]
+
+
+def test_the_package_exports_the_units_parser() -> None:
+    import isol8
+
+    assert isol8.InvalidLimit is InvalidLimit
+    assert isol8.units.memory("6m") == 6 * MIB
