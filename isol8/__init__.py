@@ -30,6 +30,8 @@ _EXPORTS = {
     "Execution": "isol8.runner",
     "run": "isol8.runner",
     "SandboxPolicy": "isol8.sandbox",
+    "InvalidLimit": "isol8.units",
+    "units": "isol8.units",
     "runtimes": "isol8.runtimes",
 }
 

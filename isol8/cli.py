@@ -161,19 +161,29 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     src.add_argument("-e", "--eval", metavar="CODE", help="run CODE (default runtime: python)")
     src.add_argument("--cmd", metavar="COMMAND", help="run COMMAND with bash -c in the runtime's image (default: bash)")
     src.add_argument("-r", "--runtime", metavar="RUNTIME", help=f"runtime: {', '.join(RUNTIMES)}")
-    lim = p.add_argument_group("limits")
-    lim.add_argument(
-        "--timeout", metavar="DURATION", help="wall-clock limit: 500ms, 30s, 2m, or milliseconds (default: 30s)"
+    lim = p.add_argument_group(
+        "limits",
+        "A SIZE is a whole number of bytes, or a number with k, m, g or t (powers of 1024):\n"
+        "1.5k, 512m, 1g. Every limit has a minimum and none can be switched off: 0, -1, nan\n"
+        "and inf are refused (exit 2).",
     )
-    lim.add_argument("--memory", metavar="SIZE", help="memory limit, no swap beyond it (default: 512m)")
-    lim.add_argument("--cpu", metavar="CPUS", type=float, help="CPU limit in cores (default: 1)")
-    lim.add_argument("--pids-limit", metavar="N", type=int, help="maximum number of processes (default: 64)")
-    lim.add_argument("--sandbox-size", metavar="SIZE", help="size of the /sandbox tmpfs (default: 512m)")
-    lim.add_argument("--tmp-size", metavar="SIZE", help="size of the /tmp tmpfs (default: 256m)")
+    lim.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="wall-clock limit, 1ms to 24h: 500ms, 30s, 2m, or milliseconds (default: 30s)",
+    )
+    lim.add_argument("--memory", metavar="SIZE", help="memory limit, at least 6m, no swap beyond it (default: 512m)")
+    lim.add_argument("--cpu", metavar="CPUS", help="CPU limit in cores, 0.01 to 1024 (default: 1)")
+    lim.add_argument("--pids-limit", metavar="N", help="maximum number of processes, at least 1 (default: 64)")
+    lim.add_argument("--sandbox-size", metavar="SIZE", help="size of the /sandbox tmpfs, at least 1m (default: 512m)")
+    lim.add_argument("--tmp-size", metavar="SIZE", help="size of the /tmp tmpfs, at least 1m (default: 256m)")
+    lim.add_argument(
+        "--shm-size", metavar="SIZE", help="size of /dev/shm (shared memory, noexec), at least 1m (default: 64m)"
+    )
     lim.add_argument(
         "--max-output",
-        metavar="BYTES",
-        help="bytes kept per stream; the rest is cut on a UTF-8 boundary (default: 1048576)",
+        metavar="SIZE",
+        help="bytes kept per stream, 1 to 1g; the rest is cut on a UTF-8 boundary (default: 1m)",
     )
     env = p.add_argument_group("environment")
     env.add_argument("--net", choices=("none", "host"), help="network: none or host (default: none)")
@@ -265,7 +275,12 @@ def _add_build(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         ),
     )
     p.add_argument("--base", required=True, choices=RUNTIMES, metavar="RUNTIME", help="runtime to build on")
-    p.add_argument("--tag", required=True, metavar="NAME", help="image name[:tag] to create")
+    p.add_argument(
+        "--tag",
+        required=True,
+        metavar="NAME",
+        help="image NAME[:TAG] to create: lowercase components joined by '/', optionally led by host[:port]/",
+    )
     p.add_argument(
         "--install", action="append", default=[], metavar="PKG", help="package (repeatable, comma-separated)"
     )
@@ -323,7 +338,7 @@ def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
             "POST /file and GET /file; with `Authorization: Bearer KEY`. Before listening it checks\n"
             "the engine, builds missing base images and the config's prebuiltImages, and starts warm\n"
             "pools (server.poolSize containers per runtime). Requests may tighten the config's\n"
-            "defaults (timeoutMs, memoryLimit, cpuLimit, pidsLimit, sandboxSize, tmpSize,\n"
+            "defaults (timeoutMs, memoryLimit, cpuLimit, pidsLimit, sandboxSize, tmpSize, shmSize,\n"
             "maxOutputSize) but never exceed them; host network and other images only when the\n"
             "config's server.allowHostNetwork / server.allowImages allow them. At most\n"
             "maxConcurrent executions run; others wait up to server.queueTimeoutMs, then get 429.\n"

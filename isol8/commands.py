@@ -15,7 +15,10 @@ from isol8.status import ExitStatus
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
-    from typing import TextIO
+    from collections.abc import Callable
+    from typing import TextIO, TypeVar
+
+    T = TypeVar("T")
 
 
 @dataclass
@@ -84,7 +87,7 @@ def build_prebuilt_images(app: App, base_images: dict[str, str], only: list[str]
     for entry in app.config.prebuilt_images:
         if only is not None and entry.runtime not in only:
             continue
-        _check_tag(entry.tag)
+        _check_tag(entry.tag, "prebuiltImages[].tag")
         defn = ImageDefinition(entry.runtime, parse_specs(entry.runtime, entry.install_packages), entry.setup_script)
         outcome = build_image(
             app.engine,
@@ -138,11 +141,21 @@ def _option(app: App, flag_value: object, key: str) -> object:
     return flag_value if flag_value is not None else app.config.defaults[key]
 
 
+def _limit(app: App, parse: Callable[[object], T], flag_value: str | None, flag: str, key: str) -> T:
+    """The flag's value parsed by isol8.units (a UsageError naming the flag), else the config's (validated on load)."""
+    if flag_value is None:
+        return parse(app.config.defaults[key])
+    try:
+        return parse(flag_value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
 def build_request(app: App) -> object:
     import sys
     from pathlib import Path
 
-    from isol8.config import parse_duration_ms, parse_size
+    from isol8 import units
     from isol8.runner import RunRequest, stdin_chunks
     from isol8.sandbox import SandboxPolicy
 
@@ -154,24 +167,18 @@ def build_request(app: App) -> object:
         runtime = runtimes.detect(filename)
     else:
         runtime = runtimes.get("bash" if cmd is not None else "python")
-    try:
-        timeout_ms = parse_duration_ms(_option(app, args.timeout, "timeoutMs"))  # type: ignore[arg-type]
-        max_output = parse_size(_option(app, args.max_output, "maxOutputSize"))  # type: ignore[arg-type]
-        policy = SandboxPolicy(
-            memory=str(_option(app, args.memory, "memoryLimit")),
-            cpus=float(_option(app, args.cpu, "cpuLimit")),  # type: ignore[arg-type]
-            pids_limit=int(_option(app, args.pids_limit, "pidsLimit")),  # type: ignore[call-overload]
-            network=str(_option(app, args.net, "network")),
-            sandbox_size=str(_option(app, args.sandbox_size, "sandboxSize")),
-            tmp_size=str(_option(app, args.tmp_size, "tmpSize")),
-            seccomp_profile=app.config.seccomp_profile,
-        )
-        for size in (policy.memory, policy.sandbox_size, policy.tmp_size):
-            parse_size(size)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if policy.cpus <= 0 or policy.pids_limit <= 0:
-        raise UsageError("--cpu and --pids-limit must be positive")
+    timeout_ms = _limit(app, units.duration_ms, args.timeout, "--timeout", "timeoutMs")
+    max_output = _limit(app, units.output_size, args.max_output, "--max-output", "maxOutputSize")
+    policy = SandboxPolicy(
+        memory=_limit(app, units.memory, args.memory, "--memory", "memoryLimit"),
+        cpus=_limit(app, units.cpus, args.cpu, "--cpu", "cpuLimit"),
+        pids_limit=_limit(app, units.pids, args.pids_limit, "--pids-limit", "pidsLimit"),
+        network=str(_option(app, args.net, "network")),
+        sandbox_size=_limit(app, units.tmpfs_size, args.sandbox_size, "--sandbox-size", "sandboxSize"),
+        tmp_size=_limit(app, units.tmpfs_size, args.tmp_size, "--tmp-size", "tmpSize"),
+        shm_size=_limit(app, units.tmpfs_size, args.shm_size, "--shm-size", "shmSize"),
+        seccomp_profile=app.config.seccomp_profile,
+    )
     files_dir = None
     if args.files is not None:
         files_dir = Path(args.files)
@@ -276,10 +283,13 @@ def cmd_run(app: App) -> int:
 
         app.stderr.write(f"isol8: execution timed out after {format_limit(request.timeout_ms)}\n")
     elif result.oom_killed:
+        from isol8.units import format_size
+
+        memory = format_size(request.policy.memory)
         if result.exit_code == 137:
-            app.stderr.write(f"isol8: killed: out of memory at the {request.policy.memory} memory limit\n")
+            app.stderr.write(f"isol8: killed: out of memory at the {memory} memory limit\n")
         else:
-            app.stderr.write(f"isol8: a process was killed: out of memory at the {request.policy.memory} limit\n")
+            app.stderr.write(f"isol8: a process was killed: out of memory at the {memory} limit\n")
     if request.persist:
         app.stderr.write(f"isol8: container kept: {execution.name}\n")
     app.stderr.flush()
@@ -369,11 +379,11 @@ def cmd_build(app: App) -> int:
     from isol8.packages import parse_specs
 
     args = app.args
+    _check_tag(args.tag)
     specs = parse_specs(args.base, args.install)
     if args.requirements:
         specs = tuple(sorted({*specs, *read_requirements(args.base, args.requirements)}))
     setup = read_setup(args.setup)
-    _check_tag(args.tag)
     if not specs and setup is None:
         raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
     registry = registry_settings(app)
@@ -395,11 +405,13 @@ def cmd_build(app: App) -> int:
     return ExitStatus.OK
 
 
-def _check_tag(tag: str) -> None:
-    import re
+def _check_tag(tag: str, what: str = "--tag") -> None:
+    from isol8.reference import check_image_name
 
-    if not re.match(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", tag) or ".." in tag:
-        raise UsageError(f"not a valid image name: {tag!r} (lowercase name, optional :tag)")
+    try:
+        check_image_name(tag)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}") from None
 
 
 def cmd_images(app: App) -> int:
@@ -536,17 +548,19 @@ def remote_body(app: App, request: object) -> dict[str, object]:
     if args.timeout is not None:
         body["timeoutMs"] = request.timeout_ms
     options: dict[str, object] = {}
-    for flag, name in (
-        ("memory", "memoryLimit"),
-        ("cpu", "cpuLimit"),
-        ("pids_limit", "pidsLimit"),
-        ("net", "network"),
-        ("sandbox_size", "sandboxSize"),
-        ("tmp_size", "tmpSize"),
-        ("image", "image"),
+    policy = request.policy
+    for flag, name, value in (
+        ("memory", "memoryLimit", policy.memory),
+        ("cpu", "cpuLimit", policy.cpus),
+        ("pids_limit", "pidsLimit", policy.pids_limit),
+        ("net", "network", policy.network),
+        ("sandbox_size", "sandboxSize", policy.sandbox_size),
+        ("tmp_size", "tmpSize", policy.tmp_size),
+        ("shm_size", "shmSize", policy.shm_size),
+        ("image", "image", request.image),
     ):
         if getattr(args, flag) is not None:
-            options[name] = getattr(args, flag)
+            options[name] = value
     if args.max_output is not None:
         options["maxOutputSize"] = request.max_output
     if request.secrets:

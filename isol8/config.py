@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from isol8 import units
 from isol8.errors import ConfigError
+from isol8.reference import check_image_name
 from isol8.runtimes import NAMES as RUNTIME_NAMES
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
@@ -19,32 +20,6 @@ if TYPE_CHECKING:
 
 SEARCH_LOCAL = ("isol8.config.json", "isol8.config.yaml", "isol8.config.yml")
 SEARCH_HOME = ("config.json", "config.yaml", "config.yml")
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from `512m`, `1g`, `64k`, `1048576` (powers of 1024)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise ValueError("must be positive")
-        return text
-    match = _SIZE.match(str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"not a size: {text!r} (try 512m, 1g, 64k)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def parse_duration_ms(text: str | int | float) -> int:
-    """Milliseconds from `500ms`, `30s`, `2m`, `1h`, or a bare number of milliseconds."""
-    match = _DURATION.match(str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"not a duration: {text!r} (try 500ms, 30s, 2m, or milliseconds)")
-    scale = {"ms": 1, None: 1, "s": 1000, "m": 60_000, "h": 3_600_000}[(match.group(2) or "").lower() or None]
-    return max(1, round(float(match.group(1)) * scale))
-
 
 # ---- schema -------------------------------------------------------------------------------------
 # A schema node is a dict (an object with known keys), or a checker: value -> normalised value,
@@ -64,16 +39,11 @@ def _type(kind: type | tuple[type, ...], name: str) -> Checker:
     return check
 
 
-def _positive(kind: type | tuple[type, ...], name: str) -> Checker:
-    base = _type(kind, name)
-
-    def check(value: Any) -> Any:
-        base(value)
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"expected a positive {name}")
-        return value
-
-    return check
+def _positive_int(value: Any) -> Any:
+    _type(int, "an integer")(value)
+    if value <= 0:
+        raise ValueError("expected a positive integer")
+    return value
 
 
 def _nullable(checker: Checker) -> Checker:
@@ -92,11 +62,6 @@ def _choice(*options: str) -> Checker:
         return value
 
     return check
-
-
-def _size(value: Any) -> Any:
-    parse_size(value)
-    return value
 
 
 def _list_of(item: Any) -> Checker:
@@ -122,8 +87,7 @@ def _map_of(keys: Checker, item: Checker) -> Checker:
 
 _STR = _type(str, "a string")
 _BOOL = _type(bool, "true or false")
-_INT = _positive(int, "integer")
-_NUMBER = _positive((int, float), "number")
+_INT = _positive_int
 
 SCHEMA: dict[str, Any] = {
     "$schema": _STR,
@@ -131,14 +95,15 @@ SCHEMA: dict[str, Any] = {
     "debug": _BOOL,
     "maxConcurrent": _INT,
     "defaults": {
-        "timeoutMs": _INT,
-        "memoryLimit": _size,
-        "cpuLimit": _NUMBER,
+        "timeoutMs": units.duration_ms,
+        "memoryLimit": units.memory,
+        "cpuLimit": units.cpus,
         "network": _choice("none", "host"),
-        "sandboxSize": _size,
-        "tmpSize": _size,
-        "pidsLimit": _INT,
-        "maxOutputSize": _INT,
+        "sandboxSize": units.tmpfs_size,
+        "tmpSize": units.tmpfs_size,
+        "shmSize": units.tmpfs_size,
+        "pidsLimit": units.pids,
+        "maxOutputSize": units.output_size,
     },
     "network": {"whitelist": _list_of(_STR), "blacklist": _list_of(_STR)},
     "security": {"seccompProfile": _nullable(_STR)},
@@ -146,15 +111,15 @@ SCHEMA: dict[str, Any] = {
     "server": {
         "allowHostNetwork": _BOOL,
         "allowImages": _BOOL,
-        "queueTimeoutMs": _INT,
+        "queueTimeoutMs": units.duration_ms,
         "maxBodyBytes": _INT,
         "poolSize": _type(int, "an integer"),
-        "sessionIdleMs": _INT,
+        "sessionIdleMs": units.duration_ms,
     },
     "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
     "prebuiltImages": _list_of(
         {
-            "tag": _STR,
+            "tag": check_image_name,
             "runtime": _choice(*RUNTIME_NAMES),
             "installPackages": _list_of(_STR),
             "setupScript": _STR,
@@ -174,6 +139,7 @@ DEFAULTS: dict[str, Any] = {
         "network": "none",
         "sandboxSize": "512m",
         "tmpSize": "256m",
+        "shmSize": "64m",
         "pidsLimit": 64,
         "maxOutputSize": 1_048_576,
     },

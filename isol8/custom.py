@@ -20,6 +20,7 @@ from isol8.packages import Spec, ecosystem, parse_specs
 from isol8.process import run_process
 from isol8.runtimes import RUNTIMES
 from isol8.sandbox import SandboxPolicy, sandbox_flags
+from isol8.units import MIB
 
 log = get_logger(__name__)
 
@@ -235,7 +236,7 @@ def installed_versions(engine: Engine, image: str, runtime: str, specs: Sequence
         "--rm",
         "--log-driver",
         "none",
-        *sandbox_flags(d, SandboxPolicy(memory="256m")),
+        *sandbox_flags(d, SandboxPolicy(memory=256 * MIB)),
         "--entrypoint",
         command[0],
         image,

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-_IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+_IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Dialect:
         first, slash, _ = ref.partition("/")
         if not self.local_prefix or (slash and ("." in first or ":" in first or first == "localhost")):
             return ref  # already names a registry
-        if _IMAGE_ID.match(ref):
+        if _IMAGE_ID.fullmatch(ref):
             return ref  # an image ID, not a name
         return self.local_prefix + ref
 

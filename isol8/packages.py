@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from isol8.errors import UsageError
 
 # Characters a spec may contain at all: no whitespace, quotes, `;`, `$`, backticks, `&`, `|`...
-_PY_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+]*$")
+_PY_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+]*")
 _NPM_NAME = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*"
 _NPM_RANGE = r"[A-Za-z0-9.^~<>=*+_-]+(?:\|\|[A-Za-z0-9.^~<>=*+_-]+)*"
-_NPM_SPEC = re.compile(rf"^(?P<name>{_NPM_NAME})(?:@(?P<range>{_NPM_RANGE}))?$")
-_JSR_SPEC = re.compile(rf"^(?P<name>@[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*)(?:@(?P<range>{_NPM_RANGE}))?$")
+_NPM_SPEC = re.compile(rf"(?P<name>{_NPM_NAME})(?:@(?P<range>{_NPM_RANGE}))?")
+_JSR_SPEC = re.compile(rf"(?P<name>@[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*)(?:@(?P<range>{_NPM_RANGE}))?")
 
 
 @dataclass(frozen=True, order=True)
@@ -57,13 +57,13 @@ def parse_spec(runtime: str, raw: str) -> Spec:
             inner = _parse_npm(rest, spec)
             return Spec("npm:" + inner.name, "npm:" + inner.text, inner.constraint)
         if prefix == "jsr":
-            match = _JSR_SPEC.match(rest)
+            match = _JSR_SPEC.fullmatch(rest)
             if not match:
                 raise _bad(spec, "expected jsr:@scope/name[@range]")
             constraint = match.group("range") or ""
             return Spec("jsr:" + match.group("name"), spec, constraint)
         raise _bad(spec, "deno packages are npm:NAME[@range] or jsr:@scope/NAME[@range]")
-    if not re.match(r"^[a-z0-9][a-z0-9.+-]*(=[A-Za-z0-9.+:~-]+)?$", spec):
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*(=[A-Za-z0-9.+:~-]+)?", spec):
         raise _bad(spec, "expected a Debian package name, optionally NAME=VERSION")
     name, _, version = spec.partition("=")
     return Spec(name, spec, f"=={version}" if version else "")
@@ -73,7 +73,7 @@ def _parse_python(spec: str) -> Spec:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
-    if not _PY_CHARS.match(spec):
+    if not _PY_CHARS.fullmatch(spec):
         raise _bad(spec, "only a name, [extras] and version specifiers are allowed (no URLs, markers or spaces)")
     try:
         req = Requirement(spec)
@@ -88,7 +88,7 @@ def _parse_python(spec: str) -> Spec:
 
 
 def _parse_npm(spec: str, shown: str) -> Spec:
-    match = _NPM_SPEC.match(spec)
+    match = _NPM_SPEC.fullmatch(spec)
     if not match:
         raise _bad(shown, "expected NAME, @scope/NAME, NAME@range (lowercase npm names)")
     constraint = match.group("range") or ""
@@ -102,14 +102,14 @@ def _parse_npm(spec: str, shown: str) -> Spec:
     return Spec(match.group("name"), spec, constraint)
 
 
-_SCREEN = re.compile(r"^(?!-)[A-Za-z0-9@:/._\-\[\],<>=!~*+^|]+$")
+_SCREEN = re.compile(r"(?!-)[A-Za-z0-9@:/._\-\[\],<>=!~*+^|]+")
 
 
 def screen(values: Iterable[str]) -> None:
     """A cheap first check (no imports) that refuses options, shell syntax and whitespace in specs."""
     for value in values:
         for part in value.split(","):
-            if part and not _SCREEN.match(part):
+            if part and not _SCREEN.fullmatch(part):
                 raise _bad(part, "only names, versions and extras are allowed (no options, spaces or shell syntax)")
 
 

@@ -80,7 +80,7 @@ exit "$rc"
 """
 # code up to this size, without NUL bytes, is read by the shell builtin: no extra process
 INLINE_CODE_MAX = 4096
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")
 TRAILER_MARK = b"\x1eisol8:"
 STATUS_MAX = 4096
 
@@ -147,7 +147,7 @@ def build_tar(files_dir: Path | None, code_name: str, code: bytes, code_mode: in
 
 def safe_code_name(name: str, extension: str) -> str:
     """The code file's name in /sandbox: the user's basename when it is plain, else main<ext>."""
-    return name if _SAFE_NAME.match(name) else "main" + extension
+    return name if _SAFE_NAME.fullmatch(name) else "main" + extension
 
 
 @dataclass(frozen=True)

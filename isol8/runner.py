@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8 import payload, reaper
-from isol8.config import parse_size
+from isol8 import payload, reaper, units
 from isol8.engine import Engine
 from isol8.errors import EngineError, ImageNotFound, Isol8Error, UsageError
 from isol8.log import get_logger
@@ -94,7 +93,14 @@ class RunRequest:
             not self.image or self.image.startswith("-") or any(c.isspace() for c in self.image)
         ):
             raise UsageError(f"not an image reference: {self.image!r}")
-        parse_size(self.policy.memory)
+        for field_name, limit, parse in (
+            ("timeout_ms", self.timeout_ms, units.duration_ms),
+            ("max_output", self.max_output, units.output_size),
+        ):
+            try:
+                parse(limit)
+            except units.InvalidLimit as exc:
+                raise UsageError(f"{field_name}: {exc}") from None
 
 
 def resolve_workdir(path: str) -> str:
@@ -222,8 +228,8 @@ class Execution:
     def _check_fits(self, request: RunRequest) -> None:
         """Files that cannot fit would fail before the program starts, as an OOM kill: say so instead."""
         need = self.payload.sandbox_bytes
-        room = parse_size(request.policy.sandbox_size)
-        memory = parse_size(request.policy.memory)
+        room = request.policy.sandbox_size
+        memory = request.policy.memory
         if need > room:
             raise PayloadTooLarge(
                 f"the files and code need {need} bytes in /sandbox, which holds {room} (--sandbox-size)"

@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from isol8 import units
 from isol8.argv import opt, repeat
-from isol8.config import parse_size
 from isol8.dialect import Dialect
 
 SANDBOX_UID = 1100
@@ -22,7 +22,7 @@ SANDBOX_NOFILE = 4096
 # /sys/kernel shows what helps an exploit and nothing a program needs: vmcoreinfo (the kernel's
 # physical addresses), boot_params, notes (the build id), btf, slab statistics...
 MASKED_DIRS = ("/sys/kernel",)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def default_seccomp_profile() -> str:
@@ -32,15 +32,31 @@ def default_seccomp_profile() -> str:
 
 @dataclass(frozen=True)
 class SandboxPolicy:
-    memory: str = "512m"
+    """Sizes are bytes; each limit is checked (and a size text like "512m" parsed) by isol8.units,
+    so no policy can hold a value an engine reads as "unlimited" (units.InvalidLimit otherwise)."""
+
+    memory: int = 512 * units.MIB
     cpus: float = 1.0
     pids_limit: int = 64
     network: str = "none"
-    sandbox_size: str = "512m"
-    tmp_size: str = "256m"
+    sandbox_size: int = 512 * units.MIB
+    tmp_size: int = 256 * units.MIB
+    shm_size: int = 64 * units.MIB
     seccomp_profile: str | None = None
 
     def __post_init__(self) -> None:
+        for name, parse in (
+            ("memory", units.memory),
+            ("cpus", units.cpus),
+            ("pids_limit", units.pids),
+            ("sandbox_size", units.tmpfs_size),
+            ("tmp_size", units.tmpfs_size),
+            ("shm_size", units.tmpfs_size),
+        ):
+            try:
+                object.__setattr__(self, name, parse(getattr(self, name)))
+            except units.InvalidLimit as exc:
+                raise units.InvalidLimit(f"{name}: {exc}") from None
         if self.network not in ("none", "host"):
             raise ValueError(f"network must be none or host, not {self.network!r}")
         if self.seccomp_profile == "unconfined":
@@ -48,20 +64,22 @@ class SandboxPolicy:
 
 
 def valid_env_name(name: str) -> bool:
-    return bool(_ENV_NAME.match(name))
+    return bool(_ENV_NAME.fullmatch(name))
 
 
 def sandbox_flags(d: Dialect, policy: SandboxPolicy) -> list[str]:
     """Every hardening flag of a run; tests/unit/test_sandbox.py pins them so none can slip out."""
-    memory = str(parse_size(policy.memory))
+    memory = str(policy.memory)
     return [
         "--read-only",
         *d.read_only_extra,
         "--tmpfs",
-        f"{SANDBOX_DIR}:rw,exec,nosuid,nodev,size={parse_size(policy.sandbox_size)},mode=0700,"
+        f"{SANDBOX_DIR}:rw,exec,nosuid,nodev,size={policy.sandbox_size},mode=0700,"
         + d.tmpfs_owner(SANDBOX_UID, SANDBOX_GID),
         "--tmpfs",
-        f"/tmp:rw,noexec,nosuid,nodev,size={parse_size(policy.tmp_size)},mode=1777",
+        f"/tmp:rw,noexec,nosuid,nodev,size={policy.tmp_size},mode=1777",
+        "--shm-size",
+        str(policy.shm_size),
         "--user",
         f"{SANDBOX_UID}:{SANDBOX_GID}",
         "--cap-drop",

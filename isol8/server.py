@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from isol8 import __version__, reaper, runtimes
+from isol8 import __version__, reaper, runtimes, units
 from isol8 import labels as L
-from isol8.config import Config, parse_size
+from isol8.config import Config
 from isol8.custom import RegistrySettings
 from isol8.engine import Engine
 from isol8.errors import Isol8Error, UsageError
@@ -63,13 +63,13 @@ class ServerState:
         settings = self.config.data.get("server") or {}
         self.allow_host_network = bool(settings.get("allowHostNetwork", False))
         self.allow_images = bool(settings.get("allowImages", False))
-        self.queue_timeout = float(settings.get("queueTimeoutMs", 30_000)) / 1000
+        self.queue_timeout = units.duration_ms(settings.get("queueTimeoutMs", 30_000)) / 1000
         self.max_body = int(settings.get("maxBodyBytes", 10 * 1024 * 1024))
         self.slots = threading.BoundedSemaphore(int(self.config.data["maxConcurrent"]))
         self.pool = WarmPool(
             self.engine, default_policy(self.config), int(settings.get("poolSize", 2)), {SERVER_LABEL: self.server_id}
         )
-        self.sessions = Sessions(self, float(settings.get("sessionIdleMs", 600_000)) / 1000)
+        self.sessions = Sessions(self, units.duration_ms(settings.get("sessionIdleMs", 600_000)) / 1000)
 
     def warm_pools(self) -> None:
         """A pool per runtime base image: executions with the default limits exec into one."""
@@ -81,23 +81,47 @@ def default_policy(config: Config) -> SandboxPolicy:
     """The sandbox a request gets when it asks for no limits of its own: the config's defaults."""
     d = config.defaults
     return SandboxPolicy(
-        memory=str(d["memoryLimit"]),
-        cpus=float(d["cpuLimit"]),
-        pids_limit=int(d["pidsLimit"]),
+        memory=units.memory(d["memoryLimit"]),
+        cpus=units.cpus(d["cpuLimit"]),
+        pids_limit=units.pids(d["pidsLimit"]),
         network=str(d["network"]),
-        sandbox_size=str(d["sandboxSize"]),
-        tmp_size=str(d["tmpSize"]),
+        sandbox_size=units.tmpfs_size(d["sandboxSize"]),
+        tmp_size=units.tmpfs_size(d["tmpSize"]),
+        shm_size=units.tmpfs_size(d["shmSize"]),
         seccomp_profile=config.seccomp_profile,
     )
 
 
-def _ceiling(name: str, value: object, ceiling: object, parse: Any = float) -> None:
-    try:
-        asked, limit = parse(value), parse(ceiling)
-    except (TypeError, ValueError):
-        raise HTTPError(400, f"{name}: not a valid value: {value!r}") from None
-    if asked > limit:
-        raise HTTPError(403, f"{name} {value} exceeds the server's limit {ceiling}")
+# What a request may set, each parsed by isol8.units and at most the config's value of the same key.
+LIMITS: dict[str, Callable[[object], int | float]] = {
+    "timeoutMs": units.duration_ms,
+    "memoryLimit": units.memory,
+    "sandboxSize": units.tmpfs_size,
+    "tmpSize": units.tmpfs_size,
+    "shmSize": units.tmpfs_size,
+    "cpuLimit": units.cpus,
+    "pidsLimit": units.pids,
+    "maxOutputSize": units.output_size,
+}
+
+
+def request_limits(asked: Mapping[str, object], ceilings: Mapping[str, object]) -> dict[str, int | float]:
+    """Each limit parsed (400 if invalid), compared with its parsed ceiling (403 if above); absent ones are
+    the ceiling itself."""
+    chosen: dict[str, int | float] = {}
+    for name, parse in LIMITS.items():
+        ceiling = parse(ceilings[name])
+        if name not in asked:
+            chosen[name] = ceiling
+            continue
+        try:
+            value = parse(asked[name])
+        except units.InvalidLimit as exc:
+            raise HTTPError(400, f"{name}: {exc}") from None
+        if value > ceiling:
+            raise HTTPError(403, f"{name} {asked[name]} exceeds the server's limit {ceilings[name]}")
+        chosen[name] = value
+    return chosen
 
 
 def _write_files(files: Mapping[str, object], into: Path) -> None:
@@ -126,21 +150,10 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
     code, cmd = req.get("code"), req.get("cmd")
     if (code is None) == (cmd is None) or not isinstance(code or cmd, str):
         raise HTTPError(400, "request must include exactly one of: code, cmd (a string)")
-    timeout_ms = req.get("timeoutMs", opts.get("timeoutMs", defaults["timeoutMs"]))
-    _ceiling("timeoutMs", timeout_ms, defaults["timeoutMs"])
-    limits = {
-        "memoryLimit": (defaults["memoryLimit"], parse_size),
-        "sandboxSize": (defaults["sandboxSize"], parse_size),
-        "tmpSize": (defaults["tmpSize"], parse_size),
-        "cpuLimit": (defaults["cpuLimit"], float),
-        "pidsLimit": (defaults["pidsLimit"], int),
-        "maxOutputSize": (defaults["maxOutputSize"], int),
-    }
-    chosen = {}
-    for name, (ceiling, parse) in limits.items():
-        value = opts.get(name, ceiling)
-        _ceiling(name, value, ceiling, parse)
-        chosen[name] = value
+    asked = {name: opts[name] for name in LIMITS if name in opts}
+    if "timeoutMs" in req:
+        asked["timeoutMs"] = req["timeoutMs"]
+    chosen = request_limits(asked, defaults)
     network = opts.get("network", defaults["network"])
     if network not in ("none", "host"):
         raise HTTPError(400, f"network must be none or host, not {network!r}")
@@ -171,16 +184,17 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
             secrets={str(k): str(v) for k, v in (opts.get("secrets") or req.get("secrets") or {}).items()},
             workdir=str(req.get("workdir") or "/sandbox"),
             image=image,
-            timeout_ms=int(timeout_ms),
+            timeout_ms=int(chosen["timeoutMs"]),
             max_output=int(chosen["maxOutputSize"]),
             policy=dataclasses.replace(
                 default_policy(state.config),
-                memory=str(chosen["memoryLimit"]),
+                memory=int(chosen["memoryLimit"]),
                 cpus=float(chosen["cpuLimit"]),
                 pids_limit=int(chosen["pidsLimit"]),
                 network=network,
-                sandbox_size=str(chosen["sandboxSize"]),
-                tmp_size=str(chosen["tmpSize"]),
+                sandbox_size=int(chosen["sandboxSize"]),
+                tmp_size=int(chosen["tmpSize"]),
+                shm_size=int(chosen["shmSize"]),
             ),
             labels={SERVER_LABEL: state.server_id},
         )
@@ -283,7 +297,7 @@ def stream_blocking(state: ServerState, body: Mapping[str, Any]) -> Iterator[byt
 
 
 SESSION_LABEL = "org.isol8.session.id"
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass
@@ -320,7 +334,7 @@ class Sessions:
 
     @staticmethod
     def check_id(session_id: object) -> str:
-        if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+        if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
             raise HTTPError(400, "sessionId: 1-64 letters, digits, '.', '_' or '-'")
         return session_id
 

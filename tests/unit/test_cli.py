@@ -106,7 +106,7 @@ def test_argparse_usage_errors_return_2(run_cli: RunCli, argv: list[str], fragme
         (["run", "script.rb"], ["'script.rb'", "--runtime", *NAMES]),
         (["run", "missing.py"], ["missing.py"]),
         (["run", "-e", "1", "--timeout", "soon"], ["not a duration", "'soon'"]),
-        (["run", "-e", "1", "--timeout", "0"], ["not a duration"]),
+        (["run", "-e", "1", "--timeout", "0"], ["--timeout", "out of range"]),
         (["run", "-e", "1", "--timeout=-5s"], ["not a duration"]),
         (["run", "-e", "1", "--workdir", "/etc"], ["/sandbox", "'/etc'"]),
         (["run", "-e", "1", "--workdir", "../etc"], ["/sandbox", "'../etc'"]),
@@ -117,13 +117,13 @@ def test_argparse_usage_errors_return_2(run_cli: RunCli, argv: list[str], fragme
         (["run", "-e", "1", "--secret", "TOKEN"], ["--secret", "'TOKEN'"]),
         (["run", "-e", "1", "--env", "1BAD=x"], ["'1BAD'"]),
         (["run", "-e", "1", "--memory", "lots"], ["not a size", "'lots'"]),
-        (["run", "-e", "1", "--max-output", "0"], ["not a size"]),
+        (["run", "-e", "1", "--max-output", "0"], ["--max-output", "out of range"]),
         (["run", "-e", "1", "--cpu", "0"], ["--cpu"]),
         (["run", "-e", "1", "--files", "no-such-dir"], ["--files", "no-such-dir"]),
         (["run", "-e", "1", "--image=-v/:/host"], ["image", "'-v/:/host'"]),
         # rejected by argparse itself
         (["run", "-e", "1", "--net", "bridge"], ["invalid choice: 'bridge'"]),
-        (["run", "-e", "1", "--cpu", "many"], ["invalid float value: 'many'"]),
+        (["run", "-e", "1", "--cpu", "many"], ["--cpu", "not a CPU count: 'many'"]),
         (["run", "-e"], ["expected one argument"]),
     ],
 )
@@ -261,7 +261,7 @@ def test_config_with_an_unknown_key_returns_2_and_names_it(
 
 def test_config_with_a_wrong_type_returns_2_and_names_the_key(run_cli: RunCli, tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
-    path.write_text('{"defaults": {"timeoutMs": "30s"}}')
+    path.write_text('{"defaults": {"timeoutMs": "0.5"}}')
     status, out, err = run_cli("--config", str(path), "config", "--json")
     assert (status, out) == (2, "")
     assert "defaults.timeoutMs" in err and str(path) in err

@@ -1,0 +1,128 @@
+"""The one strict parser of limits (sizes, CPUs, pids, durations) for flags, config, HTTP and SandboxPolicy.
+
+Every value an engine reads as "unlimited" (0, -1, a fraction that rounds to 0 bytes, nan,
+inf) is refused: there is no way, and no keyword, to ask for no limit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
+_SIZE_UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": TIB}
+_DURATION_UNITS = {"": 1, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+MEMORY_MIN = 6 * MIB  # docker's own minimum; below it the engines refuse or misbehave
+TMPFS_MIN = MIB
+OUTPUT_MIN = 1
+SIZE_MAX = TIB
+OUTPUT_MAX = GIB  # kept in isol8's memory, per stream
+CPU_MIN = Fraction(1, 100)
+CPU_MAX = Fraction(1024)
+PIDS_MIN = 1
+PIDS_MAX = 4_194_304  # the kernel's pid_max ceiling
+DURATION_MIN_MS = 1
+DURATION_MAX_MS = 86_400_000  # 24h
+
+_NUMBER = r"([0-9]{1,18}(?:\.[0-9]{1,18})?)"
+_SIZE = re.compile(_NUMBER + r" *([kmgt]?)(?:i?b)?", re.IGNORECASE | re.ASCII)  # spaces only, never a newline
+_CPUS = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,9})?|\.[0-9]{1,9}")
+_PIDS = re.compile(r"[0-9]{1,10}")
+_DURATION = re.compile(_NUMBER + r" *(ms|s|m|h)?", re.IGNORECASE | re.ASCII)
+
+
+class InvalidLimit(ValueError):
+    """A limit value that is malformed, out of range, or would mean "unlimited" to an engine."""
+
+
+def _number(value: object) -> Fraction | None:
+    """An exact int/float (never a bool, never nan/inf), or None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return Fraction(value)
+    return None
+
+
+def format_size(n: int) -> str:
+    """Bytes for people, in the form parse_size reads back: 536870912 -> '512m', 1536 -> '1.5k'."""
+    for suffix in ("t", "g", "m", "k"):
+        amount = Fraction(n, _SIZE_UNITS[suffix])
+        if amount >= 1 and (amount * 100).denominator == 1:
+            text = f"{float(amount):.2f}".rstrip("0").rstrip(".")
+            return text + suffix
+    return str(n)
+
+
+def parse_size(value: object, *, minimum: int = 1, maximum: int = SIZE_MAX) -> int:
+    """Bytes from 512m, 1g, 1.5k, 64KiB, 1048576 or an integer (powers of 1024), within [minimum, maximum]."""
+    accepted = f"a size from {format_size(minimum)} to {format_size(maximum)}, e.g. 512m, 1g, or bytes"
+    exact = _number(value)
+    if exact is None and isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip(" "))
+        if match:
+            exact = Fraction(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if exact is None:
+        raise InvalidLimit(f"not a size: {value!r} ({accepted})")
+    if exact.denominator != 1:
+        raise InvalidLimit(f"{value!r} is not a whole number of bytes ({accepted})")
+    if not minimum <= exact <= maximum:
+        raise InvalidLimit(f"{value!r} is out of range ({accepted})")
+    return int(exact)
+
+
+def memory(value: object) -> int:
+    return parse_size(value, minimum=MEMORY_MIN)
+
+
+def tmpfs_size(value: object) -> int:
+    return parse_size(value, minimum=TMPFS_MIN)
+
+
+def output_size(value: object) -> int:
+    return parse_size(value, minimum=OUTPUT_MIN, maximum=OUTPUT_MAX)
+
+
+def cpus(value: object) -> float:
+    """Cores as a float from 0.5, 2, "1.5", within [0.01, 1024]; never nan, inf or 0."""
+    accepted = f"a number of cores from {float(CPU_MIN):g} to {float(CPU_MAX):g}, e.g. 0.5 or 2"
+    exact = _number(value)
+    if exact is None and isinstance(value, str) and _CPUS.fullmatch(value.strip(" ")):
+        exact = Fraction(value.strip(" "))
+    if exact is None:
+        raise InvalidLimit(f"not a CPU count: {value!r} ({accepted})")
+    if not CPU_MIN <= exact <= CPU_MAX:
+        raise InvalidLimit(f"{value!r} is out of range ({accepted})")
+    return float(exact)
+
+
+def pids(value: object) -> int:
+    """A process count: a whole number from 1 (never 0 or -1, which the engines read as no limit)."""
+    accepted = f"a whole number from {PIDS_MIN} to {PIDS_MAX}"
+    exact = _number(value)
+    if exact is None and isinstance(value, str) and _PIDS.fullmatch(value.strip(" ")):
+        exact = Fraction(int(value.strip(" ")))
+    if exact is None or exact.denominator != 1:
+        raise InvalidLimit(f"not a process count: {value!r} ({accepted})")
+    if not PIDS_MIN <= exact <= PIDS_MAX:
+        raise InvalidLimit(f"{value!r} is out of range ({accepted})")
+    return int(exact)
+
+
+def duration_ms(value: object) -> int:
+    """Milliseconds from 500ms, 30s, 2m, 1h, or a bare number of milliseconds; 1ms to 24h."""
+    accepted = "a duration from 1ms to 24h: 500ms, 30s, 2m, or milliseconds"
+    exact = _number(value)
+    if exact is None and isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip(" "))
+        if match:
+            exact = Fraction(match.group(1)) * _DURATION_UNITS[(match.group(2) or "").lower()]
+    if exact is None:
+        raise InvalidLimit(f"not a duration: {value!r} ({accepted})")
+    if not DURATION_MIN_MS <= exact <= DURATION_MAX_MS:
+        raise InvalidLimit(f"{value!r} is out of range ({accepted})")
+    return round(exact)

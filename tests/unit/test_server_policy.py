@@ -1,0 +1,115 @@
+"""server.build_run without an engine: each limit is parsed (400), then compared with the config's (403)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+
+from isol8.config import DEFAULTS, Config, _merge  # noqa: E402
+from isol8.custom import RegistrySettings  # noqa: E402
+from isol8.dialect import DOCKER  # noqa: E402
+from isol8.engine import Engine  # noqa: E402
+from isol8.server import HTTPError, ServerState, build_run  # noqa: E402
+
+MIB, GIB = 1024**2, 1024**3
+BAD = [0, -1, "0", "-1", "0.5", "nan", "inf", "-inf", "1e400", True, False, None, "", "  ", [], {}, "1\n", 10**400]
+LIMITS = ["memoryLimit", "sandboxSize", "tmpSize", "cpuLimit", "pidsLimit", "timeoutMs", "maxOutputSize"]
+ABOVE = {
+    "memoryLimit": "513m",
+    "sandboxSize": "1g",
+    "tmpSize": 256 * MIB + 1,
+    "cpuLimit": 1.01,
+    "pidsLimit": 65,
+    "timeoutMs": 30_001,
+    "maxOutputSize": "2m",
+}
+
+
+def make_state(**defaults: object) -> ServerState:
+    data = _merge(copy.deepcopy(DEFAULTS), {"defaults": defaults})
+    return ServerState(Engine(DOCKER), Config(data), None, RegistrySettings(None, None, None))
+
+
+@pytest.fixture
+def state() -> Iterator[ServerState]:
+    made = make_state()
+    yield made
+    made.sessions.close()
+
+
+def body(**options: object) -> dict[str, Any]:
+    return {"request": {"code": "print(1)", "runtime": "python"}, "options": options}
+
+
+def status_of(state: ServerState, payload: dict[str, Any], tmp_path: Path) -> tuple[int, str]:
+    try:
+        build_run(state, payload, tmp_path)
+    except HTTPError as exc:
+        return exc.status, exc.message
+    return 200, ""
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [(n, v) for n in LIMITS for v in BAD if (n, v) != ("cpuLimit", "0.5")], ids=repr
+)  # half a core is a valid CPU limit
+def test_an_invalid_limit_is_400_naming_it(state: ServerState, tmp_path: Path, name: str, value: object) -> None:
+    status, message = status_of(state, body(**{name: value}), tmp_path)
+    assert status == 400, message
+    assert message.startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize("value", BAD, ids=repr)
+def test_an_invalid_request_timeout_is_400(state: ServerState, tmp_path: Path, value: object) -> None:
+    payload = {"request": {"code": "print(1)", "runtime": "python", "timeoutMs": value}}
+    assert status_of(state, payload, tmp_path)[0] == 400
+
+
+@pytest.mark.parametrize("name", LIMITS)
+def test_a_valid_limit_above_the_ceiling_is_403(state: ServerState, tmp_path: Path, name: str) -> None:
+    status, message = status_of(state, body(**{name: ABOVE[name]}), tmp_path)
+    assert status == 403, message
+    assert "exceeds the server's limit" in message
+
+
+def test_sizes_are_compared_in_bytes(tmp_path: Path) -> None:
+    state = make_state(memoryLimit="1g")
+    try:
+        assert status_of(state, body(memoryLimit="1025m"), tmp_path)[0] == 403
+        assert status_of(state, body(memoryLimit=GIB + 1), tmp_path)[0] == 403
+        run, _ = build_run(state, body(memoryLimit="512m"), tmp_path)
+        assert run.policy.memory == 512 * MIB
+        run, _ = build_run(state, body(memoryLimit="1024m"), tmp_path)
+        assert run.policy.memory == GIB
+    finally:
+        state.sessions.close()
+
+
+def test_below_the_minimum_is_400_not_a_tighter_limit(state: ServerState, tmp_path: Path) -> None:
+    """ "0.5" is half a byte (no memory limit at all on docker), never compared as a number below 512m."""
+    for name in ("memoryLimit", "sandboxSize", "tmpSize", "maxOutputSize", "pidsLimit", "timeoutMs"):
+        assert status_of(state, body(**{name: "0.5"}), tmp_path)[0] == 400, name
+    assert status_of(state, body(memoryLimit="5m"), tmp_path)[0] == 400
+    assert status_of(state, body(cpuLimit=0.009), tmp_path)[0] == 400
+
+
+def test_the_tightest_valid_values_are_accepted_parsed(state: ServerState, tmp_path: Path) -> None:
+    options = dict(memoryLimit="6m", sandboxSize="1m", tmpSize=MIB, cpuLimit="0.01", pidsLimit="1", maxOutputSize=1)
+    run, _ = build_run(state, {**body(**options), "request": {"cmd": "true", "timeoutMs": "1ms"}}, tmp_path)
+    policy = run.policy
+    assert (policy.memory, policy.sandbox_size, policy.tmp_size) == (6 * MIB, MIB, MIB)
+    assert (policy.cpus, policy.pids_limit, run.max_output, run.timeout_ms) == (0.01, 1, 1, 1)
+
+
+def test_absent_limits_are_the_configs(tmp_path: Path) -> None:
+    state = make_state(memoryLimit="256m", cpuLimit="0.5", pidsLimit=16, timeoutMs="5s")
+    try:
+        run, _ = build_run(state, body(), tmp_path)
+    finally:
+        state.sessions.close()
+    assert (run.policy.memory, run.policy.cpus, run.policy.pids_limit, run.timeout_ms) == (256 * MIB, 0.5, 16, 5000)
