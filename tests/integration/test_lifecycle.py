@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.conftest import ISOL8, Isol8, assert_no_containers, isol8_containers, run_isol8
+from tests.integration.test_supervision import _watcher_of
 
 
 def _start(engine: str, *args: str) -> subprocess.Popen[str]:
@@ -41,9 +42,12 @@ def test_signal_kills_and_removes_the_container(engine: str, sig: signal.Signals
     assert_no_containers(engine)
 
 
-def test_cleanup_removes_what_a_sigkilled_isol8_left(engine: str) -> None:
+def test_cleanup_removes_what_a_sigkilled_isol8_and_its_watcher_left(engine: str) -> None:
     proc = _start(engine, "--timeout", "2m", "-e", "import time; print('ready', flush=True); time.sleep(120)")
     _wait_for_output(proc, "ready")
+    watcher = _watcher_of(proc.pid)
+    assert watcher is not None
+    os.kill(watcher, signal.SIGKILL)  # else it removes the container as soon as isol8 dies
     proc.kill()
     proc.wait()
     assert len(isol8_containers(engine)) == 1  # isol8 had no chance to clean up

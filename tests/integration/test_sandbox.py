@@ -210,3 +210,52 @@ def test_custom_stricter_seccomp_profile_from_config(isol8: Isol8, tmp_path: Pat
     done = isol8("--config", str(config), "run", "--cmd", "mkdir /sandbox/d && echo made")
     assert "made" not in done.stdout
     assert "Operation not permitted" in done.stderr
+
+
+SOCKETS = r"""
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+AF_VSOCK, AF_ALG, AF_RDS, AF_TIPC = 40, 38, 21, 30
+for name, domain in [("vsock", AF_VSOCK), ("vsock-high-bits", (1 << 32) | AF_VSOCK), ("alg", AF_ALG),
+                     ("rds", AF_RDS), ("tipc", AF_TIPC), ("inet-high-bits", (1 << 32) | 2)]:
+    fd = libc.syscall(41, ctypes.c_long(domain), 1 if domain == AF_ALG else 2, 0)  # socket(2)
+    print(name, "created" if fd >= 0 else "refused", errno.errorcode.get(ctypes.get_errno()))
+import socket
+socket.socket(socket.AF_INET).close(); socket.socket(socket.AF_INET6).close(); socket.socket(socket.AF_UNIX).close()
+socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close()
+print("ordinary sockets work")
+"""
+
+
+def test_only_ordinary_socket_families_can_be_created(isol8: Isol8) -> None:
+    """AF_VSOCK reaches the host of a VM (this machine is one), even with --net none."""
+    done = isol8("run", "-e", SOCKETS)
+    assert done.status == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "ordinary sockets work"
+    assert [line for line in lines[:-1] if " refused " not in line] == []
+
+
+def test_kernel_information_and_message_queues_are_out_of_reach(isol8: Isol8) -> None:
+    done = isol8(
+        "run",
+        "--cmd",
+        "cat /sys/kernel/vmcoreinfo /sys/kernel/notes /sys/kernel/boot_params/data 2>/dev/null | wc -c;"
+        " ls -A /sys/kernel | wc -l; : > /dev/mqueue/q 2>/dev/null && echo QUEUE;"
+        " touch /sys/kernel/x 2>/dev/null && echo WROTE; true",
+    )
+    assert (done.status, done.stdout.split()) == (0, ["0", "0"]), done.stderr
+
+
+def test_dev_shm_is_sized_by_shm_size_and_shared_memory_works(isol8: Isol8) -> None:
+    done = isol8("run", "-e", "import multiprocessing as m; m.Lock(); print('ok')")
+    assert (done.status, done.stdout) == (0, "ok\n"), done.stderr
+    done = isol8(
+        "run",
+        "--shm-size",
+        "2m",
+        "--cmd",
+        "head -c 8M /dev/zero > /dev/shm/f; du -k /dev/shm/f | cut -f1",
+    )
+    assert done.stdout.split() == ["2048"], done.stdout + done.stderr
+    assert "No space left on device" in done.stderr

@@ -280,3 +280,44 @@ def test_file_paths_must_stay_inside_sandbox(server: Server) -> None:
         assert caught.value.code == 400
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
+
+
+def test_a_session_execution_leaves_no_process_behind_to_spy_on_the_next(server: Server) -> None:
+    """A background process of one execution would see the next one's environment and secrets."""
+    client = server.client()
+    sid = f"bg-{os.getpid()}-{server.engine}"
+    spy = (
+        "cat > /sandbox/spy.sh <<'SPY'\n"
+        "while :; do cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN >> /sandbox/leak; sleep 0.1; done\n"
+        "SPY\n"
+        "setsid nohup sh /sandbox/spy.sh >/dev/null 2>&1 & echo spying"
+    )
+    try:
+        first = client.execute({"sessionId": sid, "request": {"cmd": spy, "runtime": "bash"}})
+        assert first["stdout"] == "spying\n", first
+        secret = client.execute(
+            {
+                "sessionId": sid,
+                "request": {"cmd": "sleep 1; echo used", "runtime": "bash", "env": {"TOKEN": "t0p-secret"}},
+            }
+        )
+        assert secret["stdout"] == "used\n"
+        check = client.execute(
+            {
+                "sessionId": sid,
+                "request": {"cmd": "cat leak 2>/dev/null; grep -l spy.sh /proc/[0-9]*/cmdline; true", "runtime": "bash"},
+            }
+        )
+        assert (check["exitCode"], check["stdout"]) == (0, ""), check
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
+
+
+def test_the_server_timeout_holds_against_forged_start_lines(server: Server) -> None:
+    from tests.integration.test_supervision import FIND_NONCE
+
+    code = FIND_NONCE + "import time\nfor _ in range(150):\n    forge(b'start')\n    time.sleep(0.1)\n"
+    started = time.monotonic()
+    result = server.client().execute({"request": {"code": code, "runtime": "python", "timeoutMs": 3000}})
+    assert (result["exitCode"], result["timedOut"]) == (124, True), result
+    assert time.monotonic() - started < 3 + 3
