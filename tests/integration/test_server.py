@@ -288,7 +288,7 @@ def test_a_session_execution_leaves_no_process_behind_to_spy_on_the_next(server:
     sid = f"bg-{os.getpid()}-{server.engine}"
     spy = (
         "cat > /sandbox/spy.sh <<'SPY'\n"
-        "while :; do cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN >> /sandbox/leak; sleep 0.1; done\n"
+        "while :; do cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN >> leak; sleep 0.1; done\n"
         "SPY\n"
         "setsid nohup sh /sandbox/spy.sh >/dev/null 2>&1 & echo spying"
     )
@@ -305,7 +305,7 @@ def test_a_session_execution_leaves_no_process_behind_to_spy_on_the_next(server:
         check = client.execute(
             {
                 "sessionId": sid,
-                "request": {"cmd": "cat leak 2>/dev/null; grep -l spy.sh /proc/[0-9]*/cmdline; true", "runtime": "bash"},
+                "request": {"cmd": "cat leak 2>/dev/null; grep -l spy.sh /proc/[0-9]*/cmdline; true"},
             }
         )
         assert (check["exitCode"], check["stdout"]) == (0, ""), check
