@@ -305,7 +305,10 @@ def test_a_session_execution_leaves_no_process_behind_to_spy_on_the_next(server:
         check = client.execute(
             {
                 "sessionId": sid,
-                "request": {"cmd": "cat leak 2>/dev/null; grep -l spy.sh /proc/[0-9]*/cmdline; true"},
+                "request": {
+                    "cmd": "cat leak 2>/dev/null; grep -l spy.sh /proc/[0-9]*/cmdline; true",
+                    "runtime": "bash",
+                },
             }
         )
         assert (check["exitCode"], check["stdout"]) == (0, ""), check
