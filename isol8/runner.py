@@ -114,6 +114,10 @@ class RunResult:
     runtime: str
     image: str
     container: str
+    # the masked, limited bytes the live stream gave (stdout and stderr are these, decoded); stderr
+    # also ends with the engine's messages held back when the program never started
+    stdout_bytes: bytes
+    stderr_bytes: bytes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -286,7 +290,9 @@ class Execution:
             if not clean_exit and not request.persist:
                 self._remove()
         duration_ms = round((time.monotonic() - (trailer.started_at or started)) * 1000)
-        stderr_text = decode(b"".join(kept["stderr"]) + payload.Masker(request.secrets.values()).mask(b"".join(early)))
+        stdout_bytes = b"".join(kept["stdout"])
+        stderr_bytes = b"".join(kept["stderr"]) + payload.Masker(request.secrets.values()).mask(b"".join(early))
+        stderr_text = decode(stderr_bytes)
         got = trailer.trailer
         if got is None and not timed_out:
             if code in (125, 126, 127):
@@ -301,7 +307,7 @@ class Execution:
         if timed_out:
             exit_code = ExitStatus.TIMEOUT
         self.result = RunResult(
-            stdout=decode(b"".join(kept["stdout"])),
+            stdout=decode(stdout_bytes),
             stderr=stderr_text,
             exit_code=int(exit_code),
             timed_out=timed_out,
@@ -311,6 +317,8 @@ class Execution:
             runtime=request.runtime.name,
             image=self.image,
             container=self.name,
+            stdout_bytes=stdout_bytes,
+            stderr_bytes=stderr_bytes,
         )
 
     def _kill(self) -> None:
