@@ -280,3 +280,23 @@ def test_file_paths_must_stay_inside_sandbox(server: Server) -> None:
         assert caught.value.code == 400
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
+
+
+@pytest.mark.parametrize("mode", [[], ["--no-stream"]], ids=["live", "no-stream"])
+def test_run_host_on_a_terminal_shows_control_sequences_escaped(server: Server, mode: list[str]) -> None:
+    from tests.integration.test_output import SHOW_NASTY, run_in_terminal, without_colours
+
+    status, shown = run_in_terminal(server.engine, "run", "--host", server.url, "--key", KEY, *mode, "-e", SHOW_NASTY)
+    assert status == 0, shown[-2000:]
+    assert shown.count(rb"\x1b]52;c;aGVsbG8=\x07\x1b]0;pwned-title\x07") == 2, shown
+    assert shown.count(b"\x1b[31mRED\x1b[0m") == 2
+    rest = without_colours(shown)
+    assert not any(b < 0x20 and b != 0x0A for b in rest), rest
+    assert b"\xc2\x9b" not in rest
+
+
+def test_run_host_writes_the_out_file(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    done = run_isol8(server.engine, "run", "--host", server.url, "--key", KEY, "--out", str(out), "-e", "print('é')")
+    assert (done.status, done.stdout) == (0, "é\n"), done.stderr
+    assert out.read_bytes() == "é\n".encode()

@@ -10,9 +10,9 @@ import pytest
 
 import isol8.process
 from isol8 import commands
-from isol8.commands import parse_secrets
 from isol8.errors import UsageError
 from isol8.output import open_out
+from isol8.run_command import parse_secrets
 from tests.conftest import CliResult
 
 RunCli = Callable[..., CliResult]
