@@ -151,8 +151,10 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  130 / 143 when isol8 is interrupted (SIGINT / SIGTERM).\n\n"
             "examples:\n"
             "  isol8 run script.py --timeout 5s --memory 256m\n"
-            "  isol8 run -e 'import os; print(os.environ[\"TOKEN\"])' --secret TOKEN=abc   # prints ***\n"
+            "  TOKEN=abc isol8 run -e 'import os; print(os.environ[\"TOKEN\"])' --secret TOKEN   # prints ***\n"
+            "  isol8 run --secret-file TOKEN=./token.txt script.py\n"
             "  isol8 run --json -r node -e 'console.log(process.version)'\n"
+            "  isol8 run --no-stream --out result.bin gen.py   # byte for byte, also binary output\n"
             "  isol8 run --files ./src --workdir /sandbox/app main.py"
         ),
     )
@@ -183,7 +185,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     lim.add_argument(
         "--max-output",
         metavar="SIZE",
-        help="bytes kept per stream, 1 to 1g; the rest is cut on a UTF-8 boundary (default: 1m)",
+        help="bytes kept per stream, 1 to 1g (default: 1m); the cut never halves a valid UTF-8 character, "
+        "and other bytes count as they are",
     )
     env = p.add_argument_group("environment")
     env.add_argument("--net", choices=("none", "host"), help="network: none or host (default: none)")
@@ -194,8 +197,17 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--secret",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="environment variable whose value is masked as *** in all output (repeatable)",
+        metavar="NAME[=VALUE]",
+        help="environment variable whose value is masked as *** in all output (repeatable). NAME alone takes "
+        "the value from isol8's own environment (exit 2 when it is unset): prefer it, or --secret-file, to "
+        "NAME=VALUE, which puts the value in isol8's command line for every user's ps to see",
+    )
+    env.add_argument(
+        "--secret-file",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="like --secret, with the value read from PATH (one trailing newline removed; repeatable)",
     )
     env.add_argument("--stdin", metavar="DATA", help="standard input for the program (else piped stdin is passed on)")
     env.add_argument(
@@ -223,8 +235,25 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="print one JSON object instead of the streams: stdout, stderr, exitCode, timedOut, "
         "oomKilled, truncated, durationMs, runtime, image",
     )
-    out.add_argument("--no-stream", action="store_true", help="buffer the output and print it when the program ends")
-    out.add_argument("--out", metavar="FILE", help="also write the program's stdout to FILE")
+    out.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="buffer the output and print it when the program ends (the same bytes as the live stream)",
+    )
+    out.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also write the program's stdout, byte for byte, to FILE; it is created (or emptied) before the "
+        "run, and one that cannot be written is exit 2 before anything runs",
+    )
+    out.add_argument(
+        "--raw",
+        action="store_true",
+        help="pass terminal control sequences through. Otherwise, when stdout or stderr is a terminal, the "
+        "program's controls other than colours (ESC[...m), newline and tab are shown escaped: a control or "
+        "invalid byte as \\xNN (a window title ESC]0;t BEL as \\x1b]0;t\\x07, CR as \\x0d), a C1 "
+        "character as \\u00NN. Pipes and files always get the bytes unchanged",
+    )
     out.add_argument("--persist", action="store_true", help="keep the container after the run and print its name")
     remote = p.add_argument_group("remote")
     remote.add_argument("--host", metavar="URL", help="run on an isol8 server (isol8 serve) instead of a local engine")

@@ -152,10 +152,12 @@ def _limit(app: App, parse: Callable[[object], T], flag_value: str | None, flag:
 
 
 def build_request(app: App) -> object:
+    import os
     import sys
     from pathlib import Path
 
     from isol8 import units
+    from isol8.run_command import parse_secrets
     from isol8.runner import RunRequest, stdin_chunks
     from isol8.sandbox import SandboxPolicy
 
@@ -198,7 +200,7 @@ def build_request(app: App) -> object:
         files_dir=files_dir,
         stdin=user_stdin,  # type: ignore[arg-type]
         env=parse_assignments(args.env, "--env"),
-        secrets=parse_assignments(args.secret, "--secret"),
+        secrets=parse_secrets(args.secret, args.secret_file, os.environ),
         workdir=args.workdir or "/sandbox",
         image=args.image,
         timeout_ms=timeout_ms,
@@ -208,92 +210,10 @@ def build_request(app: App) -> object:
     )
 
 
-def _write(stream: TextIO, data: bytes) -> None:
-    binary = getattr(stream, "buffer", None)
-    if binary is not None:
-        binary.write(data)
-        binary.flush()
-    else:
-        stream.write(data.decode("utf-8", errors="replace"))
-        stream.flush()
-
-
 def cmd_run(app: App) -> int:
-    from isol8.runner import Execution, ImageMissing, Interrupted, RunRequest, signals_raise
+    from isol8.run_command import run
 
-    request = build_request(app)
-    assert isinstance(request, RunRequest)
-    if app.args.host:
-        return cmd_run_remote(app, request)
-    if app.args.install:  # validate before any engine is chosen: bad specs are usage errors (2), not engine errors
-        from isol8.provision import check_install
-
-        check_install(request.runtime.name, app.args.install)
-    engine = app.engine
-    asked = request
-    if app.args.install:
-        request = prepare_packages(app, asked, app.args.install)
-        assert isinstance(request, RunRequest)
-
-    def ensure_image(runtime: str) -> None:
-        from isol8.images import ensure_base_image
-
-        app.progress(f"image isol8:{runtime} is missing; building it first")
-        ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
-
-    live = not (app.args.json or app.args.no_stream)
-
-    def pump(request: RunRequest) -> Execution:
-        execution = Execution(engine, request, ensure_image=ensure_image)
-        for chunk in execution:
-            if live:
-                _write(app.stdout if chunk.stream == "stdout" else app.stderr, chunk.data)
-        return execution
-
-    restore = signals_raise()
-    try:
-        try:
-            execution = pump(request)
-        except ImageMissing:
-            if not app.args.install or app.args.image:
-                raise
-            # a remembered image was removed since: nothing ran, so resolve afresh and run once more
-            request = prepare_packages(app, asked, app.args.install, remembered=False)
-            assert isinstance(request, RunRequest)
-            execution = pump(request)
-    except Interrupted as exc:
-        app.stderr.write(f"isol8: {exc} received; the container was removed\n")
-        return ExitStatus.SIGINT if exc.signum == 2 else ExitStatus.SIGTERM
-    finally:
-        restore()
-    result = execution.result
-    assert result is not None
-    if app.args.json:
-        app.say(json.dumps(result.to_json()))
-    elif not live:
-        _write(app.stdout, result.stdout.encode())
-        _write(app.stderr, result.stderr.encode())
-    if app.args.out:
-        with open(app.args.out, "w", encoding="utf-8") as f:
-            f.write(result.stdout)
-    if result.truncated:
-        app.stderr.write(f"[isol8] output truncated (limit {request.max_output} bytes per stream)\n")
-    if result.timed_out:
-        from isol8.runner import format_limit
-
-        app.stderr.write(f"isol8: execution timed out after {format_limit(request.timeout_ms)}\n")
-    elif result.oom_killed:
-        from isol8.units import format_size
-
-        memory = format_size(request.policy.memory)
-        if result.exit_code == 137:
-            app.stderr.write(f"isol8: killed: out of memory at the {memory} memory limit\n")
-        else:
-            app.stderr.write(f"isol8: a process was killed: out of memory at the {memory} limit\n")
-    if request.persist:
-        app.stderr.write(f"isol8: container kept: {execution.name}\n")
-    app.stderr.flush()
-    return result.exit_code
+    return run(app)
 
 
 def cmd_cleanup(app: App) -> int:
@@ -566,30 +486,3 @@ def remote_body(app: App, request: object) -> dict[str, object]:
     if request.secrets:
         options["secrets"] = dict(request.secrets)
     return {"request": body, "options": options}
-
-
-def cmd_run_remote(app: App, request: object) -> int:
-    import os
-
-    from isol8.remote import Isol8Remote
-
-    client = Isol8Remote(app.args.host, app.args.key or os.environ.get("ISOL8_API_KEY"))
-    body = remote_body(app, request)
-    if app.args.json or app.args.no_stream:
-        result = client.execute(body)
-        if app.args.json:
-            app.say(json.dumps(result))
-        else:
-            _write(app.stdout, str(result.get("stdout", "")).encode())
-            _write(app.stderr, str(result.get("stderr", "")).encode())
-        return int(result.get("exitCode", ExitStatus.ENGINE_FAILURE))
-    code = int(ExitStatus.ENGINE_FAILURE)
-    for event in client.stream(body):
-        kind, data = event.get("type"), str(event.get("data", ""))
-        if kind in ("stdout", "stderr"):
-            _write(app.stdout if kind == "stdout" else app.stderr, data.encode())
-        elif kind == "error":
-            app.stderr.write(f"isol8: {data}\n")
-        elif kind == "exit":
-            code = int(data)
-    return code

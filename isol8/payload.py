@@ -303,32 +303,64 @@ class Masker:
         return rest
 
 
+# How many bytes a character with this lead byte takes, and the range its second byte must be in
+# (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+_SECOND_BYTE = {
+    **{lead: (2, 0x80, 0xBF) for lead in range(0xC2, 0xE0)},
+    0xE0: (3, 0xA0, 0xBF),
+    **{lead: (3, 0x80, 0xBF) for lead in (*range(0xE1, 0xED), 0xEE, 0xEF)},
+    0xED: (3, 0x80, 0x9F),
+    0xF0: (4, 0x90, 0xBF),
+    0xF1: (4, 0x80, 0xBF),
+    0xF2: (4, 0x80, 0xBF),
+    0xF3: (4, 0x80, 0xBF),
+    0xF4: (4, 0x80, 0x8F),
+}
+
+
 def _incomplete_utf8_tail(data: bytes) -> int:
-    """How many trailing bytes form the start of a UTF-8 character that is not complete yet."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 == 0x80:
+    """How many trailing bytes (0 to 3) are the start of a valid UTF-8 character that is not complete yet.
+
+    Invalid bytes are just bytes: only a lead byte followed by fewer continuation bytes than it
+    needs (each in its allowed range) counts, so invalid output is never held back.
+    """
+    for back in range(1, min(3, len(data)) + 1):
+        if 0x80 <= data[-back] <= 0xBF:
             continue  # a continuation byte: look further back for the lead byte
-        need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
-        return back if back < need else 0
+        return back if _continues(data[-back:]) is None else 0
     return 0
 
 
-class Limiter:
-    """Lets through at most `limit` bytes, cut on a UTF-8 character boundary.
+def _continues(head: bytes) -> bool | None:
+    """Whether head (a lead byte and what follows) is one valid character: None while it could still become one."""
+    rule = _SECOND_BYTE.get(head[0])
+    if rule is None:
+        return False
+    need, low, high = rule
+    for i, byte in enumerate(head[1:need], 1):
+        if not (low <= byte <= high if i == 1 else 0x80 <= byte <= 0xBF):
+            return False
+    return True if len(head) >= need else None
 
-    A character split across chunks is held back until it is complete, so a cut can never
-    leave half of one behind.
+
+class Limiter:
+    """Lets through at most `limit` bytes, never cutting a valid UTF-8 character in half.
+
+    A valid character split across chunks is held back until it is complete. At the limit, the
+    last 1 to 3 bytes are dropped only when they start a valid character that goes on past the
+    limit; to know, they wait for the bytes after the limit (or the end of the stream). Bytes
+    that are not UTF-8 are counted and kept like any others, so at least limit - 3 bytes stay.
     """
 
     def __init__(self, limit: int) -> None:
         self.left = limit
         self.truncated = False
-        self.carry = b""
+        self.carry = b""  # under the limit: an incomplete character; past it: the undecided last bytes
+        self.after = b""  # past the limit: the first bytes beyond it, while the carry is undecided
 
     def feed(self, data: bytes) -> bytes:
         if self.truncated:
-            return b""
+            return self._decide(data) if self.carry else b""
         data, self.carry = self.carry + data, b""
         if len(data) <= self.left:
             held = _incomplete_utf8_tail(data)
@@ -336,20 +368,28 @@ class Limiter:
                 data, self.carry = data[:-held], data[-held:]
             self.left -= len(data)
             return data
-        cut = self.left
-        while cut > 0 and (data[cut] & 0xC0) == 0x80:
-            cut -= 1
+        kept, beyond = data[: self.left], data[self.left :]
         self.truncated = True
         self.left = 0
-        return data[:cut]
+        tail = _incomplete_utf8_tail(kept)
+        if not tail:
+            return kept
+        self.carry = kept[-tail:]
+        return kept[:-tail] + self._decide(beyond)
+
+    def _decide(self, beyond: bytes) -> bytes:
+        self.after = (self.after + beyond)[:3]
+        cut = _continues(self.carry + self.after)
+        if cut is None:
+            return b""
+        kept, self.carry, self.after = self.carry, b"", b""
+        return b"" if cut else kept
 
     def flush(self) -> bytes:
         """The held-back bytes at the end of the stream (an incomplete character is passed on as is)."""
-        rest, self.carry = self.carry, b""
-        if self.truncated or not rest:
+        rest, self.carry, self.after = self.carry, b"", b""
+        if not rest:
             return b""
-        if len(rest) > self.left:
-            self.truncated = True
-            return b""
-        self.left -= len(rest)
+        if not self.truncated:
+            self.left -= len(rest)  # held back under the limit: it fits
         return rest

@@ -122,6 +122,10 @@ class RunResult:
     runtime: str
     image: str
     container: str
+    # the masked, limited bytes the live stream gave (stdout and stderr are these, decoded); stderr
+    # also ends with the engine's messages held back when the program never started
+    stdout_bytes: bytes
+    stderr_bytes: bytes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -322,11 +326,13 @@ class Execution:
             if self.watched and (removed or request.persist):
                 reaper.release(self.name)
         duration_ms = round((time.monotonic() - (trailer.started_at or started)) * 1000)
-        stderr_text = decode(b"".join(kept["stderr"]) + payload.Masker(request.secrets.values()).mask(b"".join(early)))
+        stdout_bytes = b"".join(kept["stdout"])
+        stderr_bytes = b"".join(kept["stderr"]) + payload.Masker(request.secrets.values()).mask(b"".join(early))
+        stderr_text = decode(stderr_bytes)
         if trailer.started_at is None:
             raise self._not_started(code, got, timed_out, stderr_text)
         self.result = RunResult(
-            stdout=decode(b"".join(kept["stdout"])),
+            stdout=decode(stdout_bytes),
             stderr=stderr_text,
             exit_code=int(ExitStatus.TIMEOUT if timed_out else code),
             timed_out=timed_out,
@@ -336,6 +342,8 @@ class Execution:
             runtime=request.runtime.name,
             image=self.image,
             container=self.name,
+            stdout_bytes=stdout_bytes,
+            stderr_bytes=stderr_bytes,
         )
 
     def _not_started(self, code: int, got: payload.Trailer | None, timed_out: bool, stderr: str) -> Exception:

@@ -324,3 +324,23 @@ def test_the_server_timeout_holds_against_forged_start_lines(server: Server) -> 
     result = server.client().execute({"request": {"code": code, "runtime": "python", "timeoutMs": 3000}})
     assert (result["exitCode"], result["timedOut"]) == (124, True), result
     assert time.monotonic() - started < 3 + 3
+
+
+@pytest.mark.parametrize("mode", [[], ["--no-stream"]], ids=["live", "no-stream"])
+def test_run_host_on_a_terminal_shows_control_sequences_escaped(server: Server, mode: list[str]) -> None:
+    from tests.integration.test_output import SHOW_NASTY, run_in_terminal, without_colours
+
+    status, shown = run_in_terminal(server.engine, "run", "--host", server.url, "--key", KEY, *mode, "-e", SHOW_NASTY)
+    assert status == 0, shown[-2000:]
+    assert shown.count(rb"\x1b]52;c;aGVsbG8=\x07\x1b]0;pwned-title\x07") == 2, shown
+    assert shown.count(b"\x1b[31mRED\x1b[0m") == 2
+    rest = without_colours(shown)
+    assert not any(b < 0x20 and b != 0x0A for b in rest), rest
+    assert b"\xc2\x9b" not in rest
+
+
+def test_run_host_writes_the_out_file(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    done = run_isol8(server.engine, "run", "--host", server.url, "--key", KEY, "--out", str(out), "-e", "print('é')")
+    assert (done.status, done.stdout) == (0, "é\n"), done.stderr
+    assert out.read_bytes() == "é\n".encode()

@@ -114,7 +114,7 @@ def test_argparse_usage_errors_return_2(run_cli: RunCli, argv: list[str], fragme
         (["run", "-e", "1", "--env", "FOO"], ["--env", "KEY=VALUE", "'FOO'"]),
         (["run", "-e", "1", "--env", "=bar"], ["--env", "KEY=VALUE", "'=bar'"]),
         (["run", "-e", "1", "--env", "A=1", "--env", "NOPE"], ["--env", "'NOPE'"]),
-        (["run", "-e", "1", "--secret", "TOKEN"], ["--secret", "'TOKEN'"]),
+        (["run", "-e", "1", "--secret", "ISOL8_UNSET"], ["--secret ISOL8_UNSET", "'ISOL8_UNSET' is not set"]),
         (["run", "-e", "1", "--env", "1BAD=x"], ["'1BAD'"]),
         (["run", "-e", "1", "--memory", "lots"], ["not a size", "'lots'"]),
         (["run", "-e", "1", "--max-output", "0"], ["--max-output", "out of range"]),
