@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from isol8.sandbox import OWN_PIDS
 from tests.integration.conftest import ISOL8, PACKAGE_ENV, Isol8
 from tests.integration.test_server import KEY, Server, _post, _start, _stop
 
@@ -77,7 +78,7 @@ def test_the_tightest_valid_limits_apply_in_the_container(isol8: Isol8, no_lefto
     sandbox_kb, tmp_kb, memory, pids, cpu, full = result.stdout.split("\n")[:6]
     assert (int(sandbox_kb), int(tmp_kb)) == (1024, 1024)
     assert int(memory) == 6 * MIB
-    assert int(pids) == 8
+    assert int(pids) == 8 + OWN_PIDS  # the program's 8, and isol8's own processes on top
     assert cpu.split()[0] == "1000"  # 0.01 of a 100000us period (v2 "1000 100000", v1 "1000")
     assert full == "sandbox full"
 
@@ -98,10 +99,12 @@ print(started)
 """
 
 
-def test_the_pids_limit_stops_a_fork_burst(isol8: Isol8, no_leftovers: None) -> None:
+def test_the_pids_limit_counts_the_programs_processes(isol8: Isol8, no_leftovers: None) -> None:
+    """--pids-limit N: the program and N - 1 children, whatever isol8 itself runs in the container."""
     result = isol8("run", "--pids-limit=8", "--timeout=20s", "-e", FORK_BURST)
-    assert result.status == 0, result.stderr
-    assert 0 < int(result.stdout) < 8, result.stdout
+    assert (result.status, result.stdout) == (0, "7\n"), result.stderr
+    result = isol8("run", "--pids-limit=1", "--timeout=20s", "-e", FORK_BURST)
+    assert (result.status, result.stdout) == (0, "0\n"), result.stderr
 
 
 # ---- the server: 400 for a value meaning unlimited, 403 above the config's ---------------------------

@@ -14,6 +14,7 @@ from isol8 import argv as A
 from isol8.dialect import DOCKER, PODMAN, Dialect
 from isol8.sandbox import (
     KEEPER,
+    OWN_PIDS,
     SandboxPolicy,
     default_seccomp_profile,
     exec_argv,
@@ -183,7 +184,7 @@ def expected_sandbox_flags(d: Dialect) -> list[str]:
         "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges",
         "--security-opt", f"seccomp={SECCOMP}",
-        "--pids-limit", "64",
+        "--pids-limit", str(64 + OWN_PIDS),
         "--memory", str(512 * MIB),
         "--memory-swap", str(512 * MIB),
         "--cpus", "1",
@@ -224,7 +225,7 @@ def test_run_argv_exact(d: Dialect) -> None:
     [
         (SandboxPolicy(memory="1g"), [("--memory", str(1024 * MIB)), ("--memory-swap", str(1024 * MIB))]),
         (SandboxPolicy(cpus=0.5), [("--cpus", "0.5")]),
-        (SandboxPolicy(pids_limit=10), [("--pids-limit", "10")]),
+        (SandboxPolicy(pids_limit=10), [("--pids-limit", str(10 + OWN_PIDS))]),
         (SandboxPolicy(shm_size="2m"), [("--shm-size", str(2 * MIB))]),
         (SandboxPolicy(network="host"), [("--network", "host")]),
         (SandboxPolicy(seccomp_profile="/etc/x.json"), [("--security-opt", "seccomp=/etc/x.json")]),

@@ -12,6 +12,7 @@ import pytest
 from isol8 import commands
 from isol8.dialect import DOCKER
 from isol8.engine import Engine, RetryPolicy
+from isol8.sandbox import OWN_PIDS
 from tests.conftest import CliResult
 
 RunCli = Callable[..., CliResult]
@@ -91,7 +92,12 @@ def test_the_tightest_valid_values_reach_the_engine_exactly(run_cli: RunCli, doc
     assert status != 2, err
     (run,) = [list(c) for c in docker.calls if list(c)[:2] == ["docker", "run"]]
     pairs = list(zip(run, run[1:], strict=False))
-    for pair in [("--memory", "6291456"), ("--memory-swap", "6291456"), ("--cpus", "0.01"), ("--pids-limit", "1")]:
+    for pair in [
+        ("--memory", "6291456"),
+        ("--memory-swap", "6291456"),
+        ("--cpus", "0.01"),
+        ("--pids-limit", str(1 + OWN_PIDS)),
+    ]:
         assert pair in pairs, pair
     tmpfs = [b for a, b in pairs if a == "--tmpfs"]
     assert tmpfs[0].startswith("/sandbox:") and ",size=1048576," in tmpfs[0]
