@@ -344,3 +344,23 @@ def test_run_host_writes_the_out_file(server: Server, tmp_path: Path) -> None:
     done = run_isol8(server.engine, "run", "--host", server.url, "--key", KEY, "--out", str(out), "-e", "print('é')")
     assert (done.status, done.stdout) == (0, "é\n"), done.stderr
     assert out.read_bytes() == "é\n".encode()
+
+
+def test_a_sigkilled_server_leaves_no_container(engine: str, tmp_path: Path) -> None:
+    """Its watcher (isol8/reaper.py) removes the warm pool and the sessions when the server dies unannounced."""
+    started = _start(engine, tmp_path, server={"poolSize": 1})
+    try:
+        sid = f"k-{os.getpid()}-{engine}"
+        started.client().execute({"sessionId": sid, "request": {"cmd": "true", "runtime": "bash"}})
+        server_id = started.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
+        assert len(_server_containers(engine, server_id)) >= 2  # the pool and the session
+        started.proc.kill()
+        started.proc.wait()
+        deadline = time.monotonic() + 20
+        while _server_containers(engine, server_id) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _server_containers(engine, server_id) == []
+    finally:
+        if started.proc.poll() is None:
+            started.proc.kill()
+        subprocess.run([engine, "rmi", "-f", started.prebuilt], capture_output=True)
