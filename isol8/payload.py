@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 
 # The container's entrypoint (bash -c WRAPPER isol8 WORKDIR BACKSTOP CMD...). From stdin it reads
-# one header line "<nonce> <tar bytes> <code bytes> <tar|empty|read|head> <code file name> <env count>",
+# one header line "<nonce> <tar bytes> <code bytes> <tar|empty|read|head> <code file name> <env count>
+# <reap>",
 # then the program's environment as NUL-terminated NAME=VALUE entries, then the tar (the --files
 # folder, unpacked into /sandbox), then the code file (small code with the `read` builtin, larger
 # code with GNU head -c, which never reads past its count); the rest of stdin is the program's.
@@ -30,15 +31,16 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # "<RS>isol8:<nonce>:exit:<code>:<oom kills>" when it ends. The program shares this shell's uid
 # and can read its memory, so nothing it could forge decides anything: isol8 takes only the first
 # start line (the program does not exist before it), setup lines only before it, and an exit
-# line only when it agrees with the exit status the engine reports. `kill -KILL -1` before and
-# after the program ends every other process of the sandbox user (PID 1 is spared: the init, or
-# a session's keeper), so an execution in a kept container never leaves one running. A background
+# line only when it agrees with the exit status the engine reports. With reap 1, `kill -KILL -1`
+# before and after the program ends every other process of the sandbox user (PID 1 is spared:
+# the init, or a session's keeper), so an execution in a kept container never leaves one running
+# (reap 0: a session that asked to keep background processes). A background
 # `sleep BACKSTOP; kill -KILL -1` is the last of isol8's backstops (see isol8/reaper.py).
 WRAPPER = r"""
-IFS=' ' read -r nonce tarsize codesize mode name envcount || exit 125
+IFS=' ' read -r nonce tarsize codesize mode name envcount reap || exit 125
 program_path=$PATH
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-kill -KILL -1 2>/dev/null
+[ "$reap" = 0 ] || kill -KILL -1 2>/dev/null
 status() { printf '\036isol8:%s:%s\n' "$nonce" "$1" >&2; }
 vars=("PATH=$program_path")
 for ((i = 0; i < envcount; i++)); do
@@ -56,6 +58,7 @@ esac || { status "setup:the code could not be written to /sandbox"; exit 125; }
 cd -- "$1" 2>/dev/null || { mkdir -p -- "$1" && cd -- "$1"; } ||
   { status "setup:working directory $1 is not usable"; exit 125; }
 (sleep "$2"; kill -KILL -1) >/dev/null 2>&1 </dev/null &
+watchdog=$!
 disown  # its death at the end is no news for stderr
 shift 2
 oom_kills() {
@@ -72,7 +75,7 @@ status start
 exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
 env -- "${vars[@]}" "$@" 2>&3 3>&-
 rc=$?
-kill -KILL -1
+if [ "$reap" = 0 ]; then kill -KILL "$watchdog"; else kill -KILL -1; fi
 exec 2>&3 3>&-
 oom_kills
 status "exit:$rc:$((oom - before))"
@@ -159,7 +162,7 @@ class Payload:
     code_name: str
     sandbox_bytes: int  # what the files take in /sandbox once unpacked
 
-    def header(self, nonce: str, env_count: int) -> bytes:
+    def header(self, nonce: str, env_count: int, reap: bool = True) -> bytes:
         if self.tar:
             mode = "tar"  # the code file is inside the tar
         elif not self.code:
@@ -168,7 +171,8 @@ class Payload:
             mode = "read"
         else:
             mode = "head"
-        return f"{nonce} {len(self.tar)} {len(self.code)} {mode} {self.code_name} {env_count}\n".encode()
+        fields = (nonce, len(self.tar), len(self.code), mode, self.code_name, env_count, int(reap))
+        return " ".join(map(str, fields)).encode() + b"\n"
 
 
 def make_payload(files_dir: Path | None, code_name: str, code: bytes) -> Payload:
@@ -183,8 +187,10 @@ def env_block(env: Mapping[str, str]) -> bytes:
     return b"".join(f"{name}={value}".encode() + b"\0" for name, value in env.items())
 
 
-def stdin_stream(nonce: str, payload: Payload, env: Mapping[str, str], user_stdin: Iterable[bytes]) -> Iterator[bytes]:
-    yield payload.header(nonce, len(env)) + env_block(env)
+def stdin_stream(
+    nonce: str, payload: Payload, env: Mapping[str, str], user_stdin: Iterable[bytes], *, reap: bool = True
+) -> Iterator[bytes]:
+    yield payload.header(nonce, len(env), reap) + env_block(env)
     for part in (payload.tar, payload.code):
         if part:
             yield part

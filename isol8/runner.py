@@ -78,6 +78,8 @@ class RunRequest:
     policy: SandboxPolicy = field(default_factory=SandboxPolicy)
     persist: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)  # extra container labels (e.g. the server's id)
+    # in a kept container (a server session): leave the program's background processes running
+    keep_background: bool = False
 
     def __post_init__(self) -> None:
         if (self.code is None) == (self.cmd is None):
@@ -292,7 +294,9 @@ class Execution:
                 kept[stream].append(data)
                 yield Chunk(stream, data)
 
-        stdin = payload.stdin_stream(self.nonce, self.payload, self.program_env, request.stdin)
+        stdin = payload.stdin_stream(
+            self.nonce, self.payload, self.program_env, request.stdin, reap=not request.keep_background
+        )
         if self.watched:
             reaper.watch(self.engine.dialect, self.name)
         removed = False

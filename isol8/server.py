@@ -162,6 +162,11 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
     image = opts.get("image")
     if image is not None and not state.allow_images:
         raise HTTPError(403, "choosing an image is not allowed by this server's policy")
+    keep_background = opts.get("keepBackground", False)
+    if not isinstance(keep_background, bool):
+        raise HTTPError(400, "keepBackground must be true or false")
+    if keep_background and body.get("sessionId") is None:
+        raise HTTPError(400, "keepBackground only applies to a session (give a sessionId)")
     for forbidden in ("seccomp", "seccompProfile", "security", "persist", "readonlyRootFs"):
         if forbidden in opts:
             raise HTTPError(403, f"option {forbidden} is not allowed by this server's policy")
@@ -197,6 +202,7 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
                 shm_size=int(chosen["shmSize"]),
             ),
             labels={SERVER_LABEL: state.server_id},
+            keep_background=keep_background,
         )
     except (UsageError, ValueError) as exc:
         raise HTTPError(400, str(exc)) from None
@@ -305,6 +311,7 @@ class Session:
     id: str
     container: str
     runtime: str
+    keep_background: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)
 
@@ -312,6 +319,7 @@ class Session:
         return {
             "id": self.id,
             "runtime": self.runtime,
+            "keepBackground": self.keep_background,
             "busy": self.lock.locked(),
             "idleSeconds": round(time.monotonic() - self.last_used, 1),
         }
@@ -349,7 +357,9 @@ class Sessions:
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
-                session = Session(session_id, f"isol8-session-{os.urandom(8).hex()}", run.runtime.name)
+                session = Session(
+                    session_id, f"isol8-session-{os.urandom(8).hex()}", run.runtime.name, run.keep_background
+                )
                 self._sessions[session_id] = session
                 created = True
             else:
@@ -415,6 +425,7 @@ def session_execute(state: ServerState, body: Mapping[str, Any], files_dir: Path
     session_id = Sessions.check_id(body.get("sessionId"))
     run = _prepare(state, body, files_dir)
     session = state.sessions.get_or_create(session_id, run)
+    run = dataclasses.replace(run, keep_background=session.keep_background)  # the session's, from its first request
     with session.lock:
         execution = Execution(state.engine, run, container=session.container)
         ended = True

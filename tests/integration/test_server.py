@@ -364,3 +364,22 @@ def test_a_sigkilled_server_leaves_no_container(engine: str, tmp_path: Path) -> 
         if started.proc.poll() is None:
             started.proc.kill()
         subprocess.run([engine, "rmi", "-f", started.prebuilt], capture_output=True)
+
+
+def test_keep_background_keeps_a_sessions_processes_when_asked(server: Server) -> None:
+    client = server.client()
+    sid = f"keep-{os.getpid()}-{server.engine}"
+    serve = "setsid nohup sh -c 'while :; do date +%s > beat; sleep 0.2; done' >/dev/null 2>&1 & echo started"
+    try:
+        first = client.execute(
+            {"sessionId": sid, "request": {"cmd": serve, "runtime": "bash"}, "options": {"keepBackground": True}}
+        )
+        assert first["stdout"] == "started\n", first
+        old = client.execute({"sessionId": sid, "request": {"cmd": "cat beat", "runtime": "bash"}})["stdout"]
+        time.sleep(1.5)
+        new = client.execute({"sessionId": sid, "request": {"cmd": "cat beat", "runtime": "bash"}})["stdout"]
+        assert int(new) > int(old), (old, new)  # still beating across executions
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
+    with pytest.raises(RemoteError, match="keepBackground only applies to a session"):
+        client.execute({"request": {"cmd": "true", "runtime": "bash"}, "options": {"keepBackground": True}})
