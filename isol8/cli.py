@@ -364,15 +364,15 @@ def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
             "Serve isol8 over HTTP: GET /health (no auth), POST /execute, POST /execute/stream\n"
             "(Server-Sent Events of {type: stdout|stderr|error|exit, data}), POST /cleanup, and for\n"
             "named sessions (sessionId in an execute request) GET /sessions, DELETE /session/ID,\n"
-            "POST /file and GET /file; with `Authorization: Bearer KEY`. Every process an execution\n"
-            "starts ends with it, unless a session's first request sets options.keepBackground.\n"
-            "Before listening it checks\n"
+            "POST /file and GET /file; with `Authorization: Bearer KEY`. Before listening it checks\n"
             "the engine, builds missing base images and the config's prebuiltImages, and starts warm\n"
             "pools (server.poolSize containers per runtime). Requests may tighten the config's\n"
             "defaults (timeoutMs, memoryLimit, cpuLimit, pidsLimit, sandboxSize, tmpSize, shmSize,\n"
             "maxOutputSize) but never exceed them; host network and other images only when the\n"
             "config's server.allowHostNetwork / server.allowImages allow them. At most\n"
             "maxConcurrent executions run; others wait up to server.queueTimeoutMs, then get 429.\n"
+            "Every process an execution starts ends with it, unless the first request of a session\n"
+            "sets options.keepBackground (its processes then outlive executions, and see theirs).\n"
             "SIGINT/SIGTERM stop it; its containers are removed, its images kept."
         ),
     )
