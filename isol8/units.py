@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
 
 KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
 _SIZE_UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": TIB}
@@ -19,8 +18,8 @@ TMPFS_MIN = MIB
 OUTPUT_MIN = 1
 SIZE_MAX = TIB
 OUTPUT_MAX = GIB  # kept in isol8's memory, per stream
-CPU_MIN = Fraction(1, 100)
-CPU_MAX = Fraction(1024)
+CPU_MIN = (1, 100)  # exact numbers are (numerator, positive denominator): no fractions import on the run path
+CPU_MAX = (1024, 1)
 PIDS_MIN = 1
 PIDS_MAX = 4_194_304  # the kernel's pid_max ceiling
 DURATION_MIN_MS = 1
@@ -37,23 +36,36 @@ class InvalidLimit(ValueError):
     """A limit value that is malformed, out of range, or would mean "unlimited" to an engine."""
 
 
-def _number(value: object) -> Fraction | None:
+Exact = tuple[int, int]
+
+
+def _number(value: object) -> Exact | None:
     """An exact int/float (never a bool, never nan/inf), or None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return Fraction(value)
+        return value, 1
     if isinstance(value, float) and math.isfinite(value):
-        return Fraction(value)
+        return value.as_integer_ratio()
     return None
+
+
+def _decimal(text: str, scale: int = 1) -> Exact:
+    """"12.5" (digits, at most one point) times scale, exactly."""
+    whole, _, part = text.partition(".")
+    return (int(whole or "0") * 10 ** len(part) + int(part or "0")) * scale, 10 ** len(part)
+
+
+def _within(x: Exact, low: Exact, high: Exact) -> bool:
+    return low[0] * x[1] <= x[0] * low[1] and x[0] * high[1] <= high[0] * x[1]
 
 
 def format_size(n: int) -> str:
     """Bytes for people, in the form parse_size reads back: 536870912 -> '512m', 1536 -> '1.5k'."""
     for suffix in ("t", "g", "m", "k"):
-        amount = Fraction(n, _SIZE_UNITS[suffix])
-        if amount >= 1 and (amount * 100).denominator == 1:
-            text = f"{float(amount):.2f}".rstrip("0").rstrip(".")
+        unit = _SIZE_UNITS[suffix]
+        if n >= unit and (n * 100) % unit == 0:
+            text = f"{n / unit:.2f}".rstrip("0").rstrip(".")
             return text + suffix
     return str(n)
 
@@ -65,14 +77,14 @@ def parse_size(value: object, *, minimum: int = 1, maximum: int = SIZE_MAX) -> i
     if exact is None and isinstance(value, str):
         match = _SIZE.fullmatch(value.strip(" "))
         if match:
-            exact = Fraction(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+            exact = _decimal(match.group(1), _SIZE_UNITS[match.group(2).lower()])
     if exact is None:
         raise InvalidLimit(f"not a size: {value!r} ({accepted})")
-    if exact.denominator != 1:
+    if exact[0] % exact[1]:
         raise InvalidLimit(f"{value!r} is not a whole number of bytes ({accepted})")
-    if not minimum <= exact <= maximum:
+    if not _within(exact, (minimum, 1), (maximum, 1)):
         raise InvalidLimit(f"{value!r} is out of range ({accepted})")
-    return int(exact)
+    return exact[0] // exact[1]
 
 
 def memory(value: object) -> int:
@@ -89,15 +101,15 @@ def output_size(value: object) -> int:
 
 def cpus(value: object) -> float:
     """Cores as a float from 0.5, 2, "1.5", within [0.01, 1024]; never nan, inf or 0."""
-    accepted = f"a number of cores from {float(CPU_MIN):g} to {float(CPU_MAX):g}, e.g. 0.5 or 2"
+    accepted = f"a number of cores from {CPU_MIN[0] / CPU_MIN[1]:g} to {CPU_MAX[0] / CPU_MAX[1]:g}, e.g. 0.5 or 2"
     exact = _number(value)
     if exact is None and isinstance(value, str) and _CPUS.fullmatch(value.strip(" ")):
-        exact = Fraction(value.strip(" "))
+        exact = _decimal(value.strip(" "))
     if exact is None:
         raise InvalidLimit(f"not a CPU count: {value!r} ({accepted})")
-    if not CPU_MIN <= exact <= CPU_MAX:
+    if not _within(exact, CPU_MIN, CPU_MAX):
         raise InvalidLimit(f"{value!r} is out of range ({accepted})")
-    return float(exact)
+    return exact[0] / exact[1]
 
 
 def pids(value: object) -> int:
@@ -105,12 +117,12 @@ def pids(value: object) -> int:
     accepted = f"a whole number from {PIDS_MIN} to {PIDS_MAX}"
     exact = _number(value)
     if exact is None and isinstance(value, str) and _PIDS.fullmatch(value.strip(" ")):
-        exact = Fraction(int(value.strip(" ")))
-    if exact is None or exact.denominator != 1:
+        exact = int(value.strip(" ")), 1
+    if exact is None or exact[0] % exact[1]:
         raise InvalidLimit(f"not a process count: {value!r} ({accepted})")
-    if not PIDS_MIN <= exact <= PIDS_MAX:
+    if not _within(exact, (PIDS_MIN, 1), (PIDS_MAX, 1)):
         raise InvalidLimit(f"{value!r} is out of range ({accepted})")
-    return int(exact)
+    return exact[0] // exact[1]
 
 
 def duration_ms(value: object) -> int:
@@ -120,9 +132,9 @@ def duration_ms(value: object) -> int:
     if exact is None and isinstance(value, str):
         match = _DURATION.fullmatch(value.strip(" "))
         if match:
-            exact = Fraction(match.group(1)) * _DURATION_UNITS[(match.group(2) or "").lower()]
+            exact = _decimal(match.group(1), _DURATION_UNITS[(match.group(2) or "").lower()])
     if exact is None:
         raise InvalidLimit(f"not a duration: {value!r} ({accepted})")
-    if not DURATION_MIN_MS <= exact <= DURATION_MAX_MS:
+    if not _within(exact, (DURATION_MIN_MS, 1), (DURATION_MAX_MS, 1)):
         raise InvalidLimit(f"{value!r} is out of range ({accepted})")
-    return round(exact)
+    return (2 * exact[0] + exact[1]) // (2 * exact[1])  # to the nearest millisecond
