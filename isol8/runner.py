@@ -231,6 +231,12 @@ class Execution:
             engine_timeout_s=backstop_s + ENGINE_BACKSTOP_EXTRA_S,
         )
 
+    def _client_env(self) -> dict[str, str] | None:
+        """isol8's environment for the engine client, less the secrets it may hold (--secret NAME)."""
+        if not self.request.secrets:
+            return None
+        return {k: v for k, v in os.environ.items() if k not in self.request.secrets}
+
     def _check_fits(self, request: RunRequest) -> None:
         """Files that cannot fit would fail before the program starts, as an OOM kill: say so instead."""
         need = self.payload.sandbox_bytes
@@ -301,7 +307,7 @@ class Execution:
             reaper.watch(self.engine.dialect, self.name)
         removed = False
         try:
-            with StreamingProcess(self.argv, stdin=stdin, cwd=self.engine.client_cwd()) as proc:
+            with StreamingProcess(self.argv, stdin=stdin, env=self._client_env(), cwd=self.engine.client_cwd()) as proc:
                 for stream, data in proc.chunks(deadline):
                     yield from emit(stream, data)
                 status = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))

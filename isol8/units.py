@@ -51,7 +51,7 @@ def _number(value: object) -> Exact | None:
 
 
 def _decimal(text: str, scale: int = 1) -> Exact:
-    """"12.5" (digits, at most one point) times scale, exactly."""
+    """ "12.5" (digits, at most one point) times scale, exactly."""
     whole, _, part = text.partition(".")
     return (int(whole or "0") * 10 ** len(part) + int(part or "0")) * scale, 10 ** len(part)
 
