@@ -176,7 +176,11 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     lim.add_argument("--memory", metavar="SIZE", help="memory limit, at least 6m, no swap beyond it (default: 512m)")
     lim.add_argument("--cpu", metavar="CPUS", help="CPU limit in cores, 0.01 to 1024 (default: 1)")
-    lim.add_argument("--pids-limit", metavar="N", help="maximum number of processes, at least 1 (default: 64)")
+    lim.add_argument(
+        "--pids-limit",
+        metavar="N",
+        help="processes the program may have, at least 1 (isol8's own come on top; default: 64)",
+    )
     lim.add_argument("--sandbox-size", metavar="SIZE", help="size of the /sandbox tmpfs, at least 1m (default: 512m)")
     lim.add_argument("--tmp-size", metavar="SIZE", help="size of the /tmp tmpfs, at least 1m (default: 256m)")
     lim.add_argument(
