@@ -259,3 +259,18 @@ def test_dev_shm_is_sized_by_shm_size_and_shared_memory_works(isol8: Isol8) -> N
     )
     assert done.stdout.split() == ["2048"], done.stdout + done.stderr
     assert "No space left on device" in done.stderr
+
+
+def test_no_run_can_hold_the_hosts_inotify_instances(isol8: Isol8) -> None:
+    """fs.inotify.max_user_instances counts uid 1100 across the host: one run holding them all made
+    inotify fail in every other run, so a sandbox gets none (file watchers report EPERM)."""
+    code = (
+        "import ctypes, errno\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "held = 0\n"
+        "while held < 1000 and libc.inotify_init1(0) >= 0:\n"
+        "    held += 1\n"
+        "print(held, errno.errorcode.get(ctypes.get_errno()))\n"
+    )
+    done = isol8("run", "-e", code)
+    assert (done.status, done.stdout) == (0, "0 EPERM\n"), done.stderr

@@ -328,6 +328,7 @@ def test_policy_refuses_loosenings_it_does_not_name(kwargs: dict[str, Any]) -> N
 DENIED = [
     "unshare", "setns", "mount", "umount2", "ptrace", "bpf", "perf_event_open", "keyctl", "add_key",
     "request_key", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "clone3",
+    "socketcall", "inotify_init", "inotify_init1",
 ]  # fmt: skip
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x02000000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
