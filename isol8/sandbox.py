@@ -14,6 +14,7 @@ from isol8.dialect import Dialect
 SANDBOX_UID = 1100
 SANDBOX_GID = 1100
 SANDBOX_DIR = "/sandbox"
+SANDBOX_USER = f"{SANDBOX_UID}:{SANDBOX_GID}"
 # RLIMIT_NPROC counts every process of a uid on the whole host, and every sandbox runs as 1100:
 # left low, one run's processes make another's fork fail. It is raised out of the way (32768 is
 # Linux's default pid_max) and --pids-limit, a cgroup of the container's own, is the limit.
@@ -70,8 +71,11 @@ def valid_env_name(name: str) -> bool:
     return bool(_ENV_NAME.fullmatch(name))
 
 
-def sandbox_flags(d: Dialect, policy: SandboxPolicy) -> list[str]:
-    """Every hardening flag of a run; tests/unit/test_sandbox.py pins them so none can slip out."""
+def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False) -> list[str]:
+    """Every hardening flag of a run; tests/unit/test_argv.py pins them so none can slip out.
+
+    keeper: a standby container, whose PID 1 and end-of-execution sweeps run as root with only
+    CAP_KILL and CAP_CHOWN, out of reach of the sandbox user its executions run as (exec_argv)."""
     memory = str(policy.memory)
     return [
         "--read-only",
@@ -84,9 +88,10 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy) -> list[str]:
         "--shm-size",
         str(policy.shm_size),
         "--user",
-        f"{SANDBOX_UID}:{SANDBOX_GID}",
+        "0:0" if keeper else SANDBOX_USER,
         "--cap-drop",
         "ALL",
+        *(["--cap-add", "KILL", "--cap-add", "CHOWN"] if keeper else []),
         "--security-opt",
         "no-new-privileges",
         "--security-opt",
@@ -109,7 +114,9 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy) -> list[str]:
     ]
 
 
-def _container_flags(d: Dialect, name: str, policy: SandboxPolicy, labels: Mapping[str, str]) -> list[str]:
+def _container_flags(
+    d: Dialect, name: str, policy: SandboxPolicy, labels: Mapping[str, str], *, keeper: bool = False
+) -> list[str]:
     """What every container isol8 starts shares: a name, no pulls, no log files, labels, the sandbox."""
     return [
         "--name",
@@ -119,7 +126,7 @@ def _container_flags(d: Dialect, name: str, policy: SandboxPolicy, labels: Mappi
         "--log-driver",
         "none",
         *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
-        *sandbox_flags(d, policy),
+        *sandbox_flags(d, policy, keeper=keeper),
     ]
 
 
@@ -157,13 +164,22 @@ def run_argv(
 
 
 def exec_argv(d: Dialect, *, name: str, command: Sequence[str]) -> list[str]:
-    """`exec` of one execution in a started standby container (see standby_argv)."""
-    return [d.binary, "exec", "-i", "--workdir", SANDBOX_DIR, name, "/bin/bash", *command]
+    """`exec` of one execution, as the sandbox user, in a started standby container (see standby_argv)."""
+    return [d.binary, "exec", "-i", "--user", SANDBOX_USER, "--workdir", SANDBOX_DIR, name, "/bin/bash", *command]
 
 
-# PID 1 of a standby container: it outlives every execution's `kill -KILL -1` (the kernel spares a
-# namespace's init) and reaps the orphans those leave (bash waits for any child).
-KEEPER = "while :; do sleep 86400 & wait $!; done"
+def sweep_argv(d: Dialect, *, name: str) -> list[str]:
+    """`exec` as root with CAP_KILL: ends every process in a standby container but its PID 1.
+
+    The sandbox user can neither stop nor read a root process, so unlike the wrapper's own
+    `kill -KILL -1` (which a program may disturb: it shares the wrapper's uid) this one holds."""
+    return [d.binary, "exec", "--user", "0:0", name, "/bin/bash", "-c", "kill -KILL -1"]
+
+
+# PID 1 of a standby container, as root: it gives /sandbox to the sandbox user (podman's tmpfs
+# takes no uid=), outlives every `kill -KILL -1` (the kernel spares a namespace's init; the sandbox
+# user cannot signal, trace or read it) and reaps the orphans executions leave (bash waits for any).
+KEEPER = f"chown {SANDBOX_USER} {SANDBOX_DIR} || exit 1; while :; do sleep 86400 & wait $!; done"
 
 
 def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, labels: Mapping[str, str]) -> list[str]:
@@ -172,7 +188,7 @@ def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, la
         d.binary,
         "run",
         "-d",
-        *_container_flags(d, name, policy, labels),
+        *_container_flags(d, name, policy, labels, keeper=True),
         "--workdir",
         SANDBOX_DIR,
         "--entrypoint",

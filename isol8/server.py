@@ -35,13 +35,15 @@ from isol8.config import Config
 from isol8.custom import RegistrySettings
 from isol8.engine import Engine
 from isol8.errors import Isol8Error, UsageError
+from isol8.log import get_logger
 from isol8.pool import WarmPool
 from isol8.process import run_process, run_process_bytes
 from isol8.provision import provide
 from isol8.runner import Chunk, Execution, RunRequest, RunResult
-from isol8.sandbox import SandboxPolicy, standby_argv
+from isol8.sandbox import SANDBOX_USER, SandboxPolicy, standby_argv, sweep_argv
 
 SERVER_LABEL = "org.isol8.server.id"
+log = get_logger(__name__)
 
 
 class HTTPError(Exception):
@@ -390,6 +392,16 @@ class Sessions:
             raise HTTPError(409, f"session {session_id} runs {session.runtime}, not {run.runtime.name}")
         return session
 
+    def sweep(self, session: Session) -> bool:
+        """End every process an execution left in the session's container (a root exec the
+        sandbox user cannot stop); False if that failed, and the session must end."""
+        try:
+            self.state.engine.call(sweep_argv(self.state.engine.dialect, name=session.container), timeout=30)
+        except Isol8Error as exc:
+            log.warning("could not sweep session %s: %s", session.id, exc)
+            return False
+        return True
+
     def remove(self, session_id: str) -> bool:
         with self._lock:
             session = self._sessions.pop(session_id, None)
@@ -433,6 +445,8 @@ def session_execute(state: ServerState, body: Mapping[str, Any], files_dir: Path
             yield from execution
             # a timeout kills the container; a wrapper the program disturbed may have left processes
             ended = execution.result is None or execution.result.timed_out or not execution.intact
+            if not ended and not session.keep_background:
+                ended = not state.sessions.sweep(session)
         finally:
             session.last_used = time.monotonic()
             if ended:  # killed or interrupted: the container is gone, and so is the session
@@ -456,7 +470,19 @@ def put_file(state: ServerState, session_id: str, path: str, data: bytes) -> Non
     script = 'mkdir -p -- "$(dirname -- "$1")" && cat >"$1"'
     with session.lock:
         done = run_process(
-            [d.binary, "exec", "-i", session.container, "/bin/bash", "-c", script, "isol8", path],
+            [
+                d.binary,
+                "exec",
+                "-i",
+                "--user",
+                SANDBOX_USER,
+                session.container,
+                "/bin/bash",
+                "-c",
+                script,
+                "isol8",
+                path,
+            ],
             input=data,
             timeout=120,
             cwd=state.engine.client_cwd(),
@@ -470,7 +496,9 @@ def get_file(state: ServerState, session_id: str, path: str) -> bytes:
     session = state.sessions.get(session_id)
     d = state.engine.dialect
     with session.lock:
-        done = run_process_bytes([d.binary, "exec", session.container, "/bin/cat", "--", path], timeout=120)
+        done = run_process_bytes(
+            [d.binary, "exec", "--user", SANDBOX_USER, session.container, "/bin/cat", "--", path], timeout=120
+        )
         session.last_used = time.monotonic()
     if done[0] != 0:
         raise HTTPError(404, f"cannot read {path}: {done[2].strip()}")

@@ -383,3 +383,57 @@ def test_keep_background_keeps_a_sessions_processes_when_asked(server: Server) -
         _session_call(server, "DELETE", f"/session/{sid}")
     with pytest.raises(RemoteError, match="keepBackground only applies to a session"):
         client.execute({"request": {"cmd": "true", "runtime": "bash"}, "options": {"keepBackground": True}})
+
+
+STOP_AND_STEAL = r"""
+import os, signal, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:  # the spy: stop each new process as it appears, read its environment and stdin
+        me = os.getpid()
+        while True:
+            for pid in range(me + 1, me + 400):
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except OSError:
+                    continue
+                try:
+                    loot = open(f"/proc/{pid}/environ", "rb").read()
+                    with open(f"/proc/{pid}/fd/0", "rb", 0) as f:
+                        os.set_blocking(f.fileno(), False)
+                        loot += f.read(65536) or b""
+                    if b"TOKEN" in loot:
+                        open("/sandbox/leak", "ab").write(loot)
+                except (OSError, TypeError):
+                    pass
+                os.kill(pid, signal.SIGCONT)
+    os._exit(0)
+time.sleep(0.3)
+forge(b"exit:137:0")  # then kill the wrapper: its status (137) agrees with the forged line
+os.kill(parent, signal.SIGKILL)
+"""
+
+
+def test_a_spy_that_killed_its_wrapper_and_stops_new_processes_steals_nothing(server: Server) -> None:
+    """The red team's attack: forge a consistent exit, kill the wrapper before its `kill -1`, then
+    stop the next execution's processes to read them. The root sweep after each execution ends it."""
+    from tests.integration.test_supervision import FIND_NONCE
+
+    client = server.client()
+    sid = f"steal-{os.getpid()}-{server.engine}"
+    try:
+        client.execute({"sessionId": sid, "request": {"code": FIND_NONCE + STOP_AND_STEAL, "runtime": "python"}})
+        victim = client.execute(
+            {
+                "sessionId": sid,
+                "request": {"code": "import os; print(os.environ['TOKEN'] == 's3cr3t')", "runtime": "python"},
+                "options": {"secrets": {"TOKEN": "s3cr3t"}},
+            }
+        )
+        assert (victim["exitCode"], victim["stdout"]) == (0, "True\n"), victim
+        check = client.execute(
+            {"sessionId": sid, "request": {"code": "import os; print(os.path.exists('/sandbox/leak'))"}}
+        )
+        assert (check["exitCode"], check["stdout"]) == (0, "False\n"), check
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")

@@ -21,6 +21,7 @@ from isol8.sandbox import (
     run_argv,
     sandbox_flags,
     standby_argv,
+    sweep_argv,
 )
 
 SECCOMP = str(Path(isol8.data.__file__).resolve().parent / "seccomp.json")
@@ -368,18 +369,49 @@ def test_seccomp_allows_clone_only_without_namespace_flags(profile: dict[str, An
 
 @pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
 def test_standby_argv_exact(d: Dialect) -> None:
+    flags = expected_sandbox_flags(d)
+    at = flags.index("--user")
+    assert flags[at : at + 4] == ["--user", "1100:1100", "--cap-drop", "ALL"]
+    keeper = [
+        *flags[:at],
+        "--user",
+        "0:0",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "KILL",
+        "--cap-add",
+        "CHOWN",
+        *flags[at + 4 :],
+    ]
     assert standby_argv(d, name="isol8-warm", image=IMAGE, policy=SandboxPolicy(), labels=LABELS) == [
         d.binary, "run", "-d",
         "--name", "isol8-warm", "--pull", "never", "--log-driver", "none",
         "--label", "org.isol8.managed=true", "--label", "org.isol8.run.id=isol8-0123",
-        *expected_sandbox_flags(d),
+        *keeper,
         "--workdir", "/sandbox", "--entrypoint", "/bin/bash", IMAGE, "-c", KEEPER,
     ]  # fmt: skip
     assert "--init" not in standby_argv(d, name="x", image=IMAGE, policy=SandboxPolicy(), labels={})
+    assert KEEPER.startswith("chown 1100:1100 /sandbox ")
 
 
 @pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
 def test_exec_argv_exact_with_user_values_as_single_elements(d: Dialect) -> None:
+    """Executions run as the sandbox user, never as the standby container's root keeper."""
     assert exec_argv(d, name="isol8-warm", command=COMMAND) == [
-        d.binary, "exec", "-i", "--workdir", "/sandbox", "isol8-warm", "/bin/bash", *COMMAND,
+        d.binary, "exec", "-i", "--user", "1100:1100", "--workdir", "/sandbox", "isol8-warm", "/bin/bash", *COMMAND,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
+def test_sweep_argv_exact(d: Dialect) -> None:
+    assert sweep_argv(d, name="isol8-s") == [
+        d.binary,
+        "exec",
+        "--user",
+        "0:0",
+        "isol8-s",
+        "/bin/bash",
+        "-c",
+        "kill -KILL -1",
+    ]
