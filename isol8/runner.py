@@ -34,7 +34,6 @@ ENGINE_BACKSTOP_EXTRA_S = 10
 # The time limit counts from the program's start; creating and starting the container may take
 # this long on top (a loaded machine, a cold engine) before the run counts as failed.
 STARTUP_ALLOWANCE_S = 60.0
-KILL_WAIT_S = 10.0
 
 
 class RunFailed(EngineError):
@@ -312,11 +311,15 @@ class Execution:
                     yield from emit(stream, data)
                 status = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))
                 if status is None:
+                    # the engine client first: while it still relays a flood, the engine's own kill
+                    # waits on it (seen: 15 s); what it had relayed is read, then `rm -f` (below)
+                    # ends the container
                     timed_out = True
-                    self._kill()
-                    for stream, data in proc.chunks(time.monotonic() + 2):
+                    proc.signal(signal.SIGKILL)
+                    for stream, data in proc.chunks(time.monotonic() + 1):
                         yield from emit(stream, data)
-                    status = self._reap(proc)
+                    status = proc.wait()
+                    assert status is not None
                 code = status
             for stream in ("stdout", "stderr"):
                 tail = trailer.flush() if stream == "stderr" else b""
@@ -375,21 +378,6 @@ class Execution:
             message=error.message,
             hint=error.hint or f"{self.engine.name} exited with {code} before the program started; it never ran",
         )
-
-    def _kill(self) -> None:
-        try:
-            self.engine.kill(self.name)
-        except EngineError as exc:
-            log.debug("kill %s: %s", self.name, exc)
-
-    @staticmethod
-    def _reap(proc: StreamingProcess) -> int:
-        code = proc.wait(timeout=KILL_WAIT_S)
-        if code is None:
-            proc.signal(signal.SIGKILL)
-            code = proc.wait()
-        assert code is not None
-        return code
 
     def _remove(self) -> bool:
         try:

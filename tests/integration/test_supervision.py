@@ -77,6 +77,15 @@ def test_timeout_holds_against_forged_start_lines_and_a_killed_watchdog(isol8: I
     assert len(_forged_tokens(done.stderr)) < tokens
 
 
+def test_timeout_holds_against_an_output_flood(isol8: Isol8) -> None:
+    """A flood kept the engine client busy, and the engine's kill waited on it (seen: 18 s for 3 s)."""
+    flood = "yes AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA & yes BBBBBBBBBBBBBBBBBBBB >&2 & sleep 60"
+    done = isol8("run", "--timeout", "3s", "--max-output", "10k", "--cmd", flood)
+
+    assert done.status == 124, done.stderr[-500:]
+    assert done.seconds < 3 + 3, done.seconds
+
+
 def test_forged_exit_lines_do_not_change_the_outcome(isol8: Isol8) -> None:
     code = FIND_NONCE + "forge(b'exit:0:0')\nforge(b'setup:fake engine failure')\nsys.exit(3)\n"
     done = isol8("run", "-e", code)
