@@ -274,3 +274,33 @@ def test_no_run_can_hold_the_hosts_inotify_instances(isol8: Isol8) -> None:
     )
     done = isol8("run", "-e", code)
     assert (done.status, done.stdout) == (0, "0 EPERM\n"), done.stderr
+
+
+def _i386_vsock_program() -> bytes:
+    """A static 32-bit x86 program: socketcall(SYS_SOCKET, [AF_VSOCK, SOCK_STREAM, 0]), exit(result)."""
+    import struct
+
+    code = bytes.fromhex(
+        "6a00" "6a01" "6a28"  # push 0 (protocol), 1 (SOCK_STREAM), 40 (AF_VSOCK)
+        "89e1"  # mov ecx, esp: the call's arguments
+        "bb01000000" "b866000000" "cd80"  # socketcall(SYS_SOCKET, ecx)
+        "89c3" "b801000000" "cd80"  # exit(eax): 3 when a socket was made
+        "0f0b"  # ud2, should exit fail
+    )  # fmt: skip
+    base, size = 0x08048000, 52 + 32 + len(code)
+    header = b"\x7fELF\x01\x01\x01" + bytes(9)
+    header += struct.pack("<HHIIIIIHHHHHH", 2, 3, 1, base + 84, 52, 0, 0, 52, 32, 1, 0, 0, 0)
+    segment = struct.pack("<IIIIIIII", 1, 0, base, base, size, size, 5, 0x1000)
+    return header + segment + code
+
+
+def test_32_bit_code_cannot_reach_refused_socket_families(isol8: Isol8, tmp_path: Path) -> None:
+    """libseccomp turns socket rules into socketcall rules for 32-bit x86 that let any family
+    through: a 32-bit program made an AF_VSOCK socket on docker. No compat syscalls are allowed."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "s32").write_bytes(_i386_vsock_program())
+    (files / "s32").chmod(0o755)
+    done = isol8("run", "--files", str(files), "--cmd", "/sandbox/s32 2>/dev/null; echo $?")
+    assert done.stdout.strip() not in ("", "3"), done.stdout + done.stderr
+    assert int(done.stdout.split()[-1]) >= 128, done.stdout  # killed for its first 32-bit syscall
