@@ -34,6 +34,11 @@ ENGINE_BACKSTOP_EXTRA_S = 10
 # The time limit counts from the program's start; creating and starting the container may take
 # this long on top (a loaded machine, a cold engine) before the run counts as failed.
 STARTUP_ALLOWANCE_S = 60.0
+# The program's environment: what an exec takes (a string is below 128 KiB, Linux's
+# MAX_ARG_STRLEN), and little enough that the wrapper reads it in a moment (it reads byte by byte).
+ENV_ENTRY_MAX = 128 * 1024
+ENV_BYTES_MAX = 256 * 1024
+ENV_COUNT_MAX = 4096
 
 
 class RunFailed(EngineError):
@@ -87,9 +92,18 @@ class RunRequest:
         for name in (*self.env, *self.secrets):
             if not valid_env_name(name):
                 raise UsageError(f"not a valid environment variable name: {name!r}")
-        for key, value in {**self.env, **self.secrets}.items():
+        program_env = {**self.env, **self.secrets}
+        for key, value in program_env.items():
             if "\0" in value:
                 raise UsageError(f"the value of {key} contains a NUL byte")
+            if len(key.encode()) + len(value.encode()) >= ENV_ENTRY_MAX:
+                raise UsageError(f"the value of {key} is too long (a variable is less than {ENV_ENTRY_MAX} bytes)")
+        size = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in program_env.items())
+        if len(program_env) > ENV_COUNT_MAX or size > ENV_BYTES_MAX:
+            raise UsageError(
+                f"the environment is too large: {len(program_env)} variables, {size} bytes "
+                f"(at most {ENV_COUNT_MAX} variables and {ENV_BYTES_MAX} bytes)"
+            )
         if self.image is not None and (
             not self.image or self.image.startswith("-") or any(c.isspace() for c in self.image)
         ):

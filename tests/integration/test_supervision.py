@@ -237,3 +237,16 @@ def test_an_oom_kill_leaves_no_file_in_the_working_directory(isol8: Isol8, tmp_p
     done = isol8("run", "--memory", "32m", "-e", "x = bytearray(256 * 1024 * 1024)", cwd=tmp_path)
     assert done.status == 137 and "out of memory" in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_environment_too_large_for_an_exec_is_refused_and_the_largest_allowed_runs(
+    isol8: Isol8, tmp_path: Path
+) -> None:
+    (tmp_path / "big").write_text("x" * 200_000)
+    done = isol8("run", "--secret-file", f"BIG={tmp_path / 'big'}", "--cmd", "echo ran")
+    assert done.status == 2 and "too long" in done.stderr and done.stdout == "", done.stderr
+    (tmp_path / "a").write_text("a" * 120_000)
+    (tmp_path / "b").write_text("b" * 120_000)
+    code = "import os; print(len(os.environ['A']), len(os.environ['B']))"
+    done = isol8("run", "--secret-file", f"A={tmp_path / 'a'}", "--secret-file", f"B={tmp_path / 'b'}", "-e", code)
+    assert (done.status, done.stdout) == (0, "120000 120000\n"), done.stderr

@@ -236,3 +236,24 @@ def test_the_package_exports_the_units_parser() -> None:
 
     assert isol8.InvalidLimit is InvalidLimit
     assert isol8.units.memory("6m") == 6 * MIB
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"V": "x" * (128 * 1024)}, "the value of V is too long"),
+        ({f"V{i}": "" for i in range(4097)}, "4097 variables"),
+        ({f"V{i}": "x" * 100_000 for i in range(3)}, "the environment is too large"),
+    ],
+)
+def test_a_request_refuses_an_environment_an_exec_could_not_take(env: dict[str, str], message: str) -> None:
+    """Too large, the program's exec fails after isol8 said it started (exit 126, not 125); too many
+    variables, the wrapper spends seconds reading them before the time limit even counts."""
+    from isol8 import runtimes
+    from isol8.runner import ENV_BYTES_MAX, RunRequest
+
+    for field in ("env", "secrets"):
+        with pytest.raises(UsageError, match=message):
+            RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: env})
+    at_most = {"V": "x" * (ENV_BYTES_MAX // 2 - 10), "W": "y" * (ENV_BYTES_MAX // 2 - 10)}
+    RunRequest(runtime=runtimes.get("bash"), cmd="true", env=at_most)
