@@ -11,10 +11,14 @@ _UTF8_MULTIBYTE = (
     rb"|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
     rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
 )
+# Bidirectional controls (U+061C, U+200E/F, U+202A..U+202E, U+2066..U+2069) reorder what the
+# terminal shows, so text can read other than it is (CVE-2021-42574, "Trojan Source").
+_BIDI = rb"\xd8\x9c|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]"
 _TOKEN = re.compile(
-    rb"(?P<text>(?:[\t\n\x20-\x7e]|" + _UTF8_MULTIBYTE + rb")+)"
+    rb"(?P<text>(?:(?!" + _BIDI + rb")(?:[\t\n\x20-\x7e]|" + _UTF8_MULTIBYTE + rb"))+)"
     rb"|(?P<sgr>\x1b\[[0-9;:]{0," + str(SGR_PARAMS_MAX).encode() + rb"}m)"
     rb"|(?P<c1>\xc2[\x80-\x9f])"
+    rb"|(?P<bidi>" + _BIDI + rb")"
     rb"|(?P<byte>[\x00-\xff])"
 )
 # The start of a colour sequence or of a valid UTF-8 character, at the very end of a chunk.
@@ -33,6 +37,8 @@ def _render(match: re.Match[bytes]) -> bytes:
         return match.group()
     if kind == "c1":
         return b"\\u%04x" % (match.group()[1])
+    if kind == "bidi":
+        return b"\\u%04x" % ord(match.group().decode())
     return b"\\x%02x" % match.group()[0]
 
 
@@ -46,20 +52,32 @@ def escape(data: bytes) -> bytes:
     return _TOKEN.sub(_render, data)
 
 
+RESET = b"\x1b[0m"
+
+
 class TerminalFilter:
     """escape() over a stream of chunks: a sequence or character split across chunks waits for its end."""
 
     def __init__(self) -> None:
         self.pending = b""
+        self.styled = False  # a colour sequence went through: reset before isol8 writes
 
     def feed(self, data: bytes) -> bytes:
         buf = self.pending + data
         unfinished = _UNFINISHED.search(buf, max(len(buf) - _UNFINISHED_MAX, 0))
         cut = unfinished.start() if unfinished else len(buf)
         self.pending = buf[cut:]
-        return escape(buf[:cut])
+        shown = escape(buf[:cut])
+        if not self.styled and b"\x1b[" in shown:
+            self.styled = True
+        return shown
 
     def flush(self) -> bytes:
-        """What is held back at the end of the stream, shown escaped (it never finished)."""
+        """What is held back at the end of the stream, shown escaped (it never finished), then a
+        reset if the program set colours or attributes (conceal, say), so isol8's own words show."""
         rest, self.pending = self.pending, b""
-        return escape(rest)
+        shown = escape(rest)
+        if self.styled or b"\x1b[" in shown:
+            self.styled = False
+            shown += RESET
+        return shown

@@ -12,12 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isol8.output import ProgramOutput, program_outputs
-from isol8.terminal import TerminalFilter, escape
+from isol8.terminal import RESET, TerminalFilter, escape
 
 
 def filter_chunks(chunks: Sequence[bytes]) -> bytes:
+    """The filtered text, less the reset flush() adds exactly when a colour sequence went through."""
     f = TerminalFilter()
-    return b"".join(f.feed(c) for c in chunks) + f.flush()
+    out = b"".join(f.feed(c) for c in chunks) + f.flush()
+    if b"\x1b[" in out:
+        assert out.endswith(RESET), out
+        out = out[: -len(RESET)]
+    return out
 
 
 def every_split(data: bytes, parts: int) -> list[list[bytes]]:
@@ -99,7 +104,7 @@ def test_an_unfinished_sequence_waits_for_the_next_chunk() -> None:
     assert f.feed(b"\xac") == "\u20ac".encode()
     assert f.feed(b"\x1b") == b""
     assert f.feed(b"]0;x") == rb"\x1b]0;x"
-    assert f.flush() == b""
+    assert f.flush() == RESET  # red went through: reset at the end
 
 
 def is_safe_for_a_terminal(shown: bytes) -> bool:
@@ -159,7 +164,8 @@ def test_a_terminal_gets_escaped_controls_and_colours() -> None:
     out.write(NASTY[:3])
     out.write(NASTY[3:])
     out.close()
-    assert tty.data() == rb"\x1b]52;c;aGk=\x07\x1b[?1049h" + b"\x1b[31mred\x1b[0m" + rb"\x0d" + b"\n" + rb"\xff\u009b"
+    shown = rb"\x1b]52;c;aGk=\x07\x1b[?1049h" + b"\x1b[31mred\x1b[0m" + rb"\x0d" + b"\n" + rb"\xff\u009b"
+    assert tty.data() == shown + RESET
 
 
 def test_raw_passes_everything_to_a_terminal() -> None:
@@ -187,3 +193,20 @@ def test_close_shows_what_was_held_back_before_isol8s_own_message() -> None:
     out.close()
     tty.write("isol8: message\n")
     assert tty.data() == rb"tail\x1b[3" + b"isol8: message\n"
+
+
+def test_attributes_the_program_set_are_reset_before_isol8_writes() -> None:
+    """Conceal (SGR 8) left on would hide isol8's own messages and the shell prompt after them."""
+    f = TerminalFilter()
+    assert f.feed(b"out\x1b[8m") == b"out\x1b[8m"
+    assert f.flush() == RESET
+    plain = TerminalFilter()
+    assert plain.feed(b"plain text\n") + plain.flush() == b"plain text\n"
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200f", "\u061c"])
+def test_bidirectional_controls_are_shown_escaped(char: str) -> None:
+    data = f"good{char}evil é".encode()
+    assert escape(data) == b"good\\u%04xevil \xc3\xa9" % ord(char)
+    for chunks in every_split(data, 2):
+        assert filter_chunks(chunks) == escape(data)
