@@ -51,3 +51,24 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in [n for n in os.environ if n.startswith("ISOL8_")]:
         monkeypatch.delenv(name)
     return cwd
+
+
+class _NoProcesses:
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"a unit test reached subprocess.{name}")
+
+
+@pytest.fixture
+def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records (and refuses) any use of an engine or of a process; tests assert it stays empty."""
+    from isol8 import commands, process
+
+    calls: list[str] = []
+
+    def refuse(app: commands.App) -> None:
+        calls.append("App.engine")
+        raise AssertionError("a unit test asked for the engine")
+
+    monkeypatch.setattr(commands.App, "engine", property(refuse))
+    monkeypatch.setattr(process, "subprocess", _NoProcesses())
+    return calls

@@ -128,3 +128,27 @@ def assert_no_containers(engine: str, within: float = 5.0, pid: int | None = Non
 def no_leftovers(engine: str) -> Iterator[None]:
     yield
     assert_no_containers(engine)
+
+
+def watcher_of(pid: int) -> int | None:
+    """The pid of the watcher (isol8/reaper.py) that the isol8 process `pid` started, if any."""
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (child / "stat").read_text()
+            cmdline = (child / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"isol8-reaper" in cmdline:
+            return int(child.name)
+    return None
+
+
+def start_run(engine: str, *args: str) -> subprocess.Popen[str]:
+    """`isol8 run ARGS` in the background, its output piped (text)."""
+    return subprocess.Popen(
+        [ISOL8, "--engine", engine, "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )

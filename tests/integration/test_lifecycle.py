@@ -10,18 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.conftest import ISOL8, Isol8, assert_no_containers, isol8_containers, run_isol8
-from tests.integration.test_supervision import _watcher_of
-
-
-def _start(engine: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [ISOL8, "--engine", engine, "run", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+from tests.integration.conftest import (
+    Isol8,
+    assert_no_containers,
+    isol8_containers,
+    run_isol8,
+    start_run,
+    watcher_of,
+)
 
 
 def _wait_for_output(proc: subprocess.Popen[str], expected: str) -> None:
@@ -32,7 +28,7 @@ def _wait_for_output(proc: subprocess.Popen[str], expected: str) -> None:
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_kills_and_removes_the_container(engine: str, sig: signal.Signals, status: int) -> None:
-    proc = _start(engine, "-e", "import time; print('ready', flush=True); time.sleep(60)")
+    proc = start_run(engine, "-e", "import time; print('ready', flush=True); time.sleep(60)")
     _wait_for_output(proc, "ready")
     assert len(isol8_containers(engine)) == 1
     started = time.monotonic()
@@ -43,9 +39,9 @@ def test_signal_kills_and_removes_the_container(engine: str, sig: signal.Signals
 
 
 def test_cleanup_removes_what_a_sigkilled_isol8_and_its_watcher_left(engine: str) -> None:
-    proc = _start(engine, "--timeout", "2m", "-e", "import time; print('ready', flush=True); time.sleep(120)")
+    proc = start_run(engine, "--timeout", "2m", "-e", "import time; print('ready', flush=True); time.sleep(120)")
     _wait_for_output(proc, "ready")
-    watcher = _watcher_of(proc.pid)
+    watcher = watcher_of(proc.pid)
     assert watcher is not None
     os.kill(watcher, signal.SIGKILL)  # else it removes the container as soon as isol8 dies
     proc.kill()

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ISOL8, Isol8, assert_no_containers, isol8_containers, run_isol8
+from tests.integration.conftest import (
+    ISOL8,
+    Isol8,
+    assert_no_containers,
+    isol8_containers,
+    run_isol8,
+    start_run,
+    watcher_of,
+)
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -128,28 +136,6 @@ def test_user_environment_reaches_the_program_only(isol8: Isol8, tmp_path: Path,
     assert "INJECTED" not in done.stderr
 
 
-def _watcher_of(pid: int) -> int | None:
-    for child in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (child / "stat").read_text()
-            cmdline = (child / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"isol8-reaper" in cmdline:
-            return int(child.name)
-    return None
-
-
-def _start(engine: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [ISOL8, "--engine", engine, "run", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-
-
 def _wait_ready(proc: subprocess.Popen[str]) -> str:
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -160,9 +146,9 @@ def _wait_ready(proc: subprocess.Popen[str]) -> str:
 
 def test_a_sigkilled_isol8_leaves_no_container_even_when_the_program_killed_its_watchdog(engine: str) -> None:
     code = FIND_NONCE + "print('ready', flush=True)\nimport time; time.sleep(120)\n"
-    proc = _start(engine, "--timeout", "2m", "-e", code)
+    proc = start_run(engine, "--timeout", "2m", "-e", code)
     _wait_ready(proc)
-    assert _watcher_of(proc.pid) is not None
+    assert watcher_of(proc.pid) is not None
     assert len(isol8_containers(engine, proc.pid)) == 1
     killed = time.monotonic()
     proc.kill()
@@ -175,9 +161,9 @@ def test_with_isol8_and_its_watcher_dead_podman_times_out_and_docker_needs_clean
     """The last backstops, when isol8, its watcher and the in-container watchdog are all gone:
     podman's conmon ends the run at its --timeout; docker has none, and `isol8 cleanup` removes it."""
     code = FIND_NONCE + "print('ready', flush=True)\nimport time; time.sleep(120)\n"
-    proc = _start(engine, "--timeout", "1s", "-e", code)
+    proc = start_run(engine, "--timeout", "1s", "-e", code)
     _wait_ready(proc)
-    watcher = _watcher_of(proc.pid)
+    watcher = watcher_of(proc.pid)
     assert watcher is not None
     os.kill(watcher, signal.SIGKILL)
     proc.kill()

@@ -14,7 +14,6 @@ import yaml
 
 import isol8
 import isol8.process
-from isol8 import commands
 from isol8.config import DEFAULTS
 from isol8.runtimes import NAMES
 from tests.conftest import CliResult
@@ -28,23 +27,9 @@ def _isolated(isolated: Path) -> Path:
     return isolated
 
 
-class _NoProcesses:
-    def __getattr__(self, name: str) -> object:
-        raise AssertionError(f"a unit test reached subprocess.{name}")
-
-
 @pytest.fixture(autouse=True)
-def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records (and refuses) any use of an engine; tests assert it stays empty."""
-    calls: list[str] = []
-
-    def refuse(app: commands.App) -> None:
-        calls.append("App.engine")
-        raise AssertionError("a unit test asked for the engine")
-
-    monkeypatch.setattr(commands.App, "engine", property(refuse))
-    monkeypatch.setattr(isol8.process, "subprocess", _NoProcesses())
-    return calls
+def _no_engine(engine_calls: list[str]) -> list[str]:
+    return engine_calls
 
 
 # ---- top level ----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import isol8.process
 from isol8 import commands
 from isol8.errors import UsageError
 from isol8.output import open_out
@@ -23,23 +22,9 @@ def _isolated(isolated: Path) -> Path:
     return isolated
 
 
-class _NoProcesses:
-    def __getattr__(self, name: str) -> object:
-        raise AssertionError(f"a unit test reached subprocess.{name}")
-
-
 @pytest.fixture(autouse=True)
-def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records (and refuses) any use of an engine or of a process; tests assert it stays empty."""
-    calls: list[str] = []
-
-    def refuse(app: commands.App) -> None:
-        calls.append("App.engine")
-        raise AssertionError("a unit test asked for the engine")
-
-    monkeypatch.setattr(commands.App, "engine", property(refuse))
-    monkeypatch.setattr(isol8.process, "subprocess", _NoProcesses())
-    return calls
+def _no_engine(engine_calls: list[str]) -> list[str]:
+    return engine_calls
 
 
 def unwritable(kind: str, isolated: Path) -> str:
