@@ -343,8 +343,9 @@ class Execution:
                     kept[stream].append(data)
                     yield Chunk(stream, data)
             got = trailer.trailer
-            # the exit line counts only when the engine's exit status agrees: the program can
-            # forge that line, but not the status of the wrapper that ran it
+            # the exit line counts only when the engine's exit status agrees: the status is never
+            # the program's to forge (a program that kills its wrapper gets 137 reported, and at
+            # most a claim of its own OOM kill believed; a session is swept after it regardless)
             self.intact = not timed_out and got is not None and got.kind == "exit" and got.exit_code == code
             removed = self.intact and not request.persist
         finally:
