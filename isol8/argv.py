@@ -77,7 +77,7 @@ def container_inspect_argv(d: Dialect, ids: Sequence[str]) -> list[str]:
 
 
 def rm_argv(d: Dialect, ids: Sequence[str]) -> list[str]:
-    return [d.binary, "rm", "-f", *ids]
+    return [d.binary, "rm", *d.rm_force, *ids]
 
 
 def kill_argv(d: Dialect, name: str) -> list[str]:

@@ -30,6 +30,9 @@ class Dialect:
     tmpfs_no_copy: str
     # podman's conmon kills a container that outlives `run --timeout`; docker has no such flag
     run_timeout_flag: str | None
+    # podman's `rm -f` first stops a container politely and waits 10 s; a keeper (PID 1 ignores
+    # SIGTERM) makes every removal take that long unless told not to wait
+    rm_force: tuple[str, ...]
     # podman 4's conmon drops an empty file named `oom` in its working directory after an OOM kill
     # (containers/conmon#504): its client runs in a folder of isol8's own
     private_cwd: bool
@@ -66,6 +69,7 @@ DOCKER = Dialect(
     local_prefix="",
     tmpfs_no_copy="",
     run_timeout_flag=None,
+    rm_force=("-f",),
     private_cwd=False,
 )
 
@@ -78,6 +82,7 @@ PODMAN = Dialect(
     local_prefix="localhost/",
     tmpfs_no_copy=",notmpcopyup",
     run_timeout_flag="--timeout",
+    rm_force=("-f", "-t", "0"),
     private_cwd=True,
 )
 

@@ -323,7 +323,8 @@ def test_the_server_timeout_holds_against_forged_start_lines(server: Server) -> 
     started = time.monotonic()
     result = server.client().execute({"request": {"code": code, "runtime": "python", "timeoutMs": 3000}})
     assert (result["exitCode"], result["timedOut"]) == (124, True), result
-    assert time.monotonic() - started < 3 + 3
+    assert result["durationMs"] < (3 + 3) * 1000  # from the program's start, on isol8's clock
+    assert time.monotonic() - started < 3 + 20  # creating the container comes on top
 
 
 @pytest.mark.parametrize("mode", [[], ["--no-stream"]], ids=["live", "no-stream"])

@@ -273,7 +273,7 @@ def test_a_transient_failure_is_not_retried_on_a_non_idempotent_call(fp: Any, sl
 
 @DIALECTS
 def test_remove_containers_that_rm_f_already_forgives(fp: Any, d: Dialect, sleeps: Sleeps) -> None:
-    argv = [d.binary, "rm", "-f", "isol8-gone"]
+    argv = [d.binary, "rm", *d.rm_force, "isol8-gone"]
     register_recorded(fp, d, argv, "rm-f-missing-container")  # exit 0 on both, docker still complains
 
     engine_for(d, sleeps).remove_containers(["isol8-gone"])
@@ -283,7 +283,7 @@ def test_remove_containers_that_rm_f_already_forgives(fp: Any, d: Dialect, sleep
 
 @DIALECTS
 def test_remove_containers_treats_no_such_container_as_removed(fp: Any, d: Dialect, sleeps: Sleeps) -> None:
-    rm = [d.binary, "rm", "-f", "isol8-gone"]
+    rm = [d.binary, "rm", *d.rm_force, "isol8-gone"]
     inspect = [d.binary, "container", "inspect", "isol8-gone"]
     register_recorded(fp, d, rm, "rm-missing-container")
     register_recorded(
@@ -300,9 +300,9 @@ def test_remove_containers_treats_no_such_container_as_removed(fp: Any, d: Diale
 def test_remove_containers_retries_the_ones_still_there(fp: Any, d: Dialect, sleeps: Sleeps) -> None:
     present = json.loads(recording(d, "container-inspect.json"))
     present_id = present[0]["Id"]
-    rm_both = [d.binary, "rm", "-f", "isol8-here", "isol8-gone"]
+    rm_both = [d.binary, "rm", *d.rm_force, "isol8-here", "isol8-gone"]
     inspect = [d.binary, "container", "inspect", "isol8-here", "isol8-gone"]
-    rm_rest = [d.binary, "rm", "-f", present_id]
+    rm_rest = [d.binary, "rm", *d.rm_force, present_id]
     register_recorded(fp, d, rm_both, "rm-missing-container")
     register_recorded(fp, d, inspect, "container-inspect-missing", stdout=json.dumps(present))
     fp.register(rm_rest, stdout=present_id + "\n")
