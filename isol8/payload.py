@@ -20,22 +20,22 @@ if TYPE_CHECKING:
 SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 
 # The container's entrypoint (bash -c WRAPPER isol8 WORKDIR BACKSTOP CMD...). From stdin it reads
-# one header line "<nonce> <tar bytes> <code bytes> <tar|empty|read|head> <code file name> <env count>
-# <reap>",
-# then the program's environment as NUL-terminated NAME=VALUE entries, then the tar (the --files
-# folder, unpacked into /sandbox), then the code file (small code with the `read` builtin, larger
-# code with GNU head -c, which never reads past its count); the rest of stdin is the program's.
-# The user's environment never reaches this shell: it gets only the image's, runs its own tools
-# from the system folders (never /sandbox), and hands the user's variables to the program's exec
-# alone. It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts and
+# one header line "<nonce> <tar bytes> <code bytes> <tar|empty|read|head> <code name> <env count>
+# <reap>", then the program's environment as NUL-terminated NAME=VALUE entries, then the tar (the
+# --files folder, unpacked into /sandbox), then the code file (small code with the `read`
+# builtin, larger code with GNU head -c, which never reads past its count); the rest of stdin is
+# the program's. The user's environment never reaches this shell: it gets only the image's, runs
+# its own tools from the system folders (never /sandbox), and hands the user's variables to the
+# program's exec alone. It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts and
 # "<RS>isol8:<nonce>:exit:<code>:<oom kills>" when it ends. The program shares this shell's uid
-# and can read its memory, so nothing it could forge decides anything: isol8 takes only the first
-# start line (the program does not exist before it), setup lines only before it, and an exit
-# line only when it agrees with the exit status the engine reports. With reap 1, `kill -KILL -1`
-# before and after the program ends every other process of the sandbox user (PID 1 is spared:
-# the init, or a session's keeper), so an execution in a kept container never leaves one running
-# (reap 0: a session that asked to keep background processes). A background
-# `sleep BACKSTOP; kill -KILL -1` is the last of isol8's backstops (see isol8/reaper.py).
+# and can read or write its memory, so nothing it could forge decides anything: isol8 takes only
+# the first start line (the program does not exist before it), setup lines only before it, and
+# an exit line only when it agrees with the exit status the engine reports. With reap 1 (reap 0:
+# a session that keeps background processes), `kill -KILL -1` before and after the program ends
+# the sandbox user's other processes, PID 1 spared; in a session what holds is the root sweep
+# that follows every execution (isol8/sandbox.py, sweep_argv), since the program can disturb this
+# shell. A background `sleep BACKSTOP; kill -KILL -1` is the last of isol8's backstops after the
+# watcher outside the sandbox (isol8/reaper.py) and, on podman, the engine's own --timeout.
 WRAPPER = r"""
 IFS=' ' read -r nonce tarsize codesize mode name envcount reap || exit 125
 program_path=$PATH
