@@ -438,3 +438,20 @@ def test_a_spy_that_killed_its_wrapper_and_stops_new_processes_steals_nothing(se
         assert (check["exitCode"], check["stdout"]) == (0, "False\n"), check
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
+
+
+def test_executions_in_standby_containers_run_as_the_sandbox_user_without_capabilities(server: Server) -> None:
+    """The keeper (PID 1) is root with CAP_KILL and CAP_CHOWN; what a request runs never is."""
+    code = (
+        "import os\n"
+        "status = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
+        "print(os.getuid(), os.getgid(), status['CapEff'].strip(), status['CapPrm'].strip(),"
+        " status['NoNewPrivs'].strip())\n"
+    )
+    sid = f"caps-{os.getpid()}-{server.engine}"
+    try:
+        for body in ({"request": {"code": code}}, {"sessionId": sid, "request": {"code": code}}):
+            result = server.client().execute(body)
+            assert result["stdout"].split() == ["1100", "1100", "0000000000000000", "0000000000000000", "1"], result
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
