@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 
 # Exports load on first use, so `isol8 --help` and the man page builder import only the stdlib.
 _EXPORTS = {
-    "Engine": "isol8.engine",
-    "select_dialect": "isol8.engine",
+    "Engine": "isol8.backends.engine.backend",
+    "select_dialect": "isol8.backends.engine.backend",
     "Config": "isol8.config",
     "load_config": "isol8.config",
     "Isol8Error": "isol8.errors",
@@ -25,11 +25,11 @@ _EXPORTS = {
     "BuildFailed": "isol8.errors",
     "EngineTimeout": "isol8.errors",
     "ImageInfo": "isol8.models",
-    "RunRequest": "isol8.runner",
-    "RunResult": "isol8.runner",
-    "Execution": "isol8.runner",
-    "run": "isol8.runner",
-    "SandboxPolicy": "isol8.sandbox",
+    "RunRequest": "isol8.core.runner",
+    "RunResult": "isol8.core.runner",
+    "Execution": "isol8.core.runner",
+    "run": "isol8.core.runner",
+    "SandboxPolicy": "isol8.core.sandbox",
     "InvalidLimit": "isol8.units",
     "units": "isol8.units",
     "runtimes": "isol8.runtimes",

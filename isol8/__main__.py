@@ -1,3 +1,3 @@
-from isol8.cli import main
+from isol8.frontends.cli.main import main
 
 raise SystemExit(main())

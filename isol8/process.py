@@ -93,7 +93,7 @@ def run_process_bytes(argv: Sequence[str], *, timeout: float) -> tuple[int, byte
 
 
 class Watcher:
-    """A process in its own session that reads one line from a pipe held by this process (see isol8.reaper)."""
+    """A process in its own session that reads one line from a pipe held by this process (see the engine reaper)."""
 
     def __init__(self, argv: Sequence[str]) -> None:
         log.debug("+ %s (watcher)", shown(argv))

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import pytest
 
-from isol8.cli import main
+from isol8.frontends.cli.main import main
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,7 +61,8 @@ class _NoProcesses:
 @pytest.fixture
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records (and refuses) any use of an engine or of a process; tests assert it stays empty."""
-    from isol8 import commands, process
+    from isol8 import process
+    from isol8.frontends.cli import commands
 
     calls: list[str] = []
 

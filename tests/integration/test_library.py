@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from isol8 import Engine, RunRequest, SandboxPolicy, runtimes, select_dialect
-from isol8.runner import Chunk, Execution, run
+from isol8.core.runner import Chunk, Execution, run
 from tests.integration.conftest import assert_no_containers
 
 

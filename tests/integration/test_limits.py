@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from isol8.sandbox import OWN_PIDS
+from isol8.core.sandbox import OWN_PIDS
 from tests.integration.conftest import ISOL8, PACKAGE_ENV, Isol8
 from tests.integration.test_server import KEY, Server, _post, _start, _stop
 

@@ -197,7 +197,7 @@ def test_zombies_are_reaped_by_init(isol8: Isol8) -> None:
 def test_custom_stricter_seccomp_profile_from_config(isol8: Isol8, tmp_path: Path) -> None:
     import json
 
-    from isol8.sandbox import default_seccomp_profile
+    from isol8.core.sandbox import default_seccomp_profile
 
     profile = json.loads(Path(default_seccomp_profile()).read_text())
     profile["syscalls"].append({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1})

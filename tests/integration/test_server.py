@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from isol8.remote import Isol8Remote, RemoteError
+from isol8.frontends.remote import Isol8Remote, RemoteError
 from tests.integration.conftest import ISOL8, PACKAGE_ENV, run_isol8
 
 KEY = "test-key-" + os.urandom(8).hex()

@@ -1,4 +1,4 @@
-"""Exact argv of every builder (isol8.argv, isol8.sandbox) for docker and podman, and the seccomp profile."""
+"""Exact argv of every builder of the engine backend (docker and podman), and the seccomp profile."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import isol8.data
-from isol8 import argv as A
-from isol8.dialect import DOCKER, PODMAN, Dialect
-from isol8.sandbox import (
+from isol8.backends.engine import argv as A
+from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
+from isol8.core.sandbox import (
     KEEPER,
     OWN_PIDS,
     SandboxPolicy,

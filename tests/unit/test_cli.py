@@ -263,10 +263,10 @@ def test_missing_config_file_returns_2(run_cli: RunCli, tmp_path: Path) -> None:
 IMPORT_PROBE = """\
 import io, json, sys
 before = set(sys.modules)
-import isol8.cli
+import isol8.frontends.cli.main
 after_import = set(sys.modules)
-isol8.cli.main(["--help"], stdout=io.StringIO(), stderr=io.StringIO())
-isol8.cli.main(["run", "--help"], stdout=io.StringIO(), stderr=io.StringIO())
+isol8.frontends.cli.main.main(["--help"], stdout=io.StringIO(), stderr=io.StringIO())
+isol8.frontends.cli.main.main(["run", "--help"], stdout=io.StringIO(), stderr=io.StringIO())
 after_help = set(sys.modules)
 
 def outside_stdlib(names):

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from isol8 import commands
-from isol8.dialect import DOCKER
-from isol8.engine import Engine, RetryPolicy
-from isol8.sandbox import OWN_PIDS
+from isol8.backends.engine.backend import Engine, RetryPolicy
+from isol8.backends.engine.dialect import DOCKER
+from isol8.core.sandbox import OWN_PIDS
+from isol8.frontends.cli import commands
 from tests.conftest import CliResult
 
 RunCli = Callable[..., CliResult]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from isol8 import commands
 from isol8.errors import UsageError
-from isol8.output import open_out
-from isol8.run_command import parse_secrets
+from isol8.frontends.cli import commands
+from isol8.frontends.cli.output import open_out
+from isol8.frontends.cli.run import parse_secrets
 from tests.conftest import CliResult
 
 RunCli = Callable[..., CliResult]
@@ -145,8 +145,8 @@ def test_run_secret_usage_errors_return_2_without_an_engine(
 def test_secret_from_the_environment_reaches_the_request(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from isol8.cli import build_parser
-    from isol8.runner import RunRequest
+    from isol8.core.runner import RunRequest
+    from isol8.frontends.cli.parser import build_parser
 
     monkeypatch.setenv("MY_TOKEN", "env-value")
     (isolated / "t.txt").write_text("file-value\n")

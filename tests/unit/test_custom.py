@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import isol8.custom as custom
-from isol8.custom import (
+import isol8.core.custom as custom
+from isol8.core.custom import (
     ImageDefinition,
     RegistrySettings,
     _write_context,
@@ -18,8 +18,8 @@ from isol8.custom import (
     read_requirements,
     read_setup,
 )
+from isol8.ecosystems.packages import Spec, parse_specs
 from isol8.errors import UsageError
-from isol8.packages import Spec, parse_specs
 
 RUNTIMES = ["python", "node", "bun", "deno", "bash"]
 CTX = "/tmp/isol8-build"

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from isol8 import labels as L
-from isol8.custom import ImageDefinition
-from isol8.dialect import DOCKER, PODMAN
-from isol8.discovery import Candidate, Resolution, candidates, choose, resolve
-from isol8.engine import Engine
+from isol8.backends.engine.backend import Engine
+from isol8.backends.engine.dialect import DOCKER, PODMAN
+from isol8.core.custom import ImageDefinition
+from isol8.core.discovery import Candidate, Resolution, candidates, choose, resolve
+from isol8.ecosystems.packages import Spec, parse_specs
 from isol8.errors import UsageError
 from isol8.models import ImageInfo
-from isol8.packages import Spec, parse_specs
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

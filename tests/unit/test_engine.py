@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from isol8.dialect import DOCKER, PODMAN, Dialect
-from isol8.engine import Engine, RetryPolicy, select_dialect
+from isol8.backends.engine.backend import Engine, RetryPolicy, select_dialect
+from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
 from isol8.errors import (
     EngineError,
     EngineNotFound,

@@ -48,7 +48,7 @@ def _sections(text: str, command: str) -> str:
 
 
 def test_man_page_documents_every_command_and_option() -> None:
-    from isol8.cli import build_parser
+    from isol8.frontends.cli.parser import build_parser
 
     text = COMMITTED.read_text(encoding="utf-8")
     assert text.startswith('.TH ISOL8 "1" ')

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
+from isol8.ecosystems.packages import Spec, ecosystem, parse_spec, parse_specs, satisfies, screen
 from isol8.errors import UsageError
-from isol8.packages import Spec, ecosystem, parse_spec, parse_specs, satisfies, screen
 
 # ---- ecosystems ----------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""isol8.payload: output filters (Masker, Limiter, TrailerFilter), the tar payload and the stdin stream."""
+"""isol8.core.payload: output filters (Masker, Limiter, TrailerFilter), the tar payload and the stdin stream."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from isol8.errors import UsageError
-from isol8.payload import (
+from isol8.core.payload import (
     INLINE_CODE_MAX,
     STATUS_MAX,
     Limiter,
@@ -28,6 +27,7 @@ from isol8.payload import (
     safe_code_name,
     stdin_stream,
 )
+from isol8.errors import UsageError
 
 # ---- helpers ------------------------------------------------------------------------------------
 

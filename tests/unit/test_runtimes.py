@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from isol8 import cli, runtimes
+from isol8 import runtimes
 from isol8.errors import UsageError
+from isol8.frontends.cli import parser as cli
 from isol8.status import ExitStatus
 
 

@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("starlette")
 
+from isol8.backends.engine.backend import Engine  # noqa: E402
+from isol8.backends.engine.dialect import DOCKER  # noqa: E402
 from isol8.config import DEFAULTS, Config, _merge  # noqa: E402
-from isol8.custom import RegistrySettings  # noqa: E402
-from isol8.dialect import DOCKER  # noqa: E402
-from isol8.engine import Engine  # noqa: E402
-from isol8.server import HTTPError, ServerState, build_run  # noqa: E402
+from isol8.core.custom import RegistrySettings  # noqa: E402
+from isol8.frontends.server.app import HTTPError, ServerState, build_run  # noqa: E402
 
 MIB, GIB = 1024**2, 1024**3
 BAD = [0, -1, "0", "-1", "0.5", "nan", "inf", "-inf", "1e400", True, False, None, "", "  ", [], {}, "1\n", 10**400]

@@ -1,4 +1,4 @@
-"""isol8.terminal and isol8.output: what reaches a terminal, split at every byte; pipes and files stay exact."""
+"""The CLI terminal filter and output sinks: what reaches a terminal, split at every byte; pipes and files exact."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isol8.output import ProgramOutput, program_outputs
-from isol8.terminal import RESET, TerminalFilter, escape
+from isol8.frontends.cli.output import ProgramOutput, program_outputs
+from isol8.frontends.cli.terminal import RESET, TerminalFilter, escape
 
 
 def filter_chunks(chunks: Sequence[bytes]) -> bytes:

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from isol8 import payload, units
-from isol8.dialect import PODMAN
+from isol8 import units
+from isol8.backends.engine.dialect import PODMAN
+from isol8.core import payload
+from isol8.core.sandbox import SandboxPolicy, valid_env_name
+from isol8.ecosystems.packages import parse_spec, screen
 from isol8.errors import UsageError
-from isol8.packages import parse_spec, screen
 from isol8.reference import check_image_name
-from isol8.sandbox import SandboxPolicy, valid_env_name
 from isol8.units import GIB, KIB, MIB, TIB, InvalidLimit
 
 Parse = Callable[[object], Any]
@@ -188,7 +189,7 @@ def test_script_name_with_a_trailing_newline_becomes_main() -> None:
 
 def test_session_ids_full_match() -> None:
     pytest.importorskip("starlette")
-    from isol8.server import HTTPError, Sessions
+    from isol8.frontends.server.app import HTTPError, Sessions
 
     assert Sessions.check_id("abc-1") == "abc-1"
     with pytest.raises(HTTPError) as caught:
@@ -215,7 +216,7 @@ def test_package_specs_full_match(runtime: str, spec: str) -> None:
 @pytest.mark.parametrize("field", ["env", "secrets"])
 def test_a_request_refuses_an_env_name_ending_in_a_newline(field: str) -> None:
     from isol8 import runtimes
-    from isol8.runner import RunRequest
+    from isol8.core.runner import RunRequest
 
     RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: {"OK": "1"}})
     with pytest.raises(UsageError, match="not a valid environment variable name"):
@@ -225,7 +226,7 @@ def test_a_request_refuses_an_env_name_ending_in_a_newline(field: str) -> None:
 @pytest.mark.parametrize(("field", "value"), [("timeout_ms", 0), ("timeout_ms", -1), ("max_output", 0)])
 def test_a_request_refuses_limits_meaning_unlimited(field: str, value: int) -> None:
     from isol8 import runtimes
-    from isol8.runner import RunRequest
+    from isol8.core.runner import RunRequest
 
     with pytest.raises(UsageError, match=field):
         RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: value})  # type: ignore[arg-type]
@@ -250,7 +251,7 @@ def test_a_request_refuses_an_environment_an_exec_could_not_take(env: dict[str, 
     """Too large, the program's exec fails after isol8 said it started (exit 126, not 125); too many
     variables, the wrapper spends seconds reading them before the time limit even counts."""
     from isol8 import runtimes
-    from isol8.runner import ENV_BYTES_MAX, RunRequest
+    from isol8.core.runner import ENV_BYTES_MAX, RunRequest
 
     for field in ("env", "secrets"):
         with pytest.raises(UsageError, match=message):

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8.answers import default_cache_dir
-from isol8.engine import Engine
+from isol8.backends.engine.backend import Engine
+from isol8.core.caches import default_cache_dir
+from isol8.ecosystems.packages import Spec, parse_specs, satisfies
 from isol8.errors import UsageError
 from isol8.models import ImageInfo, parse_time
-from isol8.packages import Spec, parse_specs, satisfies
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8 import payload, reaper, units
-from isol8.engine import Engine
+from isol8 import units
+from isol8.backends.engine import reaper
+from isol8.backends.engine.backend import Engine
+from isol8.core import payload
+from isol8.core.sandbox import SANDBOX_DIR, SandboxPolicy, exec_argv, run_argv, valid_env_name
 from isol8.errors import EngineError, ImageNotFound, Isol8Error, UsageError
 from isol8.log import get_logger
 from isol8.process import StreamingProcess, decode
 from isol8.runtimes import Runtime
-from isol8.sandbox import SANDBOX_DIR, SandboxPolicy, exec_argv, run_argv, valid_env_name
 from isol8.status import ExitStatus
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
@@ -198,7 +200,7 @@ class Execution:
         ensure_image: Callable[[str], None] | None = None,
         container: str | None = None,
     ):
-        """container: a started standby container (isol8.pool) to exec into instead of a new `run`."""
+        """container: a started standby container (isol8.frontends.server.pool) to exec into instead of a new `run`."""
         self.engine = engine
         self.request = request
         self.ensure_image = ensure_image

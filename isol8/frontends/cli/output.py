@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 from isol8.errors import UsageError
-from isol8.terminal import TerminalFilter
+from isol8.frontends.cli.terminal import TerminalFilter
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8.engine import Engine
+from isol8.backends.engine.backend import Engine
 from isol8.errors import ImageNotFound
 from isol8.log import get_logger
 from isol8.runtimes import RUNTIMES
@@ -29,7 +29,7 @@ def context_dir(runtime: str) -> Path:
     try:
         return Path(str(resources.files("isol8.dockerfiles").joinpath(runtime)))
     except ModuleNotFoundError:  # imported from a source checkout, not an installed isol8
-        return Path(__file__).resolve().parent.parent / "dockerfiles" / runtime
+        return Path(__file__).resolve().parents[2] / "dockerfiles" / runtime
 
 
 def default_base_image(runtime: str) -> str:

@@ -1,4 +1,4 @@
-"""The engine layer: argv from isol8.argv, run through isol8.process, failures typed, safe calls retried."""
+"""The docker/podman backend: argv from its argv module, run by isol8.process, failures typed, safe calls retried."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from isol8 import argv as A
-from isol8.dialect import DIALECTS, DOCKER, PODMAN, Dialect
+from isol8.backends.engine import argv as A
+from isol8.backends.engine.dialect import DIALECTS, DOCKER, PODMAN, Dialect
 from isol8.errors import (
     BuildFailed,
     ContainerNotFound,
@@ -148,7 +148,7 @@ class Engine:
         """The working directory for engine clients that start containers (see Dialect.private_cwd)."""
         if not self.dialect.private_cwd:
             return None
-        from isol8.answers import default_cache_dir
+        from isol8.core.caches import default_cache_dir
 
         path = os.path.join(default_cache_dir(), f"{self.name}-cwd")
         os.makedirs(path, exist_ok=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
-from isol8.answers import ResolutionCache
-from isol8.engine import Engine
+from isol8.backends.engine.backend import Engine
+from isol8.core.caches import ResolutionCache
+from isol8.core.runner import RunFailed, RunRequest
+from isol8.ecosystems.packages import Spec, parse_specs, screen
 from isol8.errors import BuildFailed, UsageError
-from isol8.packages import Spec, parse_specs, screen
-from isol8.runner import RunFailed, RunRequest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from isol8.custom import RegistrySettings
+    from isol8.core.custom import RegistrySettings
 
 BASH_NO_INSTALL = (
     "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
@@ -58,8 +58,8 @@ def provide(
             if debug:
                 debug(f"resolve: {image} (remembered for this package set); to install: nothing")
             return dataclasses.replace(request, image=image)
-    from isol8.custom import ImageDefinition, build_image
-    from isol8.discovery import Candidate, resolve
+    from isol8.core.custom import ImageDefinition, build_image
+    from isol8.core.discovery import Candidate, resolve
 
     specs = parse_specs(runtime, install)
     answer_key = answers.key(runtime, base, [s.text for s in specs])

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from isol8 import units
-from isol8.argv import opt, repeat
-from isol8.dialect import Dialect
+from isol8.backends.engine.argv import opt, repeat
+from isol8.backends.engine.dialect import Dialect
 
 SANDBOX_UID = 1100
 SANDBOX_GID = 1100
@@ -31,7 +31,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def default_seccomp_profile() -> str:
     """isol8's profile: the engines' default minus unshare/setns/mount/ptrace/bpf/io_uring... (scripts/gen-seccomp)."""
-    return os.path.join(os.path.dirname(__file__), "data", "seccomp.json")
+    return os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "seccomp.json")
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def run_argv(
 ) -> list[str]:
     """`run` of one execution: stdin attached, isol8's wrapper as entrypoint, user values as elements.
 
-    The program's environment travels on stdin (isol8.payload), never as --env: the wrapper
+    The program's environment travels on stdin (isol8.core.payload), never as --env: the wrapper
     shell must not see it. engine_timeout_s: where the engine has one (podman), its own kill
     after that long, a backstop that needs neither isol8 nor the container."""
     timeout = opt(d.run_timeout_flag, engine_timeout_s) if d.run_timeout_flag else []

@@ -12,12 +12,12 @@ import threading
 from collections.abc import Callable, Mapping
 
 from isol8 import labels as L
-from isol8 import reaper
-from isol8.engine import Engine
+from isol8.backends.engine import reaper
+from isol8.backends.engine.backend import Engine
+from isol8.core.sandbox import SandboxPolicy, standby_argv
 from isol8.errors import EngineError
 from isol8.log import get_logger
 from isol8.process import run_process
-from isol8.sandbox import SandboxPolicy, standby_argv
 
 log = get_logger(__name__)
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8.engine import Engine
+from isol8.backends.engine.backend import Engine
+from isol8.core.images import ensure_base_image
+from isol8.core.sandbox import SandboxPolicy, sandbox_flags
+from isol8.ecosystems.packages import Spec, ecosystem, parse_specs
 from isol8.errors import BuildFailed, EngineError, UsageError
-from isol8.images import ensure_base_image
 from isol8.log import get_logger
-from isol8.packages import Spec, ecosystem, parse_specs
 from isol8.process import run_process
 from isol8.runtimes import RUNTIMES
-from isol8.sandbox import SandboxPolicy, sandbox_flags
 from isol8.units import MIB
 
 log = get_logger(__name__)
@@ -321,7 +321,7 @@ def build_image(
         final = engine.build(tag=tag, context=tmp, labels={**labels, L.RESOLVED: resolved})
     if current is not None and current.id not in (first, final):
         _remove_if_unused(engine, current.id)
-    from isol8.answers import ResolutionCache
+    from isol8.core.caches import ResolutionCache
 
     ResolutionCache(engine.name).clear()  # a new image may now be the better match for a package set
     return BuildOutcome(tag, True, final, resolved)

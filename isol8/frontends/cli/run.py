@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from isol8.commands import App, build_request, prepare_packages, remote_body
 from isol8.errors import UsageError
+from isol8.frontends.cli.commands import App, build_request, prepare_packages, remote_body
 from isol8.status import ExitStatus
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
@@ -44,13 +44,13 @@ def parse_secrets(values: list[str], files: list[str], environ: Mapping[str, str
 
 def run(app: App) -> int:
     """`isol8 run`: the request from the flags, the --out file opened, then a local or a remote run."""
-    from isol8.output import open_out
-    from isol8.runner import RunRequest
+    from isol8.core.runner import RunRequest
+    from isol8.frontends.cli.output import open_out
 
     request = build_request(app)
     assert isinstance(request, RunRequest)
     if app.args.install and not app.args.host:  # validate before any engine is chosen: bad specs are usage errors
-        from isol8.provision import check_install
+        from isol8.core.provision import check_install
 
         check_install(request.runtime.name, app.args.install)
     with open_out(app.args.out) as out_file:
@@ -60,8 +60,8 @@ def run(app: App) -> int:
 
 
 def _run_local(app: App, request: object, out_file: BinaryIO | None) -> int:
-    from isol8.output import program_outputs
-    from isol8.runner import Execution, ImageMissing, Interrupted, RunRequest, signals_raise
+    from isol8.core.runner import Execution, ImageMissing, Interrupted, RunRequest, signals_raise
+    from isol8.frontends.cli.output import program_outputs
 
     assert isinstance(request, RunRequest)
     engine = app.engine
@@ -71,7 +71,7 @@ def _run_local(app: App, request: object, out_file: BinaryIO | None) -> int:
         assert isinstance(request, RunRequest)
 
     def ensure_image(runtime: str) -> None:
-        from isol8.images import ensure_base_image
+        from isol8.core.images import ensure_base_image
 
         app.progress(f"image isol8:{runtime} is missing; building it first")
         ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
@@ -126,7 +126,7 @@ def _run_local(app: App, request: object, out_file: BinaryIO | None) -> int:
     if result.truncated:
         app.stderr.write(f"[isol8] output truncated (limit {request.max_output} bytes per stream)\n")
     if result.timed_out:
-        from isol8.runner import format_limit
+        from isol8.core.runner import format_limit
 
         app.stderr.write(f"isol8: execution timed out after {format_limit(request.timeout_ms)}\n")
     elif result.oom_killed:
@@ -146,8 +146,8 @@ def _run_local(app: App, request: object, out_file: BinaryIO | None) -> int:
 def cmd_run_remote(app: App, request: object, out_file: BinaryIO | None = None) -> int:
     import os
 
-    from isol8.output import program_outputs
-    from isol8.remote import Isol8Remote
+    from isol8.frontends.cli.output import program_outputs
+    from isol8.frontends.remote import Isol8Remote
 
     client = Isol8Remote(app.args.host, app.args.key or os.environ.get("ISOL8_API_KEY"))
     body = remote_body(app, request)

@@ -16,7 +16,7 @@ import os
 import threading
 
 from isol8 import labels as L
-from isol8.dialect import Dialect
+from isol8.backends.engine.dialect import Dialect
 from isol8.process import Watcher
 
 # Only isol8's own values reach this script: the engine binary and a token of hex digits.

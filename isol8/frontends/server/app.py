@@ -29,18 +29,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from isol8 import __version__, reaper, runtimes, units
+from isol8 import __version__, runtimes, units
 from isol8 import labels as L
+from isol8.backends.engine import reaper
+from isol8.backends.engine.backend import Engine
 from isol8.config import Config
-from isol8.custom import RegistrySettings
-from isol8.engine import Engine
+from isol8.core.custom import RegistrySettings
+from isol8.core.provision import provide
+from isol8.core.runner import Chunk, Execution, RunRequest, RunResult
+from isol8.core.sandbox import SANDBOX_USER, SandboxPolicy, standby_argv, sweep_argv
 from isol8.errors import Isol8Error, UsageError
+from isol8.frontends.server.pool import WarmPool
 from isol8.log import get_logger
-from isol8.pool import WarmPool
 from isol8.process import run_process, run_process_bytes
-from isol8.provision import provide
-from isol8.runner import Chunk, Execution, RunRequest, RunResult
-from isol8.sandbox import SANDBOX_USER, SandboxPolicy, standby_argv, sweep_argv
 
 SERVER_LABEL = "org.isol8.server.id"
 log = get_logger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from isol8.dialect import Dialect
+from isol8.backends.engine.dialect import Dialect
 
 
 def opt(name: str, value: object | None) -> list[str]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from isol8 import runtimes
+from isol8.backends.engine.backend import Engine, select_dialect
 from isol8.config import Config, load_config
-from isol8.engine import Engine, select_dialect
 from isol8.errors import UsageError
 from isol8.status import ExitStatus
 
@@ -59,7 +59,7 @@ def parse_assignments(values: list[str], what: str) -> dict[str, str]:
 
 
 def cmd_setup(app: App) -> int:
-    from isol8.images import ensure_base_images
+    from isol8.core.images import ensure_base_images
 
     base_images = dict(app.config.base_images)
     overrides = parse_assignments(app.args.base_image, "--base-image")
@@ -79,8 +79,8 @@ def cmd_setup(app: App) -> int:
 
 def build_prebuilt_images(app: App, base_images: dict[str, str], only: list[str] | None = None) -> None:
     """The config's prebuiltImages, content-addressed: an unchanged entry is skipped, a changed one rebuilt."""
-    from isol8.custom import ImageDefinition, RegistrySettings, build_image
-    from isol8.packages import parse_specs
+    from isol8.core.custom import ImageDefinition, RegistrySettings, build_image
+    from isol8.ecosystems.packages import parse_specs
 
     registry = registry_settings(app)
     assert isinstance(registry, RegistrySettings)
@@ -157,9 +157,9 @@ def build_request(app: App) -> object:
     from pathlib import Path
 
     from isol8 import units
-    from isol8.run_command import parse_secrets
-    from isol8.runner import RunRequest, stdin_chunks
-    from isol8.sandbox import SandboxPolicy
+    from isol8.core.runner import RunRequest, stdin_chunks
+    from isol8.core.sandbox import SandboxPolicy
+    from isol8.frontends.cli.run import parse_secrets
 
     args = app.args
     code, cmd, filename = _read_code(app)
@@ -211,7 +211,7 @@ def build_request(app: App) -> object:
 
 
 def cmd_run(app: App) -> int:
-    from isol8.run_command import run
+    from isol8.frontends.cli.run import run
 
     return run(app)
 
@@ -249,7 +249,7 @@ def cmd_cleanup(app: App) -> int:
             return ExitStatus.OK
     engine.remove_containers([c.id for c in containers])
     if images:
-        from isol8.answers import ResolutionCache
+        from isol8.core.caches import ResolutionCache
 
         ResolutionCache(engine.name).clear()
     kept = 0
@@ -266,17 +266,17 @@ def cmd_cleanup(app: App) -> int:
 def registry_settings(app: App) -> object:
     import os
 
-    from isol8.custom import RegistrySettings
+    from isol8.core.custom import RegistrySettings
 
     values = app.config.package_settings(os.environ)
     return RegistrySettings(values["pipIndexUrl"], values["npmRegistry"], values["caBundle"])
 
 
 def prepare_packages(app: App, request: object, install: list[str], *, remembered: bool = True) -> object:
-    """--install for the CLI: isol8.provision.provide with the config's settings and the CLI's streams."""
-    from isol8.custom import RegistrySettings
-    from isol8.provision import provide
-    from isol8.runner import RunRequest
+    """--install for the CLI: isol8.core.provision.provide with the config's settings and the CLI's streams."""
+    from isol8.core.custom import RegistrySettings
+    from isol8.core.provision import provide
+    from isol8.core.runner import RunRequest
 
     assert isinstance(request, RunRequest)
     registry = registry_settings(app)
@@ -295,8 +295,8 @@ def prepare_packages(app: App, request: object, install: list[str], *, remembere
 
 
 def cmd_build(app: App) -> int:
-    from isol8.custom import ImageDefinition, RegistrySettings, build_image, read_requirements, read_setup
-    from isol8.packages import parse_specs
+    from isol8.core.custom import ImageDefinition, RegistrySettings, build_image, read_requirements, read_setup
+    from isol8.ecosystems.packages import parse_specs
 
     args = app.args
     _check_tag(args.tag)
@@ -373,8 +373,8 @@ def cmd_images(app: App) -> int:
 
 
 def cmd_resolve(app: App) -> int:
-    from isol8.discovery import resolve
-    from isol8.packages import parse_specs
+    from isol8.core.discovery import resolve
+    from isol8.ecosystems.packages import parse_specs
 
     runtime = runtimes.get(app.args.runtime)
     specs = parse_specs(runtime.name, app.args.install)
@@ -393,8 +393,8 @@ def cmd_serve(app: App) -> int:
     import ipaddress
     import os
 
-    from isol8.custom import RegistrySettings
-    from isol8.images import ensure_base_images
+    from isol8.core.custom import RegistrySettings
+    from isol8.core.images import ensure_base_images
 
     args = app.args
     key = args.key or os.environ.get("ISOL8_API_KEY")
@@ -414,7 +414,7 @@ def cmd_serve(app: App) -> int:
     if not 0 < port < 65536:
         raise UsageError(f"not a port number: {port_text!r}")
     try:
-        from isol8.server import ServerState, serve
+        from isol8.frontends.server.app import ServerState, serve
     except ImportError:
         raise UsageError("isol8 serve needs the server extra: pip install 'isol8[server]'") from None
     engine = app.engine
@@ -441,7 +441,7 @@ def remote_body(app: App, request: object) -> dict[str, object]:
     """The wire format of `isol8 run` flags for an isol8 server; limits only when given on the command line."""
     import base64
 
-    from isol8.runner import RunRequest
+    from isol8.core.runner import RunRequest
 
     assert isinstance(request, RunRequest)
     args = app.args
@@ -456,7 +456,7 @@ def remote_body(app: App, request: object) -> dict[str, object]:
     if stdin:
         body["stdin"] = stdin.decode("utf-8", "replace")
     if request.files_dir is not None:
-        from isol8.payload import walk_directory
+        from isol8.core.payload import walk_directory
 
         files: dict[str, object] = {}
         for path, rel in walk_directory(request.files_dir):
