@@ -11,8 +11,9 @@ __version__ = "0.1.0"
 
 # Exports load on first use, so `isol8 --help` and the man page builder import only the stdlib.
 _EXPORTS = {
-    "Engine": "isol8.backends.engine.backend",
-    "select_dialect": "isol8.backends.engine.backend",
+    "Backend": "isol8.backends.base",
+    "open_backend": "isol8.backends",
+    "EngineBackend": "isol8.backends.engine.backend",
     "Config": "isol8.config",
     "load_config": "isol8.config",
     "Isol8Error": "isol8.errors",
@@ -25,6 +26,8 @@ _EXPORTS = {
     "BuildFailed": "isol8.errors",
     "EngineTimeout": "isol8.errors",
     "ImageInfo": "isol8.models",
+    "plan_run": "isol8.core.plan",
+    "result_json": "isol8.frontends.wire",
     "RunRequest": "isol8.core.runner",
     "RunResult": "isol8.core.runner",
     "Execution": "isol8.core.runner",

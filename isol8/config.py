@@ -7,10 +7,13 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from isol8 import units
-from isol8.errors import ConfigError
+from isol8.backends import ENGINES
+from isol8.defaults import DEFAULTS
+from isol8.errors import ConfigError, UsageError
 from isol8.reference import check_image_name
 from isol8.runtimes import NAMES as RUNTIME_NAMES
 
@@ -89,22 +92,27 @@ _STR = _type(str, "a string")
 _BOOL = _type(bool, "true or false")
 _INT = _positive_int
 
+# Each limit of a run: its config (and wire) key -> the RunDefaults field and the parser that
+# checks it. The config's `defaults`, the CLI's flags and a server request's options all go
+# through this one table (isol8.core.plan), so a limit means the same everywhere.
+RUN_LIMITS: dict[str, tuple[str, Callable[[object], Any]]] = {
+    "timeoutMs": ("timeout_ms", units.duration_ms),
+    "memoryLimit": ("memory", units.memory),
+    "cpuLimit": ("cpus", units.cpus),
+    "sandboxSize": ("sandbox_size", units.tmpfs_size),
+    "tmpSize": ("tmp_size", units.tmpfs_size),
+    "shmSize": ("shm_size", units.tmpfs_size),
+    "pidsLimit": ("pids_limit", units.pids),
+    "maxOutputSize": ("max_output", units.output_size),
+}
+
+
 SCHEMA: dict[str, Any] = {
     "$schema": _STR,
-    "engine": _nullable(_choice("docker", "podman")),
+    "engine": _nullable(_choice(*ENGINES)),
     "debug": _BOOL,
     "maxConcurrent": _INT,
-    "defaults": {
-        "timeoutMs": units.duration_ms,
-        "memoryLimit": units.memory,
-        "cpuLimit": units.cpus,
-        "network": _choice("none", "host"),
-        "sandboxSize": units.tmpfs_size,
-        "tmpSize": units.tmpfs_size,
-        "shmSize": units.tmpfs_size,
-        "pidsLimit": units.pids,
-        "maxOutputSize": units.output_size,
-    },
+    "defaults": {**{key: parse for key, (_, parse) in RUN_LIMITS.items()}, "network": _choice("none", "host")},
     "network": {"whitelist": _list_of(_STR), "blacklist": _list_of(_STR)},
     "security": {"seccompProfile": _nullable(_STR)},
     "packages": {"pipIndexUrl": _nullable(_STR), "npmRegistry": _nullable(_STR), "caBundle": _nullable(_STR)},
@@ -127,36 +135,6 @@ SCHEMA: dict[str, Any] = {
     ),
 }
 REQUIRED = {"prebuiltImages[]": ("tag", "runtime")}
-
-DEFAULTS: dict[str, Any] = {
-    "engine": None,
-    "debug": False,
-    "maxConcurrent": 10,
-    "defaults": {
-        "timeoutMs": 30_000,
-        "memoryLimit": "512m",
-        "cpuLimit": 1.0,
-        "network": "none",
-        "sandboxSize": "512m",
-        "tmpSize": "256m",
-        "shmSize": "64m",
-        "pidsLimit": 64,
-        "maxOutputSize": 1_048_576,
-    },
-    "network": {"whitelist": [], "blacklist": []},
-    "security": {"seccompProfile": None},
-    "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": None},
-    "server": {
-        "allowHostNetwork": False,
-        "allowImages": False,
-        "queueTimeoutMs": 30_000,
-        "maxBodyBytes": 10_485_760,
-        "poolSize": 2,
-        "sessionIdleMs": 600_000,
-    },
-    "baseImages": {},
-    "prebuiltImages": [],
-}
 
 
 def _validate(node: Any, value: Any, path: str, source: str) -> None:
@@ -204,6 +182,84 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class RunDefaults:
+    """`defaults`: each run's limits and network unless a flag or a request says otherwise."""
+
+    timeout_ms: int
+    memory: int
+    cpus: float
+    sandbox_size: int
+    tmp_size: int
+    shm_size: int
+    pids_limit: int
+    max_output: int
+    network: str
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> RunDefaults:
+        parsed = {name: parse(data[key]) for key, (name, parse) in RUN_LIMITS.items()}
+        return cls(**parsed, network=str(data["network"]))
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """`server` and `maxConcurrent`: what `isol8 serve` allows and how much it runs at once."""
+
+    allow_host_network: bool
+    allow_images: bool
+    queue_timeout_s: float
+    max_body_bytes: int
+    pool_size: int
+    session_idle_s: float
+    max_concurrent: int
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], max_concurrent: object) -> ServerSettings:
+        return cls(
+            allow_host_network=bool(data["allowHostNetwork"]),
+            allow_images=bool(data["allowImages"]),
+            queue_timeout_s=units.duration_ms(data["queueTimeoutMs"]) / 1000,
+            max_body_bytes=int(data["maxBodyBytes"]),
+            pool_size=int(data["poolSize"]),
+            session_idle_s=units.duration_ms(data["sessionIdleMs"]) / 1000,
+            max_concurrent=int(str(max_concurrent)),
+        )
+
+
+SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+
+
+@dataclass(frozen=True)
+class PackageSettings:
+    """`packages`: where installers fetch from; nothing is injected unless set (or its ISOL8_* variable)."""
+
+    pip_index_url: str | None = None
+    npm_registry: str | None = None
+    ca_bundle: str | None = None  # a file, or "system" for the host's bundle
+
+    def ca_file(self) -> Path | None:
+        if not self.ca_bundle:
+            return None
+        if self.ca_bundle == "system":
+            for candidate in SYSTEM_CA_BUNDLES:
+                if os.path.isfile(candidate):
+                    return Path(candidate)
+            raise UsageError("caBundle is 'system' but no CA bundle was found on this host")
+        path = Path(self.ca_bundle).expanduser()
+        if not path.is_file():
+            raise UsageError(f"caBundle: no such file: {path}")
+        return path
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """What runs the containers: `engine` (else ISOL8_ENGINE, else auto-detected) and the seccomp profile."""
+
+    engine: str | None
+    seccomp_profile: str | None
+
+
+@dataclass(frozen=True)
 class PrebuiltImage:
     tag: str
     runtime: str
@@ -213,37 +269,45 @@ class PrebuiltImage:
 
 @dataclass(frozen=True)
 class Config:
+    """The merged config file (`data`, as `isol8 config` shows it) and its typed sections."""
+
     data: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
     source: Path | None = None
 
-    @property
-    def engine(self) -> str | None:
-        value = self.data.get("engine")
-        return str(value) if value else None
+    @cached_property
+    def run(self) -> RunDefaults:
+        return RunDefaults.from_data(self.data["defaults"])
+
+    @cached_property
+    def server(self) -> ServerSettings:
+        return ServerSettings.from_data(self.data["server"], self.data["maxConcurrent"])
+
+    @cached_property
+    def backend(self) -> BackendSettings:
+        engine = self.data.get("engine")
+        return BackendSettings(str(engine) if engine else None, self.data["security"].get("seccompProfile"))
 
     @property
-    def defaults(self) -> Mapping[str, Any]:
-        return self.data["defaults"]
+    def debug(self) -> bool:
+        return bool(self.data.get("debug"))
 
     @property
     def base_images(self) -> Mapping[str, str]:
         return self.data["baseImages"]
 
-    @property
-    def seccomp_profile(self) -> str | None:
-        return self.data["security"].get("seccompProfile")
-
-    def package_settings(self, env: Mapping[str, str]) -> dict[str, str | None]:
+    def packages(self, env: Mapping[str, str]) -> PackageSettings:
         """packages.* from the file, each overridden by its ISOL8_* variable when that is set."""
         section = self.data["packages"]
-        return {
-            key: env.get(var) or section.get(key)
-            for key, var in (
-                ("pipIndexUrl", "ISOL8_PIP_INDEX_URL"),
-                ("npmRegistry", "ISOL8_NPM_REGISTRY"),
-                ("caBundle", "ISOL8_CA_BUNDLE"),
+        return PackageSettings(
+            *(
+                env.get(var) or section.get(key)
+                for key, var in (
+                    ("pipIndexUrl", "ISOL8_PIP_INDEX_URL"),
+                    ("npmRegistry", "ISOL8_NPM_REGISTRY"),
+                    ("caBundle", "ISOL8_CA_BUNDLE"),
+                )
             )
-        }
+        )
 
     @property
     def prebuilt_images(self) -> tuple[PrebuiltImage, ...]:

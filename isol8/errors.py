@@ -44,7 +44,7 @@ class EngineError(Isol8Error):
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
-        self.message = message or _first_error_line(stderr) or f"{self.argv[0]} exited with {returncode}"
+        self.message = message or first_error_line(stderr) or f"{self.argv[0]} exited with {returncode}"
         if hint:
             self.hint = hint
         super().__init__(self.message)
@@ -93,73 +93,46 @@ class EngineTimeout(EngineError):
     pass
 
 
-def _first_error_line(stderr: str) -> str:
+def first_error_line(stderr: str) -> str:
+    """The line of a tool's stderr that says what went wrong: the first that looks like an error, else the last."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     for line in lines:
         low = line.lower()
-        if low.startswith(("error", "docker:", "podman:")) or "error response from daemon" in low:
+        if low.startswith("error"):
             return line
     return lines[-1] if lines else ""
 
 
-# Lowercased stderr substrings, checked in this order. The wordings of both engines are
-# listed side by side; tests/unit/test_errors.py pins each against real engine output.
-_UNAVAILABLE = (
-    "cannot connect to the docker daemon",
-    "failed to connect to the docker api",
-    "error during connect",
-    "is the docker daemon running",
-    "cannot connect to podman",
-    "unable to connect to podman",
-)
-_PERMISSION = (
-    "permission denied while trying to connect to the docker daemon socket",
-    "permission denied while trying to connect to the docker api",
-    "connect: permission denied",  # podman's wording for a socket it may not use
-)
-_TRANSIENT = (
-    "connection refused",
-    "connection reset by peer",
-    "unexpected eof",
-    "i/o timeout",
-    "context deadline exceeded",
-    "request canceled while waiting for connection",
-    "database is locked",
-    "tls handshake timeout",
-)
-_NO_IMAGE = ("no such image", "image not known", "unable to find image", "manifest unknown")
-_NO_CONTAINER = ("no such container", "no container with name or id")
-_DOWN_HINTS = {
-    "docker": "start the docker daemon (scripts/ensure-engines docker) or choose podman with --engine podman",
-    "podman": "check `podman info`, or choose docker with --engine docker",
-}
+class RunFailed(EngineError):
+    """isol8 or the engine failed before the program ran (exit 125, as `docker run`)."""
+
+    exit_status = ExitStatus.ENGINE_FAILURE
 
 
-def classify(argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, engine: str) -> EngineError:
-    """The typed error for a failed engine call, chosen from the engine's stderr."""
-    low = stderr.lower()
-    if any(pattern in low for pattern in _PERMISSION):
-        return EnginePermissionDenied(
-            argv,
-            returncode,
-            stdout,
-            stderr,
-            message=f"permission denied on the {engine} socket",
-            hint="add your user to the docker group, run as root, or use rootless podman (--engine podman)",
-        )
-    if any(pattern in low for pattern in _UNAVAILABLE):
-        return EngineUnavailable(
-            argv,
-            returncode,
-            stdout,
-            stderr,
-            message=f"the {engine} engine is not reachable: {_first_error_line(stderr)}",
-            hint=_DOWN_HINTS.get(engine, ""),
-        )
-    if any(pattern in low for pattern in _NO_IMAGE):
-        return ImageNotFound(argv, returncode, stdout, stderr)
-    if any(pattern in low for pattern in _NO_CONTAINER):
-        return ContainerNotFound(argv, returncode, stdout, stderr)
-    if any(pattern in low for pattern in _TRANSIENT):
-        return EngineTransient(argv, returncode, stdout, stderr)
-    return EngineError(argv, returncode, stdout, stderr)
+class PayloadTooLarge(Isol8Error):
+    """The files and code do not fit in the sandbox: found before anything starts (exit 125)."""
+
+    exit_status = ExitStatus.ENGINE_FAILURE
+
+
+class ImageMissing(RunFailed):
+    """The image to run does not exist (and is not a base image isol8 can build): nothing ran."""
+
+
+class RequestError(Isol8Error):
+    """An HTTP request the server refuses: its status (400 invalid, 403 not allowed, 404, 409, 413, 429...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RemoteError(Isol8Error):
+    """An isol8 server refused or failed a request (its HTTP status and message), or could not be reached."""
+
+    exit_status = ExitStatus.ENGINE_FAILURE
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

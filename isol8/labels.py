@@ -1,4 +1,9 @@
-"""Label keys isol8 puts on its images and containers."""
+"""Label keys isol8 puts on its images and containers, and the names it gives containers."""
+
+from __future__ import annotations
+
+import os
+import time
 
 MANAGED = "org.isol8.managed"
 RUNTIME = "org.isol8.runtime"
@@ -13,6 +18,24 @@ RUN_ID = "org.isol8.run.id"
 RUN_PID = "org.isol8.run.pid"
 RUN_HOST = "org.isol8.run.host"
 RUN_STARTED = "org.isol8.run.started"
-RUN_OWNER = "org.isol8.run.owner"  # the isol8 process whose watcher (isol8/reaper.py) removes it
+RUN_OWNER = "org.isol8.run.owner"  # the isol8 process whose watcher (backends/engine/reaper.py) removes it
 RESOLVED = "org.isol8.resolved"
 AUTO = "org.isol8.auto"
+SERVER_ID = "org.isol8.server.id"
+SESSION_ID = "org.isol8.session.id"
+
+
+def container_name(kind: str = "") -> str:
+    """A fresh, unique container name: isol8-<hex>, or isol8-<kind>-<hex>."""
+    return f"isol8-{kind + '-' if kind else ''}{os.urandom(8).hex()}"
+
+
+def run_labels(name: str) -> dict[str, str]:
+    """The labels of every container isol8 creates: managed, its id, and who started it when."""
+    return {
+        MANAGED: "true",
+        RUN_ID: name,
+        RUN_PID: str(os.getpid()),
+        RUN_HOST: os.uname().nodename,
+        RUN_STARTED: str(int(time.time())),
+    }

@@ -80,3 +80,12 @@ class ContainerInfo:
             oom_killed=bool(state.get("OOMKilled")),
             image=str(config.get("Image") or obj.get("ImageName") or obj.get("Image") or ""),
         )
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What a short, non-streamed container command printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str

@@ -86,9 +86,9 @@ def run_process(
     return Completed(tuple(argv), code, decode(out), decode(err))
 
 
-def run_process_bytes(argv: Sequence[str], *, timeout: float) -> tuple[int, bytes, str]:
+def run_process_bytes(argv: Sequence[str], *, timeout: float, cwd: str | None = None) -> tuple[int, bytes, str]:
     """(returncode, raw stdout, decoded stderr): for output that is data, not text (a file's bytes)."""
-    code, out, err = _run(argv, timeout, None, None)
+    code, out, err = _run(argv, timeout, None, None, cwd)
     return code, out, decode(err)
 
 
@@ -214,6 +214,9 @@ class StreamingProcess:
                 os.killpg(self._proc.pid, sig)
             except ProcessLookupError:
                 pass
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
 
     def __enter__(self) -> StreamingProcess:
         return self

@@ -12,6 +12,5 @@ class ExitStatus(enum.IntEnum):
     ENGINE_UNAVAILABLE = 3
     TIMEOUT = 124
     ENGINE_FAILURE = 125
-    OOM = 137
     SIGINT = 130
     SIGTERM = 143

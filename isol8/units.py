@@ -25,11 +25,13 @@ PIDS_MAX = 4_194_304  # the kernel's pid_max ceiling
 DURATION_MIN_MS = 1
 DURATION_MAX_MS = 86_400_000  # 24h
 
+# Pattern texts, compiled on first use by re's own cache: importing this module compiles nothing.
 _NUMBER = r"([0-9]{1,18}(?:\.[0-9]{1,18})?)"
-_SIZE = re.compile(_NUMBER + r" *([kmgt]?)(?:i?b)?", re.IGNORECASE | re.ASCII)  # spaces only, never a newline
-_CPUS = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,9})?|\.[0-9]{1,9}")
-_PIDS = re.compile(r"[0-9]{1,10}")
-_DURATION = re.compile(_NUMBER + r" *(ms|s|m|h)?", re.IGNORECASE | re.ASCII)
+_SIZE = _NUMBER + r" *([kmgt]?)(?:i?b)?"  # spaces only, never a newline
+_CPUS = r"[0-9]{1,6}(?:\.[0-9]{1,9})?|\.[0-9]{1,9}"
+_PIDS = r"[0-9]{1,10}"
+_DURATION = _NUMBER + r" *(ms|s|m|h)?"
+_FLAGS = re.IGNORECASE | re.ASCII
 
 
 class InvalidLimit(ValueError):
@@ -70,12 +72,21 @@ def format_size(n: int) -> str:
     return str(n)
 
 
+def format_duration(ms: int) -> str:
+    """Milliseconds for people, in the form duration_ms reads back: 30000 -> '30s', 120000 -> '2m'."""
+    if ms % 60_000 == 0:
+        return f"{ms // 60_000}m"
+    if ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    return f"{ms}ms"
+
+
 def parse_size(value: object, *, minimum: int = 1, maximum: int = SIZE_MAX) -> int:
     """Bytes from 512m, 1g, 1.5k, 64KiB, 1048576 or an integer (powers of 1024), within [minimum, maximum]."""
     accepted = f"a size from {format_size(minimum)} to {format_size(maximum)}, e.g. 512m, 1g, or bytes"
     exact = _number(value)
     if exact is None and isinstance(value, str):
-        match = _SIZE.fullmatch(value.strip(" "))
+        match = re.fullmatch(_SIZE, value.strip(" "), _FLAGS)
         if match:
             exact = _decimal(match.group(1), _SIZE_UNITS[match.group(2).lower()])
     if exact is None:
@@ -103,7 +114,7 @@ def cpus(value: object) -> float:
     """Cores as a float from 0.5, 2, "1.5", within [0.01, 1024]; never nan, inf or 0."""
     accepted = f"a number of cores from {CPU_MIN[0] / CPU_MIN[1]:g} to {CPU_MAX[0] / CPU_MAX[1]:g}, e.g. 0.5 or 2"
     exact = _number(value)
-    if exact is None and isinstance(value, str) and _CPUS.fullmatch(value.strip(" ")):
+    if exact is None and isinstance(value, str) and re.fullmatch(_CPUS, value.strip(" "), re.ASCII):
         exact = _decimal(value.strip(" "))
     if exact is None:
         raise InvalidLimit(f"not a CPU count: {value!r} ({accepted})")
@@ -116,7 +127,7 @@ def pids(value: object) -> int:
     """A process count: a whole number from 1 (never 0 or -1, which the engines read as no limit)."""
     accepted = f"a whole number from {PIDS_MIN} to {PIDS_MAX}"
     exact = _number(value)
-    if exact is None and isinstance(value, str) and _PIDS.fullmatch(value.strip(" ")):
+    if exact is None and isinstance(value, str) and re.fullmatch(_PIDS, value.strip(" "), re.ASCII):
         exact = int(value.strip(" ")), 1
     if exact is None or exact[0] % exact[1]:
         raise InvalidLimit(f"not a process count: {value!r} ({accepted})")
@@ -130,7 +141,7 @@ def duration_ms(value: object) -> int:
     accepted = "a duration from 1ms to 24h: 500ms, 30s, 2m, or milliseconds"
     exact = _number(value)
     if exact is None and isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip(" "))
+        match = re.fullmatch(_DURATION, value.strip(" "), _FLAGS)
         if match:
             exact = _decimal(match.group(1), _DURATION_UNITS[(match.group(2) or "").lower()])
     if exact is None:

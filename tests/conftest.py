@@ -62,14 +62,14 @@ class _NoProcesses:
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records (and refuses) any use of an engine or of a process; tests assert it stays empty."""
     from isol8 import process
-    from isol8.frontends.cli import commands
+    from isol8.frontends.cli.app import App
 
     calls: list[str] = []
 
-    def refuse(app: commands.App) -> None:
-        calls.append("App.engine")
+    def refuse(app: App) -> None:
+        calls.append("App.backend")
         raise AssertionError("a unit test asked for the engine")
 
-    monkeypatch.setattr(commands.App, "engine", property(refuse))
+    monkeypatch.setattr(App, "backend", property(refuse))
     monkeypatch.setattr(process, "subprocess", _NoProcesses())
     return calls

@@ -19,14 +19,9 @@ class ResolutionCache:
     by the run itself (the engine refuses to start it, nothing runs) and resolved afresh.
     """
 
-    def __init__(self, engine: str, directory: Path | None = None) -> None:
-        where = os.environ.get("DOCKER_HOST", "") + os.environ.get("CONTAINER_HOST", "")
-        suffix = ""
-        if where:
-            import hashlib
-
-            suffix = "-" + hashlib.sha256(where.encode()).hexdigest()[:8]
-        self.path = (directory or default_cache_dir()) / f"resolutions-{engine}{suffix}.json"
+    def __init__(self, backend: str, directory: Path | None = None) -> None:
+        """backend: the backend's cache_key, so that two engines never share an answer."""
+        self.path = (directory or default_cache_dir()) / f"resolutions-{backend}.json"
 
     @staticmethod
     def key(runtime: str, base: str, specs: Sequence[str]) -> str:

@@ -12,43 +12,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8.backends.engine.backend import Engine
+from isol8.config import PackageSettings as RegistrySettings
 from isol8.core.images import ensure_base_image
-from isol8.core.sandbox import SandboxPolicy, sandbox_flags
+from isol8.core.sandbox import SandboxPolicy
 from isol8.ecosystems.packages import Spec, ecosystem, parse_specs
 from isol8.errors import BuildFailed, EngineError, UsageError
 from isol8.log import get_logger
-from isol8.process import run_process
 from isol8.runtimes import RUNTIMES
 from isol8.units import MIB
 
+TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+if TYPE_CHECKING:
+    from isol8.backends.base import Backend
+
 log = get_logger(__name__)
 
-SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
 NODE_PREFIX = "/opt/isol8"
 DENO_DIR = "/opt/isol8/deno"
-
-
-@dataclass(frozen=True)
-class RegistrySettings:
-    """Where installers fetch from; nothing is injected unless set (config `packages`, or ISOL8_* env)."""
-
-    pip_index_url: str | None = None
-    npm_registry: str | None = None
-    ca_bundle: str | None = None  # a file, or "system" for the host's bundle
-
-    def ca_file(self) -> Path | None:
-        if not self.ca_bundle:
-            return None
-        if self.ca_bundle == "system":
-            for candidate in SYSTEM_CA_BUNDLES:
-                if os.path.isfile(candidate):
-                    return Path(candidate)
-            raise UsageError("caBundle is 'system' but no CA bundle was found on this host")
-        path = Path(self.ca_bundle).expanduser()
-        if not path.is_file():
-            raise UsageError(f"caBundle: no such file: {path}")
-        return path
 
 
 @dataclass(frozen=True)
@@ -220,7 +200,7 @@ _VERSION_QUERIES: dict[str, Callable[[Sequence[str]], list[str]]] = {
 }
 
 
-def installed_versions(engine: Engine, image: str, runtime: str, specs: Sequence[Spec]) -> dict[str, str | None]:
+def installed_versions(backend: Backend, image: str, runtime: str, specs: Sequence[Spec]) -> dict[str, str | None]:
     """Read the versions of the given packages from inside the image (sandboxed, no network)."""
     if not specs:
         return {}
@@ -229,26 +209,15 @@ def installed_versions(engine: Engine, image: str, runtime: str, specs: Sequence
     command = _VERSION_QUERIES[kind](names)
     if runtime == "bun" and command[0] == "node":
         command = ["bun", *command[1:]]
-    d = engine.dialect
-    argv = [
-        d.binary,
-        "run",
-        "--rm",
-        "--log-driver",
-        "none",
-        *sandbox_flags(d, SandboxPolicy(memory=256 * MIB)),
-        "--entrypoint",
-        command[0],
-        image,
-        *command[1:],
-    ]
-    done = run_process(argv, timeout=120)
+    done = backend.probe(image, command, SandboxPolicy(memory=256 * MIB), timeout=120)
     if done.returncode != 0:
-        raise BuildFailed(argv, done.returncode, done.stdout, done.stderr, message="could not read installed versions")
+        raise BuildFailed(
+            command, done.returncode, done.stdout, done.stderr, message="could not read installed versions"
+        )
     try:
         data = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise BuildFailed(argv, 0, done.stdout, done.stderr, message="unreadable version report") from None
+        raise BuildFailed(command, 0, done.stdout, done.stderr, message="unreadable version report") from None
     return {str(k): (str(v) if v else None) for k, v in data.items()}
 
 
@@ -261,7 +230,7 @@ class BuildOutcome:
 
 
 def build_image(
-    engine: Engine,
+    backend: Backend,
     defn: ImageDefinition,
     tag: str,
     *,
@@ -279,16 +248,16 @@ def build_image(
     base = defn.from_image
     if base is None:
         base_outcome = ensure_base_image(
-            engine, defn.runtime, base_image=base_images.get(defn.runtime), progress=progress
+            backend, defn.runtime, base_image=base_images.get(defn.runtime), progress=progress
         )
         base, base_id = base_outcome.image, base_outcome.image_id
     else:
-        info = engine.image(base)
+        info = backend.image(base)
         if info is None:
             raise UsageError(f"image not found: {base}")
         base_id = info.id
     wanted = deps_hash(defn, base_id)
-    current = engine.image(tag)
+    current = backend.image(tag)
     if current is not None and not force and current.labels.get(L.DEPS_HASH) == wanted:
         return BuildOutcome(tag, False, current.id, current.labels.get(L.RESOLVED, ""))
     labels = {
@@ -301,44 +270,42 @@ def build_image(
         labels[L.SETUP] = defn.setup
     labels.update(extra_labels or {})
     with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
-        _write_context(Path(tmp), defn, engine.dialect.local_image(base), registry)
+        _write_context(Path(tmp), defn, backend.local_image(base), registry)
         progress(f"building {tag} ({defn.runtime}: {defn.dependencies_label() or 'setup only'})")
         try:
-            first = engine.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
+            first = backend.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
         except BuildFailed:
-            _remove_failed_layers(engine, wanted)
+            _remove_failed_layers(backend, wanted)
             raise
     all_specs = sorted({*defn.inherited, *defn.specs})
-    versions = installed_versions(engine, first, defn.runtime, all_specs)
+    versions = installed_versions(backend, first, defn.runtime, all_specs)
     missing = [name for name, version in versions.items() if version is None]
     if missing:
-        raise BuildFailed(
-            [engine.dialect.binary, "build"], 1, message=f"installed, but not found in the image: {missing}"
-        )
+        raise BuildFailed(["build", tag], 1, message=f"installed, but not found in the image: {missing}")
     resolved = ",".join(f"{name}=={version}" for name, version in sorted(versions.items()))
     with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
         Path(tmp, "Dockerfile").write_text(f"FROM {first}\n")
-        final = engine.build(tag=tag, context=tmp, labels={**labels, L.RESOLVED: resolved})
+        final = backend.build(tag=tag, context=tmp, labels={**labels, L.RESOLVED: resolved})
     if current is not None and current.id not in (first, final):
-        _remove_if_unused(engine, current.id)
+        _remove_if_unused(backend, current.id)
     from isol8.core.caches import ResolutionCache
 
-    ResolutionCache(engine.name).clear()  # a new image may now be the better match for a package set
+    ResolutionCache(backend.cache_key).clear()  # a new image may now be the better match for a package set
     return BuildOutcome(tag, True, final, resolved)
 
 
-def _remove_failed_layers(engine: Engine, wanted: str) -> None:
+def _remove_failed_layers(backend: Backend, wanted: str) -> None:
     """podman keeps the labelled layers of a failed build as untagged images: drop them."""
     try:
-        leftovers = [i.id for i in engine.inspect_images(engine.list_images({L.DEPS_HASH: wanted})) if not i.tags]
-        engine.remove_images(leftovers)
+        leftovers = [i.id for i in backend.inspect_images(backend.list_images({L.DEPS_HASH: wanted})) if not i.tags]
+        backend.remove_images(leftovers)
     except EngineError as exc:
         log.debug("could not remove the layers of a failed build: %s", exc)
 
 
-def _remove_if_unused(engine: Engine, image_id: str) -> None:
+def _remove_if_unused(backend: Backend, image_id: str) -> None:
     try:
-        for failure in engine.remove_images([image_id]):
+        for failure in backend.remove_images([image_id]):
             log.debug("kept replaced image %s: %s", image_id, failure.message)
     except EngineError as exc:
         log.debug("kept replaced image %s: %s", image_id, exc)

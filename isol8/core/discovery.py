@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8.backends.engine.backend import Engine
 from isol8.core.caches import default_cache_dir
 from isol8.ecosystems.packages import Spec, parse_specs, satisfies
 from isol8.errors import UsageError
 from isol8.models import ImageInfo, parse_time
+
+TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+if TYPE_CHECKING:
+    from isol8.backends.base import Backend
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -75,15 +78,15 @@ class Resolution:
         }
 
 
-def candidates(engine: Engine, runtime: str, cache_dir: Path | None = None) -> list[Candidate]:
+def candidates(backend: Backend, runtime: str, cache_dir: Path | None = None) -> list[Candidate]:
     """One listing call for the IDs; labels come from a cache keyed by image ID (an image's labels never
     change for its ID) and only images never seen before are inspected, in one batched call. Names are
     as last seen: a run uses the image by ID, so a tag moved since cannot send it to another image."""
-    ids = engine.list_images({L.RUNTIME: runtime})
-    cache = LabelCache(cache_dir or default_cache_dir(), engine.name, runtime)
+    ids = backend.list_images({L.RUNTIME: runtime})
+    cache = LabelCache(cache_dir or default_cache_dir(), backend.cache_key, runtime)
     unknown = [image_id for image_id in ids if image_id not in cache.entries]
     if unknown:
-        for info in engine.inspect_images(unknown):
+        for info in backend.inspect_images(unknown):
             cache.entries[info.id] = {
                 "labels": dict(info.labels),
                 "created": info.created.isoformat() if info.created else None,
@@ -105,8 +108,8 @@ def candidates(engine: Engine, runtime: str, cache_dir: Path | None = None) -> l
 class LabelCache:
     """image ID -> labels and creation time, one JSON file per engine and runtime."""
 
-    def __init__(self, directory: Path, engine: str, runtime: str) -> None:
-        self.path = directory / f"labels-{engine}-{runtime}.json"
+    def __init__(self, directory: Path, backend: str, runtime: str) -> None:
+        self.path = directory / f"labels-{backend}-{runtime}.json"
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self.entries: dict[str, dict] = data if isinstance(data, dict) else {}
@@ -180,18 +183,18 @@ def choose(runtime: str, requested: Sequence[Spec], found: Sequence[Candidate], 
 
 
 def resolve(
-    engine: Engine, runtime: str, requested: Sequence[Spec], *, base: str, image: str | None = None
+    backend: Backend, runtime: str, requested: Sequence[Spec], *, base: str, image: str | None = None
 ) -> Resolution:
     """The image to run requested packages in. With `image`, skip discovery but still install what it lacks."""
     if image is not None:
-        info = engine.image(image)
+        info = backend.image(image)
         if info is None:
             raise UsageError(f"image not found: {image}")
         c = Candidate.from_image(runtime, info)
         rest = tuple(s for s in requested if c is None or not c.covers(runtime, s))
         reason = f"--image {image}" + (f"; {_names(rest)} still to install" if rest else " has everything requested")
         return Resolution(runtime, image, "image", rest, reason, L.SETUP in info.labels)
-    return choose(runtime, requested, candidates(engine, runtime) if requested else [], base)
+    return choose(runtime, requested, candidates(backend, runtime) if requested else [], base)
 
 
 def _names(specs: Sequence[Spec]) -> str:

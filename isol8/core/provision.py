@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
-from isol8.backends.engine.backend import Engine
 from isol8.core.caches import ResolutionCache
 from isol8.core.runner import RunFailed, RunRequest
 from isol8.ecosystems.packages import Spec, parse_specs, screen
@@ -13,6 +12,7 @@ from isol8.errors import BuildFailed, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from isol8.backends.base import Backend
     from isol8.core.custom import RegistrySettings
 
 BASH_NO_INSTALL = (
@@ -30,7 +30,7 @@ def check_install(runtime: str, install: Sequence[str]) -> None:
 
 
 def provide(
-    engine: Engine,
+    backend: Backend,
     request: RunRequest,
     install: Sequence[str],
     *,
@@ -49,8 +49,8 @@ def provide(
     """
     runtime = request.runtime.name
     check_install(runtime, install)
-    base = engine.dialect.local_image(request.runtime.image)
-    answers = ResolutionCache(engine.name)
+    base = backend.local_image(request.runtime.image)
+    answers = ResolutionCache(backend.cache_key)
     raw_key = answers.key(runtime, base, ["raw", *install])  # these exact values, resolved before
     if request.image is None and remembered:
         image = answers.get(raw_key)
@@ -67,7 +67,7 @@ def provide(
     if image is not None:
         answers.put(raw_key, image)
         return dataclasses.replace(request, image=image)
-    resolution = resolve(engine, runtime, specs, base=base, image=request.image)
+    resolution = resolve(backend, runtime, specs, base=base, image=request.image)
     if debug:
         left = ", ".join(s.text for s in resolution.install) or "nothing"
         debug(f"resolve: {resolution.match} {resolution.image} ({resolution.reason}); to install: {left}")
@@ -75,19 +75,19 @@ def provide(
     if resolution.install:
         inherited: tuple[Spec, ...] = ()
         if resolution.match in ("partial", "image"):
-            info = engine.image(resolution.run_ref)
+            info = backend.image(resolution.run_ref)
             found = Candidate.from_image(runtime, info) if info else None
             inherited = tuple(found.packages.values()) if found else ()
         import hashlib
 
         name = hashlib.sha256("\0".join([resolution.run_ref, *(s.text for s in specs)]).encode()).hexdigest()[:16]
         defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.run_ref, inherited=inherited)
-        if resolution.match == "base" and engine.image(base) is None:
+        if resolution.match == "base" and backend.image(base) is None:
             defn = dataclasses.replace(defn, from_image=None)  # build_image builds the base first
         notice(f"installing {', '.join(s.text for s in resolution.install)} (once: the result is cached)")
         try:
             outcome = build_image(
-                engine,
+                backend,
                 defn,
                 f"isol8-auto-{runtime}:{name}",
                 registry=registry,

@@ -13,13 +13,11 @@ from pathlib import Path
 
 from isol8 import labels as L
 from isol8 import units
-from isol8.backends.engine import reaper
-from isol8.backends.engine.backend import Engine
 from isol8.core import payload
-from isol8.core.sandbox import SANDBOX_DIR, SandboxPolicy, exec_argv, run_argv, valid_env_name
-from isol8.errors import EngineError, ImageNotFound, Isol8Error, UsageError
+from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec, SandboxPolicy, valid_env_name
+from isol8.defaults import RUN
+from isol8.errors import EngineError, ImageMissing, ImageNotFound, PayloadTooLarge, RunFailed, UsageError
 from isol8.log import get_logger
-from isol8.process import StreamingProcess, decode
 from isol8.runtimes import Runtime
 from isol8.status import ExitStatus
 
@@ -27,12 +25,12 @@ TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     from typing import Any
 
+    from isol8.backends.base import Backend, Process
+
 log = get_logger(__name__)
 
 # After the deadline the container is killed; the in-container backstop fires this much later.
 BACKSTOP_GRACE_S = 5
-# The engine's own kill (podman run --timeout) waits this much longer again.
-ENGINE_BACKSTOP_EXTRA_S = 10
 # The time limit counts from the program's start; creating and starting the container may take
 # this long on top (a loaded machine, a cold engine) before the run counts as failed.
 STARTUP_ALLOWANCE_S = 60.0
@@ -41,22 +39,6 @@ STARTUP_ALLOWANCE_S = 60.0
 ENV_ENTRY_MAX = 128 * 1024
 ENV_BYTES_MAX = 256 * 1024
 ENV_COUNT_MAX = 4096
-
-
-class RunFailed(EngineError):
-    """isol8 or the engine failed before the program ran (exit 125, as `docker run`)."""
-
-    exit_status = ExitStatus.ENGINE_FAILURE
-
-
-class PayloadTooLarge(Isol8Error):
-    """The files and code do not fit in the sandbox: found before anything starts (exit 125)."""
-
-    exit_status = ExitStatus.ENGINE_FAILURE
-
-
-class ImageMissing(RunFailed):
-    """The image to run does not exist (and is not a base image isol8 can build): nothing ran."""
 
 
 class Interrupted(Exception):
@@ -79,8 +61,8 @@ class RunRequest:
     secrets: Mapping[str, str] = field(default_factory=dict)
     workdir: str = SANDBOX_DIR
     image: str | None = None
-    timeout_ms: int = 30_000
-    max_output: int = 1_048_576
+    timeout_ms: int = units.duration_ms(RUN["timeoutMs"])
+    max_output: int = units.output_size(RUN["maxOutputSize"])
     policy: SandboxPolicy = field(default_factory=SandboxPolicy)
     persist: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)  # extra container labels (e.g. the server's id)
@@ -144,24 +126,15 @@ class RunResult:
     stdout_bytes: bytes
     stderr_bytes: bytes
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "exitCode": self.exit_code,
-            "timedOut": self.timed_out,
-            "oomKilled": self.oom_killed,
-            "truncated": self.truncated,
-            "durationMs": self.duration_ms,
-            "runtime": self.runtime,
-            "image": self.image,
-        }
-
 
 @dataclass(frozen=True)
 class Chunk:
     stream: str  # "stdout" or "stderr"
     data: bytes
+
+
+def decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _code_name(request: RunRequest) -> str:
@@ -173,18 +146,6 @@ def _code_name(request: RunRequest) -> str:
     return "main" + ext
 
 
-def _container_name() -> str:
-    return f"isol8-{os.urandom(8).hex()}"
-
-
-def format_limit(ms: int) -> str:
-    if ms % 60_000 == 0:
-        return f"{ms // 60_000}m"
-    if ms % 1000 == 0:
-        return f"{ms // 1000}s"
-    return f"{ms}ms"
-
-
 class Execution:
     """Iterate to get the masked, bounded output chunks as they come; then read .result.
 
@@ -194,21 +155,21 @@ class Execution:
 
     def __init__(
         self,
-        engine: Engine,
+        backend: Backend,
         request: RunRequest,
         *,
-        ensure_image: Callable[[str], None] | None = None,
+        ensure_image: Callable[[Runtime], None] | None = None,
         container: str | None = None,
     ):
         """container: a started standby container (isol8.frontends.server.pool) to exec into instead of a new `run`."""
-        self.engine = engine
+        self.backend = backend
         self.request = request
         self.ensure_image = ensure_image
         self.result: RunResult | None = None
         self.intact = False  # the wrapper reported an exit that the engine's status confirms
-        self.name = container or _container_name()
+        self.name = container or L.container_name()
         runtime = request.runtime
-        self.image = request.image or engine.dialect.local_image(runtime.image)
+        self.image = request.image or backend.local_image(runtime.image)
         code_name = _code_name(request)
         body = request.code if request.code is not None else (request.cmd or "").encode()
         self.nonce = payload.new_nonce()
@@ -219,38 +180,36 @@ class Execution:
             else runtime.command(f"{SANDBOX_DIR}/{code_name}")
         )
         self._check_fits(request)
-        backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
-        command = ["-c", payload.WRAPPER, "isol8", resolve_workdir(request.workdir), str(backstop_s), *interpreter]
+        self.backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
+        self.command = [
+            "-c",
+            payload.WRAPPER,
+            "isol8",
+            resolve_workdir(request.workdir),
+            str(self.backstop_s),
+            *interpreter,
+        ]
         self.program_env = {**request.env, **request.secrets}
-        self.watched = container is None
-        if container is not None:
-            self.argv = exec_argv(engine.dialect, name=container, command=command)
-            return
-        self.argv = run_argv(
-            engine.dialect,
-            name=self.name,
-            image=self.image,
-            policy=request.policy,
-            labels={
-                L.MANAGED: "true",
-                L.RUN_ID: self.name,
-                L.RUN_PID: str(os.getpid()),
-                L.RUN_HOST: os.uname().nodename,
-                L.RUN_STARTED: str(int(time.time())),
-                L.RUNTIME: runtime.name,
-                **reaper.owner_label(),
-                **request.labels,
-            },
-            command=command,
-            remove=not request.persist,
-            engine_timeout_s=backstop_s + ENGINE_BACKSTOP_EXTRA_S,
-        )
+        self.standby = container
+        self.argv: tuple[str, ...] = ()  # the backend's command line, once started
 
-    def _client_env(self) -> dict[str, str] | None:
-        """isol8's environment for the engine client, less the secrets it may hold (--secret NAME)."""
-        if not self.request.secrets:
-            return None
-        return {k: v for k, v in os.environ.items() if k not in self.request.secrets}
+    def _start(self, stdin: Iterable[bytes]) -> Process:
+        request = self.request
+        if self.standby is not None:
+            proc = self.backend.exec(self.standby, self.command, stdin=stdin, hidden_env=request.secrets)
+        else:
+            labels = {**L.run_labels(self.name), L.RUNTIME: request.runtime.name, **request.labels}
+            spec = ContainerSpec(self.name, self.image, request.policy, labels)
+            proc = self.backend.run(
+                spec,
+                self.command,
+                stdin=stdin,
+                remove=not request.persist,
+                backstop_s=self.backstop_s,
+                hidden_env=request.secrets,
+            )
+        self.argv = proc.argv
+        return proc
 
     def _check_fits(self, request: RunRequest) -> None:
         """Files that cannot fit would fail before the program starts, as an OOM kill: say so instead."""
@@ -273,7 +232,7 @@ class Execution:
         except _MissingImage:
             if self.ensure_image is None or self.request.image is not None:
                 raise ImageMissing(self.argv, 125, message=f"image {self.image} not found") from None
-            self.ensure_image(self.request.runtime.name)
+            self.ensure_image(self.request.runtime)
             yield from self._attempt()
 
     def _attempt(self) -> Iterator[Chunk]:
@@ -318,11 +277,9 @@ class Execution:
         stdin = payload.stdin_stream(
             self.nonce, self.payload, self.program_env, request.stdin, reap=not request.keep_background
         )
-        if self.watched:
-            reaper.watch(self.engine.dialect, self.name)
         removed = False
         try:
-            with StreamingProcess(self.argv, stdin=stdin, env=self._client_env(), cwd=self.engine.client_cwd()) as proc:
+            with self._start(stdin) as proc:
                 for stream, data in proc.chunks(deadline):
                     yield from emit(stream, data)
                 status = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))
@@ -331,7 +288,7 @@ class Execution:
                     # waits on it (seen: 15 s); what it had relayed is read, then `rm -f` (below)
                     # ends the container
                     timed_out = True
-                    proc.signal(signal.SIGKILL)
+                    proc.kill()
                     for stream, data in proc.chunks(time.monotonic() + 1):
                         yield from emit(stream, data)
                     status = proc.wait()
@@ -353,8 +310,8 @@ class Execution:
         finally:
             if not removed and not request.persist:
                 removed = self._remove()
-            if self.watched and (removed or request.persist):
-                reaper.release(self.name)
+            if request.persist and self.standby is None:
+                self.backend.disown([self.name])
         duration_ms = round((time.monotonic() - (trailer.started_at or started)) * 1000)
         stdout_bytes = b"".join(kept["stdout"])
         stderr_bytes = b"".join(kept["stderr"]) + payload.Masker(request.secrets.values()).mask(b"".join(early))
@@ -384,7 +341,7 @@ class Execution:
             return RunFailed(
                 self.argv, None, "", stderr, message=f"the program did not start within {STARTUP_ALLOWANCE_S:g}s"
             )
-        error = self.engine.classify(self.argv, code, "", stderr)
+        error = self.backend.classify(self.argv, code, "", stderr)
         if code in (125, 126, 127) and isinstance(error, ImageNotFound):
             return _MissingImage()
         return RunFailed(
@@ -393,12 +350,12 @@ class Execution:
             "",
             stderr,
             message=error.message,
-            hint=error.hint or f"{self.engine.name} exited with {code} before the program started; it never ran",
+            hint=error.hint or f"{self.backend.name} exited with {code} before the program started; it never ran",
         )
 
     def _remove(self) -> bool:
         try:
-            self.engine.remove_containers([self.name])
+            self.backend.remove_containers([self.name])
         except EngineError as exc:
             log.warning("could not remove container %s: %s", self.name, exc)
             return False
@@ -409,9 +366,9 @@ class _MissingImage(Exception):
     pass
 
 
-def run(engine: Engine, request: RunRequest, *, ensure_image: Callable[[str], None] | None = None) -> RunResult:
+def run(backend: Backend, request: RunRequest, *, ensure_image: Callable[[Runtime], None] | None = None) -> RunResult:
     """Run to completion and return the buffered result."""
-    execution = Execution(engine, request, ensure_image=ensure_image)
+    execution = Execution(backend, request, ensure_image=ensure_image)
     for _ in execution:
         pass
     assert execution.result is not None

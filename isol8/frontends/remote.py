@@ -1,4 +1,4 @@
-"""A client for `isol8 serve` (standard library only): health, execute, and execute as a stream of events."""
+"""A client for `isol8 serve` (standard library HTTP): health, execute, and execute as a stream of events."""
 
 from __future__ import annotations
 
@@ -8,18 +8,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from isol8.errors import Isol8Error
-from isol8.status import ExitStatus
-
-
-class RemoteError(Isol8Error):
-    """The server refused or failed a request (its HTTP status and message), or could not be reached."""
-
-    exit_status = ExitStatus.ENGINE_FAILURE
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+from isol8.errors import RemoteError
+from isol8.frontends.wire import read_events
 
 
 class Isol8Remote:
@@ -58,11 +48,4 @@ class Isol8Remote:
     def stream(self, body: Mapping[str, Any]) -> Iterator[dict[str, str]]:
         """POST /execute/stream: events {type: stdout|stderr|error|exit, data} as they come."""
         with self._request("POST", "/execute/stream", body) as response:
-            data: list[str] = []
-            for raw in response:
-                line = raw.decode("utf-8").rstrip("\r\n")
-                if line.startswith("data:"):
-                    data.append(line[5:].lstrip())
-                elif not line and data:
-                    yield json.loads("\n".join(data))
-                    data = []
+            yield from read_events(response)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from isol8 import Engine, RunRequest, SandboxPolicy, runtimes, select_dialect
+from isol8 import Backend, RunRequest, SandboxPolicy, open_backend, result_json, runtimes
 from isol8.core.runner import Chunk, Execution, run
 from tests.integration.conftest import assert_no_containers
 
 
 @pytest.fixture
-def engine_api(engine: str) -> Engine:
-    return Engine(select_dialect(engine))
+def engine_api(engine: str) -> Backend:
+    return open_backend(engine)
 
 
-def test_run_returns_a_typed_result(engine_api: Engine, engine: str) -> None:
+def test_run_returns_a_typed_result(engine_api: Backend, engine: str) -> None:
     request = RunRequest(
         runtime=runtimes.get("node"),
         code=b"console.log(process.env.WHO); console.error(require('fs').readFileSync(0, 'utf8'))",
@@ -24,11 +24,11 @@ def test_run_returns_a_typed_result(engine_api: Engine, engine: str) -> None:
     )
     result = run(engine_api, request)
     assert (result.exit_code, result.stdout, result.stderr) == (0, "library\n", "from stdin\n")
-    assert result.to_json()["runtime"] == "node"
+    assert result_json(result)["runtime"] == "node"
     assert_no_containers(engine)
 
 
-def test_execution_streams_chunks_then_sets_the_result(engine_api: Engine) -> None:
+def test_execution_streams_chunks_then_sets_the_result(engine_api: Backend) -> None:
     code = b"import time\nfor i in range(3):\n    print(i, flush=True); time.sleep(0.2)\n"
     execution = Execution(engine_api, RunRequest(runtime=runtimes.get("python"), code=code))
     chunks: list[Chunk] = list(execution)

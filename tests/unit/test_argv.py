@@ -11,18 +11,9 @@ import pytest
 
 import isol8.data
 from isol8.backends.engine import argv as A
+from isol8.backends.engine.argv import exec_argv, run_argv, sandbox_flags, standby_argv, sweep_argv
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
-from isol8.core.sandbox import (
-    KEEPER,
-    OWN_PIDS,
-    SandboxPolicy,
-    default_seccomp_profile,
-    exec_argv,
-    run_argv,
-    sandbox_flags,
-    standby_argv,
-    sweep_argv,
-)
+from isol8.core.sandbox import KEEPER, OWN_PIDS, SandboxPolicy, default_seccomp_profile
 
 SECCOMP = str(Path(isol8.data.__file__).resolve().parent / "seccomp.json")
 MANAGED = {"org.isol8.managed": "true", "org.isol8.runtime": None}

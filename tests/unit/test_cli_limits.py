@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from isol8.backends.engine.backend import Engine, RetryPolicy
+from isol8.backends.engine.backend import EngineBackend, RetryPolicy
 from isol8.backends.engine.dialect import DOCKER
 from isol8.core.sandbox import OWN_PIDS
-from isol8.frontends.cli import commands
+from isol8.frontends.cli.app import App
 from tests.conftest import CliResult
 
 RunCli = Callable[..., CliResult]
@@ -46,14 +46,14 @@ def _isolated(isolated: Path) -> Path:
 
 @pytest.fixture
 def docker(fp: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """App.engine is a docker Engine over `fp`: every engine command it runs is answered by one catch-all
+    """App.backend is a docker EngineBackend over `fp`: every engine command it runs is answered by one catch-all
     registration, and recorded, so `fp.calls` is every engine command the CLI ran."""
 
     def no_sleep(seconds: float) -> None:
         raise AssertionError(f"slept {seconds}s")
 
-    engine = Engine(DOCKER, retry=RetryPolicy(attempts=1), sleep=no_sleep)
-    monkeypatch.setattr(commands.App, "engine", property(lambda app: engine))
+    engine = EngineBackend(DOCKER, retry=RetryPolicy(attempts=1), sleep=no_sleep)
+    monkeypatch.setattr(App, "backend", property(lambda app: engine))
     fp.register([fp.any()], returncode=125, stderr="docker: refused by the test\n", occurrences=20)
     return fp
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from isol8.errors import UsageError
-from isol8.frontends.cli import commands
+from isol8.frontends.cli.app import App
+from isol8.frontends.cli.inputs import parse_secrets
 from isol8.frontends.cli.output import open_out
-from isol8.frontends.cli.run import parse_secrets
+from isol8.frontends.cli.run import request_from_args
 from tests.conftest import CliResult
 
 RunCli = Callable[..., CliResult]
@@ -153,6 +154,6 @@ def test_secret_from_the_environment_reaches_the_request(isolated: Path, monkeyp
     args = build_parser().parse_args(
         ["run", "-e", "1", "--secret", "MY_TOKEN", "--secret", "OTHER=inline", "--secret-file", "FILE_TOKEN=t.txt"]
     )
-    request = commands.build_request(commands.App(args=args, stdout=io.StringIO(), stderr=io.StringIO()))
+    request = request_from_args(App(args=args, stdin=None, stdout=io.StringIO(), stderr=io.StringIO()))
     assert isinstance(request, RunRequest)
     assert dict(request.secrets) == {"MY_TOKEN": "env-value", "OTHER": "inline", "FILE_TOKEN": "file-value"}

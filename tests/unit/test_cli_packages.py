@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import isol8.backends.engine.backend
-from isol8.backends.engine.backend import Engine, RetryPolicy
+from isol8.backends.engine.backend import EngineBackend, RetryPolicy
 from isol8.backends.engine.dialect import DOCKER
-from isol8.frontends.cli import commands
+from isol8.frontends.cli.app import App
 from tests.conftest import CliResult
 
 RunCli = Callable[..., CliResult]
@@ -34,7 +34,7 @@ def _isolated(isolated: Path) -> Path:
 
 @pytest.fixture
 def docker(fp: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """App.engine is a docker Engine whose every command goes to `fp` (strict: unregistered argv fails).
+    """App.backend is a docker EngineBackend whose every command goes to `fp` (strict: unregistered argv fails).
 
     One attempt per call, so a failing engine call is seen once and nothing sleeps.
     """
@@ -42,8 +42,8 @@ def docker(fp: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     def no_sleep(seconds: float) -> None:
         raise AssertionError(f"slept {seconds}s")
 
-    engine = Engine(DOCKER, retry=RetryPolicy(attempts=1), sleep=no_sleep)
-    monkeypatch.setattr(commands.App, "engine", property(lambda app: engine))
+    engine = EngineBackend(DOCKER, retry=RetryPolicy(attempts=1), sleep=no_sleep)
+    monkeypatch.setattr(App, "backend", property(lambda app: engine))
     return fp
 
 

@@ -364,10 +364,10 @@ def test_merge_result_shares_nothing_with_its_inputs() -> None:
 
 def test_config_file_merges_over_defaults_key_by_key(tmp_path: Path) -> None:
     config = load_file(tmp_path / "c.yaml", "defaults:\n  timeoutMs: 5000\nnetwork:\n  blacklist: [evil.example]\n")
-    assert config.defaults["timeoutMs"] == 5000
+    assert config.run.timeout_ms == 5000
     for key, value in DEFAULTS["defaults"].items():
         if key != "timeoutMs":
-            assert config.defaults[key] == value, key
+            assert config.data["defaults"][key] == value, key
     assert config.data["network"] == {"whitelist": [], "blacklist": ["evil.example"]}
     assert config.data["maxConcurrent"] == DEFAULTS["maxConcurrent"]
 
@@ -389,10 +389,10 @@ def test_load_config_without_a_file_is_the_defaults(tmp_path: Path) -> None:
 
 def test_load_config_follows_the_search_order(tmp_path: Path) -> None:
     touch(tmp_path / "home" / ".isol8" / "config.yml", "engine: docker\n")
-    assert load_config(None, cwd=tmp_path, home=tmp_path / "home", env={}).engine == "docker"
+    assert load_config(None, cwd=tmp_path, home=tmp_path / "home", env={}).backend.engine == "docker"
     chosen = touch(tmp_path / "chosen.json", '{"engine": "podman"}')
     config = load_config(None, cwd=tmp_path, home=tmp_path / "home", env={"ISOL8_CONFIG": str(chosen)})
-    assert (config.engine, config.source) == ("podman", chosen)
+    assert (config.backend.engine, config.source) == ("podman", chosen)
 
 
 # ---- Config properties --------------------------------------------------------------------------
@@ -400,19 +400,19 @@ def test_load_config_follows_the_search_order(tmp_path: Path) -> None:
 
 def test_config_properties_of_the_defaults() -> None:
     config = Config()
-    assert config.engine is None
+    assert config.backend.engine is None
     assert config.base_images == {}
     assert config.prebuilt_images == ()
-    assert config.seccomp_profile is None
-    assert config.defaults["timeoutMs"] == 30_000
+    assert config.backend.seccomp_profile is None
+    assert config.run.timeout_ms == 30_000
     assert config.source is None
 
 
 def test_config_properties_from_a_file(tmp_path: Path) -> None:
     config = load_file(tmp_path / "c.yaml", YAML_CONFIG + "security:\n  seccompProfile: /etc/isol8/strict.json\n")
-    assert config.engine == "podman"
+    assert config.backend.engine == "podman"
     assert config.base_images == {"python": "python:3.12-slim"}
-    assert config.seccomp_profile == "/etc/isol8/strict.json"
+    assert config.backend.seccomp_profile == "/etc/isol8/strict.json"
     assert config.prebuilt_images == (
         PrebuiltImage(
             tag="isol8-data", runtime="python", install_packages=("numpy", "pandas"), setup_script="echo ready\n"
@@ -423,7 +423,7 @@ def test_config_properties_from_a_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("docker", "docker"), ("podman", "podman")])
 def test_config_engine_property(value: str | None, expected: str | None) -> None:
-    assert Config({**DEFAULTS, "engine": value}).engine == expected
+    assert Config({**DEFAULTS, "engine": value}).backend.engine == expected
 
 
 # ---- import cost --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import isol8.core.custom as custom
+import isol8.config
 from isol8.core.custom import (
     ImageDefinition,
     RegistrySettings,
@@ -317,12 +317,12 @@ def test_system_ca_bundle_is_the_first_that_exists(tmp_path: Path, monkeypatch: 
     third.write_text("ca\n")
     (tmp_path / "a-dir.crt").mkdir()
     candidates = (str(tmp_path / "missing.crt"), str(tmp_path / "a-dir.crt"), str(second), str(third))
-    monkeypatch.setattr(custom, "SYSTEM_CA_BUNDLES", candidates)
+    monkeypatch.setattr(isol8.config, "SYSTEM_CA_BUNDLES", candidates)
     assert RegistrySettings(ca_bundle="system").ca_file() == second
 
 
 def test_system_ca_bundle_missing_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(custom, "SYSTEM_CA_BUNDLES", (str(tmp_path / "missing.crt"),))
+    monkeypatch.setattr(isol8.config, "SYSTEM_CA_BUNDLES", (str(tmp_path / "missing.crt"),))
     with pytest.raises(UsageError, match="'system' but no CA bundle was found"):
         RegistrySettings(ca_bundle="system").ca_file()
 

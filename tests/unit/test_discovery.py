@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from isol8 import labels as L
-from isol8.backends.engine.backend import Engine
+from isol8.backends.engine.backend import EngineBackend
 from isol8.backends.engine.dialect import DOCKER, PODMAN
 from isol8.core.custom import ImageDefinition
 from isol8.core.discovery import Candidate, Resolution, candidates, choose, resolve
@@ -405,11 +405,11 @@ def register_discovery(fp: Any, objs: list[dict[str, Any]], binary: str = "docke
     return inspect
 
 
-def engine(dialect: Any = DOCKER) -> Engine:
+def engine(dialect: Any = DOCKER) -> EngineBackend:
     def no_sleep(seconds: float) -> None:
         raise AssertionError(f"discovery slept {seconds}s")
 
-    return Engine(dialect, sleep=no_sleep)
+    return EngineBackend(dialect, sleep=no_sleep)
 
 
 @pytest.fixture(autouse=True)

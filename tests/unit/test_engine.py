@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from isol8.backends.engine.backend import Engine, RetryPolicy, select_dialect
+from isol8.backends.engine.backend import EngineBackend, RetryPolicy, select_dialect
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
 from isol8.errors import (
     EngineError,
@@ -68,9 +68,9 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-def engine_for(d: Dialect, sleeps: Callable[[float], None], attempts: int | None = None) -> Engine:
+def engine_for(d: Dialect, sleeps: Callable[[float], None], attempts: int | None = None) -> EngineBackend:
     retry = RetryPolicy() if attempts is None else RetryPolicy(attempts=attempts)
-    return Engine(d, retry=retry, sleep=sleeps)
+    return EngineBackend(d, retry=retry, sleep=sleeps)
 
 
 # ---- version and retries -------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_retry_waits_grow_and_are_capped(fp: Any, sleeps: Sleeps) -> None:
     register_recorded(fp, DOCKER, argv, "engine-unreachable", occurrences=5)
 
     with pytest.raises(EngineUnavailable):
-        Engine(DOCKER, retry=RetryPolicy(attempts=5, first_wait=0.2, max_wait=1.0), sleep=sleeps).version()
+        EngineBackend(DOCKER, retry=RetryPolicy(attempts=5, first_wait=0.2, max_wait=1.0), sleep=sleeps).version()
 
     assert sleeps == pytest.approx([0.2, 0.4, 0.8, 1.0])
 

@@ -1,4 +1,4 @@
-"""isol8.errors.classify over real docker and podman stderr (tests/data, from scripts/record-fixtures)."""
+"""The engine backend's classify over real docker and podman stderr (tests/data, from scripts/record-fixtures)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from isol8.backends.engine.classify import classify
 from isol8.errors import (
     ContainerNotFound,
     EngineError,
@@ -14,7 +15,6 @@ from isol8.errors import (
     EngineTransient,
     EngineUnavailable,
     ImageNotFound,
-    classify,
 )
 from isol8.status import ExitStatus
 

@@ -1,4 +1,4 @@
-"""server.build_run without an engine: each limit is parsed (400), then compared with the config's (403)."""
+"""The server policy without an engine: each limit is parsed (400), then compared with the config's (403)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,17 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from isol8.backends.engine.backend import Engine  # noqa: E402
+from isol8.backends.engine.backend import EngineBackend  # noqa: E402
 from isol8.backends.engine.dialect import DOCKER  # noqa: E402
-from isol8.config import DEFAULTS, Config, _merge  # noqa: E402
-from isol8.core.custom import RegistrySettings  # noqa: E402
-from isol8.frontends.server.app import HTTPError, ServerState, build_run  # noqa: E402
+from isol8.config import (  # noqa: E402
+    DEFAULTS,
+    Config,
+    PackageSettings,  # noqa: E402
+    _merge,
+)
+from isol8.errors import RequestError  # noqa: E402
+from isol8.frontends.server.policy import build_run  # noqa: E402
+from isol8.frontends.server.state import ServerState  # noqa: E402
 
 MIB, GIB = 1024**2, 1024**3
 BAD = [0, -1, "0", "-1", "0.5", "nan", "inf", "-inf", "1e400", True, False, None, "", "  ", [], {}, "1\n", 10**400]
@@ -33,7 +39,7 @@ ABOVE = {
 
 def make_state(**defaults: object) -> ServerState:
     data = _merge(copy.deepcopy(DEFAULTS), {"defaults": defaults})
-    return ServerState(Engine(DOCKER), Config(data), None, RegistrySettings(None, None, None))
+    return ServerState(EngineBackend(DOCKER), Config(data), None, PackageSettings())
 
 
 @pytest.fixture
@@ -50,7 +56,7 @@ def body(**options: object) -> dict[str, Any]:
 def status_of(state: ServerState, payload: dict[str, Any], tmp_path: Path) -> tuple[int, str]:
     try:
         build_run(state, payload, tmp_path)
-    except HTTPError as exc:
+    except RequestError as exc:
         return exc.status, exc.message
     return 200, ""
 

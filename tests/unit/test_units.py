@@ -189,11 +189,12 @@ def test_script_name_with_a_trailing_newline_becomes_main() -> None:
 
 def test_session_ids_full_match() -> None:
     pytest.importorskip("starlette")
-    from isol8.frontends.server.app import HTTPError, Sessions
+    from isol8.errors import RequestError
+    from isol8.frontends.server.sessions import check_id
 
-    assert Sessions.check_id("abc-1") == "abc-1"
-    with pytest.raises(HTTPError) as caught:
-        Sessions.check_id("abc\n")
+    assert check_id("abc-1") == "abc-1"
+    with pytest.raises(RequestError) as caught:
+        check_id("abc\n")
     assert caught.value.status == 400
 
 

@@ -1,10 +1,23 @@
-"""Pure builders of engine argv: no I/O, every user value its own element."""
+"""Pure builders of docker/podman argv, the sandbox's flags among them: no I/O, every user value its own element."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
 from isol8.backends.engine.dialect import Dialect
+from isol8.core.sandbox import (
+    KEEPER,
+    MASKED_DIRS,
+    OWN_PIDS,
+    SANDBOX_DIR,
+    SANDBOX_GID,
+    SANDBOX_NOFILE,
+    SANDBOX_NPROC,
+    SANDBOX_UID,
+    SANDBOX_USER,
+    SandboxPolicy,
+    default_seccomp_profile,
+)
 
 
 def opt(name: str, value: object | None) -> list[str]:
@@ -82,3 +95,155 @@ def rm_argv(d: Dialect, ids: Sequence[str]) -> list[str]:
 
 def kill_argv(d: Dialect, name: str) -> list[str]:
     return [d.binary, "kill", name]
+
+
+def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False) -> list[str]:
+    """Every hardening flag of a run; tests/unit/test_argv.py pins them so none can slip out.
+
+    keeper: a standby container, whose PID 1 and end-of-execution sweeps run as root with only
+    CAP_KILL and CAP_CHOWN, out of reach of the sandbox user its executions run as (exec_argv)."""
+    memory = str(policy.memory)
+    return [
+        "--read-only",
+        *d.read_only_extra,
+        "--tmpfs",
+        f"{SANDBOX_DIR}:rw,exec,nosuid,nodev,size={policy.sandbox_size},mode=0700,"
+        + d.tmpfs_owner(SANDBOX_UID, SANDBOX_GID),
+        "--tmpfs",
+        f"/tmp:rw,noexec,nosuid,nodev,size={policy.tmp_size},mode=1777",
+        "--shm-size",
+        str(policy.shm_size),
+        "--user",
+        "0:0" if keeper else SANDBOX_USER,
+        "--cap-drop",
+        "ALL",
+        *(["--cap-add", "KILL", "--cap-add", "CHOWN"] if keeper else []),
+        "--security-opt",
+        "no-new-privileges",
+        "--security-opt",
+        f"seccomp={policy.seccomp_profile or default_seccomp_profile()}",
+        "--pids-limit",
+        str(policy.pids_limit + OWN_PIDS),
+        "--memory",
+        memory,
+        "--memory-swap",
+        memory,
+        "--cpus",
+        f"{policy.cpus:g}",
+        "--network",
+        policy.network,
+        *repeat("--ulimit", (f"nproc={SANDBOX_NPROC}:{SANDBOX_NPROC}", f"nofile={SANDBOX_NOFILE}:{SANDBOX_NOFILE}")),
+        # POSIX message queues are accounted per uid across the host: none at all in a sandbox
+        "--ulimit",
+        "msgqueue=0:0",
+        *repeat("--tmpfs", (f"{path}:ro,nosuid,nodev,noexec,size=4k{d.tmpfs_no_copy}" for path in MASKED_DIRS)),
+    ]
+
+
+def _container_flags(
+    d: Dialect, name: str, policy: SandboxPolicy, labels: Mapping[str, str], *, keeper: bool = False
+) -> list[str]:
+    """What every container isol8 starts shares: a name, no pulls, no log files, labels, the sandbox."""
+    return [
+        "--name",
+        name,
+        "--pull",
+        "never",
+        "--log-driver",
+        "none",
+        *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
+        *sandbox_flags(d, policy, keeper=keeper),
+    ]
+
+
+def run_argv(
+    d: Dialect,
+    *,
+    name: str,
+    image: str,
+    policy: SandboxPolicy,
+    labels: Mapping[str, str],
+    command: Sequence[str],
+    remove: bool = True,
+    engine_timeout_s: int | None = None,
+) -> list[str]:
+    """`run` of one execution: stdin attached, isol8's wrapper as entrypoint, user values as elements.
+
+    The program's environment travels on stdin (isol8.core.payload), never as --env: the wrapper
+    shell must not see it. engine_timeout_s: where the engine has one (podman), its own kill
+    after that long, a backstop that needs neither isol8 nor the container."""
+    timeout = opt(d.run_timeout_flag, engine_timeout_s) if d.run_timeout_flag else []
+    return [
+        d.binary,
+        "run",
+        *(["--rm"] if remove else []),
+        "-i",
+        *_container_flags(d, name, policy, labels),
+        "--init",
+        *timeout,
+        *opt("--workdir", SANDBOX_DIR),
+        "--entrypoint",
+        "/bin/bash",
+        image,
+        *command,
+    ]
+
+
+def exec_argv(d: Dialect, *, name: str, command: Sequence[str]) -> list[str]:
+    """`exec` of one execution, as the sandbox user, in a started standby container (see standby_argv)."""
+    return [d.binary, "exec", "-i", "--user", SANDBOX_USER, "--workdir", SANDBOX_DIR, name, "/bin/bash", *command]
+
+
+def sweep_argv(d: Dialect, *, name: str) -> list[str]:
+    """`exec` as root with CAP_KILL: ends every process in a standby container but its PID 1.
+
+    The sandbox user can neither stop nor read a root process, so unlike the wrapper's own
+    `kill -KILL -1` (which a program may disturb: it shares the wrapper's uid) this one holds."""
+    return [d.binary, "exec", "--user", "0:0", name, "/bin/bash", "-c", "kill -KILL -1"]
+
+
+def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, labels: Mapping[str, str]) -> list[str]:
+    """`run -d` of a locked-down container that idles until executions are exec'd into it."""
+    return [
+        d.binary,
+        "run",
+        "-d",
+        *_container_flags(d, name, policy, labels, keeper=True),
+        "--workdir",
+        SANDBOX_DIR,
+        "--entrypoint",
+        "/bin/bash",
+        image,
+        "-c",
+        KEEPER,
+    ]
+
+
+def probe_argv(d: Dialect, *, image: str, policy: SandboxPolicy, command: Sequence[str]) -> list[str]:
+    """`run --rm` of a short command (reading an image's installed versions) in the sandbox, output captured."""
+    return [
+        d.binary,
+        "run",
+        "--rm",
+        "--log-driver",
+        "none",
+        *sandbox_flags(d, policy),
+        "--entrypoint",
+        command[0],
+        image,
+        *command[1:],
+    ]
+
+
+# "$1" is the path, an argument of its own: never part of the script's text
+WRITE_FILE = 'mkdir -p -- "$(dirname -- "$1")" && cat >"$1"'
+
+
+def write_file_argv(d: Dialect, *, name: str, path: str) -> list[str]:
+    """`exec -i` as the sandbox user that writes its stdin to path."""
+    return [d.binary, "exec", "-i", "--user", SANDBOX_USER, name, "/bin/bash", "-c", WRITE_FILE, "isol8", path]
+
+
+def read_file_argv(d: Dialect, *, name: str, path: str) -> list[str]:
+    """`exec` as the sandbox user that prints path."""
+    return [d.binary, "exec", "--user", SANDBOX_USER, name, "/bin/cat", "--", path]

@@ -8,11 +8,14 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from isol8.backends.engine import argv as A
+from isol8.backends.engine import reaper
+from isol8.backends.engine.classify import classify
 from isol8.backends.engine.dialect import DIALECTS, DOCKER, PODMAN, Dialect
+from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import (
     BuildFailed,
     ContainerNotFound,
@@ -23,11 +26,10 @@ from isol8.errors import (
     EngineUnavailable,
     ImageNotFound,
     UsageError,
-    classify,
 )
 from isol8.log import get_logger
-from isol8.models import ContainerInfo, ImageInfo
-from isol8.process import Completed, StreamingProcess, decode, run_process
+from isol8.models import Captured, ContainerInfo, ImageInfo
+from isol8.process import Completed, StreamingProcess, decode, run_process, run_process_bytes
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 QUERY_TIMEOUT = 30.0
+START_TIMEOUT = 120.0  # creating and starting a container on a loaded machine
+# The engine's own kill (podman run --timeout) comes this long after the wrapper's watchdog.
+ENGINE_BACKSTOP_EXTRA_S = 10
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BUILD_TIMEOUT = 3600.0
 
@@ -105,8 +110,8 @@ def select_dialect(choice: str | None, env: Mapping[str, str] | None = None) -> 
     )
 
 
-class Engine:
-    """One container engine, driven through its command line."""
+class EngineBackend:
+    """A docker or podman engine, driven through its command line: the first isol8 backend (see backends/base.py)."""
 
     def __init__(
         self,
@@ -144,7 +149,7 @@ class Engine:
             return once()
         return self._retry.retrying(self._sleep)(once)
 
-    def client_cwd(self) -> str | None:
+    def _client_cwd(self) -> str | None:
         """The working directory for engine clients that start containers (see Dialect.private_cwd)."""
         if not self.dialect.private_cwd:
             return None
@@ -156,6 +161,94 @@ class Engine:
 
     def classify(self, argv: Sequence[str], returncode: int | None, stdout: str, stderr: str) -> EngineError:
         return classify(argv, returncode, stdout, stderr, self.name)
+
+    def local_image(self, ref: str) -> str:
+        return self.dialect.local_image(ref)
+
+    @property
+    def cache_key(self) -> str:
+        where = os.environ.get("DOCKER_HOST", "") + os.environ.get("CONTAINER_HOST", "")
+        if not where:
+            return self.name
+        import hashlib
+
+        return f"{self.name}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        command: Sequence[str],
+        *,
+        stdin: Iterable[bytes],
+        remove: bool,
+        backstop_s: int,
+        hidden_env: Collection[str] = (),
+    ) -> StreamingProcess:
+        argv = A.run_argv(
+            self.dialect,
+            name=spec.name,
+            image=spec.image,
+            policy=spec.policy,
+            labels={**spec.labels, **reaper.owner_label()},
+            command=command,
+            remove=remove,
+            engine_timeout_s=backstop_s + ENGINE_BACKSTOP_EXTRA_S,
+        )
+        reaper.watch(self.dialect, spec.name)
+        return StreamingProcess(argv, stdin=stdin, env=_without(hidden_env), cwd=self._client_cwd())
+
+    def start_standby(self, spec: ContainerSpec) -> None:
+        argv = A.standby_argv(
+            self.dialect,
+            name=spec.name,
+            image=spec.image,
+            policy=spec.policy,
+            labels={**spec.labels, **reaper.owner_label()},
+        )
+        reaper.watch(self.dialect, spec.name)
+        try:
+            done = run_process(argv, timeout=START_TIMEOUT, cwd=self._client_cwd())
+            if done.returncode != 0:
+                raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
+        except EngineError:
+            try:
+                self.remove_containers([spec.name])
+            except EngineError as exc:
+                log.warning("could not remove container %s: %s", spec.name, exc)
+            raise
+
+    def exec(
+        self, name: str, command: Sequence[str], *, stdin: Iterable[bytes], hidden_env: Collection[str] = ()
+    ) -> StreamingProcess:
+        argv = A.exec_argv(self.dialect, name=name, command=command)
+        return StreamingProcess(argv, stdin=stdin, env=_without(hidden_env), cwd=self._client_cwd())
+
+    def sweep(self, name: str) -> None:
+        self.call(A.sweep_argv(self.dialect, name=name), timeout=QUERY_TIMEOUT)
+
+    def probe(self, image: str, command: Sequence[str], policy: SandboxPolicy, *, timeout: float) -> Captured:
+        argv = A.probe_argv(self.dialect, image=image, policy=policy, command=command)
+        done = run_process(argv, timeout=timeout, cwd=self._client_cwd())
+        return Captured(done.returncode, done.stdout, done.stderr)
+
+    def write_file(self, name: str, path: str, data: bytes) -> None:
+        argv = A.write_file_argv(self.dialect, name=name, path=path)
+        done = run_process(argv, input=data, timeout=START_TIMEOUT, cwd=self._client_cwd())
+        if done.returncode != 0:
+            raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
+
+    def read_file(self, name: str, path: str) -> bytes:
+        argv = A.read_file_argv(self.dialect, name=name, path=path)
+        code, data, stderr = run_process_bytes(argv, timeout=START_TIMEOUT, cwd=self._client_cwd())
+        if code != 0:
+            raise self.classify(argv, code, "", stderr)
+        return data
+
+    def disown(self, names: Collection[str] = ()) -> None:
+        if not names:
+            reaper.release_all()
+        for name in names:
+            reaper.release(name)
 
     def version(self) -> str:
         """`<engine> version`: the server version; raises EngineUnavailable when nobody answers."""
@@ -227,6 +320,7 @@ class Engine:
             remaining = self.inspect_containers(ids)
             if remaining:
                 self.call(A.rm_argv(self.dialect, [c.id for c in remaining]), idempotent=True)
+        self.disown(ids)
 
     def build(
         self,
@@ -320,3 +414,10 @@ class Engine:
             if "is not running" in low or "state improper" in low or "not running" in low:
                 return
             raise
+
+
+def _without(hidden: Collection[str]) -> dict[str, str] | None:
+    """isol8's environment for an engine client, less the names it must not pass on (secrets)."""
+    if not hidden:
+        return None
+    return {k: v for k, v in os.environ.items() if k not in hidden}

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
-if TYPE_CHECKING:
-    from typing import Any
-
 
 _IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{64}")
 
@@ -48,16 +42,6 @@ class Dialect:
 
     def tmpfs_owner(self, uid: int, gid: int) -> str:
         return f"uid={uid},gid={gid}" if self.tmpfs_owner_by_uid else "U"
-
-    def parse_list(self, text: str) -> list[dict[str, Any]]:
-        """Listing output: one JSON array (podman) or one object per line (docker)."""
-        text = text.strip()
-        if not text:
-            return []
-        if text.startswith("["):
-            data = json.loads(text)
-            return [item for item in data if isinstance(item, dict)]
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 DOCKER = Dialect(

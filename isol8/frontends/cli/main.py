@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from isol8.frontends.cli.parser import build_parser
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     from typing import TextIO
+
+    from isol8.frontends.cli.app import App
 
 
 @contextlib.contextmanager
@@ -34,8 +36,78 @@ def _debug_logging(stream: TextIO, on: bool) -> Iterator[None]:
         logger.setLevel(old)
 
 
-def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Parse argv, run the command, map errors to exit statuses. Never calls sys.exit."""
+# One handler per command, each imported only when its command runs: `isol8 --help` and
+# `isol8 run` never load the server, the image builder or PyYAML.
+def _run(app: App) -> int:
+    from isol8.frontends.cli.run import cmd_run
+
+    return cmd_run(app)
+
+
+def _build(app: App) -> int:
+    from isol8.frontends.cli.images import cmd_build
+
+    return cmd_build(app)
+
+
+def _images(app: App) -> int:
+    from isol8.frontends.cli.images import cmd_images
+
+    return cmd_images(app)
+
+
+def _resolve(app: App) -> int:
+    from isol8.frontends.cli.images import cmd_resolve
+
+    return cmd_resolve(app)
+
+
+def _setup(app: App) -> int:
+    from isol8.frontends.cli.images import cmd_setup
+
+    return cmd_setup(app)
+
+
+def _serve(app: App) -> int:
+    from isol8.frontends.cli.serve import cmd_serve
+
+    return cmd_serve(app)
+
+
+def _config(app: App) -> int:
+    from isol8.frontends.cli.maintenance import cmd_config
+
+    return cmd_config(app)
+
+
+def _cleanup(app: App) -> int:
+    from isol8.frontends.cli.maintenance import cmd_cleanup
+
+    return cmd_cleanup(app)
+
+
+HANDLERS: dict[str, Callable[[App], int]] = {
+    "run": _run,
+    "build": _build,
+    "images": _images,
+    "resolve": _resolve,
+    "setup": _setup,
+    "serve": _serve,
+    "config": _config,
+    "cleanup": _cleanup,
+}
+
+
+def main(
+    argv: list[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Parse argv, run the command, map errors to exit statuses. Never calls sys.exit.
+
+    The streams default to sys's; a closed standard input is None."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser = build_parser()
@@ -48,32 +120,38 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
         parser.print_help(out)
         return 0
     debug = args.debug or os.environ.get("ISOL8_DEBUG", "") not in ("", "0")
+    from isol8.frontends.cli.app import App
+
+    return _dispatch(App(args, stdin if stdin is not None else sys.stdin, out, err, debug=debug))
+
+
+def _dispatch(app: App) -> int:
     from isol8.errors import EngineError, Isol8Error
-    from isol8.frontends.cli import commands
     from isol8.status import ExitStatus
 
-    app = commands.App(args=args, stdout=out, stderr=err, debug=debug)
-    with _debug_logging(err, debug):
-        try:
-            return int(getattr(commands, f"cmd_{args.handler}")(app))
-        except Isol8Error as exc:
-            err.write(f"isol8: error: {exc}\n")
-            if exc.hint:
-                err.write(f"isol8: hint: {exc.hint}\n")
-            if debug and isinstance(exc, EngineError):
-                err.write(exc.details() + "\n")
-            return int(exc.exit_status)
-        except KeyboardInterrupt:
-            err.write("isol8: interrupted\n")
-            return int(ExitStatus.SIGINT)
-        except Exception:
-            if debug:
-                raise
-            import traceback
+    err = app.stderr
+    try:
+        app.debug = app.debug or app.config.debug
+        with _debug_logging(err, app.debug):
+            return int(HANDLERS[app.args.handler](app))
+    except Isol8Error as exc:
+        err.write(f"isol8: error: {exc}\n")
+        if exc.hint:
+            err.write(f"isol8: hint: {exc.hint}\n")
+        if app.debug and isinstance(exc, EngineError):
+            err.write(exc.details() + "\n")
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        err.write("isol8: interrupted\n")
+        return int(ExitStatus.SIGINT)
+    except Exception:
+        if app.debug:
+            raise
+        import traceback
 
-            last = traceback.format_exc().strip().splitlines()[-1]
-            err.write(f"isol8: internal error: {last}\nisol8: hint: run again with --debug and please report it\n")
-            return int(ExitStatus.ERROR)
+        last = traceback.format_exc().strip().splitlines()[-1]
+        err.write(f"isol8: internal error: {last}\nisol8: hint: run again with --debug and please report it\n")
+        return int(ExitStatus.ERROR)
 
 
 def entry() -> None:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 
 from isol8 import __version__
+from isol8.backends import ENGINES
+from isol8.defaults import RUN
+from isol8.units import format_duration, format_size
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     pass
+
+
+def _duration(key: str) -> str:
+    return format_duration(RUN[key])
+
 
 RUNTIMES = ("python", "node", "bun", "deno", "bash")
 
@@ -60,7 +68,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
     parser.add_argument(
         "--engine",
-        choices=("docker", "podman"),
+        choices=ENGINES,
         default=default(None),
         help="container engine to use (default: ISOL8_ENGINE, the config, then auto-detect)",
     )
@@ -168,28 +176,39 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     lim.add_argument(
         "--timeout",
         metavar="DURATION",
-        help="wall-clock limit, 1ms to 24h: 500ms, 30s, 2m, or milliseconds (default: 30s)",
+        help=f"wall-clock limit, 1ms to 24h: 500ms, 30s, 2m, or milliseconds (default: {_duration('timeoutMs')})",
     )
-    lim.add_argument("--memory", metavar="SIZE", help="memory limit, at least 6m, no swap beyond it (default: 512m)")
-    lim.add_argument("--cpu", metavar="CPUS", help="CPU limit in cores, 0.01 to 1024 (default: 1)")
+    lim.add_argument(
+        "--memory", metavar="SIZE", help=f"memory limit, at least 6m, no swap beyond it (default: {RUN['memoryLimit']})"
+    )
+    lim.add_argument("--cpu", metavar="CPUS", help=f"CPU limit in cores, 0.01 to 1024 (default: {RUN['cpuLimit']:g})")
     lim.add_argument(
         "--pids-limit",
         metavar="N",
-        help="processes the program may have, at least 1 (isol8's own come on top; default: 64)",
+        help=f"processes the program may have, at least 1 (isol8's own come on top; default: {RUN['pidsLimit']})",
     )
-    lim.add_argument("--sandbox-size", metavar="SIZE", help="size of the /sandbox tmpfs, at least 1m (default: 512m)")
-    lim.add_argument("--tmp-size", metavar="SIZE", help="size of the /tmp tmpfs, at least 1m (default: 256m)")
     lim.add_argument(
-        "--shm-size", metavar="SIZE", help="size of /dev/shm (shared memory, noexec), at least 1m (default: 64m)"
+        "--sandbox-size",
+        metavar="SIZE",
+        help=f"size of the /sandbox tmpfs, at least 1m (default: {RUN['sandboxSize']})",
+    )
+    lim.add_argument(
+        "--tmp-size", metavar="SIZE", help=f"size of the /tmp tmpfs, at least 1m (default: {RUN['tmpSize']})"
+    )
+    lim.add_argument(
+        "--shm-size",
+        metavar="SIZE",
+        help=f"size of /dev/shm (shared memory, noexec), at least 1m (default: {RUN['shmSize']})",
     )
     lim.add_argument(
         "--max-output",
         metavar="SIZE",
-        help="bytes kept per stream, 1 to 1g (default: 1m); the cut never halves a valid UTF-8 character, "
+        help=f"bytes kept per stream, 1 to 1g (default: {format_size(RUN['maxOutputSize'])}); the cut never halves a "
+        "valid UTF-8 character, "
         "and other bytes count as they are",
     )
     env = p.add_argument_group("environment")
-    env.add_argument("--net", choices=("none", "host"), help="network: none or host (default: none)")
+    env.add_argument("--net", choices=("none", "host"), help=f"network: none or host (default: {RUN['network']})")
     env.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable (repeatable)"
     )

@@ -1,123 +1,170 @@
-"""`isol8 run`: the program's output to the user's streams and the --out file, and the secret flags."""
+"""`isol8 run`: the flags as a RunRequest, run here or on a server, the program's output to the user's streams."""
 
 from __future__ import annotations
 
 import json
+import os
 
+from isol8 import runtimes
+from isol8.core.plan import LimitRefused, plan_run
+from isol8.core.runner import Execution, ImageMissing, Interrupted, RunRequest, signals_raise, stdin_chunks
 from isol8.errors import UsageError
-from isol8.frontends.cli.commands import App, build_request, prepare_packages, remote_body
+from isol8.frontends.cli.app import App
+from isol8.frontends.cli.inputs import parse_assignments, parse_secrets, read_code
+from isol8.frontends.cli.output import ProgramOutput, open_out, program_outputs
 from isol8.status import ExitStatus
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable
     from typing import BinaryIO
 
-
-def parse_secrets(values: list[str], files: list[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """--secret NAME (value from environ), --secret NAME=VALUE and --secret-file NAME=PATH, in that order."""
-    out: dict[str, str] = {}
-    for value in values:
-        name, sep, rest = value.partition("=")
-        if not name:
-            raise UsageError("--secret: expected NAME or NAME=VALUE, with a name before the =")
-        if sep:
-            out[name] = rest
-        elif name in environ:
-            out[name] = environ[name]
-        else:
-            raise UsageError(f"--secret {name}: the environment variable {name!r} is not set")
-    for item in files:
-        name, sep, path = item.partition("=")
-        if not (name and sep and path):
-            raise UsageError(f"--secret-file: expected NAME=PATH, got {item!r}")
-        try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8")
-        except OSError as exc:
-            raise UsageError(f"--secret-file {name}: cannot read {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"--secret-file {name}: {path} is not UTF-8 text") from None
-        out[name] = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
-    return out
+# run's limit flags (their argparse dest) -> the config's key for that limit
+LIMIT_FLAGS = {
+    "timeout": "timeoutMs",
+    "memory": "memoryLimit",
+    "cpu": "cpuLimit",
+    "pids_limit": "pidsLimit",
+    "sandbox_size": "sandboxSize",
+    "tmp_size": "tmpSize",
+    "shm_size": "shmSize",
+    "max_output": "maxOutputSize",
+    "net": "network",
+}
 
 
-def run(app: App) -> int:
-    """`isol8 run`: the request from the flags, the --out file opened, then a local or a remote run."""
-    from isol8.core.runner import RunRequest
-    from isol8.frontends.cli.output import open_out
-
-    request = build_request(app)
-    assert isinstance(request, RunRequest)
+def cmd_run(app: App) -> int:
+    """The request from the flags, the --out file opened, then a local or a remote run."""
+    request = request_from_args(app)
     if app.args.install and not app.args.host:  # validate before any engine is chosen: bad specs are usage errors
         from isol8.core.provision import check_install
 
         check_install(request.runtime.name, app.args.install)
     with open_out(app.args.out) as out_file:
-        if app.args.host:
-            return cmd_run_remote(app, request, out_file)
-        return _run_local(app, request, out_file)
+        sinks = program_outputs(app.stdout, app.stderr, raw=app.args.raw)
+        try:
+            if app.args.host:
+                return _run_remote(app, request, out_file, sinks)
+            return _run_local(app, request, out_file, sinks)
+        finally:
+            for sink in sinks.values():
+                sink.close()  # what the terminal filter holds, before isol8's own messages
 
 
-def _run_local(app: App, request: object, out_file: BinaryIO | None) -> int:
-    from isol8.core.runner import Execution, ImageMissing, Interrupted, RunRequest, signals_raise
-    from isol8.frontends.cli.output import program_outputs
+def asked_limits(app: App) -> dict[str, object]:
+    """The limits given as flags, by config key: the rest are the config's."""
+    return {key: getattr(app.args, dest) for dest, key in LIMIT_FLAGS.items() if getattr(app.args, dest) is not None}
 
-    assert isinstance(request, RunRequest)
-    engine = app.engine
+
+def request_from_args(app: App) -> RunRequest:
+    args = app.args
+    code, cmd, filename = read_code(app)
+    if args.runtime:
+        runtime = runtimes.get(args.runtime)
+    elif filename:
+        runtime = runtimes.detect(filename)
+    else:
+        runtime = runtimes.get("bash" if cmd is not None else "python")
+    files_dir = None
+    if args.files is not None:
+        from pathlib import Path
+
+        files_dir = Path(args.files)
+        if not files_dir.is_dir():
+            raise UsageError(f"--files: not a directory: {args.files}")
+    try:
+        return plan_run(
+            app.config,
+            asked_limits(app),
+            runtime=runtime,
+            code=code,
+            cmd=cmd,
+            filename=filename,
+            files_dir=files_dir,
+            stdin=_program_stdin(app, uses_stdin_for_code=code is not None and filename is None and args.eval is None),
+            env=parse_assignments(args.env, "--env"),
+            secrets=parse_secrets(args.secret, args.secret_file, os.environ),
+            workdir=args.workdir or "/sandbox",
+            image=args.image,
+            persist=args.persist,
+        )
+    except LimitRefused as exc:
+        flag = next(dest for dest, key in LIMIT_FLAGS.items() if key == exc.key)
+        raise UsageError(f"--{flag.replace('_', '-')}: {exc.reason}") from None
+
+
+def _program_stdin(app: App, *, uses_stdin_for_code: bool) -> Iterable[bytes]:
+    """--stdin, else isol8's own piped stdin unless the code came from it."""
+    if app.args.stdin is not None:
+        return [app.args.stdin.encode()]
+    if app.stdin is not None and app.piped_stdin() and not uses_stdin_for_code:
+        return stdin_chunks(app.stdin.buffer)
+    return []
+
+
+def _run_local(app: App, request: RunRequest, out_file: BinaryIO | None, sinks: dict[str, ProgramOutput]) -> int:
     asked = request
     if app.args.install:
+        from isol8.frontends.cli.packages import prepare_packages
+
         request = prepare_packages(app, asked, app.args.install)
-        assert isinstance(request, RunRequest)
-
-    def ensure_image(runtime: str) -> None:
-        from isol8.core.images import ensure_base_image
-
-        app.progress(f"image isol8:{runtime} is missing; building it first")
-        ensure_base_image(engine, runtime, base_image=app.config.base_images.get(runtime), progress=app.progress)
-
     live = not (app.args.json or app.args.no_stream)
-    sinks = program_outputs(app.stdout, app.stderr, raw=app.args.raw)
-
-    def pump(request: RunRequest) -> Execution:
-        execution = Execution(engine, request, ensure_image=ensure_image)
-        for chunk in execution:
-            if out_file is not None and chunk.stream == "stdout":
-                out_file.write(chunk.data)
-                out_file.flush()
-            if live:
-                sinks[chunk.stream].write(chunk.data)
-        return execution
-
     restore = signals_raise()
     try:
         try:
-            execution = pump(request)
+            execution = _pump(app, request, out_file, sinks, live=live)
         except ImageMissing:
             if not app.args.install or app.args.image:
                 raise
             # a remembered image was removed since: nothing ran, so resolve afresh and run once more
+            from isol8.frontends.cli.packages import prepare_packages
+
             request = prepare_packages(app, asked, app.args.install, remembered=False)
-            assert isinstance(request, RunRequest)
             if out_file is not None and out_file.seekable():
                 out_file.seek(0)
                 out_file.truncate()
-            execution = pump(request)
+            execution = _pump(app, request, out_file, sinks, live=live)
     except Interrupted as exc:
         for sink in sinks.values():
             sink.close()
         app.stderr.write(f"isol8: {exc} received; the container was removed\n")
         return ExitStatus.SIGINT if exc.signum == 2 else ExitStatus.SIGTERM
-    except BaseException:
-        for sink in sinks.values():
-            sink.close()  # what the terminal filter holds, before isol8's error message
-        raise
     finally:
         restore()
+    return _report(app, request, execution, sinks, live=live)
+
+
+def _pump(
+    app: App, request: RunRequest, out_file: BinaryIO | None, sinks: dict[str, ProgramOutput], *, live: bool
+) -> Execution:
+    def ensure_image(runtime: runtimes.Runtime) -> None:
+        from isol8.core.images import ensure_base_image
+
+        app.progress(f"image {runtime.image} is missing; building it first")
+        ensure_base_image(
+            app.backend, runtime.name, base_image=app.config.base_images.get(runtime.name), progress=app.progress
+        )
+
+    execution = Execution(app.backend, request, ensure_image=ensure_image)
+    for chunk in execution:
+        if out_file is not None and chunk.stream == "stdout":
+            out_file.write(chunk.data)
+            out_file.flush()
+        if live:
+            sinks[chunk.stream].write(chunk.data)
+    return execution
+
+
+def _report(app: App, request: RunRequest, execution: Execution, sinks: dict[str, ProgramOutput], *, live: bool) -> int:
+    """The result to the user's streams (unless streamed live), then isol8's own notes; the exit status."""
+    from isol8 import units
+
     result = execution.result
-    assert result is not None
+    assert result is not None  # an Execution iterated to its end has one
     if app.args.json:
-        app.say(json.dumps(result.to_json()))
+        from isol8.frontends.wire import result_json
+
+        app.say(json.dumps(result_json(result)))
     elif not live:
         sinks["stdout"].write(result.stdout_bytes)
         sinks["stderr"].write(result.stderr_bytes)
@@ -126,13 +173,9 @@ def _run_local(app: App, request: object, out_file: BinaryIO | None) -> int:
     if result.truncated:
         app.stderr.write(f"[isol8] output truncated (limit {request.max_output} bytes per stream)\n")
     if result.timed_out:
-        from isol8.core.runner import format_limit
-
-        app.stderr.write(f"isol8: execution timed out after {format_limit(request.timeout_ms)}\n")
+        app.stderr.write(f"isol8: execution timed out after {units.format_duration(request.timeout_ms)}\n")
     elif result.oom_killed:
-        from isol8.units import format_size
-
-        memory = format_size(request.policy.memory)
+        memory = units.format_size(request.policy.memory)
         if result.exit_code == 137:
             app.stderr.write(f"isol8: killed: out of memory at the {memory} memory limit\n")
         else:
@@ -143,15 +186,12 @@ def _run_local(app: App, request: object, out_file: BinaryIO | None) -> int:
     return result.exit_code
 
 
-def cmd_run_remote(app: App, request: object, out_file: BinaryIO | None = None) -> int:
-    import os
-
-    from isol8.frontends.cli.output import program_outputs
+def _run_remote(app: App, request: RunRequest, out_file: BinaryIO | None, sinks: dict[str, ProgramOutput]) -> int:
     from isol8.frontends.remote import Isol8Remote
+    from isol8.frontends.wire import request_body
 
     client = Isol8Remote(app.args.host, app.args.key or os.environ.get("ISOL8_API_KEY"))
-    body = remote_body(app, request)
-    sinks = program_outputs(app.stdout, app.stderr, raw=app.args.raw)
+    body = request_body(request, limits=asked_limits(app), install=app.args.install)
 
     def put(stream: str, data: bytes, *, show: bool = True) -> None:
         if out_file is not None and stream == "stdout":
@@ -167,8 +207,6 @@ def cmd_run_remote(app: App, request: object, out_file: BinaryIO | None = None) 
             app.say(json.dumps(result))
         else:
             put("stderr", str(result.get("stderr", "")).encode())
-        for sink in sinks.values():
-            sink.close()
         return int(result.get("exitCode", ExitStatus.ENGINE_FAILURE))
     code = int(ExitStatus.ENGINE_FAILURE)
     for event in client.stream(body):
@@ -180,6 +218,4 @@ def cmd_run_remote(app: App, request: object, out_file: BinaryIO | None = None) 
             app.stderr.write(f"isol8: {data}\n")
         elif kind == "exit":
             code = int(data)
-    for sink in sinks.values():
-        sink.close()
     return code

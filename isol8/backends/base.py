@@ -1,0 +1,147 @@
+"""The backend seam: every operation isol8 performs on containers and images, whatever runs them.
+
+Only annotations use these Protocols (typing costs every start ~8 ms): a backend is any object
+with these methods, like isol8.backends.engine.EngineBackend. A new kind of backend is a new
+sub-package beside engine/, chosen in isol8/backends/__init__.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+from isol8.core.sandbox import ContainerSpec, SandboxPolicy
+from isol8.errors import EngineError
+from isol8.models import Captured, ContainerInfo, ImageInfo
+
+
+class Process(Protocol):
+    """A started run or exec whose output is read as it comes; leaving the block kills it."""
+
+    argv: tuple[str, ...]
+
+    def chunks(self, deadline: float | Callable[[], float] | None = None) -> Iterator[tuple[str, bytes]]: ...
+
+    def wait(self, timeout: float | None = None) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    def __enter__(self) -> Process: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Backend(Protocol):
+    """What isol8 needs from whatever runs its containers (isol8/backends/engine: docker or podman)."""
+
+    @property
+    def name(self) -> str:
+        """For people and cache keys: "docker", "podman"..."""
+        ...
+
+    @property
+    def cache_key(self) -> str:
+        """Names this backend's engine in isol8's on-disk caches, so two engines never share an answer."""
+        ...
+
+    def version(self) -> str:
+        """The engine's version; raises EngineUnavailable when nothing answers."""
+        ...
+
+    def local_image(self, ref: str) -> str:
+        """The name under which a locally built image `ref` is found."""
+        ...
+
+    def classify(self, argv: Sequence[str], returncode: int | None, stdout: str, stderr: str) -> EngineError: ...
+
+    # -- runs ---------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        command: Sequence[str],
+        *,
+        stdin: Iterable[bytes],
+        remove: bool,
+        backstop_s: int,
+        hidden_env: Collection[str] = (),
+    ) -> Process:
+        """Start a one-shot container running command (/bin/bash's arguments) with stdin streamed in.
+
+        backstop_s: when the in-container watchdog fires; a backend may add a kill of its own after it.
+        hidden_env: names of isol8's own environment that must not reach the backend's client."""
+        ...
+
+    def start_standby(self, spec: ContainerSpec) -> None:
+        """Start a container that idles (its keeper as PID 1) until executions are exec'd into it."""
+        ...
+
+    def exec(
+        self, name: str, command: Sequence[str], *, stdin: Iterable[bytes], hidden_env: Collection[str] = ()
+    ) -> Process:
+        """Exec command (/bin/bash's arguments) as the sandbox user in a standby container."""
+        ...
+
+    def sweep(self, name: str) -> None:
+        """End every process in a standby container but its keeper."""
+        ...
+
+    def probe(self, image: str, command: Sequence[str], policy: SandboxPolicy, *, timeout: float) -> Captured:
+        """Run command in a throwaway locked-down container of image and capture what it prints."""
+        ...
+
+    def write_file(self, name: str, path: str, data: bytes) -> None:
+        """Write data to path (parents created) as the sandbox user in a standby container."""
+        ...
+
+    def read_file(self, name: str, path: str) -> bytes:
+        """The bytes of path, read as the sandbox user in a standby container."""
+        ...
+
+    def disown(self, names: Collection[str] = ()) -> None:
+        """Containers kept on purpose (or removed by label): no longer removed when isol8 dies.
+
+        With no names: every container this process started."""
+        ...
+
+    # -- containers ---------------------------------------------------------------------------------
+
+    def kill(self, name: str) -> None: ...
+
+    def remove_containers(self, ids: Sequence[str]) -> None:
+        """Remove (forcibly); one already gone counts as removed."""
+        ...
+
+    def list_containers(self, labels: Mapping[str, str | None]) -> list[str]:
+        """IDs of the containers carrying every given label (value None: any value)."""
+        ...
+
+    def inspect_containers(self, ids: Sequence[str]) -> list[ContainerInfo]: ...
+
+    # -- images -------------------------------------------------------------------------------------
+
+    def build(
+        self,
+        *,
+        tag: str,
+        context: str,
+        dockerfile: str | None = None,
+        build_args: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> str:
+        """Build context into tag, streaming its output line by line; returns the new image ID."""
+        ...
+
+    def inspect_images(self, refs: Sequence[str]) -> list[ImageInfo]:
+        """The images found among refs, in one call; missing ones are skipped."""
+        ...
+
+    def image(self, ref: str) -> ImageInfo | None: ...
+
+    def list_images(self, labels: Mapping[str, str | None]) -> list[str]:
+        """IDs of the images carrying every given label (value None: any value)."""
+        ...
+
+    def remove_images(self, refs: Sequence[str]) -> list[EngineError]:
+        """Remove each ref, never forced; returns the failures (in use...) instead of raising them."""
+        ...

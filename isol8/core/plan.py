@@ -1,0 +1,83 @@
+"""From the config and a caller's overrides to a RunRequest: the CLI, the server and the library share it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from isol8 import units
+from isol8.config import RUN_LIMITS, Config, RunDefaults
+from isol8.core.runner import RunRequest
+from isol8.core.sandbox import SandboxPolicy
+from isol8.errors import UsageError
+
+TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+if TYPE_CHECKING:
+    from typing import Any
+
+NETWORKS = ("none", "host")
+
+
+class LimitRefused(UsageError):
+    """A limit that is not valid (above=False), or above the ceiling it was held to (above=True)."""
+
+    def __init__(self, key: str, message: str, *, above: bool, reason: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.above = above
+        self.reason = reason or message
+
+
+def _shown(key: str, value: int | float) -> str:
+    """A limit as a config file would say it: 512m, 30s, 0.5."""
+    if key == "timeoutMs":
+        return units.format_duration(int(value))
+    if key in ("cpuLimit", "pidsLimit"):
+        return f"{value:g}"
+    return units.format_size(int(value))
+
+
+def choose_limits(run: RunDefaults, asked: Mapping[str, object], *, ceiling: bool = False) -> RunDefaults:
+    """run with the asked limits (config keys -> raw values: flag texts, JSON values) parsed by isol8.units.
+
+    ceiling: each one must be at most run's own (a server's requests may only tighten its config).
+    A network that is not none or host is refused here too; whether host is allowed is the caller's call."""
+    changes: dict[str, Any] = {}
+    for key, value in asked.items():
+        if key == "network":
+            if value not in NETWORKS:
+                raise LimitRefused(key, f"network must be none or host, not {value!r}", above=False)
+            changes["network"] = value
+            continue
+        name, parse = RUN_LIMITS[key]
+        try:
+            parsed = parse(value)
+        except units.InvalidLimit as exc:
+            raise LimitRefused(key, f"{key}: {exc}", above=False, reason=str(exc)) from None
+        limit = getattr(run, name)
+        if ceiling and parsed > limit:
+            raise LimitRefused(key, f"{key} {value} exceeds the server's limit {_shown(key, limit)}", above=True)
+        changes[name] = parsed
+    return dataclasses.replace(run, **changes)
+
+
+def sandbox_policy(run: RunDefaults, config: Config) -> SandboxPolicy:
+    return SandboxPolicy(
+        memory=run.memory,
+        cpus=run.cpus,
+        pids_limit=run.pids_limit,
+        network=run.network,
+        sandbox_size=run.sandbox_size,
+        tmp_size=run.tmp_size,
+        shm_size=run.shm_size,
+        seccomp_profile=config.backend.seccomp_profile,
+    )
+
+
+def plan_run(config: Config, asked: Mapping[str, object], *, ceiling: bool = False, **request: Any) -> RunRequest:
+    """The RunRequest for request's fields (runtime, code or cmd, env...), with the config's limits
+    and network except those asked for (see choose_limits)."""
+    run = choose_limits(config.run, asked, ceiling=ceiling)
+    return RunRequest(
+        timeout_ms=run.timeout_ms, max_output=run.max_output, policy=sandbox_policy(run, config), **request
+    )

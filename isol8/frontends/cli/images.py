@@ -1,0 +1,114 @@
+"""`isol8 setup`, `build`, `images` and `resolve`: the base images, custom images and which one a run would use."""
+
+from __future__ import annotations
+
+import json
+
+from isol8 import labels as L
+from isol8 import runtimes
+from isol8.errors import UsageError
+from isol8.frontends.cli.app import App
+from isol8.frontends.cli.inputs import check_tag, parse_assignments
+from isol8.frontends.cli.packages import build_prebuilt_images
+from isol8.status import ExitStatus
+
+
+def cmd_setup(app: App) -> int:
+    from isol8.core.images import ensure_base_images
+
+    base_images = dict(app.config.base_images)
+    overrides = parse_assignments(app.args.base_image, "--base-image")
+    for runtime in overrides:
+        runtimes.get(runtime)
+    base_images.update(overrides)
+    chosen = list(dict.fromkeys(app.args.runtime or runtimes.NAMES))
+    app.backend.version()
+    for outcome in ensure_base_images(
+        app.backend, chosen, base_images=base_images, force=app.args.force, progress=app.progress
+    ):
+        state = "built" if outcome.built else "up to date"
+        app.say(f"{outcome.image}: {state} ({outcome.image_id[:12]})")
+    build_prebuilt_images(app, base_images, only=chosen if app.args.runtime else None, force=app.args.force)
+    return ExitStatus.OK
+
+
+def cmd_build(app: App) -> int:
+    from isol8.core.custom import ImageDefinition, build_image, read_requirements, read_setup
+    from isol8.ecosystems.packages import parse_specs
+
+    args = app.args
+    check_tag(args.tag)
+    specs = parse_specs(args.base, args.install)
+    if args.requirements:
+        specs = tuple(sorted({*specs, *read_requirements(args.base, args.requirements)}))
+    setup = read_setup(args.setup)
+    if not specs and setup is None:
+        raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
+    app.backend.version()
+    outcome = build_image(
+        app.backend,
+        ImageDefinition(args.base, specs, setup),
+        args.tag,
+        registry=app.packages(),
+        base_images=app.config.base_images,
+        force=args.force,
+        progress=app.progress,
+    )
+    state = "built" if outcome.built else "up to date (same definition)"
+    app.say(f"{args.tag}: {state} ({outcome.image_id[:12]})")
+    if outcome.resolved:
+        app.say(f"  installed: {outcome.resolved}")
+    return ExitStatus.OK
+
+
+def cmd_images(app: App) -> int:
+    backend = app.backend
+    wanted = {L.DEPS_HASH: None, **({L.RUNTIME: app.args.runtime} if app.args.runtime else {})}
+    infos = sorted(backend.inspect_images(backend.list_images(wanted)), key=lambda i: (i.tags, i.id))
+    if app.args.json:
+        rows = [
+            {
+                "tag": (info.tags[0] if info.tags else info.id[:12]),
+                "tags": list(info.tags),
+                "id": info.id,
+                "runtime": info.labels.get(L.RUNTIME, ""),
+                "packages": [p for p in info.labels.get(L.DEPENDENCIES, "").split(",") if p],
+                "resolved": [p for p in info.labels.get(L.RESOLVED, "").split(",") if p],
+                "setup": (info.labels.get(L.SETUP) or "").split("\n", 1)[0] or None,
+                "auto": info.labels.get(L.AUTO) == "true",
+                "size": info.size,
+                "created": info.created.isoformat() if info.created else None,
+            }
+            for info in infos
+        ]
+        app.say(json.dumps(rows, indent=2))
+        return ExitStatus.OK
+    if not infos:
+        app.say("no custom images (isol8 build creates them)")
+    for info in infos:
+        packages = info.labels.get(L.RESOLVED) or info.labels.get(L.DEPENDENCIES) or "-"
+        cached = "  (cached by run --install)" if info.labels.get(L.AUTO) == "true" else ""
+        created = info.created.strftime("%Y-%m-%d %H:%M") if info.created else ""
+        name = info.tags[0] if info.tags else info.id[:12]
+        app.say(f"{name}  {info.labels.get(L.RUNTIME, '')}  {packages}  {info.size / 1e6:.0f} MB  {created}{cached}")
+        setup = (info.labels.get(L.SETUP) or "").split("\n", 1)[0]
+        if setup:
+            app.say(f"    setup: {setup}")
+    return ExitStatus.OK
+
+
+def cmd_resolve(app: App) -> int:
+    from isol8.core.discovery import resolve
+    from isol8.ecosystems.packages import parse_specs
+
+    runtime = runtimes.get(app.args.runtime)
+    specs = parse_specs(runtime.name, app.args.install)
+    resolution = resolve(app.backend, runtime.name, specs, base=app.backend.local_image(runtime.image))
+    if app.args.json:
+        app.say(json.dumps(resolution.to_json()))
+    else:
+        app.say(f"{resolution.match}: {resolution.image}")
+        app.say(f"  {resolution.reason}")
+        if resolution.install:
+            app.say(f"  to install at run time: {', '.join(s.text for s in resolution.install)}")
+    return ExitStatus.OK

@@ -1,0 +1,71 @@
+"""`isol8 config` and `isol8 cleanup`: what is configured, and removing what isol8 left behind."""
+
+from __future__ import annotations
+
+import json
+
+from isol8 import labels as L
+from isol8.frontends.cli.app import App
+from isol8.status import ExitStatus
+
+
+def cmd_config(app: App) -> int:
+    config = app.config
+    source = str(config.source) if config.source else None
+    if app.args.json:
+        app.say(json.dumps({"source": source, "config": config.data}, indent=2))
+        return ExitStatus.OK
+    app.say(f"source: {source or 'built-in defaults (no config file found)'}")
+    import yaml
+
+    app.stdout.write(yaml.safe_dump(dict(config.data), sort_keys=False, default_flow_style=False))
+    return ExitStatus.OK
+
+
+def _confirm(app: App, question: str) -> bool:
+    """Asked only when standard input is a terminal (and not --force): a script is never held up."""
+    if app.args.force or app.stdin is None or not app.stdin.isatty():
+        return True
+    app.stdout.write(f"{question} [y/N] ")
+    app.stdout.flush()
+    return app.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def cmd_cleanup(app: App) -> int:
+    backend = app.backend
+    containers = backend.inspect_containers(backend.list_containers({L.RUN_ID: None}))
+    for c in containers:
+        state = "running" if c.running else "stopped"
+        owner = f"pid {c.labels.get(L.RUN_PID, '?')} on {c.labels.get(L.RUN_HOST, '?')}"
+        app.say(f"container {c.name}  {state}  {c.image}  started by {owner}")
+    images = []
+    if app.args.images:
+        for info in backend.inspect_images(backend.list_images({L.MANAGED: "true"})):
+            if app.args.keep_base and L.BUILD_HASH in info.labels and L.DEPS_HASH not in info.labels:
+                continue
+            images.append(info)
+            app.say(f"image {', '.join(info.tags) or info.id[:12]}  {info.labels.get(L.RUNTIME, '')}")
+    if not containers and not images:
+        app.say("nothing to remove")
+        return ExitStatus.OK
+    what = f"{len(containers)} container(s)" + (f" and {len(images)} image(s)" if app.args.images else "")
+    if app.args.dry_run:
+        app.say(f"{what} would be removed")
+        return ExitStatus.OK
+    if not _confirm(app, f"Remove {what}?"):
+        app.say("nothing removed")
+        return ExitStatus.OK
+    backend.remove_containers([c.id for c in containers])
+    if images:
+        from isol8.core.caches import ResolutionCache
+
+        ResolutionCache(backend.cache_key).clear()
+    kept = 0
+    for info in images:
+        # by name, never forced: an image a container (running or not) still uses stays
+        failures = backend.remove_images(list(info.tags) or [info.id])
+        for failure in failures:
+            kept += 1
+            app.progress(f"kept {', '.join(info.tags) or info.id[:12]}: {failure.message}")
+    app.say(f"removed {len(containers)} container(s)" + (f" and {len(images) - kept} image(s)" if images else ""))
+    return ExitStatus.OK

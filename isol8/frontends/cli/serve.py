@@ -1,0 +1,64 @@
+"""`isol8 serve`: check the key and address, build what the server needs, then serve until a signal."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from isol8 import runtimes
+from isol8.errors import UsageError
+from isol8.frontends.cli.app import App
+from isol8.frontends.cli.packages import build_prebuilt_images
+from isol8.status import ExitStatus
+
+
+def _port(value: object) -> int:
+    text = value if value is not None else os.environ.get("ISOL8_PORT") or os.environ.get("PORT") or 3000
+    try:
+        port = int(str(text))
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise UsageError(f"not a port number: {text!r}")
+    return port
+
+
+def _api_key(app: App) -> str | None:
+    """The key clients must send; serving without one only on loopback, and only when asked to."""
+    key = app.args.key or os.environ.get("ISOL8_API_KEY")
+    try:
+        loopback = app.args.host == "localhost" or ipaddress.ip_address(app.args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not key and not app.args.insecure_no_auth:
+        raise UsageError("an API key is required: --key or ISOL8_API_KEY (--insecure-no-auth serves without one)")
+    if not key and not loopback:
+        raise UsageError("--insecure-no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost)")
+    return key or None
+
+
+def cmd_serve(app: App) -> int:
+    from isol8.core.images import ensure_base_images
+
+    key, port, host = _api_key(app), _port(app.args.port), app.args.host
+    try:
+        from isol8.frontends.server.app import serve
+        from isol8.frontends.server.state import ServerState
+    except ImportError:
+        raise UsageError("isol8 serve needs the server extra: pip install 'isol8[server]'") from None
+    backend = app.backend
+    backend.version()
+    base_images = dict(app.config.base_images)
+    for outcome in ensure_base_images(backend, runtimes.NAMES, base_images=base_images, progress=app.progress):
+        app.progress(f"{outcome.image}: {'built' if outcome.built else 'up to date'}")
+    build_prebuilt_images(app, base_images)
+    state = ServerState(backend, app.config, key, app.packages())
+    app.progress(f"starting warm pools ({state.pool.size} containers per runtime)")
+    serve(
+        state,
+        host,
+        port,
+        ready=lambda: app.progress(f"listening on http://{host}:{port} (server id {state.server_id})"),
+    )
+    app.progress("stopped; this server's containers were removed")
+    return ExitStatus.OK

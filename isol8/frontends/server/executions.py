@@ -1,0 +1,107 @@
+"""One request's execution: in a session's container, a warm one from the pool, or a fresh one."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from isol8.core.runner import Chunk, Execution, RunRequest, RunResult
+from isol8.errors import Isol8Error
+from isol8.frontends import wire
+from isol8.frontends.server import sessions
+from isol8.frontends.server.policy import prepare
+from isol8.frontends.server.state import ServerState
+
+Item = Chunk | RunResult
+
+
+@contextlib.contextmanager
+def _execution(state: ServerState, run: RunRequest) -> Iterator[Execution]:
+    """An Execution in a warm container when the pool has one for this image and sandbox, else cold."""
+    image = run.image or state.backend.local_image(run.runtime.image)
+    container = state.pool.take(image) if state.pool.serves(image, run.policy) else None
+    try:
+        yield Execution(state.backend, run, container=container)
+    finally:
+        if container is not None:
+            state.pool.release(container)
+
+
+def _fresh(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iterator[Item]:
+    run = prepare(state, body, files_dir)
+    with _execution(state, run) as execution:
+        yield from execution
+    assert execution.result is not None  # an Execution iterated to its end has one
+    yield execution.result
+
+
+def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iterator[Item]:
+    """Run one request in its named session (created on first use): chunks, then the result."""
+    session_id = sessions.check_id(body.get("sessionId"))
+    run = prepare(state, body, files_dir)
+    session = state.sessions.get_or_create(session_id, run)
+    run = dataclasses.replace(run, keep_background=session.keep_background)  # the session's, from its first request
+    with session.lock:
+        execution = Execution(state.backend, run, container=session.container)
+        ended = True
+        try:
+            yield from execution
+            # a timeout kills the container; a wrapper the program disturbed may have left processes
+            ended = execution.result is None or execution.result.timed_out or not execution.intact
+            if not ended and not session.keep_background:
+                ended = not state.sessions.sweep(session)
+        finally:
+            session.last_used = time.monotonic()
+            if ended:  # killed or interrupted: the container is gone, and so is the session
+                state.sessions.remove(session_id)
+    assert execution.result is not None
+    yield execution.result
+
+
+def items(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iterator[Item]:
+    """The output chunks of the request's execution as they come, then its result."""
+    if body.get("sessionId") is not None:
+        return _in_session(state, body, files_dir)
+    return _fresh(state, body, files_dir)
+
+
+def execute(state: ServerState, body: Mapping[str, Any]) -> dict[str, Any]:
+    """POST /execute: the whole result, once the execution has ended."""
+    with state.slot(), tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
+        *_, result = items(state, body, Path(tmp))
+    assert isinstance(result, RunResult)
+    answer = {**wire.result_json(result), "executionId": result.container}
+    if body.get("sessionId") is not None:
+        answer["sessionId"] = body["sessionId"]
+    return answer
+
+
+def stream(state: ServerState, body: Mapping[str, Any]) -> Iterator[bytes]:
+    """POST /execute/stream's events; the caller has taken a slot, released here when the stream ends."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
+            result: RunResult | None = None
+            try:
+                for item in items(state, body, Path(tmp)):
+                    if isinstance(item, Chunk):
+                        yield wire.event(item.stream, item.data.decode("utf-8", "replace"))
+                    else:
+                        result = item
+            except Isol8Error as exc:
+                yield wire.event("error", getattr(exc, "message", str(exc)))
+                yield wire.event("exit", "125")
+                return
+            if result is None:
+                yield wire.event("error", "the execution ended without a result")
+                yield wire.event("exit", "125")
+                return
+            if result.timed_out:
+                yield wire.event("error", "execution timed out")
+            yield wire.event("exit", str(result.exit_code))
+    finally:
+        state.slots.release()

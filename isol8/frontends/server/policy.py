@@ -1,0 +1,81 @@
+"""What a request may ask of this server: limits only at or below the config's, host network and other
+images only when the config allows them, the rest never. Everything else is refused, never ignored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from isol8 import labels as L
+from isol8 import runtimes
+from isol8.core.plan import LimitRefused, plan_run
+from isol8.core.runner import RunRequest
+from isol8.errors import RequestError, UsageError
+from isol8.frontends import wire
+from isol8.frontends.server.state import ServerState
+
+
+def _write_files(files: Mapping[str, bytes], into: Path) -> None:
+    for raw, data in files.items():
+        rel = Path(raw.removeprefix("/sandbox/").lstrip("/"))
+        if not rel.parts or ".." in rel.parts:
+            raise RequestError(400, f"files: path must be inside /sandbox: {raw!r}")
+        target = into / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def _check_options(state: ServerState, asked: wire.WireRequest) -> None:
+    settings = state.settings
+    if asked.limits.get("network") == "host" and not settings.allow_host_network:
+        raise RequestError(403, "network host is not allowed by this server's policy")
+    if asked.image is not None and not settings.allow_images:
+        raise RequestError(403, "choosing an image is not allowed by this server's policy")
+    if asked.keep_background and asked.session_id is None:
+        raise RequestError(400, "keepBackground only applies to a session (give a sessionId)")
+    for fixed in wire.FIXED_OPTIONS:
+        if fixed in asked.options:
+            raise RequestError(403, f"option {fixed} is not allowed by this server's policy")
+
+
+def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> tuple[RunRequest, tuple[str, ...]]:
+    """Wire format -> (RunRequest, packages to install), enforcing the server's policy (400/403 otherwise)."""
+    asked = wire.parse_request(body)
+    _check_options(state, asked)
+    _write_files(asked.files, files_dir)
+    try:
+        run = plan_run(
+            state.config,
+            asked.limits,
+            ceiling=True,
+            runtime=runtimes.get(asked.runtime),
+            code=asked.code.encode() if asked.code is not None else None,
+            cmd=asked.cmd,
+            files_dir=files_dir if asked.files else None,
+            stdin=[asked.stdin.encode()] if asked.stdin is not None else [],
+            env=asked.env,
+            secrets=asked.secrets,
+            workdir=asked.workdir,
+            image=asked.image,
+            labels={L.SERVER_ID: state.server_id},
+            keep_background=asked.keep_background,
+        )
+    except LimitRefused as exc:
+        raise RequestError(403 if exc.above else 400, str(exc)) from None
+    except (UsageError, ValueError) as exc:
+        raise RequestError(400, str(exc)) from None
+    return run, asked.install
+
+
+def prepare(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> RunRequest:
+    """The request to run: checked, and with its packages provided (an image that has them)."""
+    run, install = build_run(state, body, files_dir)
+    if not install:
+        return run
+    from isol8.core.provision import provide
+
+    try:
+        return provide(state.backend, run, install, base_images=state.config.base_images, registry=state.packages)
+    except UsageError as exc:
+        raise RequestError(400, str(exc)) from None

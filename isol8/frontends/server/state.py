@@ -1,0 +1,59 @@
+"""What a running server holds: its backend, config, key, warm pool, sessions and execution slots."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from isol8 import labels as L
+from isol8 import runtimes
+from isol8.backends.base import Backend
+from isol8.config import Config, PackageSettings
+from isol8.core.plan import sandbox_policy
+from isol8.errors import RequestError
+from isol8.frontends.server.pool import WarmPool
+from isol8.frontends.server.sessions import Sessions
+
+
+@dataclass
+class ServerState:
+    backend: Backend
+    config: Config
+    api_key: str | None
+    packages: PackageSettings
+    server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def __post_init__(self) -> None:
+        settings = self.config.server
+        self.settings = settings
+        self.slots = threading.BoundedSemaphore(settings.max_concurrent)
+        policy = sandbox_policy(self.config.run, self.config)
+        self.pool = WarmPool(self.backend, policy, settings.pool_size, {L.SERVER_ID: self.server_id})
+        self.sessions = Sessions(self.backend, self.server_id, settings.session_idle_s)
+
+    def warm_pools(self) -> None:
+        """A pool per runtime base image: executions with the default limits exec into one."""
+        for runtime in runtimes.RUNTIMES.values():
+            self.pool.warm(self.backend.local_image(runtime.image))
+
+    def slot(self) -> Slot:
+        return Slot(self)
+
+
+class Slot:
+    """A place among maxConcurrent executions, waited for at most the queue timeout (else 429)."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def __enter__(self) -> None:
+        if not self.state.slots.acquire(timeout=self.state.settings.queue_timeout_s):
+            raise busy(self.state)
+
+    def __exit__(self, *exc: object) -> None:
+        self.state.slots.release()
+
+
+def busy(state: ServerState) -> RequestError:
+    return RequestError(429, f"busy: no free execution slot within {state.settings.queue_timeout_s:g}s")
