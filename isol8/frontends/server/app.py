@@ -40,106 +40,122 @@ class _Server(uvicorn.Server):
         yield
 
 
-def create_app(state: ServerState) -> Starlette:
-    def check_auth(request: Request) -> None:
-        if state.api_key is None:
-            return
-        header = request.headers.get("authorization")
-        if not header:
-            raise RequestError(401, "Missing Authorization header")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else header.strip()
-        if not hmac.compare_digest(token.encode(), state.api_key.encode()):
-            raise RequestError(403, "Invalid API key")
+def _check_auth(request: Request) -> ServerState:
+    """The server's state, once the request's key checks out (401 without one, 403 with a wrong one)."""
+    state: ServerState = request.app.state.isol8
+    if state.api_key is None:
+        return state
+    header = request.headers.get("authorization")
+    if not header:
+        raise RequestError(401, "Missing Authorization header")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else header.strip()
+    if not hmac.compare_digest(token.encode(), state.api_key.encode()):
+        raise RequestError(403, "Invalid API key")
+    return state
 
-    async def read_json(request: Request) -> dict[str, Any]:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > state.settings.max_body_bytes:
+
+async def _read_json(request: Request, state: ServerState) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > state.settings.max_body_bytes:
+        raise RequestError(413, f"request body over {state.settings.max_body_bytes} bytes")
+    data = b""
+    async for part in request.stream():
+        data += part
+        if len(data) > state.settings.max_body_bytes:
             raise RequestError(413, f"request body over {state.settings.max_body_bytes} bytes")
-        data = b""
-        async for part in request.stream():
-            data += part
-            if len(data) > state.settings.max_body_bytes:
-                raise RequestError(413, f"request body over {state.settings.max_body_bytes} bytes")
+    try:
+        body = json.loads(data or b"{}")
+    except ValueError:
+        raise RequestError(400, "request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "request body must be a JSON object")
+    return body
+
+
+def _errors(handler: Handler) -> Handler:
+    async def wrapped(request: Request) -> Response:
         try:
-            body = json.loads(data or b"{}")
-        except ValueError:
-            raise RequestError(400, "request body is not JSON") from None
-        if not isinstance(body, dict):
-            raise RequestError(400, "request body must be a JSON object")
-        return body
+            return await handler(request)
+        except RequestError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        except Isol8Error as exc:
+            return JSONResponse({"error": str(exc)}, status_code=500)
 
-    def errors(handler: Handler) -> Handler:
-        async def wrapped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestError as exc:
-                return JSONResponse({"error": exc.message}, status_code=exc.status)
-            except Isol8Error as exc:
-                return JSONResponse({"error": str(exc)}, status_code=500)
+    return wrapped
 
-        return wrapped
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__})
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
 
-    async def execute(request: Request) -> Response:
-        check_auth(request)
-        body = await read_json(request)
-        return JSONResponse(await run_in_threadpool(executions.execute, state, body))
 
-    async def execute_stream(request: Request) -> Response:
-        check_auth(request)
-        body = await read_json(request)
-        if not await run_in_threadpool(state.slots.acquire, True, state.settings.queue_timeout_s):
-            raise busy(state)
-        return StreamingResponse(executions.stream(state, body), media_type="text/event-stream")
+async def execute(request: Request) -> Response:
+    state = _check_auth(request)
+    body = await _read_json(request, state)
+    return JSONResponse(await run_in_threadpool(executions.execute, state, body))
 
-    async def list_sessions(request: Request) -> Response:
-        check_auth(request)
-        return JSONResponse({"sessions": state.sessions.listing()})
 
-    async def delete_session(request: Request) -> Response:
-        check_auth(request)
-        session_id = sessions.check_id(request.path_params["session_id"])
-        removed = await run_in_threadpool(state.sessions.remove, session_id)
-        return JSONResponse({"ok": True, "removed": removed})
+async def execute_stream(request: Request) -> Response:
+    state = _check_auth(request)
+    body = await _read_json(request, state)
+    if not await run_in_threadpool(state.slots.acquire, True, state.settings.queue_timeout_s):
+        raise busy(state)
+    return StreamingResponse(executions.stream(state, body), media_type="text/event-stream")
 
-    async def post_file(request: Request) -> Response:
-        check_auth(request)
-        body = await read_json(request)
-        session_id = sessions.check_id(body.get("sessionId"))
-        path = sessions.sandbox_path(body.get("path"))
-        try:
-            data = base64.b64decode(str(body.get("content", "")), validate=True)
-        except ValueError:
-            raise RequestError(400, "content must be base64") from None
-        await run_in_threadpool(state.sessions.put_file, session_id, path, data)
-        return JSONResponse({"ok": True})
 
-    async def read_file(request: Request) -> Response:
-        check_auth(request)
-        session_id = sessions.check_id(request.query_params.get("sessionId"))
-        path = sessions.sandbox_path(request.query_params.get("path"))
-        data = await run_in_threadpool(state.sessions.get_file, session_id, path, state.settings.max_body_bytes)
-        return JSONResponse({"content": base64.b64encode(data).decode()})
+async def list_sessions(request: Request) -> Response:
+    state = _check_auth(request)
+    return JSONResponse({"sessions": state.sessions.listing()})
 
-    async def cleanup(request: Request) -> Response:
-        check_auth(request)
-        removed = await run_in_threadpool(remove_server_containers, state)
-        return JSONResponse({"ok": True, "containers": {"removed": removed}})
 
-    return Starlette(
+async def delete_session(request: Request) -> Response:
+    state = _check_auth(request)
+    session_id = sessions.check_id(request.path_params["session_id"])
+    removed = await run_in_threadpool(state.sessions.remove, session_id)
+    return JSONResponse({"ok": True, "removed": removed})
+
+
+async def post_file(request: Request) -> Response:
+    state = _check_auth(request)
+    body = await _read_json(request, state)
+    session_id = sessions.check_id(body.get("sessionId"))
+    path = sessions.sandbox_path(body.get("path"))
+    try:
+        data = base64.b64decode(str(body.get("content", "")), validate=True)
+    except ValueError:
+        raise RequestError(400, "content must be base64") from None
+    await run_in_threadpool(state.sessions.put_file, session_id, path, data)
+    return JSONResponse({"ok": True})
+
+
+async def read_file(request: Request) -> Response:
+    state = _check_auth(request)
+    session_id = sessions.check_id(request.query_params.get("sessionId"))
+    path = sessions.sandbox_path(request.query_params.get("path"))
+    data = await run_in_threadpool(state.sessions.get_file, session_id, path, state.settings.max_body_bytes)
+    return JSONResponse({"content": base64.b64encode(data).decode()})
+
+
+async def cleanup(request: Request) -> Response:
+    state = _check_auth(request)
+    removed = await run_in_threadpool(remove_server_containers, state)
+    return JSONResponse({"ok": True, "containers": {"removed": removed}})
+
+
+def create_app(state: ServerState) -> Starlette:
+    app = Starlette(
         routes=[
-            Route("/health", errors(health), methods=["GET"]),
-            Route("/execute", errors(execute), methods=["POST"]),
-            Route("/execute/stream", errors(execute_stream), methods=["POST"]),
-            Route("/cleanup", errors(cleanup), methods=["POST"]),
-            Route("/sessions", errors(list_sessions), methods=["GET"]),
-            Route("/session/{session_id}", errors(delete_session), methods=["DELETE"]),
-            Route("/file", errors(post_file), methods=["POST"]),
-            Route("/file", errors(read_file), methods=["GET"]),
+            Route("/health", _errors(health), methods=["GET"]),
+            Route("/execute", _errors(execute), methods=["POST"]),
+            Route("/execute/stream", _errors(execute_stream), methods=["POST"]),
+            Route("/cleanup", _errors(cleanup), methods=["POST"]),
+            Route("/sessions", _errors(list_sessions), methods=["GET"]),
+            Route("/session/{session_id}", _errors(delete_session), methods=["DELETE"]),
+            Route("/file", _errors(post_file), methods=["POST"]),
+            Route("/file", _errors(read_file), methods=["GET"]),
         ]
     )
+    app.state.isol8 = state
+    return app
 
 
 def remove_server_containers(state: ServerState) -> int:
