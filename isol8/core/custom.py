@@ -19,7 +19,7 @@ from isol8.ecosystems.packages import Spec, ecosystem, parse_specs
 from isol8.errors import BuildFailed, EngineError, UsageError
 from isol8.log import get_logger
 from isol8.process import run_process
-from isol8.runtimes import RUNTIMES
+from isol8.runtimes import RUNTIMES, Runtime
 from isol8.units import MIB
 
 log = get_logger(__name__)
@@ -53,7 +53,7 @@ class RegistrySettings:
 
 @dataclass(frozen=True)
 class ImageDefinition:
-    runtime: str
+    runtime: Runtime
     specs: tuple[Spec, ...] = ()
     setup: str | None = None
     from_image: str | None = None  # default: isol8:<runtime>
@@ -75,7 +75,7 @@ def read_setup(values: Sequence[str]) -> str | None:
     return "\n".join(scripts) if scripts else None
 
 
-def read_requirements(runtime: str, path: str) -> tuple[Spec, ...]:
+def read_requirements(runtime: Runtime, path: str) -> tuple[Spec, ...]:
     """requirements.txt (python) or package.json (node, bun) as specs."""
     file = Path(path)
     try:
@@ -83,7 +83,7 @@ def read_requirements(runtime: str, path: str) -> tuple[Spec, ...]:
     except OSError as exc:
         raise UsageError(f"--requirements: cannot read {path}: {exc.strerror}") from None
     kind = ecosystem(runtime)
-    if kind == "pypi":
+    if kind == "pip":
         lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
         return parse_specs(runtime, [line for line in lines if line])
     if kind == "npm":
@@ -94,13 +94,14 @@ def read_requirements(runtime: str, path: str) -> tuple[Spec, ...]:
         if not isinstance(deps, dict):
             raise UsageError(f"--requirements: {path} is not a package.json with a dependencies object")
         return parse_specs(runtime, [f"{name}@{rng}" if rng not in ("", "*") else name for name, rng in deps.items()])
-    raise UsageError(f"--requirements is for python (requirements.txt) and node/bun (package.json), not {runtime}")
+    raise UsageError(f"--requirements is for python (requirements.txt) and node/bun (package.json), not {runtime.name}")
 
 
 def deps_hash(defn: ImageDefinition, base_id: str) -> str:
     """Length-framed, so ("ab", "c") and ("a", "bc") can never collide."""
     digest = hashlib.sha256()
-    for part in ("isol8-deps-v1", defn.runtime, base_id, *(s.text for s in defn.specs), "\0setup", defn.setup or ""):
+    specs = (s.text for s in defn.specs)
+    for part in ("isol8-deps-v1", defn.runtime.name, base_id, *specs, "\0setup", defn.setup or ""):
         data = part.encode()
         digest.update(len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()
@@ -113,7 +114,7 @@ def _install_lines(defn: ImageDefinition, registry: RegistrySettings, ca: bool) 
     if not defn.specs:
         return []
     # registry URLs travel in pip.conf / .npmrc files of the context, never in RUN text
-    if kind == "pypi":
+    if kind == "pip":
         env = f"PIP_CERT={ctx}/ca.pem " if ca else ""
         if registry.pip_index_url:
             env += f"PIP_CONFIG_FILE={ctx}/pip.conf "
@@ -123,7 +124,7 @@ def _install_lines(defn: ImageDefinition, registry: RegistrySettings, ca: bool) 
         ]
     if kind == "npm":
         env = f"NODE_EXTRA_CA_CERTS={ctx}/ca.pem " if ca else ""
-        if defn.runtime == "bun":
+        if defn.runtime.name == "bun":
             install = f"{env}bun install --production"
         else:
             install = f"{env}npm install --no-audit --no-fund --omit=dev --loglevel=error"
@@ -155,12 +156,12 @@ def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: 
     if ca is not None:
         shutil.copyfile(ca, files / "ca.pem")
     kind = ecosystem(defn.runtime)
-    if registry.pip_index_url and kind == "pypi":
+    if registry.pip_index_url and kind == "pip":
         (files / "pip.conf").write_text(f"[global]\nindex-url = {registry.pip_index_url}\n")
     if registry.npm_registry and kind in ("npm", "deno"):
         (files / "npmrc").write_text(f"registry={registry.npm_registry}\n")
     all_specs = sorted({*defn.inherited, *defn.specs})
-    if kind == "pypi":
+    if kind == "pip":
         (files / "requirements.txt").write_text("".join(f"{s.text}\n" for s in defn.specs))
     elif kind == "npm":
         deps = {s.name: s.constraint or "*" for s in all_specs}
@@ -182,7 +183,7 @@ def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: 
 
 
 _VERSION_QUERIES: dict[str, Callable[[Sequence[str]], list[str]]] = {
-    "pypi": lambda names: [
+    "pip": lambda names: [
         "python3",
         "-c",
         "import importlib.metadata as m, json, re, sys\n"
@@ -220,14 +221,14 @@ _VERSION_QUERIES: dict[str, Callable[[Sequence[str]], list[str]]] = {
 }
 
 
-def installed_versions(engine: Engine, image: str, runtime: str, specs: Sequence[Spec]) -> dict[str, str | None]:
+def installed_versions(engine: Engine, image: str, runtime: Runtime, specs: Sequence[Spec]) -> dict[str, str | None]:
     """Read the versions of the given packages from inside the image (sandboxed, no network)."""
     if not specs:
         return {}
     kind = ecosystem(runtime)
     names = [s.name for s in specs]
     command = _VERSION_QUERIES[kind](names)
-    if runtime == "bun" and command[0] == "node":
+    if runtime.name == "bun" and command[0] == "node":
         command = ["bun", *command[1:]]
     d = engine.dialect
     argv = [
@@ -274,12 +275,13 @@ def build_image(
     """Build tag from defn unless it already exists with the same deps hash (or force)."""
     if not defn.specs and defn.setup is None:
         raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
-    if defn.runtime not in RUNTIMES:
-        raise UsageError(f"unknown runtime {defn.runtime!r}")
+    runtime = defn.runtime
+    if RUNTIMES.get(runtime.name) != runtime:
+        raise UsageError(f"unknown runtime {runtime.name!r}")
     base = defn.from_image
     if base is None:
         base_outcome = ensure_base_image(
-            engine, defn.runtime, base_image=base_images.get(defn.runtime), progress=progress
+            engine, runtime.name, base_image=base_images.get(runtime.name), progress=progress
         )
         base, base_id = base_outcome.image, base_outcome.image_id
     else:
@@ -293,7 +295,7 @@ def build_image(
         return BuildOutcome(tag, False, current.id, current.labels.get(L.RESOLVED, ""))
     labels = {
         L.MANAGED: "true",
-        L.RUNTIME: defn.runtime,
+        L.RUNTIME: runtime.name,
         L.DEPENDENCIES: defn.dependencies_label(),
         L.DEPS_HASH: wanted,
     }
@@ -302,14 +304,14 @@ def build_image(
     labels.update(extra_labels or {})
     with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
         _write_context(Path(tmp), defn, engine.dialect.local_image(base), registry)
-        progress(f"building {tag} ({defn.runtime}: {defn.dependencies_label() or 'setup only'})")
+        progress(f"building {tag} ({runtime.name}: {defn.dependencies_label() or 'setup only'})")
         try:
             first = engine.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
         except BuildFailed:
             _remove_failed_layers(engine, wanted)
             raise
     all_specs = sorted({*defn.inherited, *defn.specs})
-    versions = installed_versions(engine, first, defn.runtime, all_specs)
+    versions = installed_versions(engine, first, runtime, all_specs)
     missing = [name for name, version in versions.items() if version is None]
     if missing:
         raise BuildFailed(

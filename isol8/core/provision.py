@@ -10,6 +10,7 @@ from isol8.core.caches import ResolutionCache
 from isol8.core.runner import RunFailed, RunRequest
 from isol8.ecosystems.packages import Spec, parse_specs, screen
 from isol8.errors import BuildFailed, UsageError
+from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,10 +22,10 @@ BASH_NO_INSTALL = (
 )
 
 
-def check_install(runtime: str, install: Sequence[str]) -> None:
+def check_install(runtime: Runtime, install: Sequence[str]) -> None:
     """Refuse --install values before any engine is touched (usage errors, exit 2); the full
     per-ecosystem parse follows in provide() unless this exact set was resolved before."""
-    if runtime == "bash":
+    if runtime.name == "bash":
         raise UsageError(BASH_NO_INSTALL)
     screen(install)
 
@@ -47,11 +48,11 @@ def provide(
     dropped whenever isol8 builds or removes images). Install output goes to `debug` when given,
     else to `on_failure` when the install fails.
     """
-    runtime = request.runtime.name
+    runtime = request.runtime
     check_install(runtime, install)
     base = engine.dialect.local_image(request.runtime.image)
     answers = ResolutionCache(engine.name)
-    raw_key = answers.key(runtime, base, ["raw", *install])  # these exact values, resolved before
+    raw_key = answers.key(runtime.name, base, ["raw", *install])  # these exact values, resolved before
     if request.image is None and remembered:
         image = answers.get(raw_key)
         if image is not None:
@@ -62,7 +63,7 @@ def provide(
     from isol8.core.discovery import Candidate, resolve
 
     specs = parse_specs(runtime, install)
-    answer_key = answers.key(runtime, base, [s.text for s in specs])
+    answer_key = answers.key(runtime.name, base, [s.text for s in specs])
     image = answers.get(answer_key) if request.image is None and remembered else None
     if image is not None:
         answers.put(raw_key, image)
@@ -89,7 +90,7 @@ def provide(
             outcome = build_image(
                 engine,
                 defn,
-                f"isol8-auto-{runtime}:{name}",
+                f"isol8-auto-{runtime.name}:{name}",
                 registry=registry,
                 base_images=base_images,
                 extra_labels={"org.isol8.auto": "true"},

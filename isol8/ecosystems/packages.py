@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from isol8.errors import UsageError
+from isol8.runtimes import Runtime
 
 # Characters a spec may contain at all: no whitespace, quotes, `;`, `$`, backticks, `&`, `|`...
 _PY_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+]*")
@@ -25,21 +26,15 @@ class Spec:
     constraint: str = ""  # a PEP 440 specifier set or an npm range; "" means any version
 
 
-def ecosystem(runtime: str) -> str:
-    if runtime == "python":
-        return "pypi"
-    if runtime in ("node", "bun"):
-        return "npm"
-    if runtime == "deno":
-        return "deno"
-    return "apt"
+def ecosystem(runtime: Runtime) -> str:
+    return runtime.ecosystem
 
 
 def _bad(spec: str, why: str) -> UsageError:
     return UsageError(f"refusing package spec {spec!r}: {why}")
 
 
-def parse_spec(runtime: str, raw: str) -> Spec:
+def parse_spec(runtime: Runtime, raw: str) -> Spec:
     """Validate and normalise one spec; anything that could be an option or shell syntax is refused."""
     spec = raw.strip()
     if not spec:
@@ -47,7 +42,7 @@ def parse_spec(runtime: str, raw: str) -> Spec:
     if spec.startswith("-"):
         raise _bad(raw, "looks like an option")
     kind = ecosystem(runtime)
-    if kind == "pypi":
+    if kind == "pip":
         return _parse_python(spec)
     if kind == "npm":
         return _parse_npm(spec, spec)
@@ -113,7 +108,7 @@ def screen(values: Iterable[str]) -> None:
                 raise _bad(part, "only names, versions and extras are allowed (no options, spaces or shell syntax)")
 
 
-def parse_specs(runtime: str, values: Iterable[str]) -> tuple[Spec, ...]:
+def parse_specs(runtime: Runtime, values: Iterable[str]) -> tuple[Spec, ...]:
     """Repeated and comma-separated values; normalised, de-duplicated, sorted."""
     specs: dict[str, Spec] = {}
     for value in values:
@@ -123,9 +118,9 @@ def parse_specs(runtime: str, values: Iterable[str]) -> tuple[Spec, ...]:
     return tuple(sorted(specs.values()))
 
 
-def _split(runtime: str, value: str) -> list[str]:
+def _split(runtime: Runtime, value: str) -> list[str]:
     """Split on commas, except inside Python extras and specifier lists (`a[x,y]>=1,<2` is one spec)."""
-    if ecosystem(runtime) != "pypi":
+    if ecosystem(runtime) != "pip":
         return [p for p in value.split(",") if p.strip()]
     parts = [""]
     depth = 0
@@ -144,14 +139,14 @@ def _split(runtime: str, value: str) -> list[str]:
     return [p for p in merged if p.strip()]
 
 
-def satisfies(runtime: str, spec: Spec, version: str | None) -> bool:
+def satisfies(runtime: Runtime, spec: Spec, version: str | None) -> bool:
     """Does an installed `version` of spec.name meet the spec's constraint? Unknown version: only if unconstrained."""
     if not spec.constraint:
         return True
     if not version:
         return False
     kind = ecosystem(runtime)
-    if kind == "pypi":
+    if kind == "pip":
         from packaging.specifiers import InvalidSpecifier, SpecifierSet
         from packaging.version import InvalidVersion, Version
 

@@ -8,16 +8,17 @@ import pytest
 
 from isol8.ecosystems.packages import Spec, ecosystem, parse_spec, parse_specs, satisfies, screen
 from isol8.errors import UsageError
+from isol8.runtimes import RUNTIMES
 
 # ---- ecosystems ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("runtime", "expected"),
-    [("python", "pypi"), ("node", "npm"), ("bun", "npm"), ("deno", "deno"), ("bash", "apt")],
+    [("python", "pip"), ("node", "npm"), ("bun", "npm"), ("deno", "deno"), ("bash", "apt")],
 )
 def test_ecosystem(runtime: str, expected: str) -> None:
-    assert ecosystem(runtime) == expected
+    assert ecosystem(RUNTIMES[runtime]) == expected
 
 
 # ---- accepted and normalised ---------------------------------------------------------------------
@@ -56,7 +57,7 @@ def test_ecosystem(runtime: str, expected: str) -> None:
     ],
 )
 def test_parse_spec_accepts_and_normalises(runtime: str, raw: str, expected: Spec) -> None:
-    assert parse_spec(runtime, raw) == expected
+    assert parse_spec(RUNTIMES[runtime], raw) == expected
 
 
 # ---- refused -------------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ BAD_EVERYWHERE = [
 @pytest.mark.parametrize("raw", BAD_EVERYWHERE)
 def test_parse_spec_refuses_options_and_shell_syntax_in_every_ecosystem(runtime: str, raw: str) -> None:
     with pytest.raises(UsageError) as info:
-        parse_spec(runtime, raw)
+        parse_spec(RUNTIMES[runtime], raw)
     assert "refusing package spec" in str(info.value)
     assert repr(raw.strip() or raw) in str(info.value) or repr(raw) in str(info.value)
 
@@ -129,7 +130,7 @@ def test_parse_spec_refuses_options_and_shell_syntax_in_every_ecosystem(runtime:
 )
 def test_parse_spec_refuses_with_a_message_naming_the_spec(runtime: str, raw: str, why: str) -> None:
     with pytest.raises(UsageError) as info:
-        parse_spec(runtime, raw)
+        parse_spec(RUNTIMES[runtime], raw)
     message = str(info.value)
     assert message.startswith(f"refusing package spec {raw!r}"), message
     assert why in message
@@ -139,7 +140,7 @@ def test_the_option_check_comes_before_the_ecosystem_rules() -> None:
     """`-...` is refused as an option, not merely as an odd name, whatever the ecosystem."""
     for runtime in ("python", "node", "deno", "bash"):
         with pytest.raises(UsageError, match="looks like an option"):
-            parse_spec(runtime, "--registry=https://evil.example")
+            parse_spec(RUNTIMES[runtime], "--registry=https://evil.example")
 
 
 # ---- parse_specs: splitting, dedupe, order ------------------------------------------------------
@@ -166,7 +167,7 @@ def test_the_option_check_comes_before_the_ecosystem_rules() -> None:
     ],
 )
 def test_parse_specs_splits_dedupes_and_sorts(runtime: str, values: list[str], texts: list[str]) -> None:
-    assert [s.text for s in parse_specs(runtime, values)] == texts
+    assert [s.text for s in parse_specs(RUNTIMES[runtime], values)] == texts
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,7 @@ def test_parse_specs_splits_dedupes_and_sorts(runtime: str, values: list[str], t
     ],
 )
 def test_parse_specs_gives_the_same_tuple_for_any_input_order(runtime: str, values: list[str]) -> None:
-    results = {parse_specs(runtime, list(order)) for order in itertools.permutations(values)}
+    results = {parse_specs(RUNTIMES[runtime], list(order)) for order in itertools.permutations(values)}
     assert len(results) == 1
     (result,) = results
     assert list(result) == sorted(result)
@@ -187,13 +188,13 @@ def test_parse_specs_gives_the_same_tuple_for_any_input_order(runtime: str, valu
 
 def test_parse_specs_refuses_a_bad_part_of_a_comma_separated_value() -> None:
     with pytest.raises(UsageError) as info:
-        parse_specs("python", ["six,$(id),numpy"])
+        parse_specs(RUNTIMES["python"], ["six,$(id),numpy"])
     assert "'$(id)'" in str(info.value)
 
 
 def test_parse_specs_refuses_an_option_hidden_after_a_comma() -> None:
     with pytest.raises(UsageError, match="looks like an option"):
-        parse_specs("node", ["lodash,--registry=https://evil.example"])
+        parse_specs(RUNTIMES["node"], ["lodash,--registry=https://evil.example"])
 
 
 # ---- satisfies -----------------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def test_parse_specs_refuses_an_option_hidden_after_a_comma() -> None:
     ],
 )
 def test_satisfies_pep440(raw: str, version: str, expected: bool) -> None:
-    assert satisfies("python", parse_spec("python", raw), version) is expected
+    assert satisfies(RUNTIMES["python"], parse_spec(RUNTIMES["python"], raw), version) is expected
 
 
 @pytest.mark.parametrize(
@@ -258,7 +259,7 @@ def test_satisfies_pep440(raw: str, version: str, expected: bool) -> None:
     ],
 )
 def test_satisfies_npm_ranges(raw: str, version: str, expected: bool) -> None:
-    assert satisfies("node", parse_spec("node", raw), version) is expected
+    assert satisfies(RUNTIMES["node"], parse_spec(RUNTIMES["node"], raw), version) is expected
 
 
 @pytest.mark.parametrize(
@@ -266,7 +267,7 @@ def test_satisfies_npm_ranges(raw: str, version: str, expected: bool) -> None:
     [("npm:zod@3", "3.23.8", True), ("npm:zod@3", "4.0.0", False), ("jsr:@std/path@^1", "1.0.8", True)],
 )
 def test_satisfies_deno_uses_npm_ranges(raw: str, version: str, expected: bool) -> None:
-    assert satisfies("deno", parse_spec("deno", raw), version) is expected
+    assert satisfies(RUNTIMES["deno"], parse_spec(RUNTIMES["deno"], raw), version) is expected
 
 
 @pytest.mark.parametrize(
@@ -274,7 +275,7 @@ def test_satisfies_deno_uses_npm_ranges(raw: str, version: str, expected: bool) 
     [("jq=1.6-2", "1.6-2", True), ("jq=1.6-2", "1.6-3", False), ("jq", "1.6-2", True)],
 )
 def test_satisfies_debian_is_an_exact_version(raw: str, version: str, expected: bool) -> None:
-    assert satisfies("bash", parse_spec("bash", raw), version) is expected
+    assert satisfies(RUNTIMES["bash"], parse_spec(RUNTIMES["bash"], raw), version) is expected
 
 
 @pytest.mark.parametrize(
@@ -291,8 +292,8 @@ def test_satisfies_debian_is_an_exact_version(raw: str, version: str, expected: 
 def test_an_unknown_version_is_only_ok_when_unconstrained(
     runtime: str, unconstrained: str, constrained: str, unknown: str | None
 ) -> None:
-    assert satisfies(runtime, parse_spec(runtime, unconstrained), unknown) is True
-    assert satisfies(runtime, parse_spec(runtime, constrained), unknown) is False
+    assert satisfies(RUNTIMES[runtime], parse_spec(RUNTIMES[runtime], unconstrained), unknown) is True
+    assert satisfies(RUNTIMES[runtime], parse_spec(RUNTIMES[runtime], constrained), unknown) is False
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,8 @@ def build_prebuilt_images(app: App, base_images: dict[str, str], only: list[str]
         if only is not None and entry.runtime not in only:
             continue
         _check_tag(entry.tag, "prebuiltImages[].tag")
-        defn = ImageDefinition(entry.runtime, parse_specs(entry.runtime, entry.install_packages), entry.setup_script)
+        runtime = runtimes.get(entry.runtime)
+        defn = ImageDefinition(runtime, parse_specs(runtime, entry.install_packages), entry.setup_script)
         outcome = build_image(
             app.engine,
             defn,
@@ -300,9 +301,10 @@ def cmd_build(app: App) -> int:
 
     args = app.args
     _check_tag(args.tag)
-    specs = parse_specs(args.base, args.install)
+    runtime = runtimes.get(args.base)
+    specs = parse_specs(runtime, args.install)
     if args.requirements:
-        specs = tuple(sorted({*specs, *read_requirements(args.base, args.requirements)}))
+        specs = tuple(sorted({*specs, *read_requirements(runtime, args.requirements)}))
     setup = read_setup(args.setup)
     if not specs and setup is None:
         raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
@@ -311,7 +313,7 @@ def cmd_build(app: App) -> int:
     app.engine.version()
     outcome = build_image(
         app.engine,
-        ImageDefinition(args.base, specs, setup),
+        ImageDefinition(runtime, specs, setup),
         args.tag,
         registry=registry,
         base_images=app.config.base_images,
@@ -377,8 +379,8 @@ def cmd_resolve(app: App) -> int:
     from isol8.ecosystems.packages import parse_specs
 
     runtime = runtimes.get(app.args.runtime)
-    specs = parse_specs(runtime.name, app.args.install)
-    resolution = resolve(app.engine, runtime.name, specs, base=app.engine.dialect.local_image(runtime.image))
+    specs = parse_specs(runtime, app.args.install)
+    resolution = resolve(app.engine, runtime, specs, base=app.engine.dialect.local_image(runtime.image))
     if app.args.json:
         app.say(json.dumps(resolution.to_json()))
     else:
