@@ -15,7 +15,7 @@ from isol8 import labels as L
 from isol8.backends.engine.backend import Engine
 from isol8.core.images import ensure_base_image
 from isol8.core.sandbox import SandboxPolicy, sandbox_flags
-from isol8.ecosystems.packages import Spec, ecosystem, parse_specs
+from isol8.ecosystems import Spec
 from isol8.errors import BuildFailed, EngineError, UsageError
 from isol8.log import get_logger
 from isol8.process import run_process
@@ -75,28 +75,6 @@ def read_setup(values: Sequence[str]) -> str | None:
     return "\n".join(scripts) if scripts else None
 
 
-def read_requirements(runtime: Runtime, path: str) -> tuple[Spec, ...]:
-    """requirements.txt (python) or package.json (node, bun) as specs."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--requirements: cannot read {path}: {exc.strerror}") from None
-    kind = ecosystem(runtime)
-    if kind == "pip":
-        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-        return parse_specs(runtime, [line for line in lines if line])
-    if kind == "npm":
-        try:
-            deps = json.loads(text).get("dependencies") or {}
-        except (ValueError, AttributeError):
-            deps = None
-        if not isinstance(deps, dict):
-            raise UsageError(f"--requirements: {path} is not a package.json with a dependencies object")
-        return parse_specs(runtime, [f"{name}@{rng}" if rng not in ("", "*") else name for name, rng in deps.items()])
-    raise UsageError(f"--requirements is for python (requirements.txt) and node/bun (package.json), not {runtime.name}")
-
-
 def deps_hash(defn: ImageDefinition, base_id: str) -> str:
     """Length-framed, so ("ab", "c") and ("a", "bc") can never collide."""
     digest = hashlib.sha256()
@@ -109,7 +87,7 @@ def deps_hash(defn: ImageDefinition, base_id: str) -> str:
 
 def _install_lines(defn: ImageDefinition, registry: RegistrySettings, ca: bool) -> list[str]:
     """RUN lines of the generated Dockerfile. User values only ever reach it through files in the context."""
-    kind = ecosystem(defn.runtime)
+    kind = defn.runtime.ecosystem
     ctx = "/tmp/isol8-build"
     if not defn.specs:
         return []
@@ -155,7 +133,7 @@ def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: 
     ca = registry.ca_file()
     if ca is not None:
         shutil.copyfile(ca, files / "ca.pem")
-    kind = ecosystem(defn.runtime)
+    kind = defn.runtime.ecosystem
     if registry.pip_index_url and kind == "pip":
         (files / "pip.conf").write_text(f"[global]\nindex-url = {registry.pip_index_url}\n")
     if registry.npm_registry and kind in ("npm", "deno"):
@@ -225,7 +203,7 @@ def installed_versions(engine: Engine, image: str, runtime: Runtime, specs: Sequ
     """Read the versions of the given packages from inside the image (sandboxed, no network)."""
     if not specs:
         return {}
-    kind = ecosystem(runtime)
+    kind = runtime.ecosystem
     names = [s.name for s in specs]
     command = _VERSION_QUERIES[kind](names)
     if runtime.name == "bun" and command[0] == "node":

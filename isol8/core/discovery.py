@@ -12,7 +12,7 @@ from pathlib import Path
 from isol8 import labels as L
 from isol8.backends.engine.backend import Engine
 from isol8.core.caches import default_cache_dir
-from isol8.ecosystems.packages import Spec, parse_specs, satisfies
+from isol8.ecosystems import Spec, parse_specs, satisfies
 from isol8.errors import UsageError
 from isol8.models import ImageInfo, parse_time
 from isol8.runtimes import Runtime

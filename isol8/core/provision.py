@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from isol8.backends.engine.backend import Engine
 from isol8.core.caches import ResolutionCache
 from isol8.core.runner import RunFailed, RunRequest
-from isol8.ecosystems.packages import Spec, parse_specs, screen
+from isol8.ecosystems import Spec, parse_specs, screen
 from isol8.errors import BuildFailed, UsageError
 from isol8.runtimes import Runtime
 

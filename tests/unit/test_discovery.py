@@ -17,7 +17,7 @@ from isol8.backends.engine.backend import Engine
 from isol8.backends.engine.dialect import DOCKER, PODMAN
 from isol8.core.custom import ImageDefinition
 from isol8.core.discovery import Candidate, Resolution, candidates, choose, resolve
-from isol8.ecosystems.packages import Spec, parse_specs
+from isol8.ecosystems import Spec, parse_specs
 from isol8.errors import UsageError
 from isol8.models import ImageInfo
 from isol8.runtimes import RUNTIMES

@@ -1,12 +1,15 @@
-"""Package specs: validation, normalisation, splitting and version matching per ecosystem (pure, no engine)."""
+"""Package specs: validation, normalisation, splitting, version matching and requirements files per ecosystem."""
 
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 
-from isol8.ecosystems.packages import Spec, ecosystem, parse_spec, parse_specs, satisfies, screen
+from isol8 import ecosystems
+from isol8.ecosystems import Spec, parse_spec, parse_specs, read_requirements, satisfies, screen
 from isol8.errors import UsageError
 from isol8.runtimes import RUNTIMES
 
@@ -17,8 +20,9 @@ from isol8.runtimes import RUNTIMES
     ("runtime", "expected"),
     [("python", "pip"), ("node", "npm"), ("bun", "npm"), ("deno", "deno"), ("bash", "apt")],
 )
-def test_ecosystem(runtime: str, expected: str) -> None:
-    assert ecosystem(RUNTIMES[runtime]) == expected
+def test_each_runtime_names_its_ecosystem_plugin(runtime: str, expected: str) -> None:
+    assert RUNTIMES[runtime].ecosystem == expected
+    assert ecosystems.of(RUNTIMES[runtime]).__name__ == f"isol8.ecosystems.{expected}"
 
 
 # ---- accepted and normalised ---------------------------------------------------------------------
@@ -310,3 +314,106 @@ def test_screen_refuses_options_and_shell_syntax_without_parsing(value: str) -> 
 )
 def test_screen_lets_real_specs_through(value: str) -> None:
     screen([value])
+
+
+# ---- read_requirements ---------------------------------------------------------------------------
+
+
+def test_requirements_txt_skips_comments_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(
+        "# pinned for the sandbox\n"
+        "\n"
+        "numpy>=1,<2   # inline comment\n"
+        "   \n"
+        "Requests[socks]>=2.31\r\n"
+        "six\n"
+        "SIX\n"
+        "  # indented comment\n"
+    )
+    assert [s.text for s in read_requirements(RUNTIMES["python"], str(path))] == [
+        "numpy<2,>=1",
+        "requests[socks]>=2.31",
+        "six",
+    ]
+
+
+def test_an_empty_requirements_txt_is_no_specs(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("# nothing yet\n\n")
+    assert read_requirements(RUNTIMES["python"], str(path)) == ()
+
+
+@pytest.mark.parametrize(
+    "line", ["-r other.txt", "--index-url https://evil.example", "-e .", "six; python_version<'3'", "pkg @ https://x"]
+)
+def test_requirements_txt_options_urls_and_markers_are_refused(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(f"six\n{line}\n")
+    with pytest.raises(UsageError) as info:
+        read_requirements(RUNTIMES["python"], str(path))
+    assert repr(line) in str(info.value)
+
+
+@pytest.mark.parametrize("runtime", ["node", "bun"])
+def test_package_json_dependencies(tmp_path: Path, runtime: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "app",
+                "dependencies": {"lodash": "^4.17.21", "zod": "*", "left-pad": "", "@scope/pkg": "~1.2"},
+                "devDependencies": {"jest": "^29"},
+            }
+        )
+    )
+    texts = [s.text for s in read_requirements(RUNTIMES[runtime], str(path))]
+    assert texts == ["@scope/pkg@~1.2", "left-pad", "lodash@^4.17.21", "zod"]
+
+
+@pytest.mark.parametrize(
+    "content", [{"name": "app"}, {"dependencies": {}}, {"dependencies": None}], ids=["none", "empty", "null"]
+)
+def test_package_json_without_dependencies_is_no_specs(tmp_path: Path, content: object) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps(content))
+    assert read_requirements(RUNTIMES["node"], str(path)) == ()
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '"a string"'])
+def test_package_json_that_is_not_an_object_is_a_usage_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="is not a package.json with a dependencies object"):
+        read_requirements(RUNTIMES["node"], str(path))
+
+
+@pytest.mark.parametrize("deps", [["lodash"], "lodash"])
+def test_package_json_with_dependencies_that_are_not_an_object_is_a_usage_error(tmp_path: Path, deps: object) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps({"dependencies": deps}))
+    with pytest.raises(UsageError):
+        read_requirements(RUNTIMES["node"], str(path))
+
+
+@pytest.mark.parametrize("spec", ["github:user/repo", "file:../local", "https://x/y.tgz", "npm:other@1"])
+def test_package_json_with_a_non_registry_dependency_is_refused(tmp_path: Path, spec: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps({"dependencies": {"dep": spec}}))
+    with pytest.raises(UsageError) as info:
+        read_requirements(RUNTIMES["node"], str(path))
+    assert repr(f"dep@{spec}") in str(info.value)
+
+
+def test_requirements_file_that_cannot_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "nope.txt"
+    with pytest.raises(UsageError, match=f"--requirements: cannot read {path}"):
+        read_requirements(RUNTIMES["python"], str(path))
+
+
+@pytest.mark.parametrize("runtime", ["deno", "bash"])
+def test_requirements_is_only_for_python_node_and_bun(tmp_path: Path, runtime: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("jq\n")
+    with pytest.raises(UsageError, match=f"not {runtime}"):
+        read_requirements(RUNTIMES[runtime], str(path))

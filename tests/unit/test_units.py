@@ -11,7 +11,7 @@ from isol8 import units
 from isol8.backends.engine.dialect import PODMAN
 from isol8.core import payload
 from isol8.core.sandbox import SandboxPolicy, valid_env_name
-from isol8.ecosystems.packages import parse_spec, screen
+from isol8.ecosystems import parse_spec, screen
 from isol8.errors import UsageError
 from isol8.reference import check_image_name
 from isol8.runtimes import RUNTIMES

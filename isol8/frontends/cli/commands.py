@@ -80,7 +80,7 @@ def cmd_setup(app: App) -> int:
 def build_prebuilt_images(app: App, base_images: dict[str, str], only: list[str] | None = None) -> None:
     """The config's prebuiltImages, content-addressed: an unchanged entry is skipped, a changed one rebuilt."""
     from isol8.core.custom import ImageDefinition, RegistrySettings, build_image
-    from isol8.ecosystems.packages import parse_specs
+    from isol8.ecosystems import parse_specs
 
     registry = registry_settings(app)
     assert isinstance(registry, RegistrySettings)
@@ -296,8 +296,8 @@ def prepare_packages(app: App, request: object, install: list[str], *, remembere
 
 
 def cmd_build(app: App) -> int:
-    from isol8.core.custom import ImageDefinition, RegistrySettings, build_image, read_requirements, read_setup
-    from isol8.ecosystems.packages import parse_specs
+    from isol8.core.custom import ImageDefinition, RegistrySettings, build_image, read_setup
+    from isol8.ecosystems import parse_specs, read_requirements
 
     args = app.args
     _check_tag(args.tag)
@@ -376,7 +376,7 @@ def cmd_images(app: App) -> int:
 
 def cmd_resolve(app: App) -> int:
     from isol8.core.discovery import resolve
-    from isol8.ecosystems.packages import parse_specs
+    from isol8.ecosystems import parse_specs
 
     runtime = runtimes.get(app.args.runtime)
     specs = parse_specs(runtime, app.args.install)

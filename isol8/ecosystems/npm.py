@@ -1,0 +1,58 @@
+"""npm packages for node and bun: names with semver ranges, and package.json."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from isol8.ecosystems import Spec, parse_specs, refuse, split_commas
+from isol8.errors import UsageError
+from isol8.runtimes import Runtime
+
+NAME = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*"
+RANGE = r"[A-Za-z0-9.^~<>=*+_-]+(?:\|\|[A-Za-z0-9.^~<>=*+_-]+)*"
+_SPEC = re.compile(rf"(?P<name>{NAME})(?:@(?P<range>{RANGE}))?")
+_DIST_TAGS = ("latest", "next")  # they name no range: any installed version will do
+
+
+def parse(spec: str) -> Spec:
+    return parse_npm(spec, spec)
+
+
+def parse_npm(spec: str, shown: str) -> Spec:
+    """`shown` is the spec as the user wrote it, for messages (deno's `npm:` prefix included)."""
+    match = _SPEC.fullmatch(spec)
+    if not match:
+        raise refuse(shown, "expected NAME, @scope/NAME, NAME@range (lowercase npm names)")
+    constraint = match.group("range") or ""
+    if constraint:
+        import nodesemver
+
+        if constraint not in _DIST_TAGS and nodesemver.valid_range(constraint, loose=False) is None:
+            raise refuse(shown, f"{constraint!r} is not a version range")
+    if constraint in _DIST_TAGS:
+        return Spec(match.group("name"), match.group("name"), "")
+    return Spec(match.group("name"), spec, constraint)
+
+
+split = split_commas
+
+
+def matches(constraint: str, version: str) -> bool:
+    import nodesemver
+
+    try:
+        return bool(nodesemver.satisfies(version, constraint, loose=False))
+    except Exception:
+        return False
+
+
+def read_requirements(runtime: Runtime, path: str, text: str) -> tuple[Spec, ...]:
+    """package.json: its `dependencies` (devDependencies are not for the sandbox)."""
+    try:
+        deps = json.loads(text).get("dependencies") or {}
+    except (ValueError, AttributeError):
+        deps = None
+    if not isinstance(deps, dict):
+        raise UsageError(f"--requirements: {path} is not a package.json with a dependencies object")
+    return parse_specs(runtime, [f"{name}@{rng}" if rng not in ("", "*") else name for name, rng in deps.items()])

@@ -1,0 +1,64 @@
+"""PyPI packages for python: PEP 508 names with PEP 440 specifiers, and requirements.txt."""
+
+from __future__ import annotations
+
+import re
+
+from isol8.ecosystems import Spec, parse_specs, refuse
+from isol8.runtimes import Runtime
+
+# Characters a spec may contain at all: no whitespace, quotes, `;`, `$`, backticks, `&`, `|`...
+_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+]*")
+
+
+def parse(spec: str) -> Spec:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    if not _CHARS.fullmatch(spec):
+        raise refuse(spec, "only a name, [extras] and version specifiers are allowed (no URLs, markers or spaces)")
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise refuse(spec, str(exc)) from None
+    if req.url or req.marker:
+        raise refuse(spec, "URLs and environment markers are not allowed")
+    name = canonicalize_name(req.name)
+    extras = f"[{','.join(sorted(canonicalize_name(e) for e in req.extras))}]" if req.extras else ""
+    constraint = ",".join(sorted(str(s) for s in req.specifier))
+    return Spec(name, f"{name}{extras}{constraint}", constraint)
+
+
+def split(value: str) -> list[str]:
+    """Split on commas, except inside extras and specifier lists (`a[x,y]>=1,<2` is one spec)."""
+    parts = [""]
+    depth = 0
+    for char in value:
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            parts.append("")
+        else:
+            parts[-1] += char
+    merged: list[str] = []
+    for part in parts:
+        if merged and re.match(r"^\s*[<>=!~]", part):
+            merged[-1] += "," + part  # `numpy>=1,<2`: this comma belongs to the specifier set
+        else:
+            merged.append(part)
+    return [p for p in merged if p.strip()]
+
+
+def matches(constraint: str, version: str) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return SpecifierSet(constraint).contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return False
+
+
+def read_requirements(runtime: Runtime, path: str, text: str) -> tuple[Spec, ...]:
+    """requirements.txt: one spec a line; comments and blank lines skipped, options refused as specs."""
+    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return parse_specs(runtime, [line for line in lines if line])
