@@ -11,11 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from isol8 import ecosystems
 from isol8 import labels as L
 from isol8.backends.engine.backend import Engine
 from isol8.core.images import ensure_base_image
 from isol8.core.sandbox import SandboxPolicy, sandbox_flags
-from isol8.ecosystems import Spec
+from isol8.ecosystems import CONTEXT_DIR, Spec
 from isol8.errors import BuildFailed, EngineError, UsageError
 from isol8.log import get_logger
 from isol8.process import run_process
@@ -85,78 +86,23 @@ def deps_hash(defn: ImageDefinition, base_id: str) -> str:
     return digest.hexdigest()
 
 
-def _install_lines(defn: ImageDefinition, registry: RegistrySettings, ca: bool) -> list[str]:
-    """RUN lines of the generated Dockerfile. User values only ever reach it through files in the context."""
-    kind = defn.runtime.ecosystem
-    ctx = "/tmp/isol8-build"
-    if not defn.specs:
-        return []
-    # registry URLs travel in pip.conf / .npmrc files of the context, never in RUN text
-    if kind == "pip":
-        env = f"PIP_CERT={ctx}/ca.pem " if ca else ""
-        if registry.pip_index_url:
-            env += f"PIP_CONFIG_FILE={ctx}/pip.conf "
-        return [
-            f"RUN {env}python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check "
-            f"--root-user-action=ignore -r {ctx}/requirements.txt"
-        ]
-    if kind == "npm":
-        env = f"NODE_EXTRA_CA_CERTS={ctx}/ca.pem " if ca else ""
-        if defn.runtime.name == "bun":
-            install = f"{env}bun install --production"
-        else:
-            install = f"{env}npm install --no-audit --no-fund --omit=dev --loglevel=error"
-        # a project .npmrc (npm and bun both read it) carries the registry when one is set
-        npmrc = f" && cp {ctx}/npmrc {NODE_PREFIX}/.npmrc" if registry.npm_registry else ""
-        return [
-            f"RUN mkdir -p {NODE_PREFIX} && cp {ctx}/package.json {NODE_PREFIX}/{npmrc}"
-            f" && cd {NODE_PREFIX} && {install}"
-            f" && ln -sfn {NODE_PREFIX}/node_modules /node_modules && chmod -R a+rX {NODE_PREFIX}"
-        ]
-    if kind == "deno":
-        env = f"DENO_CERT={ctx}/ca.pem " if ca else ""
-        if registry.npm_registry:
-            env += f"NPM_CONFIG_USERCONFIG={ctx}/npmrc "
-        return [
-            f"RUN mkdir -p {DENO_DIR} && cp {ctx}/deps.ts {NODE_PREFIX}/deps.ts && {env}DENO_DIR={DENO_DIR} "
-            f"deno cache {NODE_PREFIX}/deps.ts && chmod -R a+rX {NODE_PREFIX}"
-        ]
-    return [
-        "RUN apt-get update && xargs -a /tmp/isol8-build/apt.txt apt-get install -y --no-install-recommends"
-        " && apt-get clean && rm -rf /var/lib/apt/lists/*"
-    ]
-
-
 def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: RegistrySettings) -> None:
     files = directory / "isol8-build"
     files.mkdir()
     ca = registry.ca_file()
     if ca is not None:
         shutil.copyfile(ca, files / "ca.pem")
-    kind = defn.runtime.ecosystem
-    if registry.pip_index_url and kind == "pip":
-        (files / "pip.conf").write_text(f"[global]\nindex-url = {registry.pip_index_url}\n")
-    if registry.npm_registry and kind in ("npm", "deno"):
-        (files / "npmrc").write_text(f"registry={registry.npm_registry}\n")
-    all_specs = sorted({*defn.inherited, *defn.specs})
-    if kind == "pip":
-        (files / "requirements.txt").write_text("".join(f"{s.text}\n" for s in defn.specs))
-    elif kind == "npm":
-        deps = {s.name: s.constraint or "*" for s in all_specs}
-        (files / "package.json").write_text(json.dumps({"name": "isol8-image", "private": True, "dependencies": deps}))
-    elif kind == "deno":
-        (files / "deps.ts").write_text("".join(f'import "{s.text}";\n' for s in all_specs))
-    else:
-        (files / "apt.txt").write_text("".join(f"{s.text}\n" for s in defn.specs))
+    plugin = ecosystems.of(defn.runtime)
+    for name, text in plugin.context_files(defn.specs, defn.inherited, registry).items():
+        (files / name).write_text(text)
     if defn.setup is not None:
         (files / "setup.sh").write_text(defn.setup + "\n")
-    lines = [f"FROM {base}", "USER root", "COPY isol8-build /tmp/isol8-build"]
-    lines += _install_lines(defn, registry, ca is not None)
-    if kind == "deno" and defn.specs:
-        lines.append(f"ENV DENO_DIR={DENO_DIR}")
+    lines = [f"FROM {base}", "USER root", f"COPY isol8-build {CONTEXT_DIR}"]
+    if defn.specs:
+        lines += plugin.install_lines(defn.runtime, registry, ca is not None)
     if defn.setup is not None:
-        lines.append("RUN cd /tmp && /bin/bash /tmp/isol8-build/setup.sh")
-    lines += ["RUN rm -rf /tmp/isol8-build", "USER 1100:1100", "WORKDIR /sandbox"]
+        lines.append(f"RUN cd /tmp && /bin/bash {CONTEXT_DIR}/setup.sh")
+    lines += [f"RUN rm -rf {CONTEXT_DIR}", "USER 1100:1100", "WORKDIR /sandbox"]
     (directory / "Dockerfile").write_text("\n".join(lines) + "\n")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,15 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     from isol8.ecosystems import apt, deno, npm, pip
+
+    class Registry(Protocol):
+        """Where installers fetch from (isol8.core.custom.RegistrySettings); None: their own default."""
+
+        @property
+        def pip_index_url(self) -> str | None: ...
+
+        @property
+        def npm_registry(self) -> str | None: ...
 
     class Ecosystem(Protocol):
         """What each module of isol8.ecosystems provides: the module is the plugin."""
@@ -35,9 +44,25 @@ if TYPE_CHECKING:
             """The specs of a requirements file's text; a UsageError where the ecosystem has none."""
             ...
 
+        def context_files(self, specs: Sequence[Spec], inherited: Sequence[Spec], registry: Registry) -> dict[str, str]:
+            """Name -> text of the files the install reads, for the build context's isol8-build/ (CONTEXT_DIR).
+
+            `specs` are to be installed into an image that already has `inherited`.
+            """
+            ...
+
+        def install_lines(self, runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
+            """The Dockerfile lines that install the packages; `ca`: CONTEXT_DIR/ca.pem is the CA bundle.
+
+            User values, registry URLs included, reach the install only through context files, never these lines.
+            """
+            ...
+
     _CHECKED: tuple[Ecosystem, ...] = (apt, deno, npm, pip)  # mypy holds each module to the protocol
 
 PLUGINS = ("apt", "deno", "npm", "pip")
+CONTEXT_DIR = "/tmp/isol8-build"  # where a custom image's build copies the context's isol8-build/
+PREFIX = "/opt/isol8"  # where packages without a place of their own are installed in an image
 
 
 @dataclass(frozen=True, order=True)

@@ -1,11 +1,16 @@
-"""Debian packages for bash: NAME or NAME=VERSION, matched exactly."""
+"""Debian packages for bash: NAME or NAME=VERSION, matched exactly, installed with apt-get at build time."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from isol8.ecosystems import Spec, no_requirements, refuse, split_commas
+from isol8.ecosystems import CONTEXT_DIR, Spec, no_requirements, refuse, split_commas
 from isol8.runtimes import Runtime
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from isol8.ecosystems import Registry
 
 _SPEC = re.compile(r"[a-z0-9][a-z0-9.+-]*(=[A-Za-z0-9.+:~-]+)?")
 
@@ -26,3 +31,14 @@ def matches(constraint: str, version: str) -> bool:
 
 def read_requirements(runtime: Runtime, path: str, text: str) -> tuple[Spec, ...]:
     raise no_requirements(runtime)
+
+
+def context_files(specs: Sequence[Spec], inherited: Sequence[Spec], registry: Registry) -> dict[str, str]:
+    return {"apt.txt": "".join(f"{s.text}\n" for s in specs)}
+
+
+def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
+    return [
+        f"RUN apt-get update && xargs -a {CONTEXT_DIR}/apt.txt apt-get install -y --no-install-recommends"
+        " && apt-get clean && rm -rf /var/lib/apt/lists/*"
+    ]

@@ -1,18 +1,25 @@
-"""npm packages for node and bun: names with semver ranges, and package.json."""
+"""npm packages for node and bun: names with semver ranges, package.json, and npm install or bun install."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 
-from isol8.ecosystems import Spec, parse_specs, refuse, split_commas
+from isol8.ecosystems import CONTEXT_DIR, PREFIX, Spec, parse_specs, refuse, split_commas
 from isol8.errors import UsageError
 from isol8.runtimes import Runtime
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from isol8.ecosystems import Registry
 
 NAME = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*"
 RANGE = r"[A-Za-z0-9.^~<>=*+_-]+(?:\|\|[A-Za-z0-9.^~<>=*+_-]+)*"
 _SPEC = re.compile(rf"(?P<name>{NAME})(?:@(?P<range>{RANGE}))?")
 _DIST_TAGS = ("latest", "next")  # they name no range: any installed version will do
+_NPM_INSTALL = "npm install --no-audit --no-fund --omit=dev --loglevel=error"
+_INSTALLS = {"bun": "bun install --production"}  # any other runtime installs with npm
 
 
 def parse(spec: str) -> Spec:
@@ -56,3 +63,27 @@ def read_requirements(runtime: Runtime, path: str, text: str) -> tuple[Spec, ...
     if not isinstance(deps, dict):
         raise UsageError(f"--requirements: {path} is not a package.json with a dependencies object")
     return parse_specs(runtime, [f"{name}@{rng}" if rng not in ("", "*") else name for name, rng in deps.items()])
+
+
+def context_files(specs: Sequence[Spec], inherited: Sequence[Spec], registry: Registry) -> dict[str, str]:
+    deps = {s.name: s.constraint or "*" for s in sorted({*inherited, *specs})}
+    files = {"package.json": json.dumps({"name": "isol8-image", "private": True, "dependencies": deps})}
+    if registry.npm_registry:
+        files["npmrc"] = npmrc(registry.npm_registry)
+    return files
+
+
+def npmrc(registry: str) -> str:
+    return f"registry={registry}\n"
+
+
+def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
+    env = f"NODE_EXTRA_CA_CERTS={CONTEXT_DIR}/ca.pem " if ca else ""
+    install = env + _INSTALLS.get(runtime.name, _NPM_INSTALL)
+    # a project .npmrc (npm and bun both read it) carries the registry when one is set
+    copy_npmrc = f" && cp {CONTEXT_DIR}/npmrc {PREFIX}/.npmrc" if registry.npm_registry else ""
+    return [
+        f"RUN mkdir -p {PREFIX} && cp {CONTEXT_DIR}/package.json {PREFIX}/{copy_npmrc}"
+        f" && cd {PREFIX} && {install}"
+        f" && ln -sfn {PREFIX}/node_modules /node_modules && chmod -R a+rX {PREFIX}"
+    ]

@@ -1,11 +1,16 @@
-"""PyPI packages for python: PEP 508 names with PEP 440 specifiers, and requirements.txt."""
+"""PyPI packages for python: PEP 508 names with PEP 440 specifiers, requirements.txt, and pip install."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from isol8.ecosystems import Spec, parse_specs, refuse
+from isol8.ecosystems import CONTEXT_DIR, Spec, parse_specs, refuse
 from isol8.runtimes import Runtime
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from isol8.ecosystems import Registry
 
 # Characters a spec may contain at all: no whitespace, quotes, `;`, `$`, backticks, `&`, `|`...
 _CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+]*")
@@ -62,3 +67,20 @@ def read_requirements(runtime: Runtime, path: str, text: str) -> tuple[Spec, ...
     """requirements.txt: one spec a line; comments and blank lines skipped, options refused as specs."""
     lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     return parse_specs(runtime, [line for line in lines if line])
+
+
+def context_files(specs: Sequence[Spec], inherited: Sequence[Spec], registry: Registry) -> dict[str, str]:
+    files = {"requirements.txt": "".join(f"{s.text}\n" for s in specs)}
+    if registry.pip_index_url:
+        files["pip.conf"] = f"[global]\nindex-url = {registry.pip_index_url}\n"
+    return files
+
+
+def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
+    env = f"PIP_CERT={CONTEXT_DIR}/ca.pem " if ca else ""
+    if registry.pip_index_url:
+        env += f"PIP_CONFIG_FILE={CONTEXT_DIR}/pip.conf "
+    return [
+        f"RUN {env}python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check "
+        f"--root-user-action=ignore -r {CONTEXT_DIR}/requirements.txt"
+    ]
