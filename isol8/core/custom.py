@@ -26,8 +26,6 @@ from isol8.units import MIB
 log = get_logger(__name__)
 
 SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
-NODE_PREFIX = "/opt/isol8"
-DENO_DIR = "/opt/isol8/deno"
 
 
 @dataclass(frozen=True)
@@ -106,54 +104,11 @@ def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: 
     (directory / "Dockerfile").write_text("\n".join(lines) + "\n")
 
 
-_VERSION_QUERIES: dict[str, Callable[[Sequence[str]], list[str]]] = {
-    "pip": lambda names: [
-        "python3",
-        "-c",
-        "import importlib.metadata as m, json, re, sys\n"
-        "found = {re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions()}\n"
-        "print(json.dumps({n: found.get(n) for n in sys.argv[1:]}))",
-        *names,
-    ],
-    "npm": lambda names: [
-        "node",
-        "-e",
-        f"const fs = require('fs'); const out = {{}}; const dir = '{NODE_PREFIX}/node_modules/';\n"
-        "for (const n of process.argv.slice(1)) {\n"
-        "  try { out[n] = JSON.parse(fs.readFileSync(dir + n + '/package.json')).version }\n"
-        "  catch { out[n] = null } }\n"
-        "console.log(JSON.stringify(out))",
-        *names,
-    ],
-    "deno": lambda names: [
-        "bash",
-        "-c",
-        'printf "{"; sep=""; for n in "$@"; do v=$(ls -1 ' + DENO_DIR + '/npm/*/"${n#npm:}"/ 2>/dev/null '
-        "| grep -E '^[0-9]' | sort -V | tail -n 1); "
-        'printf \'%s"%s": %s\' "$sep" "$n" "${v:+\\"$v\\"}"; [ -n "$v" ] || printf null; sep=", "; done; echo "}"',
-        "isol8",
-        *names,
-    ],
-    "apt": lambda names: [
-        "bash",
-        "-c",
-        "printf '{'; sep=''; for n in \"$@\"; do v=$(dpkg-query -W -f '${Version}' \"$n\" 2>/dev/null); "
-        'printf \'%s"%s": "%s"\' "$sep" "$n" "$v"; sep=\', \'; done; echo \'}\'',
-        "isol8",
-        *names,
-    ],
-}
-
-
 def installed_versions(engine: Engine, image: str, runtime: Runtime, specs: Sequence[Spec]) -> dict[str, str | None]:
     """Read the versions of the given packages from inside the image (sandboxed, no network)."""
     if not specs:
         return {}
-    kind = runtime.ecosystem
-    names = [s.name for s in specs]
-    command = _VERSION_QUERIES[kind](names)
-    if runtime.name == "bun" and command[0] == "node":
-        command = ["bun", *command[1:]]
+    command = ecosystems.of(runtime).version_query(runtime, [s.name for s in specs])
     d = engine.dialect
     argv = [
         d.binary,

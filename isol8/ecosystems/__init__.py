@@ -58,6 +58,10 @@ if TYPE_CHECKING:
             """
             ...
 
+        def version_query(self, runtime: Runtime, names: Sequence[str]) -> list[str]:
+            """The command that prints {name: installed version or null} for the names, as one JSON line."""
+            ...
+
     _CHECKED: tuple[Ecosystem, ...] = (apt, deno, npm, pip)  # mypy holds each module to the protocol
 
 PLUGINS = ("apt", "deno", "npm", "pip")

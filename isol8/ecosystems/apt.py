@@ -42,3 +42,14 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
         f"RUN apt-get update && xargs -a {CONTEXT_DIR}/apt.txt apt-get install -y --no-install-recommends"
         " && apt-get clean && rm -rf /var/lib/apt/lists/*"
     ]
+
+
+def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:
+    return [
+        "bash",
+        "-c",
+        "printf '{'; sep=''; for n in \"$@\"; do v=$(dpkg-query -W -f '${Version}' \"$n\" 2>/dev/null); "
+        'printf \'%s"%s": "%s"\' "$sep" "$n" "$v"; sep=\', \'; done; echo \'}\'',
+        "isol8",
+        *names,
+    ]

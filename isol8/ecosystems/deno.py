@@ -54,3 +54,15 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
         f"deno cache {PREFIX}/deps.ts && chmod -R a+rX {PREFIX}",
         f"ENV DENO_DIR={DENO_DIR}",
     ]
+
+
+def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:
+    return [
+        "bash",
+        "-c",
+        'printf "{"; sep=""; for n in "$@"; do v=$(ls -1 ' + DENO_DIR + '/npm/*/"${n#npm:}"/ 2>/dev/null '
+        "| grep -E '^[0-9]' | sort -V | tail -n 1); "
+        'printf \'%s"%s": %s\' "$sep" "$n" "${v:+\\"$v\\"}"; [ -n "$v" ] || printf null; sep=", "; done; echo "}"',
+        "isol8",
+        *names,
+    ]

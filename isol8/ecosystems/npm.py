@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from isol8.ecosystems import CONTEXT_DIR, PREFIX, Spec, parse_specs, refuse, split_commas
 from isol8.errors import UsageError
@@ -18,8 +19,20 @@ NAME = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*"
 RANGE = r"[A-Za-z0-9.^~<>=*+_-]+(?:\|\|[A-Za-z0-9.^~<>=*+_-]+)*"
 _SPEC = re.compile(rf"(?P<name>{NAME})(?:@(?P<range>{RANGE}))?")
 _DIST_TAGS = ("latest", "next")  # they name no range: any installed version will do
-_NPM_INSTALL = "npm install --no-audit --no-fund --omit=dev --loglevel=error"
-_INSTALLS = {"bun": "bun install --production"}  # any other runtime installs with npm
+
+
+@dataclass(frozen=True)
+class _Tools:
+    install: str  # run in PREFIX, next to package.json
+    js: str  # runs the version query
+
+
+_NPM = _Tools("npm install --no-audit --no-fund --omit=dev --loglevel=error", "node")
+_TOOLS = {"bun": _Tools("bun install --production", "bun")}  # any other runtime has npm's and node
+
+
+def _tools(runtime: Runtime) -> _Tools:
+    return _TOOLS.get(runtime.name, _NPM)
 
 
 def parse(spec: str) -> Spec:
@@ -79,11 +92,24 @@ def npmrc(registry: str) -> str:
 
 def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
     env = f"NODE_EXTRA_CA_CERTS={CONTEXT_DIR}/ca.pem " if ca else ""
-    install = env + _INSTALLS.get(runtime.name, _NPM_INSTALL)
+    install = env + _tools(runtime).install
     # a project .npmrc (npm and bun both read it) carries the registry when one is set
     copy_npmrc = f" && cp {CONTEXT_DIR}/npmrc {PREFIX}/.npmrc" if registry.npm_registry else ""
     return [
         f"RUN mkdir -p {PREFIX} && cp {CONTEXT_DIR}/package.json {PREFIX}/{copy_npmrc}"
         f" && cd {PREFIX} && {install}"
         f" && ln -sfn {PREFIX}/node_modules /node_modules && chmod -R a+rX {PREFIX}"
+    ]
+
+
+def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:
+    return [
+        _tools(runtime).js,
+        "-e",
+        f"const fs = require('fs'); const out = {{}}; const dir = '{PREFIX}/node_modules/';\n"
+        "for (const n of process.argv.slice(1)) {\n"
+        "  try { out[n] = JSON.parse(fs.readFileSync(dir + n + '/package.json')).version }\n"
+        "  catch { out[n] = null } }\n"
+        "console.log(JSON.stringify(out))",
+        *names,
     ]

@@ -1,4 +1,4 @@
-"""PyPI packages for python: PEP 508 names with PEP 440 specifiers, requirements.txt, and pip install."""
+"""PyPI packages for python: PEP 508 names with PEP 440 specifiers, requirements.txt, pip install, and metadata."""
 
 from __future__ import annotations
 
@@ -83,4 +83,15 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
     return [
         f"RUN {env}python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check "
         f"--root-user-action=ignore -r {CONTEXT_DIR}/requirements.txt"
+    ]
+
+
+def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:
+    return [
+        "python3",
+        "-c",
+        "import importlib.metadata as m, json, re, sys\n"
+        "found = {re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions()}\n"
+        "print(json.dumps({n: found.get(n) for n in sys.argv[1:]}))",
+        *names,
     ]
