@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
+from isol8 import ecosystems
 from isol8.backends.engine.backend import Engine
 from isol8.core.caches import ResolutionCache
 from isol8.core.runner import RunFailed, RunRequest
@@ -16,17 +17,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.core.custom import RegistrySettings
 
-BASH_NO_INSTALL = (
-    "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
-    "isol8 build --base bash --tag my-bash --install jq, then isol8 run --image my-bash ..."
-)
-
 
 def check_install(runtime: Runtime, install: Sequence[str]) -> None:
     """Refuse --install values before any engine is touched (usage errors, exit 2); the full
     per-ecosystem parse follows in provide() unless this exact set was resolved before."""
-    if runtime.name == "bash":
-        raise UsageError(BASH_NO_INSTALL)
+    refusal = ecosystems.of(runtime).RUN_TIME_REFUSAL
+    if refusal:
+        raise UsageError(refusal)
     screen(install)
 
 

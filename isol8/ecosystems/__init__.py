@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     class Ecosystem(Protocol):
         """What each module of isol8.ecosystems provides: the module is the plugin."""
 
+        @property
+        def RUN_TIME_REFUSAL(self) -> str | None:
+            """Why `run --install` cannot work; None: it can, by a cached image built with install_lines."""
+            ...
+
         def parse(self, spec: str) -> Spec:
             """One stripped spec, neither empty nor an option: validated and normalised."""
             ...

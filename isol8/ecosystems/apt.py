@@ -12,6 +12,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.ecosystems import Registry
 
+RUN_TIME_REFUSAL = (
+    "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
+    "isol8 build --base bash --tag my-bash --install jq, then isol8 run --image my-bash ..."
+)
+
 _SPEC = re.compile(r"[a-z0-9][a-z0-9.+-]*(=[A-Za-z0-9.+:~-]+)?")
 
 

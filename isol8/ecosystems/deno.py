@@ -12,6 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.ecosystems import Registry
 
+RUN_TIME_REFUSAL = None
+
 DENO_DIR = f"{PREFIX}/deno"
 
 _JSR = re.compile(rf"(?P<name>@[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*)(?:@(?P<range>{npm.RANGE}))?")

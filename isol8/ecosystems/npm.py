@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.ecosystems import Registry
 
+RUN_TIME_REFUSAL = None
+
 NAME = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*"
 RANGE = r"[A-Za-z0-9.^~<>=*+_-]+(?:\|\|[A-Za-z0-9.^~<>=*+_-]+)*"
 _SPEC = re.compile(rf"(?P<name>{NAME})(?:@(?P<range>{RANGE}))?")

@@ -12,6 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.ecosystems import Registry
 
+RUN_TIME_REFUSAL = None
+
 # Characters a spec may contain at all: no whitespace, quotes, `;`, `$`, backticks, `&`, `|`...
 _CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+]*")
 
