@@ -1,4 +1,4 @@
-"""The five runtimes: names, file extensions and the command that runs a script file."""
+"""The five runtimes: names, file extensions, the command that runs a script file and their package ecosystem."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ class Runtime:
     name: str
     extensions: tuple[str, ...]
     interpreter: tuple[str, ...]
+    ecosystem: str = "pip"  # a module of isol8.ecosystems
 
     @property
     def default_extension(self) -> str:
@@ -29,12 +30,12 @@ class Runtime:
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (
-        Runtime("python", (".py",), ("python3",)),
-        Runtime("node", (".js", ".mjs", ".cjs"), ("node",)),  # .js: node tells ESM from CommonJS
-        Runtime("bun", (".ts",), ("bun", "run")),
+        Runtime("python", (".py",), ("python3",), "pip"),
+        Runtime("node", (".js", ".mjs", ".cjs"), ("node",), "npm"),  # .js: node tells ESM from CommonJS
+        Runtime("bun", (".ts",), ("bun", "run"), "npm"),
         # the container is the sandbox: deno's own permission prompts would only hang
-        Runtime("deno", (".mts",), ("deno", "run", "--allow-all", "--no-prompt")),
-        Runtime("bash", (".sh",), ("bash",)),
+        Runtime("deno", (".mts",), ("deno", "run", "--allow-all", "--no-prompt"), "deno"),
+        Runtime("bash", (".sh",), ("bash",), "apt"),
     )
 }
 NAMES = tuple(RUNTIMES)

@@ -11,14 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from isol8 import ecosystems
 from isol8 import labels as L
-from isol8.config import PackageSettings as RegistrySettings
+from isol8.config import PackageSettings
 from isol8.core.images import ensure_base_image
 from isol8.core.sandbox import SandboxPolicy
-from isol8.ecosystems.packages import Spec, ecosystem, parse_specs
+from isol8.ecosystems import CONTEXT_DIR, Spec
 from isol8.errors import BuildFailed, EngineError, UsageError
 from isol8.log import get_logger
-from isol8.runtimes import RUNTIMES
+from isol8.runtimes import RUNTIMES, Runtime
 from isol8.units import MIB
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
@@ -27,13 +28,10 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-NODE_PREFIX = "/opt/isol8"
-DENO_DIR = "/opt/isol8/deno"
-
 
 @dataclass(frozen=True)
 class ImageDefinition:
-    runtime: str
+    runtime: Runtime
     specs: tuple[Spec, ...] = ()
     setup: str | None = None
     from_image: str | None = None  # default: isol8:<runtime>
@@ -55,160 +53,41 @@ def read_setup(values: Sequence[str]) -> str | None:
     return "\n".join(scripts) if scripts else None
 
 
-def read_requirements(runtime: str, path: str) -> tuple[Spec, ...]:
-    """requirements.txt (python) or package.json (node, bun) as specs."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--requirements: cannot read {path}: {exc.strerror}") from None
-    kind = ecosystem(runtime)
-    if kind == "pypi":
-        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-        return parse_specs(runtime, [line for line in lines if line])
-    if kind == "npm":
-        try:
-            deps = json.loads(text).get("dependencies") or {}
-        except (ValueError, AttributeError):
-            deps = None
-        if not isinstance(deps, dict):
-            raise UsageError(f"--requirements: {path} is not a package.json with a dependencies object")
-        return parse_specs(runtime, [f"{name}@{rng}" if rng not in ("", "*") else name for name, rng in deps.items()])
-    raise UsageError(f"--requirements is for python (requirements.txt) and node/bun (package.json), not {runtime}")
-
-
 def deps_hash(defn: ImageDefinition, base_id: str) -> str:
     """Length-framed, so ("ab", "c") and ("a", "bc") can never collide."""
     digest = hashlib.sha256()
-    for part in ("isol8-deps-v1", defn.runtime, base_id, *(s.text for s in defn.specs), "\0setup", defn.setup or ""):
+    specs = (s.text for s in defn.specs)
+    for part in ("isol8-deps-v1", defn.runtime.name, base_id, *specs, "\0setup", defn.setup or ""):
         data = part.encode()
         digest.update(len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()
 
 
-def _install_lines(defn: ImageDefinition, registry: RegistrySettings, ca: bool) -> list[str]:
-    """RUN lines of the generated Dockerfile. User values only ever reach it through files in the context."""
-    kind = ecosystem(defn.runtime)
-    ctx = "/tmp/isol8-build"
-    if not defn.specs:
-        return []
-    # registry URLs travel in pip.conf / .npmrc files of the context, never in RUN text
-    if kind == "pypi":
-        env = f"PIP_CERT={ctx}/ca.pem " if ca else ""
-        if registry.pip_index_url:
-            env += f"PIP_CONFIG_FILE={ctx}/pip.conf "
-        return [
-            f"RUN {env}python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check "
-            f"--root-user-action=ignore -r {ctx}/requirements.txt"
-        ]
-    if kind == "npm":
-        env = f"NODE_EXTRA_CA_CERTS={ctx}/ca.pem " if ca else ""
-        if defn.runtime == "bun":
-            install = f"{env}bun install --production"
-        else:
-            install = f"{env}npm install --no-audit --no-fund --omit=dev --loglevel=error"
-        # a project .npmrc (npm and bun both read it) carries the registry when one is set
-        npmrc = f" && cp {ctx}/npmrc {NODE_PREFIX}/.npmrc" if registry.npm_registry else ""
-        return [
-            f"RUN mkdir -p {NODE_PREFIX} && cp {ctx}/package.json {NODE_PREFIX}/{npmrc}"
-            f" && cd {NODE_PREFIX} && {install}"
-            f" && ln -sfn {NODE_PREFIX}/node_modules /node_modules && chmod -R a+rX {NODE_PREFIX}"
-        ]
-    if kind == "deno":
-        env = f"DENO_CERT={ctx}/ca.pem " if ca else ""
-        if registry.npm_registry:
-            env += f"NPM_CONFIG_USERCONFIG={ctx}/npmrc "
-        return [
-            f"RUN mkdir -p {DENO_DIR} && cp {ctx}/deps.ts {NODE_PREFIX}/deps.ts && {env}DENO_DIR={DENO_DIR} "
-            f"deno cache {NODE_PREFIX}/deps.ts && chmod -R a+rX {NODE_PREFIX}"
-        ]
-    return [
-        "RUN apt-get update && xargs -a /tmp/isol8-build/apt.txt apt-get install -y --no-install-recommends"
-        " && apt-get clean && rm -rf /var/lib/apt/lists/*"
-    ]
-
-
-def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: RegistrySettings) -> None:
+def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: PackageSettings) -> None:
     files = directory / "isol8-build"
     files.mkdir()
     ca = registry.ca_file()
     if ca is not None:
         shutil.copyfile(ca, files / "ca.pem")
-    kind = ecosystem(defn.runtime)
-    if registry.pip_index_url and kind == "pypi":
-        (files / "pip.conf").write_text(f"[global]\nindex-url = {registry.pip_index_url}\n")
-    if registry.npm_registry and kind in ("npm", "deno"):
-        (files / "npmrc").write_text(f"registry={registry.npm_registry}\n")
-    all_specs = sorted({*defn.inherited, *defn.specs})
-    if kind == "pypi":
-        (files / "requirements.txt").write_text("".join(f"{s.text}\n" for s in defn.specs))
-    elif kind == "npm":
-        deps = {s.name: s.constraint or "*" for s in all_specs}
-        (files / "package.json").write_text(json.dumps({"name": "isol8-image", "private": True, "dependencies": deps}))
-    elif kind == "deno":
-        (files / "deps.ts").write_text("".join(f'import "{s.text}";\n' for s in all_specs))
-    else:
-        (files / "apt.txt").write_text("".join(f"{s.text}\n" for s in defn.specs))
+    plugin = ecosystems.of(defn.runtime)
+    for name, text in plugin.context_files(defn.specs, defn.inherited, registry).items():
+        (files / name).write_text(text)
     if defn.setup is not None:
         (files / "setup.sh").write_text(defn.setup + "\n")
-    lines = [f"FROM {base}", "USER root", "COPY isol8-build /tmp/isol8-build"]
-    lines += _install_lines(defn, registry, ca is not None)
-    if kind == "deno" and defn.specs:
-        lines.append(f"ENV DENO_DIR={DENO_DIR}")
+    lines = [f"FROM {base}", "USER root", f"COPY isol8-build {CONTEXT_DIR}"]
+    if defn.specs:
+        lines += plugin.install_lines(defn.runtime, registry, ca is not None)
     if defn.setup is not None:
-        lines.append("RUN cd /tmp && /bin/bash /tmp/isol8-build/setup.sh")
-    lines += ["RUN rm -rf /tmp/isol8-build", "USER 1100:1100", "WORKDIR /sandbox"]
+        lines.append(f"RUN cd /tmp && /bin/bash {CONTEXT_DIR}/setup.sh")
+    lines += [f"RUN rm -rf {CONTEXT_DIR}", "USER 1100:1100", "WORKDIR /sandbox"]
     (directory / "Dockerfile").write_text("\n".join(lines) + "\n")
 
 
-_VERSION_QUERIES: dict[str, Callable[[Sequence[str]], list[str]]] = {
-    "pypi": lambda names: [
-        "python3",
-        "-c",
-        "import importlib.metadata as m, json, re, sys\n"
-        "found = {re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions()}\n"
-        "print(json.dumps({n: found.get(n) for n in sys.argv[1:]}))",
-        *names,
-    ],
-    "npm": lambda names: [
-        "node",
-        "-e",
-        f"const fs = require('fs'); const out = {{}}; const dir = '{NODE_PREFIX}/node_modules/';\n"
-        "for (const n of process.argv.slice(1)) {\n"
-        "  try { out[n] = JSON.parse(fs.readFileSync(dir + n + '/package.json')).version }\n"
-        "  catch { out[n] = null } }\n"
-        "console.log(JSON.stringify(out))",
-        *names,
-    ],
-    "deno": lambda names: [
-        "bash",
-        "-c",
-        'printf "{"; sep=""; for n in "$@"; do v=$(ls -1 ' + DENO_DIR + '/npm/*/"${n#npm:}"/ 2>/dev/null '
-        "| grep -E '^[0-9]' | sort -V | tail -n 1); "
-        'printf \'%s"%s": %s\' "$sep" "$n" "${v:+\\"$v\\"}"; [ -n "$v" ] || printf null; sep=", "; done; echo "}"',
-        "isol8",
-        *names,
-    ],
-    "apt": lambda names: [
-        "bash",
-        "-c",
-        "printf '{'; sep=''; for n in \"$@\"; do v=$(dpkg-query -W -f '${Version}' \"$n\" 2>/dev/null); "
-        'printf \'%s"%s": "%s"\' "$sep" "$n" "$v"; sep=\', \'; done; echo \'}\'',
-        "isol8",
-        *names,
-    ],
-}
-
-
-def installed_versions(backend: Backend, image: str, runtime: str, specs: Sequence[Spec]) -> dict[str, str | None]:
+def installed_versions(backend: Backend, image: str, runtime: Runtime, specs: Sequence[Spec]) -> dict[str, str | None]:
     """Read the versions of the given packages from inside the image (sandboxed, no network)."""
     if not specs:
         return {}
-    kind = ecosystem(runtime)
-    names = [s.name for s in specs]
-    command = _VERSION_QUERIES[kind](names)
-    if runtime == "bun" and command[0] == "node":
-        command = ["bun", *command[1:]]
+    command = ecosystems.of(runtime).version_query(runtime, [s.name for s in specs])
     done = backend.probe(image, command, SandboxPolicy(memory=256 * MIB), timeout=120)
     if done.returncode != 0:
         raise BuildFailed(
@@ -234,7 +113,7 @@ def build_image(
     defn: ImageDefinition,
     tag: str,
     *,
-    registry: RegistrySettings,
+    registry: PackageSettings,
     base_images: Mapping[str, str],
     force: bool = False,
     extra_labels: Mapping[str, str] | None = None,
@@ -243,12 +122,13 @@ def build_image(
     """Build tag from defn unless it already exists with the same deps hash (or force)."""
     if not defn.specs and defn.setup is None:
         raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
-    if defn.runtime not in RUNTIMES:
-        raise UsageError(f"unknown runtime {defn.runtime!r}")
+    runtime = defn.runtime
+    if RUNTIMES.get(runtime.name) != runtime:
+        raise UsageError(f"unknown runtime {runtime.name!r}")
     base = defn.from_image
     if base is None:
         base_outcome = ensure_base_image(
-            backend, defn.runtime, base_image=base_images.get(defn.runtime), progress=progress
+            backend, runtime.name, base_image=base_images.get(runtime.name), progress=progress
         )
         base, base_id = base_outcome.image, base_outcome.image_id
     else:
@@ -262,7 +142,7 @@ def build_image(
         return BuildOutcome(tag, False, current.id, current.labels.get(L.RESOLVED, ""))
     labels = {
         L.MANAGED: "true",
-        L.RUNTIME: defn.runtime,
+        L.RUNTIME: runtime.name,
         L.DEPENDENCIES: defn.dependencies_label(),
         L.DEPS_HASH: wanted,
     }
@@ -271,14 +151,14 @@ def build_image(
     labels.update(extra_labels or {})
     with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
         _write_context(Path(tmp), defn, backend.local_image(base), registry)
-        progress(f"building {tag} ({defn.runtime}: {defn.dependencies_label() or 'setup only'})")
+        progress(f"building {tag} ({runtime.name}: {defn.dependencies_label() or 'setup only'})")
         try:
             first = backend.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
         except BuildFailed:
             _remove_failed_layers(backend, wanted)
             raise
     all_specs = sorted({*defn.inherited, *defn.specs})
-    versions = installed_versions(backend, first, defn.runtime, all_specs)
+    versions = installed_versions(backend, first, runtime, all_specs)
     missing = [name for name, version in versions.items() if version is None]
     if missing:
         raise BuildFailed(["build", tag], 1, message=f"installed, but not found in the image: {missing}")

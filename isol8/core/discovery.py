@@ -11,9 +11,10 @@ from pathlib import Path
 
 from isol8 import labels as L
 from isol8.core.caches import default_cache_dir
-from isol8.ecosystems.packages import Spec, parse_specs, satisfies
+from isol8.ecosystems import Spec, parse_specs, satisfies
 from isol8.errors import UsageError
 from isol8.models import ImageInfo, parse_time
+from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class Candidate:
     versions: dict[str, str]  # normalised name -> resolved version
 
     @classmethod
-    def from_image(cls, runtime: str, info: ImageInfo) -> Candidate | None:
+    def from_image(cls, runtime: Runtime, info: ImageInfo) -> Candidate | None:
         recorded = info.labels.get(L.DEPENDENCIES)
         if not recorded or L.RESOLVED not in info.labels:
             return None  # only a finished build records resolved versions (a failed one may leave labelled layers)
@@ -46,7 +47,7 @@ class Candidate:
         ref = info.tags[0] if info.tags else info.id
         return cls(ref, info, packages, versions)
 
-    def covers(self, runtime: str, spec: Spec) -> bool:
+    def covers(self, runtime: Runtime, spec: Spec) -> bool:
         return spec.name in self.packages and satisfies(runtime, spec, self.versions.get(spec.name))
 
     @property
@@ -56,7 +57,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Resolution:
-    runtime: str
+    runtime: Runtime
     image: str  # the image's name (as last seen), for people
     match: str  # exact | superset | partial | base | image
     install: tuple[Spec, ...]
@@ -70,7 +71,7 @@ class Resolution:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "runtime": self.runtime,
+            "runtime": self.runtime.name,
             "image": self.image,
             "match": self.match,
             "install": [s.text for s in self.install],
@@ -78,12 +79,12 @@ class Resolution:
         }
 
 
-def candidates(backend: Backend, runtime: str, cache_dir: Path | None = None) -> list[Candidate]:
+def candidates(backend: Backend, runtime: Runtime, cache_dir: Path | None = None) -> list[Candidate]:
     """One listing call for the IDs; labels come from a cache keyed by image ID (an image's labels never
     change for its ID) and only images never seen before are inspected, in one batched call. Names are
     as last seen: a run uses the image by ID, so a tag moved since cannot send it to another image."""
-    ids = backend.list_images({L.RUNTIME: runtime})
-    cache = LabelCache(cache_dir or default_cache_dir(), backend.cache_key, runtime)
+    ids = backend.list_images({L.RUNTIME: runtime.name})
+    cache = LabelCache(cache_dir or default_cache_dir(), backend.cache_key, runtime.name)
     unknown = [image_id for image_id in ids if image_id not in cache.entries]
     if unknown:
         for info in backend.inspect_images(unknown):
@@ -130,7 +131,7 @@ class LabelCache:
             pass  # a cache that cannot be written only costs the next call an inspect
 
 
-def choose(runtime: str, requested: Sequence[Spec], found: Sequence[Candidate], base: str) -> Resolution:
+def choose(runtime: Runtime, requested: Sequence[Spec], found: Sequence[Candidate], base: str) -> Resolution:
     """exact > smallest superset > most coverage (install the rest); ties go to the newest image."""
     wanted = {s.name for s in requested}
     if not requested:
@@ -183,7 +184,7 @@ def choose(runtime: str, requested: Sequence[Spec], found: Sequence[Candidate], 
 
 
 def resolve(
-    backend: Backend, runtime: str, requested: Sequence[Spec], *, base: str, image: str | None = None
+    backend: Backend, runtime: Runtime, requested: Sequence[Spec], *, base: str, image: str | None = None
 ) -> Resolution:
     """The image to run requested packages in. With `image`, skip discovery but still install what it lacks."""
     if image is not None:

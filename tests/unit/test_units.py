@@ -11,9 +11,10 @@ from isol8 import units
 from isol8.backends.engine.dialect import PODMAN
 from isol8.core import payload
 from isol8.core.sandbox import SandboxPolicy, valid_env_name
-from isol8.ecosystems.packages import parse_spec, screen
+from isol8.ecosystems import parse_spec, screen
 from isol8.errors import UsageError
 from isol8.reference import check_image_name
+from isol8.runtimes import RUNTIMES
 from isol8.units import GIB, KIB, MIB, TIB, InvalidLimit
 
 Parse = Callable[[object], Any]
@@ -208,7 +209,7 @@ def test_image_ids_full_match() -> None:
                                                ("deno", "jsr:@std/path")])  # fmt: skip
 def test_package_specs_full_match(runtime: str, spec: str) -> None:
     """parse_spec strips the spec it is given, so only its screen sees a trailing newline."""
-    assert parse_spec(runtime, spec + "\n") == parse_spec(runtime, spec)
+    assert parse_spec(RUNTIMES[runtime], spec + "\n") == parse_spec(RUNTIMES[runtime], spec)
     screen([spec])
     with pytest.raises(UsageError):
         screen([spec + "\n"])

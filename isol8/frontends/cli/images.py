@@ -33,21 +33,22 @@ def cmd_setup(app: App) -> int:
 
 
 def cmd_build(app: App) -> int:
-    from isol8.core.custom import ImageDefinition, build_image, read_requirements, read_setup
-    from isol8.ecosystems.packages import parse_specs
+    from isol8.core.custom import ImageDefinition, build_image, read_setup
+    from isol8.ecosystems import parse_specs, read_requirements
 
     args = app.args
     check_tag(args.tag)
-    specs = parse_specs(args.base, args.install)
+    runtime = runtimes.get(args.base)
+    specs = parse_specs(runtime, args.install)
     if args.requirements:
-        specs = tuple(sorted({*specs, *read_requirements(args.base, args.requirements)}))
+        specs = tuple(sorted({*specs, *read_requirements(runtime, args.requirements)}))
     setup = read_setup(args.setup)
     if not specs and setup is None:
         raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
     app.backend.version()
     outcome = build_image(
         app.backend,
-        ImageDefinition(args.base, specs, setup),
+        ImageDefinition(runtime, specs, setup),
         args.tag,
         registry=app.packages(),
         base_images=app.config.base_images,
@@ -99,11 +100,11 @@ def cmd_images(app: App) -> int:
 
 def cmd_resolve(app: App) -> int:
     from isol8.core.discovery import resolve
-    from isol8.ecosystems.packages import parse_specs
+    from isol8.ecosystems import parse_specs
 
     runtime = runtimes.get(app.args.runtime)
-    specs = parse_specs(runtime.name, app.args.install)
-    resolution = resolve(app.backend, runtime.name, specs, base=app.backend.local_image(runtime.image))
+    specs = parse_specs(runtime, app.args.install)
+    resolution = resolve(app.backend, runtime, specs, base=app.backend.local_image(runtime.image))
     if app.args.json:
         app.say(json.dumps(resolution.to_json()))
     else:

@@ -28,15 +28,17 @@ def build_prebuilt_images(
     app: App, base_images: dict[str, str], *, only: list[str] | None = None, force: bool = False
 ) -> None:
     """The config's prebuiltImages, content-addressed: an unchanged entry is skipped, a changed one rebuilt."""
+    from isol8 import runtimes
     from isol8.core.custom import ImageDefinition, build_image
-    from isol8.ecosystems.packages import parse_specs
+    from isol8.ecosystems import parse_specs
 
     registry = app.packages()
     for entry in app.config.prebuilt_images:
         if only is not None and entry.runtime not in only:
             continue
         check_tag(entry.tag, "prebuiltImages[].tag")
-        defn = ImageDefinition(entry.runtime, parse_specs(entry.runtime, entry.install_packages), entry.setup_script)
+        runtime = runtimes.get(entry.runtime)
+        defn = ImageDefinition(runtime, parse_specs(runtime, entry.install_packages), entry.setup_script)
         outcome = build_image(
             app.backend,
             defn,

@@ -39,7 +39,7 @@ def cmd_run(app: App) -> int:
     if app.args.install and not app.args.host:  # validate before any engine is chosen: bad specs are usage errors
         from isol8.core.provision import check_install
 
-        check_install(request.runtime.name, app.args.install)
+        check_install(request.runtime, app.args.install)
     with open_out(app.args.out) as out_file:
         sinks = program_outputs(app.stdout, app.stderr, raw=app.args.raw)
         try:
