@@ -12,15 +12,15 @@ from types import ModuleType
 import pytest
 
 from isol8 import ecosystems
-from isol8.core.custom import RegistrySettings
+from isol8.config import PackageSettings
 from isol8.ecosystems import apt, deno, npm, pip
 from isol8.errors import UsageError
 from isol8.runtimes import RUNTIMES, Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 CTX = "/tmp/isol8-build"
-NO_REGISTRY = RegistrySettings()
-REGISTRIES = RegistrySettings(pip_index_url="https://pypi.example/simple", npm_registry="https://npm.example/")
+NO_REGISTRY = PackageSettings()
+REGISTRIES = PackageSettings(pip_index_url="https://pypi.example/simple", npm_registry="https://npm.example/")
 PROTOCOL = (
     "RUN_TIME_REFUSAL",
     "parse",
@@ -203,7 +203,7 @@ def specs(runtime: str, *values: str) -> tuple[ecosystems.Spec, ...]:
     ],
 )
 def test_context_files(
-    runtime: str, new: list[str], inherited: list[str], registry: RegistrySettings, files: dict[str, str]
+    runtime: str, new: list[str], inherited: list[str], registry: PackageSettings, files: dict[str, str]
 ) -> None:
     plugin = ecosystems.of(RUNTIMES[runtime])
     assert plugin.context_files(specs(runtime, *new), specs(runtime, *inherited), registry) == files
@@ -273,7 +273,7 @@ NODE_COPY = f"RUN mkdir -p /opt/isol8 && cp {CTX}/package.json /opt/isol8/"
         ("bash", REGISTRIES, True, [APT_INSTALL]),
     ],
 )
-def test_install_lines(runtime: str, registry: RegistrySettings, ca: bool, lines: list[str]) -> None:
+def test_install_lines(runtime: str, registry: PackageSettings, ca: bool, lines: list[str]) -> None:
     rt = RUNTIMES[runtime]
     assert ecosystems.of(rt).install_lines(rt, registry, ca) == lines
 
