@@ -16,6 +16,7 @@ ENGINES = ("docker", "podman")
 
 def open_backend(engine: str | None, env: Mapping[str, str] | None = None) -> Backend:
     """The backend for an engine name (--engine / ISOL8_ENGINE / the config), else the one that answers."""
-    from isol8.backends.engine.backend import EngineBackend, select_dialect
+    from isol8.backends.engine.backend import EngineBackend
+    from isol8.backends.engine.detect import select_dialect
 
     return EngineBackend(select_dialect(engine, env))

@@ -125,17 +125,7 @@ def build_image(
     runtime = defn.runtime
     if RUNTIMES.get(runtime.name) != runtime:
         raise UsageError(f"unknown runtime {runtime.name!r}")
-    base = defn.from_image
-    if base is None:
-        base_outcome = ensure_base_image(
-            backend, runtime.name, base_image=base_images.get(runtime.name), progress=progress
-        )
-        base, base_id = base_outcome.image, base_outcome.image_id
-    else:
-        info = backend.image(base)
-        if info is None:
-            raise UsageError(f"image not found: {base}")
-        base_id = info.id
+    base, base_id = _base_of(backend, defn, base_images, progress)
     wanted = deps_hash(defn, base_id)
     current = backend.image(tag)
     if current is not None and not force and current.labels.get(L.DEPS_HASH) == wanted:
@@ -157,12 +147,7 @@ def build_image(
         except BuildFailed:
             _remove_failed_layers(backend, wanted)
             raise
-    all_specs = sorted({*defn.inherited, *defn.specs})
-    versions = installed_versions(backend, first, runtime, all_specs)
-    missing = [name for name, version in versions.items() if version is None]
-    if missing:
-        raise BuildFailed(["build", tag], 1, message=f"installed, but not found in the image: {missing}")
-    resolved = ",".join(f"{name}=={version}" for name, version in sorted(versions.items()))
+    resolved = _resolved(backend, first, defn, tag)
     with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
         Path(tmp, "Dockerfile").write_text(f"FROM {first}\n")
         final = backend.build(tag=tag, context=tmp, labels={**labels, L.RESOLVED: resolved})
@@ -172,6 +157,29 @@ def build_image(
 
     ResolutionCache(backend.cache_key).clear()  # a new image may now be the better match for a package set
     return BuildOutcome(tag, True, final, resolved)
+
+
+def _base_of(
+    backend: Backend, defn: ImageDefinition, base_images: Mapping[str, str], progress: Callable[[str], None]
+) -> tuple[str, str]:
+    """(name, ID) of the image defn builds on: its from_image, else the runtime's base (built if needed)."""
+    if defn.from_image is None:
+        runtime = defn.runtime.name
+        outcome = ensure_base_image(backend, runtime, base_image=base_images.get(runtime), progress=progress)
+        return outcome.image, outcome.image_id
+    info = backend.image(defn.from_image)
+    if info is None:
+        raise UsageError(f"image not found: {defn.from_image}")
+    return defn.from_image, info.id
+
+
+def _resolved(backend: Backend, image_id: str, defn: ImageDefinition, tag: str) -> str:
+    """The resolved label: name==version of every package, read from the built image; all must be there."""
+    versions = installed_versions(backend, image_id, defn.runtime, sorted({*defn.inherited, *defn.specs}))
+    missing = [name for name, version in versions.items() if version is None]
+    if missing:
+        raise BuildFailed(["build", tag], 1, message=f"installed, but not found in the image: {missing}")
+    return ",".join(f"{name}=={version}" for name, version in sorted(versions.items()))
 
 
 def _remove_failed_layers(backend: Backend, wanted: str) -> None:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from isol8 import ecosystems
+from isol8 import labels as L
 from isol8.core.caches import ResolutionCache
-from isol8.core.runner import RunFailed, RunRequest
+from isol8.core.runner import RunRequest
 from isol8.ecosystems import Spec, parse_specs, screen
-from isol8.errors import BuildFailed, UsageError
+from isol8.errors import BuildFailed, RunFailed, UsageError
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.backends.base import Backend
     from isol8.config import PackageSettings
+    from isol8.core.discovery import Resolution
 
 
 def check_install(runtime: Runtime, install: Sequence[str]) -> None:
@@ -56,8 +60,7 @@ def provide(
             if debug:
                 debug(f"resolve: {image} (remembered for this package set); to install: nothing")
             return dataclasses.replace(request, image=image)
-    from isol8.core.custom import ImageDefinition, build_image
-    from isol8.core.discovery import Candidate, resolve
+    from isol8.core.discovery import resolve
 
     specs = parse_specs(runtime, install)
     answer_key = answers.key(runtime.name, base, [s.text for s in specs])
@@ -71,36 +74,60 @@ def provide(
         debug(f"resolve: {resolution.match} {resolution.image} ({resolution.reason}); to install: {left}")
     image = resolution.run_ref
     if resolution.install:
-        inherited: tuple[Spec, ...] = ()
-        if resolution.match in ("partial", "image"):
-            info = backend.image(resolution.run_ref)
-            found = Candidate.from_image(runtime, info) if info else None
-            inherited = tuple(found.packages.values()) if found else ()
-        import hashlib
-
-        name = hashlib.sha256("\0".join([resolution.run_ref, *(s.text for s in specs)]).encode()).hexdigest()[:16]
-        defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.run_ref, inherited=inherited)
-        if resolution.match == "base" and backend.image(base) is None:
-            defn = dataclasses.replace(defn, from_image=None)  # build_image builds the base first
-        notice(f"installing {', '.join(s.text for s in resolution.install)} (once: the result is cached)")
-        try:
-            outcome = build_image(
-                backend,
-                defn,
-                f"isol8-auto-{runtime.name}:{name}",
-                registry=registry,
-                base_images=base_images,
-                extra_labels={"org.isol8.auto": "true"},
-                progress=debug or (lambda line: None),
-            )
-        except BuildFailed as exc:
-            if not debug:  # the installer's own words, which debug already showed line by line
-                on_failure(exc.stderr)
-            raise RunFailed(
-                exc.argv, 125, exc.stdout, exc.stderr, message=f"package install failed: {exc.message}"
-            ) from None
-        image = outcome.image_id
+        image = _install(backend, resolution, specs, base, Output(debug, notice, on_failure), registry, base_images)
     if request.image is None:
         answers.put(answer_key, image)
         answers.put(raw_key, image)
     return dataclasses.replace(request, image=image)
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where provide() reports: every build line (debug), a one-line notice, the installer's words on failure."""
+
+    debug: Callable[[str], None] | None
+    notice: Callable[[str], None]
+    on_failure: Callable[[str], None]
+
+
+def _install(
+    backend: Backend,
+    resolution: Resolution,
+    specs: Sequence[Spec],
+    base: str,
+    out: Output,
+    registry: PackageSettings,
+    base_images: Mapping[str, str],
+) -> str:
+    """Build (once: the image is cached and labelled) what resolution left to install; the new image's ID."""
+    from isol8.core.custom import ImageDefinition, build_image
+    from isol8.core.discovery import Candidate
+
+    runtime = resolution.runtime
+    inherited: tuple[Spec, ...] = ()
+    if resolution.match in ("partial", "image"):
+        info = backend.image(resolution.run_ref)
+        found = Candidate.from_image(runtime, info) if info else None
+        inherited = tuple(found.packages.values()) if found else ()
+    name = hashlib.sha256("\0".join([resolution.run_ref, *(s.text for s in specs)]).encode()).hexdigest()[:16]
+    defn = ImageDefinition(runtime, resolution.install, None, from_image=resolution.run_ref, inherited=inherited)
+    if resolution.match == "base" and backend.image(base) is None:
+        defn = dataclasses.replace(defn, from_image=None)  # build_image builds the base first
+    out.notice(f"installing {', '.join(s.text for s in resolution.install)} (once: the result is cached)")
+    try:
+        outcome = build_image(
+            backend,
+            defn,
+            f"isol8-auto-{runtime.name}:{name}",
+            registry=registry,
+            base_images=base_images,
+            extra_labels={L.AUTO: "true"},
+            progress=out.debug or (lambda line: None),
+        )
+    except BuildFailed as exc:
+        if not out.debug:  # the installer's own words, which debug already showed line by line
+            out.on_failure(exc.stderr)
+        raise RunFailed(
+            exc.argv, 125, exc.stdout, exc.stderr, message=f"package install failed: {exc.message}"
+        ) from None
+    return outcome.image_id

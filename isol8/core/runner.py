@@ -15,6 +15,7 @@ from isol8 import labels as L
 from isol8 import units
 from isol8.core import payload
 from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec, SandboxPolicy, valid_env_name
+from isol8.core.streams import ProgramOutput, Trailer
 from isol8.defaults import RUN
 from isol8.errors import EngineError, ImageMissing, ImageNotFound, PayloadTooLarge, RunFailed, UsageError
 from isol8.log import get_logger
@@ -237,51 +238,23 @@ class Execution:
 
     def _attempt(self) -> Iterator[Chunk]:
         request = self.request
-        trailer = payload.TrailerFilter(self.nonce)
-        maskers = {
-            "stdout": payload.Masker(request.secrets.values()),
-            "stderr": payload.Masker(request.secrets.values()),
-        }
-        limiters = {"stdout": payload.Limiter(request.max_output), "stderr": payload.Limiter(request.max_output)}
-        kept: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-        timed_out = False
-        self.intact = False
-        got: payload.Trailer | None = None
+        out = ProgramOutput(self.nonce, request.secrets.values(), request.max_output)
+        self.intact = timed_out = removed = False
         code = 0
         started = time.monotonic()
         limit_s = request.timeout_ms / 1000
 
         def deadline() -> float:
-            if trailer.started_at is None:
+            if out.trailer.started_at is None:
                 return started + STARTUP_ALLOWANCE_S + limit_s
-            return trailer.started_at + limit_s
-
-        # stderr before the program starts is the engine's or the wrapper's: held back, and only
-        # passed on once the program runs (else it goes into the error isol8 reports)
-        early: list[bytes] = []
-
-        def emit(stream: str, data: bytes) -> Iterator[Chunk]:
-            if stream == "stderr":
-                data = trailer.feed(data)
-                if trailer.started_at is None:
-                    early.append(data)
-                    return
-                if early:
-                    data = b"".join(early) + data
-                    early.clear()
-            data = limiters[stream].feed(maskers[stream].feed(data))
-            if data:
-                kept[stream].append(data)
-                yield Chunk(stream, data)
+            return out.trailer.started_at + limit_s
 
         stdin = payload.stdin_stream(
             self.nonce, self.payload, self.program_env, request.stdin, reap=not request.keep_background
         )
-        removed = False
         try:
             with self._start(stdin) as proc:
-                for stream, data in proc.chunks(deadline):
-                    yield from emit(stream, data)
+                yield from _chunks(out, proc.chunks(deadline))
                 status = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))
                 if status is None:
                     # the engine client first: while it still relays a flood, the engine's own kill
@@ -289,19 +262,12 @@ class Execution:
                     # ends the container
                     timed_out = True
                     proc.kill()
-                    for stream, data in proc.chunks(time.monotonic() + 1):
-                        yield from emit(stream, data)
+                    yield from _chunks(out, proc.chunks(time.monotonic() + 1))
                     status = proc.wait()
-                    assert status is not None
+                    assert status is not None  # wait() without a timeout returns the status
                 code = status
-            for stream in ("stdout", "stderr"):
-                tail = trailer.flush() if stream == "stderr" else b""
-                limiter = limiters[stream]
-                data = limiter.feed(maskers[stream].feed(tail) + maskers[stream].flush()) + limiter.flush()
-                if data:
-                    kept[stream].append(data)
-                    yield Chunk(stream, data)
-            got = trailer.trailer
+            yield from _chunks(out, ((stream, None) for stream in ("stdout", "stderr")))
+            got = out.trailer.trailer
             # the exit line counts only when the engine's exit status agrees: the status is never
             # the program's to forge (a program that kills its wrapper gets 137 reported, and at
             # most a claim of its own OOM kill believed; a session is swept after it regardless)
@@ -312,28 +278,29 @@ class Execution:
                 removed = self._remove()
             if request.persist and self.standby is None:
                 self.backend.disown([self.name])
-        duration_ms = round((time.monotonic() - (trailer.started_at or started)) * 1000)
-        stdout_bytes = b"".join(kept["stdout"])
-        stderr_bytes = b"".join(kept["stderr"]) + payload.Masker(request.secrets.values()).mask(b"".join(early))
-        stderr_text = decode(stderr_bytes)
-        if trailer.started_at is None:
-            raise self._not_started(code, got, timed_out, stderr_text)
-        self.result = RunResult(
+        self.result = self._result(out, code, timed_out, started)
+
+    def _result(self, out: ProgramOutput, code: int, timed_out: bool, started: float) -> RunResult:
+        got = out.trailer.trailer
+        stdout_bytes, stderr_bytes = out.stdout_bytes(), out.stderr_bytes()
+        if out.trailer.started_at is None:
+            raise self._not_started(code, got, timed_out, decode(stderr_bytes))
+        return RunResult(
             stdout=decode(stdout_bytes),
-            stderr=stderr_text,
+            stderr=decode(stderr_bytes),
             exit_code=int(ExitStatus.TIMEOUT if timed_out else code),
             timed_out=timed_out,
             oom_killed=self.intact and got is not None and got.oom_kills > 0,
-            truncated=limiters["stdout"].truncated or limiters["stderr"].truncated,
-            duration_ms=duration_ms,
-            runtime=request.runtime.name,
+            truncated=out.truncated,
+            duration_ms=round((time.monotonic() - (out.trailer.started_at or started)) * 1000),
+            runtime=self.request.runtime.name,
             image=self.image,
             container=self.name,
             stdout_bytes=stdout_bytes,
             stderr_bytes=stderr_bytes,
         )
 
-    def _not_started(self, code: int, got: payload.Trailer | None, timed_out: bool, stderr: str) -> Exception:
+    def _not_started(self, code: int, got: Trailer | None, timed_out: bool, stderr: str) -> Exception:
         """The program never ran: whatever happened is isol8's or the engine's failure, never its exit status."""
         if got is not None and got.kind == "setup":
             return RunFailed(self.argv, 125, "", stderr, message=got.message)
@@ -364,6 +331,14 @@ class Execution:
 
 class _MissingImage(Exception):
     pass
+
+
+def _chunks(out: ProgramOutput, pieces: Iterable[tuple[str, bytes | None]]) -> Iterator[Chunk]:
+    """The output chunks to pass on for the engine's pieces; a piece of None: that stream has ended."""
+    for stream, data in pieces:
+        passed = out.flush(stream) if data is None else out.feed(stream, data)
+        if passed:
+            yield Chunk(stream, passed)
 
 
 def run(backend: Backend, request: RunRequest, *, ensure_image: Callable[[Runtime], None] | None = None) -> RunResult:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import isol8.backends.engine.backend
+import isol8.backends.engine.detect
 from isol8.backends.engine.backend import EngineBackend, RetryPolicy
 from isol8.backends.engine.dialect import DOCKER
 from isol8.frontends.cli.app import App
@@ -186,7 +186,7 @@ def test_run_install_with_a_dash_value_as_its_own_argument_is_an_argparse_error(
 def test_run_install_usage_errors_do_not_need_an_engine(
     run_cli: RunCli, fp: Any, monkeypatch: pytest.MonkeyPatch, argv: list[str]
 ) -> None:
-    monkeypatch.setattr(isol8.backends.engine.backend.shutil, "which", lambda name: None)
+    monkeypatch.setattr(isol8.backends.engine.detect.shutil, "which", lambda name: None)
     assert_usage_error(run_cli(*argv))
     assert len(fp.calls) == 0
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from isol8.backends.engine.backend import EngineBackend, RetryPolicy, select_dialect
+from isol8.backends.engine.backend import EngineBackend, RetryPolicy
+from isol8.backends.engine.detect import select_dialect
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
 from isol8.errors import (
     EngineError,

@@ -1,4 +1,4 @@
-"""isol8.core.payload.Limiter on arbitrary bytes: it keeps bytes up to the limit and never halves a valid character."""
+"""isol8.core.streams.Limiter on arbitrary bytes: it keeps bytes up to the limit and never halves a valid character."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isol8.core.payload import Limiter, _incomplete_utf8_tail
+from isol8.core.streams import Limiter, _incomplete_utf8_tail
 
 
 def _proper_prefixes_of_every_character() -> frozenset[bytes]:

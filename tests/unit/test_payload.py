@@ -16,17 +16,13 @@ import pytest
 
 from isol8.core.payload import (
     INLINE_CODE_MAX,
-    STATUS_MAX,
-    Limiter,
-    Masker,
-    Trailer,
-    TrailerFilter,
     build_tar,
     env_block,
     make_payload,
     safe_code_name,
     stdin_stream,
 )
+from isol8.core.streams import STATUS_MAX, Limiter, Masker, Trailer, TrailerFilter
 from isol8.errors import UsageError
 
 # ---- helpers ------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 
 def is_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
     try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):
+        return callable(isatty) and bool(isatty())
+    except (ValueError, OSError):  # a closed stream
         return False
 
 

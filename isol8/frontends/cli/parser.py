@@ -79,7 +79,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def _add_setup(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "setup",
         parents=[common],
@@ -111,7 +111,7 @@ def _add_setup(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.set_defaults(handler="setup")
 
 
-def _add_config(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "config",
         parents=[common],
@@ -123,7 +123,7 @@ def _add_config(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.set_defaults(handler="config")
 
 
-def _add_cleanup(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "cleanup",
         parents=[common],
@@ -144,7 +144,7 @@ def _add_cleanup(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.set_defaults(handler="cleanup")
 
 
-def _add_build(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "build",
         parents=[common],
@@ -183,7 +183,7 @@ def _add_build(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.set_defaults(handler="build")
 
 
-def _add_images(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "images",
         aliases=["list-custom"],
@@ -197,7 +197,7 @@ def _add_images(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.set_defaults(handler="images")
 
 
-def _add_resolve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_resolve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "resolve",
         parents=[common],
@@ -216,7 +216,7 @@ def _add_resolve(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.set_defaults(handler="resolve")
 
 
-def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "serve",
         parents=[common],

@@ -7,8 +7,8 @@ import os
 
 from isol8 import runtimes
 from isol8.core.plan import LimitRefused, plan_run
-from isol8.core.runner import Execution, ImageMissing, Interrupted, RunRequest, signals_raise, stdin_chunks
-from isol8.errors import UsageError
+from isol8.core.runner import Execution, Interrupted, RunRequest, signals_raise, stdin_chunks
+from isol8.errors import ImageMissing, UsageError
 from isol8.frontends.cli.app import App
 from isol8.frontends.cli.inputs import parse_assignments, parse_secrets, read_code
 from isol8.frontends.cli.output import ProgramOutput, open_out, program_outputs

@@ -11,7 +11,9 @@ RUNTIMES = ("python", "node", "bun", "deno", "bash")
 
 
 def add_run(
-    sub: argparse._SubParsersAction, common: argparse.ArgumentParser, formatter: type[argparse.HelpFormatter]
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    formatter: type[argparse.HelpFormatter],
 ) -> None:
     p = sub.add_parser(
         "run",

@@ -1,0 +1,48 @@
+"""Which engine to drive: the one asked for, else a docker whose daemon answers, else podman."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+
+from isol8.backends.engine.dialect import DIALECTS, DOCKER, PODMAN, Dialect
+from isol8.errors import EngineNotFound, UsageError
+
+
+def _docker_daemon_answers(env: Mapping[str, str]) -> bool:
+    """A cheap check (no subprocess) that a docker daemon listens: used only to auto-detect."""
+    host = env.get("DOCKER_HOST", "")
+    if env.get("DOCKER_CONTEXT") or (host and not host.startswith("unix://")):
+        return True
+    path = host.removeprefix("unix://") or "/var/run/docker.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:  # blocking: a unix socket connect answers at once (a timeout would add a poll round trip)
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def select_dialect(choice: str | None, env: Mapping[str, str] | None = None) -> Dialect:
+    """--engine / ISOL8_ENGINE / config value if given, else a docker that answers, else podman."""
+    env = os.environ if env is None else env
+    if choice:
+        try:
+            return DIALECTS[choice]
+        except KeyError:
+            raise UsageError(f"unknown engine {choice!r} (choose docker or podman)") from None
+    has_docker, has_podman = shutil.which("docker"), shutil.which("podman")
+    if has_docker and _docker_daemon_answers(env):
+        return DOCKER
+    if has_podman:
+        return PODMAN
+    if has_docker:
+        return DOCKER  # its own error message will say the daemon is down
+    raise EngineNotFound(
+        ["docker"],
+        None,
+        message="neither docker nor podman was found on PATH",
+        hint="install one of them (scripts/ensure-engines does it on Debian)",
+    )
