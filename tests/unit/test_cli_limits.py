@@ -124,3 +124,16 @@ def test_setup_refuses_a_bad_prebuilt_tag_before_any_engine_command(
     path = isolated / "isol8.config.json"
     path.write_text(json.dumps({"prebuiltImages": [{"tag": "x//y", "runtime": "bash", "setupScript": "true"}]}))
     assert_refused(run_cli("setup"), docker, str(path), "prebuiltImages[0].tag: ", "not a valid image name")
+
+
+@pytest.mark.parametrize("config", ['{"debug": true}', '{"debug": false}', "{}"])
+def test_debug_in_the_config_file_shows_the_engine_command(
+    run_cli: RunCli, isolated: Path, fp: Any, monkeypatch: pytest.MonkeyPatch, config: str
+) -> None:
+    (isolated / "isol8.config.json").write_text(config)
+    monkeypatch.delenv("ISOL8_DEBUG", raising=False)
+    denied = "permission denied while trying to connect to the docker daemon socket at unix:///var/run/docker.sock"
+    fp.register(["docker", "version", "--format", "{{.Server.Version}}"], returncode=1, stderr=denied)
+    status, _, err = run_cli("--engine", "docker", "setup")
+    assert status == 3
+    assert ("[debug] + docker version" in err and "command: docker version" in err) == ('"debug": true' in config)
