@@ -14,7 +14,6 @@ from isol8 import units
 from isol8.backends import ENGINES
 from isol8.defaults import DEFAULTS
 from isol8.errors import ConfigError, UsageError
-from isol8.reference import check_image_name
 from isol8.runtimes import NAMES as RUNTIME_NAMES
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
@@ -88,6 +87,12 @@ def _map_of(keys: Checker, item: Checker) -> Checker:
     return check
 
 
+def _image_name(value: Any) -> Any:
+    from isol8.reference import check_image_name  # its grammar is compiled only for a config that has tags
+
+    return check_image_name(value)
+
+
 _STR = _type(str, "a string")
 _BOOL = _type(bool, "true or false")
 _INT = _positive_int
@@ -127,7 +132,7 @@ SCHEMA: dict[str, Any] = {
     "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
     "prebuiltImages": _list_of(
         {
-            "tag": check_image_name,
+            "tag": _image_name,
             "runtime": _choice(*RUNTIME_NAMES),
             "installPackages": _list_of(_STR),
             "setupScript": _STR,

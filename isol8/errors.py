@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
 from isol8.status import ExitStatus
@@ -51,6 +50,8 @@ class EngineError(Isol8Error):
 
     def details(self) -> str:
         """A multi-line block with the command and the engine's output, for --debug."""
+        import shlex
+
         lines = [f"command: {shlex.join(self.argv)}", f"return code: {self.returncode}"]
         for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
             if text.strip():

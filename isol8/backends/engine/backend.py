@@ -25,12 +25,13 @@ from isol8.errors import (
     ImageNotFound,
 )
 from isol8.log import get_logger
-from isol8.models import Captured, ContainerInfo, ImageInfo
 from isol8.process import Completed, StreamingProcess, decode, run_process, run_process_bytes
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     from typing import Any
+
+    from isol8.models import Captured, ContainerInfo, ImageInfo
 
 log = get_logger(__name__)
 
@@ -187,6 +188,8 @@ class EngineBackend:
         self.call(A.sweep_argv(self.dialect, name=name), timeout=QUERY_TIMEOUT)
 
     def probe(self, image: str, command: Sequence[str], policy: SandboxPolicy, *, timeout: float) -> Captured:
+        from isol8.models import Captured  # the run path never needs the models (~2 ms to import)
+
         argv = A.probe_argv(self.dialect, image=image, policy=policy, command=command)
         done = run_process(argv, timeout=timeout, cwd=self._client_cwd())
         return Captured(done.returncode, done.stdout, done.stderr)
@@ -231,6 +234,8 @@ class EngineBackend:
         except ImageNotFound as exc:
             text = exc.stdout  # both engines print the images they found, then fail for the rest
         data: Any = json.loads(text) if text.strip() else []
+        from isol8.models import ImageInfo
+
         return [ImageInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
 
     def image(self, ref: str) -> ImageInfo | None:
@@ -268,6 +273,8 @@ class EngineBackend:
         except ContainerNotFound as exc:
             text = exc.stdout
         data: Any = json.loads(text) if text.strip() else []
+        from isol8.models import ContainerInfo
+
         return [ContainerInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
 
     def remove_containers(self, ids: Sequence[str]) -> None:

@@ -6,11 +6,12 @@ import contextlib
 from collections.abc import Iterator
 
 from isol8.errors import UsageError
-from isol8.frontends.cli.terminal import TerminalFilter
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     from typing import BinaryIO, TextIO
+
+    from isol8.frontends.cli.terminal import TerminalFilter
 
 
 def is_terminal(stream: object) -> bool:
@@ -30,7 +31,11 @@ class ProgramOutput:
 
     def __init__(self, stream: TextIO, *, raw: bool = False) -> None:
         self.stream = stream
-        self.filter = None if raw or not is_terminal(stream) else TerminalFilter()
+        self.filter: TerminalFilter | None = None
+        if not raw and is_terminal(stream):
+            from isol8.frontends.cli.terminal import TerminalFilter  # only for a terminal
+
+            self.filter = TerminalFilter()
 
     def write(self, data: bytes) -> None:
         if self.filter is not None:
