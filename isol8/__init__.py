@@ -33,7 +33,7 @@ _EXPORTS = {
     "Execution": "isol8.core.runner",
     "run": "isol8.core.runner",
     "SandboxPolicy": "isol8.core.sandbox",
-    "InvalidLimit": "isol8.units",
+    "InvalidLimit": "isol8.errors",
     "units": "isol8.units",
     "runtimes": "isol8.runtimes",
 }

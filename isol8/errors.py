@@ -137,3 +137,31 @@ class RemoteError(Isol8Error):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class InvalidLimit(ValueError):
+    """A limit value that is malformed, out of range, or would mean "unlimited" to an engine."""
+
+
+class LimitRefused(UsageError):
+    """A limit that is not valid (above=False), or above the ceiling it was held to (above=True)."""
+
+    def __init__(self, key: str, message: str, *, above: bool, reason: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.above = above
+        self.reason = reason or message
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during a run (isol8.core.runner.signals_raise): the container is removed."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class MissingImage(Exception):
+    """Internal to a run: the engine found no such image, so nothing ran and the run may build it and retry."""

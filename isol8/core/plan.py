@@ -9,23 +9,13 @@ from isol8 import units
 from isol8.config import RUN_LIMITS, Config, RunDefaults
 from isol8.core.runner import RunRequest
 from isol8.core.sandbox import SandboxPolicy
-from isol8.errors import UsageError
+from isol8.errors import LimitRefused
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
     from typing import Any
 
 NETWORKS = ("none", "host")
-
-
-class LimitRefused(UsageError):
-    """A limit that is not valid (above=False), or above the ceiling it was held to (above=True)."""
-
-    def __init__(self, key: str, message: str, *, above: bool, reason: str = "") -> None:
-        super().__init__(message)
-        self.key = key
-        self.above = above
-        self.reason = reason or message
 
 
 def _shown(key: str, value: int | float) -> str:

@@ -100,7 +100,7 @@ def _install(
     base_images: Mapping[str, str],
 ) -> str:
     """Build (once: the image is cached and labelled) what resolution left to install; the new image's ID."""
-    from isol8.core.custom import ImageDefinition, build_image
+    from isol8.core.custom_images import ImageDefinition, build_image
     from isol8.core.discovery import Candidate
 
     runtime = resolution.runtime

@@ -17,7 +17,16 @@ from isol8.core import payload
 from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec, SandboxPolicy, valid_env_name
 from isol8.core.streams import ProgramOutput, Trailer
 from isol8.defaults import RUN
-from isol8.errors import EngineError, ImageMissing, ImageNotFound, PayloadTooLarge, RunFailed, UsageError
+from isol8.errors import (
+    EngineError,
+    ImageMissing,
+    ImageNotFound,
+    Interrupted,
+    MissingImage,
+    PayloadTooLarge,
+    RunFailed,
+    UsageError,
+)
 from isol8.log import get_logger
 from isol8.runtimes import Runtime
 from isol8.status import ExitStatus
@@ -40,12 +49,6 @@ STARTUP_ALLOWANCE_S = 60.0
 ENV_ENTRY_MAX = 128 * 1024
 ENV_BYTES_MAX = 256 * 1024
 ENV_COUNT_MAX = 4096
-
-
-class Interrupted(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ class Execution:
     def __iter__(self) -> Iterator[Chunk]:
         try:
             yield from self._attempt()
-        except _MissingImage:
+        except MissingImage:
             if self.ensure_image is None or self.request.image is not None:
                 raise ImageMissing(self.argv, 125, message=f"image {self.image} not found") from None
             self.ensure_image(self.request.runtime)
@@ -310,7 +313,7 @@ class Execution:
             )
         error = self.backend.classify(self.argv, code, "", stderr)
         if code in (125, 126, 127) and isinstance(error, ImageNotFound):
-            return _MissingImage()
+            return MissingImage()
         return RunFailed(
             self.argv,
             code,
@@ -327,10 +330,6 @@ class Execution:
             log.warning("could not remove container %s: %s", self.name, exc)
             return False
         return True
-
-
-class _MissingImage(Exception):
-    pass
 
 
 def _chunks(out: ProgramOutput, pieces: Iterable[tuple[str, bytes | None]]) -> Iterator[Chunk]:

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from isol8.core.images import context_dir
+from isol8.core.base_images import context_dir
 from tests.integration.conftest import Isol8, run_isol8
 
 RUNTIMES = ("python", "node", "bun", "deno", "bash")

@@ -10,7 +10,7 @@ import pytest
 
 import isol8.config
 from isol8.config import PackageSettings
-from isol8.core.custom import (
+from isol8.core.custom_images import (
     ImageDefinition,
     _write_context,
     build_image,

@@ -15,7 +15,7 @@ import pytest
 from isol8 import labels as L
 from isol8.backends.engine.backend import EngineBackend
 from isol8.backends.engine.dialect import DOCKER, PODMAN
-from isol8.core.custom import ImageDefinition
+from isol8.core.custom_images import ImageDefinition
 from isol8.core.discovery import Candidate, Resolution, candidates, choose, resolve
 from isol8.ecosystems import Spec, parse_specs
 from isol8.errors import UsageError

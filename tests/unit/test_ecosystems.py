@@ -67,7 +67,7 @@ from isol8.core.provision import check_install
 for name in ("python", "node", "deno"):
     check_install(runtimes.get(name), ["six,lodash@4", "npm:zod@3"])
 print(json.dumps(sorted(n for n in sys.modules if n.partition(".")[0] in ("packaging", "nodesemver")
-                 or n in ("isol8.ecosystems.apt", "isol8.core.custom", "isol8.core.discovery"))))
+                 or n in ("isol8.ecosystems.apt", "isol8.core.custom_images", "isol8.core.discovery"))))
 """
 
 

@@ -14,7 +14,7 @@ from isol8.status import ExitStatus
 
 
 def cmd_setup(app: App) -> int:
-    from isol8.core.images import ensure_base_images
+    from isol8.core.base_images import ensure_base_images
 
     base_images = dict(app.config.base_images)
     overrides = parse_assignments(app.args.base_image, "--base-image")
@@ -33,7 +33,7 @@ def cmd_setup(app: App) -> int:
 
 
 def cmd_build(app: App) -> int:
-    from isol8.core.custom import ImageDefinition, build_image, read_setup
+    from isol8.core.custom_images import ImageDefinition, build_image, read_setup
     from isol8.ecosystems import parse_specs, read_requirements
 
     args = app.args

@@ -29,7 +29,7 @@ def build_prebuilt_images(
 ) -> None:
     """The config's prebuiltImages, content-addressed: an unchanged entry is skipped, a changed one rebuilt."""
     from isol8 import runtimes
-    from isol8.core.custom import ImageDefinition, build_image
+    from isol8.core.custom_images import ImageDefinition, build_image
     from isol8.ecosystems import parse_specs
 
     registry = app.packages()

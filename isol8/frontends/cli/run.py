@@ -6,9 +6,9 @@ import json
 import os
 
 from isol8 import runtimes
-from isol8.core.plan import LimitRefused, plan_run
-from isol8.core.runner import Execution, Interrupted, RunRequest, signals_raise, stdin_chunks
-from isol8.errors import ImageMissing, UsageError
+from isol8.core.plan import plan_run
+from isol8.core.runner import Execution, RunRequest, signals_raise, stdin_chunks
+from isol8.errors import ImageMissing, Interrupted, LimitRefused, UsageError
 from isol8.frontends.cli.app import App
 from isol8.frontends.cli.inputs import parse_assignments, parse_secrets, read_code
 from isol8.frontends.cli.output import ProgramOutput, open_out, program_outputs
@@ -138,7 +138,7 @@ def _pump(
     app: App, request: RunRequest, out_file: BinaryIO | None, sinks: dict[str, ProgramOutput], *, live: bool
 ) -> Execution:
     def ensure_image(runtime: runtimes.Runtime) -> None:
-        from isol8.core.images import ensure_base_image
+        from isol8.core.base_images import ensure_base_image
 
         app.progress(f"image {runtime.image} is missing; building it first")
         ensure_base_image(

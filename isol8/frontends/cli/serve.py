@@ -38,7 +38,7 @@ def _api_key(app: App) -> str | None:
 
 
 def cmd_serve(app: App) -> int:
-    from isol8.core.images import ensure_base_images
+    from isol8.core.base_images import ensure_base_images
 
     key, port, host = _api_key(app), _port(app.args.port), app.args.host
     try:

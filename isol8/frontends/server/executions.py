@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from isol8.core.runner import Chunk, Execution, RunRequest, RunResult
-from isol8.errors import Isol8Error
+from isol8.errors import Isol8Error, RequestError
 from isol8.frontends import wire
 from isol8.frontends.server import sessions
 from isol8.frontends.server.policy import prepare
@@ -73,8 +73,10 @@ def items(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Itera
 def execute(state: ServerState, body: Mapping[str, Any]) -> dict[str, Any]:
     """POST /execute: the whole result, once the execution has ended."""
     with state.slot(), tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
-        *_, result = items(state, body, Path(tmp))
-    assert isinstance(result, RunResult)
+        results = [item for item in items(state, body, Path(tmp)) if isinstance(item, RunResult)]
+    if not results:
+        raise RequestError(500, "the execution ended without a result")
+    result = results[-1]
     answer = {**wire.result_json(result), "executionId": result.container}
     if body.get("sessionId") is not None:
         answer["sessionId"] = body["sessionId"]

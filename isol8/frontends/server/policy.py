@@ -9,9 +9,9 @@ from typing import Any
 
 from isol8 import labels as L
 from isol8 import runtimes
-from isol8.core.plan import LimitRefused, plan_run
+from isol8.core.plan import plan_run
 from isol8.core.runner import RunRequest
-from isol8.errors import RequestError, UsageError
+from isol8.errors import LimitRefused, RequestError, UsageError
 from isol8.frontends import wire
 from isol8.frontends.server.state import ServerState
 

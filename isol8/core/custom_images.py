@@ -14,7 +14,7 @@ from pathlib import Path
 from isol8 import ecosystems
 from isol8 import labels as L
 from isol8.config import PackageSettings
-from isol8.core.images import ensure_base_image
+from isol8.core.base_images import ensure_base_image
 from isol8.core.sandbox import SandboxPolicy
 from isol8.ecosystems import CONTEXT_DIR, Spec
 from isol8.errors import BuildFailed, EngineError, UsageError
