@@ -116,6 +116,15 @@ class PayloadTooLarge(Isol8Error):
     exit_status = ExitStatus.ENGINE_FAILURE
 
 
+class FileTooLarge(Isol8Error):
+    """A file to copy out of a container holds more than the cap: refused whole, never cut short."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(f"{path} is larger than {limit} bytes")
+        self.path = path
+        self.limit = limit
+
+
 class ImageMissing(RunFailed):
     """The image to run does not exist (and is not a base image isol8 can build): nothing ran."""
 

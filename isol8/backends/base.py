@@ -63,21 +63,17 @@ class Backend(Protocol):
         stdin: Iterable[bytes],
         remove: bool,
         backstop_s: int,
-        hidden_env: Collection[str] = (),
     ) -> Process:
         """Start a one-shot container running command (/bin/bash's arguments) with stdin streamed in.
 
-        backstop_s: when the in-container watchdog fires; a backend may add a kill of its own after it.
-        hidden_env: names of isol8's own environment that must not reach the backend's client."""
+        backstop_s: when the in-container watchdog fires; a backend may add a kill of its own after it."""
         ...
 
     def start_standby(self, spec: ContainerSpec) -> None:
         """Start a container that idles (its keeper as PID 1) until executions are exec'd into it."""
         ...
 
-    def exec(
-        self, name: str, command: Sequence[str], *, stdin: Iterable[bytes], hidden_env: Collection[str] = ()
-    ) -> Process:
+    def exec(self, name: str, command: Sequence[str], *, stdin: Iterable[bytes]) -> Process:
         """Exec command (/bin/bash's arguments) as the sandbox user in a standby container."""
         ...
 
@@ -93,8 +89,10 @@ class Backend(Protocol):
         """Write data to path (parents created) as the sandbox user in a standby container."""
         ...
 
-    def read_file(self, name: str, path: str) -> bytes:
-        """The bytes of path, read as the sandbox user in a standby container."""
+    def read_file(self, name: str, path: str, *, limit: int) -> bytes:
+        """The bytes of path, a regular file, read as the sandbox user in a standby container.
+
+        Raises FileTooLarge, having read no more than limit + 1 bytes, when it holds more than limit."""
         ...
 
     def disown(self, names: Collection[str] = ()) -> None:

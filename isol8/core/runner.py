@@ -200,7 +200,7 @@ class Execution:
     def _start(self, stdin: Iterable[bytes]) -> Process:
         request = self.request
         if self.standby is not None:
-            proc = self.backend.exec(self.standby, self.command, stdin=stdin, hidden_env=request.secrets)
+            proc = self.backend.exec(self.standby, self.command, stdin=stdin)
         else:
             labels = {**L.run_labels(self.name), L.RUNTIME: request.runtime.name, **request.labels}
             spec = ContainerSpec(self.name, self.image, request.policy, labels)
@@ -210,7 +210,6 @@ class Execution:
                 stdin=stdin,
                 remove=not request.persist,
                 backstop_s=self.backstop_s,
-                hidden_env=request.secrets,
             )
         self.argv = proc.argv
         return proc
@@ -279,7 +278,9 @@ class Execution:
         finally:
             if not removed and not request.persist:
                 removed = self._remove()
-            if request.persist and self.standby is None:
+            elif self.standby is None:
+                # gone with the engine's --rm, or kept (--persist): either way not the reaper's to remove
+                # when this process exits (it would sweep every container of this process, kept ones too)
                 self.backend.disown([self.name])
         self.result = self._result(out, code, timed_out, started)
 

@@ -84,6 +84,8 @@ def parse_request(body: Mapping[str, Any]) -> WireRequest:
         raise RequestError(400, "keepBackground must be true or false")
     stdin = req.get("stdin")
     image = opts.get("image")
+    if image is not None and not isinstance(image, str):
+        raise RequestError(400, "image must be a string")
     return WireRequest(
         runtime=str(req.get("runtime") or "python"),
         code=code if isinstance(code, str) else None,
@@ -95,7 +97,7 @@ def parse_request(body: Mapping[str, Any]) -> WireRequest:
         workdir=str(req.get("workdir") or "/sandbox"),
         install=tuple(install),
         limits=limits,
-        image=None if image is None else str(image),
+        image=image,
         keep_background=keep_background,
         session_id=body.get("sessionId"),
         options=frozenset(str(k) for k in opts),

@@ -35,3 +35,36 @@ def test_execution_streams_chunks_then_sets_the_result(engine_api: Backend) -> N
     assert b"".join(c.data for c in chunks if c.stream == "stdout") == b"0\n1\n2\n"
     assert len(chunks) >= 2  # live, not one buffered blob
     assert execution.result is not None and execution.result.exit_code == 0
+
+
+KEEP_AFTER_A_REMOVED_RUN = """
+import sys
+from isol8 import RunRequest, open_backend, runtimes
+from isol8.core.runner import run
+
+backend = open_backend(sys.argv[1])
+python = runtimes.get("python")
+assert run(backend, RunRequest(runtime=python, code=b"print(1)")).exit_code == 0
+kept = run(backend, RunRequest(runtime=python, code=b"print(2)", persist=True))
+print(kept.container)
+"""
+
+
+def test_a_kept_container_outlives_a_clean_exit_after_other_runs(engine: str) -> None:
+    """The reaper sweeps every container of a process that exits with one still unaccounted for:
+    a run that the engine's --rm removed must be accounted for, or the kept one goes too."""
+    import subprocess
+    import sys
+    import time
+
+    done = subprocess.run(
+        [sys.executable, "-c", KEEP_AFTER_A_REMOVED_RUN, engine], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    try:
+        time.sleep(4)  # the watcher's sweep, had it started, removes in two passes 2 s apart
+        inspect = subprocess.run([engine, "container", "inspect", name], capture_output=True, text=True)
+        assert inspect.returncode == 0, f"{name} was removed: {inspect.stderr}"
+    finally:
+        subprocess.run([engine, "rm", "-f", name], capture_output=True)

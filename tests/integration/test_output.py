@@ -189,7 +189,16 @@ def environment(pid: int) -> bytes:
         return b""
 
 
+def parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def test_secret_from_the_environment_is_masked_and_in_no_command_line(engine: str) -> None:
+    """Nor in the environment of any process isol8 starts: its engine clients, its reaper's watcher."""
     value = "tok-" + os.urandom(12).hex()
     program = "import os, time; v = os.environ['MY_TOKEN']; print(v, len(v), flush=True); time.sleep(4)"
     proc = subprocess.Popen(
@@ -201,6 +210,7 @@ def test_secret_from_the_environment_is_masked_and_in_no_command_line(engine: st
     )
     leaks: list[tuple[int, bytes]] = []
     saw_isol8 = saw_engine_client = False
+    children: set[bytes] = set()
     while proc.poll() is None:
         for pid, line in command_lines().items():
             if value.encode() in line:
@@ -209,7 +219,9 @@ def test_secret_from_the_environment_is_masked_and_in_no_command_line(engine: st
                 saw_isol8 = True
             if line.split(b"\0", 1)[0].endswith(engine.encode()) and b"org.isol8.run.pid=%d\0" % proc.pid in line:
                 saw_engine_client = True  # the engine client runs: the program is being started or running
-                if value.encode() in environment(pid):  # the value travels on stdin, not through the client
+            if pid != proc.pid and parent_of(pid) == proc.pid:
+                children.add(line)
+                if value.encode() in environment(pid):  # the value travels on stdin, not through a client
                     leaks.append((pid, b"environ"))
         time.sleep(0.05)
     out, err = proc.communicate(timeout=30)
@@ -217,6 +229,7 @@ def test_secret_from_the_environment_is_masked_and_in_no_command_line(engine: st
     assert out == f"*** {len(value)}\n".encode()
     assert value.encode() not in err
     assert saw_isol8 and saw_engine_client, "the scan never saw the run"
+    assert any(b"isol8-reaper" in line for line in children), children  # the watcher was checked too
     assert leaks == []
 
 

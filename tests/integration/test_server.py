@@ -282,6 +282,27 @@ def test_file_paths_must_stay_inside_sandbox(server: Server) -> None:
         _session_call(server, "DELETE", f"/session/{sid}")
 
 
+def test_reading_a_file_out_is_bounded_and_regular_files_only(server: Server) -> None:
+    """A session's program makes files meant to exhaust or hang the server: a sparse file of 64 GiB
+    (tmpfs counts only written pages), a FIFO that no one writes, a link to /dev/zero."""
+    sid = f"big-{os.getpid()}-{server.engine}"
+    traps = "truncate -s 64G huge && mkfifo pipe && ln -s /dev/zero zero && ln -s huge link && echo ok"
+    assert server.client().execute({"sessionId": sid, "request": {"cmd": traps, "runtime": "bash"}})["stdout"] == "ok\n"
+    try:
+        for path, status in [("huge", 413), ("link", 413), ("pipe", 404), ("zero", 404)]:
+            started = time.monotonic()
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                _session_call(server, "GET", f"/file?sessionId={sid}&path={path}")
+            assert caught.value.code == status, path
+            assert time.monotonic() - started < 15, path
+            message = json.loads(caught.value.read())["error"]
+            assert ("larger than" if status == 413 else "not a regular file") in message, message
+        with urllib.request.urlopen(server.url + "/health") as response:
+            assert response.status == 200
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
+
+
 def test_a_session_execution_leaves_no_process_behind_to_spy_on_the_next(server: Server) -> None:
     """A background process of one execution would see the next one's environment and secrets."""
     client = server.client()

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from isol8 import labels as L
 from isol8.backends.engine import argv as A
+from isol8.backends.engine import backend as backend_module
 from isol8.backends.engine import reaper
 from isol8.backends.engine.backend import EngineBackend, RetryPolicy
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
 from isol8.core.sandbox import SANDBOX_USER, ContainerSpec, SandboxPolicy
-from isol8.errors import ContainerNotFound, EngineError
+from isol8.errors import ContainerNotFound, EngineError, EngineTimeout, FileTooLarge
 
 DIALECTS = pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -50,27 +52,42 @@ def test_file_argv_run_as_the_sandbox_user_with_the_path_as_its_own_argument(d: 
         "isol8",
         "/sandbox/a b;$(x)",
     ]
-    assert A.read_file_argv(d, name="c", path="/sandbox/-n") == [
+    assert A.read_file_argv(d, name="c", path="/sandbox/-n", limit=5) == [
         d.binary,
         "exec",
         "--user",
         SANDBOX_USER,
         "c",
-        "/bin/cat",
-        "--",
+        "/bin/bash",
+        "-c",
+        '[ -e "$1" ] || { echo "no such file: $1" >&2; exit 1; }; '
+        '[ -f "$1" ] || { echo "not a regular file: $1" >&2; exit 1; }; '
+        'exec head -c "$2" -- "$1"',
+        "isol8",
         "/sandbox/-n",
+        "5",
     ]
 
 
 @DIALECTS
-def test_probe_argv_is_a_locked_down_throwaway_run(d: Dialect) -> None:
+def test_probe_argv_is_a_named_labelled_locked_down_throwaway_run(d: Dialect) -> None:
     policy = SandboxPolicy(memory="256m")
-    assert A.probe_argv(d, image="img", policy=policy, command=["python3", "-c", "x"]) == [
+    labels = {"org.isol8.run.id": "isol8-probe-1"}
+    argv = A.probe_argv(
+        d, name="isol8-probe-1", image="img", policy=policy, labels=labels, command=["python3", "-c", "x"]
+    )
+    assert argv == [
         d.binary,
         "run",
         "--rm",
+        "--name",
+        "isol8-probe-1",
+        "--pull",
+        "never",
         "--log-driver",
         "none",
+        "--label",
+        "org.isol8.run.id=isol8-probe-1",
         *A.sandbox_flags(d, policy),
         "--entrypoint",
         "python3",
@@ -91,17 +108,25 @@ def test_write_file_sends_the_bytes_on_stdin(fp: Any, d: Dialect) -> None:
 
 @DIALECTS
 def test_read_file_returns_bytes_and_types_its_failures(fp: Any, d: Dialect) -> None:
-    argv = A.read_file_argv(d, name="c", path="/sandbox/x")
+    argv = A.read_file_argv(d, name="c", path="/sandbox/x", limit=11)  # asks for one byte over the cap
     fp.register(argv, stdout=[b"\xff\xfe raw"])
-    assert backend(d).read_file("c", "/sandbox/x") == b"\xff\xfe raw\n"
-    fp.register(argv, returncode=1, stderr="/bin/cat: /sandbox/x: No such file or directory")
+    assert backend(d).read_file("c", "/sandbox/x", limit=10) == b"\xff\xfe raw\n"
+    fp.register(argv, returncode=1, stderr="no such file: /sandbox/x")
     with pytest.raises(EngineError) as caught:
-        backend(d).read_file("c", "/sandbox/x")
-    assert "No such file" in caught.value.stderr
+        backend(d).read_file("c", "/sandbox/x", limit=10)
+    assert "no such file" in caught.value.stderr
     missing = (DATA / d.name / "rm-missing-container.stderr").read_text()
     fp.register(argv, returncode=1, stderr=missing)
     with pytest.raises(ContainerNotFound):
-        backend(d).read_file("c", "/sandbox/x")
+        backend(d).read_file("c", "/sandbox/x", limit=10)
+
+
+@DIALECTS
+def test_read_file_over_the_cap_is_refused_whole(fp: Any, d: Dialect) -> None:
+    fp.register(A.read_file_argv(d, name="c", path="/sandbox/x", limit=4), stdout=b"abcd")
+    with pytest.raises(FileTooLarge) as caught:
+        backend(d).read_file("c", "/sandbox/x", limit=3)
+    assert (caught.value.path, caught.value.limit) == ("/sandbox/x", 3)
 
 
 @DIALECTS
@@ -133,12 +158,56 @@ def test_sweep_is_a_root_kill_of_everything_but_pid_1(fp: Any, d: Dialect) -> No
     assert fp.call_count(A.sweep_argv(d, name="c")) == 1
 
 
+def probe_argv(d: Dialect, name: str, policy: SandboxPolicy, command: list[str]) -> list[str]:
+    labels = {**L.run_labels(name), **reaper.owner_label()}
+    return A.probe_argv(d, name=name, image="img", policy=policy, labels=labels, command=command)
+
+
+@pytest.fixture
+def probe_name(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(L, "container_name", lambda kind="": f"isol8-{kind}-1")
+    return "isol8-probe-1"
+
+
 @DIALECTS
-def test_probe_captures_and_never_raises_for_the_commands_own_failure(fp: Any, d: Dialect) -> None:
+def test_probe_captures_and_never_raises_for_the_commands_own_failure(
+    fp: Any, d: Dialect, probe_name: str, watched: list[str]
+) -> None:
     policy = SandboxPolicy()
-    fp.register(A.probe_argv(d, image="img", policy=policy, command=["bash", "-c", "x"]), returncode=3, stdout="o")
+    fp.register(probe_argv(d, probe_name, policy, ["bash", "-c", "x"]), returncode=3, stdout="o")
+    fp.register(A.rm_argv(d, [probe_name]))
     done = backend(d).probe("img", ["bash", "-c", "x"], policy, timeout=5)
     assert (done.returncode, done.stdout.strip()) == (3, "o")
+    assert watched == [probe_name]  # removed by the watcher, were isol8 to die during the probe
+    assert fp.call_count(A.rm_argv(d, [probe_name])) == 1  # a failure may leave it behind
+
+
+@DIALECTS
+def test_a_probe_that_hangs_is_removed(fp: Any, d: Dialect, probe_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = backend_module.run_process
+
+    def hangs(argv: list[str], **kwargs: Any) -> Any:
+        if argv[1] == "run":
+            raise EngineTimeout(argv, None, "", "", message="did not answer")
+        return real(argv, **kwargs)
+
+    policy = SandboxPolicy()
+    monkeypatch.setattr(backend_module, "run_process", hangs)
+    fp.register(A.rm_argv(d, [probe_name]))
+    with pytest.raises(EngineTimeout):
+        backend(d).probe("img", ["sleep", "9"], policy, timeout=0.1)
+    assert fp.call_count(A.rm_argv(d, [probe_name])) == 1
+
+
+@DIALECTS
+def test_a_probe_that_succeeds_costs_one_engine_call(
+    fp: Any, d: Dialect, probe_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released: list[str] = []
+    monkeypatch.setattr(reaper, "release", released.append)
+    fp.register(probe_argv(d, probe_name, SandboxPolicy(), ["true"]))
+    backend(d).probe("img", ["true"], SandboxPolicy(), timeout=5)
+    assert released == [probe_name]  # --rm removed it: not the watcher's any more
 
 
 def test_removed_containers_are_no_longer_watched(fp: Any, monkeypatch: pytest.MonkeyPatch) -> None:

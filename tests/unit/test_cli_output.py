@@ -77,6 +77,13 @@ def test_open_out_creates_and_empties_the_file_before_anything_runs(tmp_path: Pa
 # ---- --secret NAME, --secret NAME=VALUE, --secret-file NAME=PATH -----------------------------------
 
 
+def test_a_secret_taken_from_the_environment_leaves_it() -> None:
+    """Nothing isol8 starts afterwards (engine clients, the reaper's watcher, builds) inherits it."""
+    environ = {"TOKEN": "t", "KEEP": "k"}
+    assert parse_secrets(["TOKEN", "TOKEN", "OTHER=o"], [], environ) == {"TOKEN": "t", "OTHER": "o"}
+    assert environ == {"KEEP": "k"}
+
+
 def test_secret_forms(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("from-file\n")
     (tmp_path / "b").write_bytes(b"crlf\r\n")

@@ -119,3 +119,36 @@ def test_absent_limits_are_the_configs(tmp_path: Path) -> None:
     finally:
         state.sessions.close()
     assert (run.policy.memory, run.policy.cpus, run.policy.pids_limit, run.timeout_ms) == (256 * MIB, 0.5, 16, 5000)
+
+
+def make_server(server: dict[str, object], **defaults: object) -> ServerState:
+    data = _merge(copy.deepcopy(DEFAULTS), {"defaults": defaults, "server": server})
+    return ServerState(EngineBackend(DOCKER), Config(data), None, PackageSettings())
+
+
+@pytest.mark.parametrize("config_network", ["none", "host"])
+def test_host_network_needs_the_servers_permission_whoever_chose_it(tmp_path: Path, config_network: str) -> None:
+    """A config whose defaults say host does not give every request the host's network: the permission
+    is checked against the network the run gets, not only against the one a request names."""
+    closed = make_server({}, network=config_network)
+    opened = make_server({"allowHostNetwork": True}, network=config_network)
+    try:
+        assert status_of(closed, body(network="host"), tmp_path)[0] == 403
+        assert status_of(closed, body(), tmp_path)[0] == (403 if config_network == "host" else 200)
+        assert build_run(closed, body(network="none"), tmp_path)[0].policy.network == "none"
+        assert build_run(opened, body(network="host"), tmp_path)[0].policy.network == "host"
+        assert build_run(opened, body(), tmp_path)[0].policy.network == config_network
+    finally:
+        closed.sessions.close()
+        opened.sessions.close()
+
+
+def test_a_refused_request_writes_no_files(tmp_path: Path) -> None:
+    state = make_server({}, network="host")
+    try:
+        payload = body()
+        payload["request"]["files"] = {"a.txt": "a"}
+        assert status_of(state, payload, tmp_path)[0] == 403
+    finally:
+        state.sessions.close()
+    assert list(tmp_path.iterdir()) == []

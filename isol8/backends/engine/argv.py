@@ -219,15 +219,15 @@ def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, la
     ]
 
 
-def probe_argv(d: Dialect, *, image: str, policy: SandboxPolicy, command: Sequence[str]) -> list[str]:
+def probe_argv(
+    d: Dialect, *, name: str, image: str, policy: SandboxPolicy, labels: Mapping[str, str], command: Sequence[str]
+) -> list[str]:
     """`run --rm` of a short command (reading an image's installed versions) in the sandbox, output captured."""
     return [
         d.binary,
         "run",
         "--rm",
-        "--log-driver",
-        "none",
-        *sandbox_flags(d, policy),
+        *_container_flags(d, name, policy, labels),
         "--entrypoint",
         command[0],
         image,
@@ -244,6 +244,15 @@ def write_file_argv(d: Dialect, *, name: str, path: str) -> list[str]:
     return [d.binary, "exec", "-i", "--user", SANDBOX_USER, name, "/bin/bash", "-c", WRITE_FILE, "isol8", path]
 
 
-def read_file_argv(d: Dialect, *, name: str, path: str) -> list[str]:
-    """`exec` as the sandbox user that prints path."""
-    return [d.binary, "exec", "--user", SANDBOX_USER, name, "/bin/cat", "--", path]
+# a regular file only (not a FIFO that never ends, nor a device), and at most $2 bytes of it: the program
+# that owns the sandbox can grow or swap the file while it is read, but never past the cap
+READ_FILE = (
+    '[ -e "$1" ] || { echo "no such file: $1" >&2; exit 1; }; '
+    '[ -f "$1" ] || { echo "not a regular file: $1" >&2; exit 1; }; '
+    'exec head -c "$2" -- "$1"'
+)
+
+
+def read_file_argv(d: Dialect, *, name: str, path: str, limit: int) -> list[str]:
+    """`exec` as the sandbox user that prints the first limit bytes of path, a regular file."""
+    return [d.binary, "exec", "--user", SANDBOX_USER, name, "/bin/bash", "-c", READ_FILE, "isol8", path, str(limit)]

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from isol8 import labels as L
 from isol8.backends.engine import argv as A
 from isol8.backends.engine import reaper
 from isol8.backends.engine.classify import classify
@@ -22,6 +23,7 @@ from isol8.errors import (
     EnginePermissionDenied,
     EngineTransient,
     EngineUnavailable,
+    FileTooLarge,
     ImageNotFound,
 )
 from isol8.log import get_logger
@@ -143,7 +145,6 @@ class EngineBackend:
         stdin: Iterable[bytes],
         remove: bool,
         backstop_s: int,
-        hidden_env: Collection[str] = (),
     ) -> StreamingProcess:
         argv = A.run_argv(
             self.dialect,
@@ -156,7 +157,7 @@ class EngineBackend:
             engine_timeout_s=backstop_s + ENGINE_BACKSTOP_EXTRA_S,
         )
         reaper.watch(self.dialect, spec.name)
-        return StreamingProcess(argv, stdin=stdin, env=_without(hidden_env), cwd=self._client_cwd())
+        return StreamingProcess(argv, stdin=stdin, cwd=self._client_cwd())
 
     def start_standby(self, spec: ContainerSpec) -> None:
         argv = A.standby_argv(
@@ -172,17 +173,12 @@ class EngineBackend:
             if done.returncode != 0:
                 raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
         except EngineError:
-            try:
-                self.remove_containers([spec.name])
-            except EngineError as exc:
-                log.warning("could not remove container %s: %s", spec.name, exc)
+            self._remove_quietly(spec.name)
             raise
 
-    def exec(
-        self, name: str, command: Sequence[str], *, stdin: Iterable[bytes], hidden_env: Collection[str] = ()
-    ) -> StreamingProcess:
+    def exec(self, name: str, command: Sequence[str], *, stdin: Iterable[bytes]) -> StreamingProcess:
         argv = A.exec_argv(self.dialect, name=name, command=command)
-        return StreamingProcess(argv, stdin=stdin, env=_without(hidden_env), cwd=self._client_cwd())
+        return StreamingProcess(argv, stdin=stdin, cwd=self._client_cwd())
 
     def sweep(self, name: str) -> None:
         self.call(A.sweep_argv(self.dialect, name=name), timeout=QUERY_TIMEOUT)
@@ -190,9 +186,26 @@ class EngineBackend:
     def probe(self, image: str, command: Sequence[str], policy: SandboxPolicy, *, timeout: float) -> Captured:
         from isol8.models import Captured  # the run path never needs the models (~2 ms to import)
 
-        argv = A.probe_argv(self.dialect, image=image, policy=policy, command=command)
-        done = run_process(argv, timeout=timeout, cwd=self._client_cwd())
+        name = L.container_name("probe")
+        labels = {**L.run_labels(name), **reaper.owner_label()}
+        argv = A.probe_argv(self.dialect, name=name, image=image, policy=policy, labels=labels, command=command)
+        reaper.watch(self.dialect, name)
+        try:
+            done = run_process(argv, timeout=timeout, cwd=self._client_cwd())
+        except BaseException:
+            self._remove_quietly(name)  # a probe that hangs (or an interrupt) leaves no container running
+            raise
+        if done.returncode == 0:
+            self.disown([name])  # gone with --rm
+        else:
+            self._remove_quietly(name)  # a failure may leave it created, or still being removed
         return Captured(done.returncode, done.stdout, done.stderr)
+
+    def _remove_quietly(self, name: str) -> None:
+        try:
+            self.remove_containers([name])
+        except EngineError as exc:
+            log.warning("could not remove container %s: %s", name, exc)
 
     def write_file(self, name: str, path: str, data: bytes) -> None:
         argv = A.write_file_argv(self.dialect, name=name, path=path)
@@ -200,11 +213,13 @@ class EngineBackend:
         if done.returncode != 0:
             raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
 
-    def read_file(self, name: str, path: str) -> bytes:
-        argv = A.read_file_argv(self.dialect, name=name, path=path)
+    def read_file(self, name: str, path: str, *, limit: int) -> bytes:
+        argv = A.read_file_argv(self.dialect, name=name, path=path, limit=limit + 1)
         code, data, stderr = run_process_bytes(argv, timeout=START_TIMEOUT, cwd=self._client_cwd())
         if code != 0:
             raise self.classify(argv, code, "", stderr)
+        if len(data) > limit:
+            raise FileTooLarge(path, limit)
         return data
 
     def disown(self, names: Collection[str] = ()) -> None:
@@ -381,10 +396,3 @@ class EngineBackend:
             if "is not running" in low or "state improper" in low or "not running" in low:
                 return
             raise
-
-
-def _without(hidden: Collection[str]) -> dict[str, str] | None:
-    """isol8's environment for an engine client, less the names it must not pass on (secrets)."""
-    if not hidden:
-        return None
-    return {k: v for k, v in os.environ.items() if k not in hidden}

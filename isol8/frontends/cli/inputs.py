@@ -7,7 +7,7 @@ from isol8.frontends.cli.app import App
 
 TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import MutableMapping
 
 
 def parse_assignments(values: list[str], what: str) -> dict[str, str]:
@@ -20,9 +20,13 @@ def parse_assignments(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def parse_secrets(values: list[str], files: list[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """--secret NAME (value from environ), --secret NAME=VALUE and --secret-file NAME=PATH, in that order."""
+def parse_secrets(values: list[str], files: list[str], environ: MutableMapping[str, str]) -> dict[str, str]:
+    """--secret NAME (value from environ), --secret NAME=VALUE and --secret-file NAME=PATH, in that order.
+
+    A value taken from environ is removed from it: no process isol8 starts after this (engine
+    clients, the reaper's watcher, builds) inherits a secret, whatever that process does."""
     out: dict[str, str] = {}
+    taken: dict[str, str] = {}
     for value in values:
         name, sep, rest = value.partition("=")
         if not name:
@@ -30,7 +34,9 @@ def parse_secrets(values: list[str], files: list[str], environ: Mapping[str, str
         if sep:
             out[name] = rest
         elif name in environ:
-            out[name] = environ[name]
+            out[name] = taken[name] = environ.pop(name)
+        elif name in taken:  # named twice
+            out[name] = taken[name]
         else:
             raise UsageError(f"--secret {name}: the environment variable {name!r} is not set")
     for item in files:

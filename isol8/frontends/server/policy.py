@@ -27,10 +27,7 @@ def _write_files(files: Mapping[str, bytes], into: Path) -> None:
 
 
 def _check_options(state: ServerState, asked: wire.WireRequest) -> None:
-    settings = state.settings
-    if asked.limits.get("network") == "host" and not settings.allow_host_network:
-        raise RequestError(403, "network host is not allowed by this server's policy")
-    if asked.image is not None and not settings.allow_images:
+    if asked.image is not None and not state.settings.allow_images:
         raise RequestError(403, "choosing an image is not allowed by this server's policy")
     if asked.keep_background and asked.session_id is None:
         raise RequestError(400, "keepBackground only applies to a session (give a sessionId)")
@@ -43,7 +40,6 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
     """Wire format -> (RunRequest, packages to install), enforcing the server's policy (400/403 otherwise)."""
     asked = wire.parse_request(body)
     _check_options(state, asked)
-    _write_files(asked.files, files_dir)
     try:
         run = plan_run(
             state.config,
@@ -65,6 +61,10 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
         raise RequestError(403 if exc.above else 400, str(exc)) from None
     except (UsageError, ValueError) as exc:
         raise RequestError(400, str(exc)) from None
+    # the network the run gets, asked for or the config's own: a config's "host" needs the permission too
+    if run.policy.network == "host" and not state.settings.allow_host_network:
+        raise RequestError(403, "network host is not allowed by this server's policy")
+    _write_files(asked.files, files_dir)
     return run, asked.install
 
 

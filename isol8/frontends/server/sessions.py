@@ -13,7 +13,7 @@ from isol8 import labels as L
 from isol8.backends.base import Backend
 from isol8.core.runner import RunRequest
 from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec
-from isol8.errors import EngineError, Isol8Error, RequestError
+from isol8.errors import EngineError, FileTooLarge, Isol8Error, RequestError
 from isol8.log import get_logger
 
 log = get_logger(__name__)
@@ -137,14 +137,13 @@ class Sessions:
         session = self.get(session_id)
         with session.lock:
             try:
-                data = self.backend.read_file(session.container, path)
+                return self.backend.read_file(session.container, path, limit=limit)
+            except FileTooLarge as exc:
+                raise RequestError(413, str(exc)) from None
             except EngineError as exc:
                 raise RequestError(404, f"cannot read {path}: {exc.stderr.strip() or exc}") from None
             finally:
                 session.last_used = time.monotonic()
-        if len(data) > limit:
-            raise RequestError(413, f"{path} is larger than {limit} bytes")
-        return data
 
     def _reap_forever(self) -> None:
         while not self._stop.wait(min(30.0, max(self.idle_s / 4, 0.5))):
