@@ -6,9 +6,8 @@ import copy
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import units
 from isol8.backends import ENGINES
@@ -16,8 +15,9 @@ from isol8.defaults import DEFAULTS
 from isol8.errors import ConfigError, UsageError
 from isol8.runtimes import NAMES as RUNTIME_NAMES
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 SEARCH_LOCAL = ("isol8.config.json", "isol8.config.yaml", "isol8.config.yml")
@@ -186,8 +186,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class RunDefaults:
+class RunDefaults(NamedTuple):
     """`defaults`: each run's limits and network unless a flag or a request says otherwise."""
 
     timeout_ms: int
@@ -206,8 +205,7 @@ class RunDefaults:
         return cls(**parsed, network=str(data["network"]))
 
 
-@dataclass(frozen=True)
-class ServerSettings:
+class ServerSettings(NamedTuple):
     """`server` and `maxConcurrent`: what `isol8 serve` allows and how much it runs at once."""
 
     allow_host_network: bool
@@ -234,8 +232,7 @@ class ServerSettings:
 SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
 
 
-@dataclass(frozen=True)
-class PackageSettings:
+class PackageSettings(NamedTuple):
     """`packages`: where installers fetch from; nothing is injected unless set (or its ISOL8_* variable)."""
 
     pip_index_url: str | None = None
@@ -243,6 +240,8 @@ class PackageSettings:
     ca_bundle: str | None = None  # a file, or "system" for the host's bundle
 
     def ca_file(self) -> Path | None:
+        from pathlib import Path  # only for builds: the run path never needs pathlib
+
         if not self.ca_bundle:
             return None
         if self.ca_bundle == "system":
@@ -256,28 +255,29 @@ class PackageSettings:
         return path
 
 
-@dataclass(frozen=True)
-class BackendSettings:
+class BackendSettings(NamedTuple):
     """What runs the containers: `engine` (else ISOL8_ENGINE, else auto-detected) and the seccomp profile."""
 
     engine: str | None
     seccomp_profile: str | None
 
 
-@dataclass(frozen=True)
-class PrebuiltImage:
+class PrebuiltImage(NamedTuple):
     tag: str
     runtime: str
     install_packages: tuple[str, ...] = ()
     setup_script: str | None = None
 
 
-@dataclass(frozen=True)
 class Config:
-    """The merged config file (`data`, as `isol8 config` shows it) and its typed sections."""
+    """The merged config file (`data`, as `isol8 config` shows it, never changed) and its typed sections."""
 
-    data: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
-    source: Path | None = None
+    def __init__(self, data: Mapping[str, Any] | None = None, source: str | None = None) -> None:
+        self.data: Mapping[str, Any] = copy.deepcopy(DEFAULTS) if data is None else data
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Config(source={self.source!r})"
 
     @cached_property
     def run(self) -> RunDefaults:
@@ -327,18 +327,21 @@ class Config:
         )
 
 
-def find_config(cwd: Path, home: Path, env: Mapping[str, str], explicit: str | None = None) -> Path | None:
+def find_config(
+    cwd: str | os.PathLike[str], home: str | os.PathLike[str], env: Mapping[str, str], explicit: str | None = None
+) -> str | None:
     """--config, else ISOL8_CONFIG, else ./isol8.config.{json,yaml,yml}, else ~/.isol8/config.{json,yaml,yml}."""
     chosen = explicit or env.get("ISOL8_CONFIG")
     if chosen:
-        path = Path(chosen).expanduser()
-        if not path.is_file():
+        path = os.path.expanduser(chosen)
+        if not os.path.isfile(path):
             raise ConfigError(f"config file not found: {path}")
         return path
-    for folder, names in ((cwd, SEARCH_LOCAL), (home / ".isol8", SEARCH_HOME)):
+    for folder, names in ((os.fspath(cwd), SEARCH_LOCAL), (os.path.join(home, ".isol8"), SEARCH_HOME)):
         for name in names:
-            if (folder / name).is_file():
-                return folder / name
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                return path
     return None
 
 
@@ -369,16 +372,17 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
 def load_config(
     explicit: str | None = None,
     *,
-    cwd: Path | None = None,
-    home: Path | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Config:
     env = os.environ if env is None else env
-    path = find_config(cwd or Path.cwd(), home or Path.home(), env, explicit)
+    path = find_config(cwd or os.getcwd(), home or os.path.expanduser("~"), env, explicit)
     if path is None:
         return Config()
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    return Config(_merge(DEFAULTS, parse_config_text(text, str(path))), path)
+    return Config(_merge(DEFAULTS, parse_config_text(text, path)), path)

@@ -5,7 +5,7 @@ A new kind of backend is a sub-package beside engine/ that implements base.Backe
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

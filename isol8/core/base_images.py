@@ -15,7 +15,7 @@ from isol8.errors import ImageNotFound
 from isol8.log import get_logger
 from isol8.runtimes import RUNTIMES
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from isol8.backends.base import Backend
 

@@ -16,7 +16,7 @@ from isol8.errors import UsageError
 from isol8.models import ImageInfo, parse_time
 from isol8.runtimes import Runtime
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from isol8.backends.base import Backend
 

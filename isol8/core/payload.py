@@ -7,13 +7,13 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8.errors import UsageError
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
@@ -94,11 +94,13 @@ def sandbox_bytes(size: int) -> int:
     return -(-size // 4096) * 4096
 
 
-def walk_directory(root: Path) -> Iterator[tuple[Path, str]]:
+def walk_directory(root: str | os.PathLike[str]) -> Iterator[tuple[Path, str]]:
     """(path, name inside /sandbox) of root's contents, each folder before what it holds; SKIPPED_DIRS left out.
 
     Only regular files, folders and symlinks travel: a socket, fifo or device is refused (a fifo
     would block the reader, and none of them can be copied)."""
+    from pathlib import Path  # only with --files: plain code never needs pathlib
+
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
         for name in [*dirs, *sorted(files)]:
@@ -110,7 +112,7 @@ def walk_directory(root: Path) -> Iterator[tuple[Path, str]]:
             yield path, path.relative_to(root).as_posix()
 
 
-def add_directory(tar: Any, root: Path) -> int:
+def add_directory(tar: Any, root: str | os.PathLike[str]) -> int:
     """Add root's contents (not root itself), keeping folders, modes, symlinks and hard links.
 
     Returns the bytes the files take in /sandbox."""
@@ -128,7 +130,9 @@ def add_directory(tar: Any, root: Path) -> int:
     return used
 
 
-def build_tar(files_dir: Path | None, code_name: str, code: bytes, code_mode: int = 0o644) -> tuple[bytes, int]:
+def build_tar(
+    files_dir: str | os.PathLike[str] | None, code_name: str, code: bytes, code_mode: int = 0o644
+) -> tuple[bytes, int]:
     """The payload tar (the --files folder first, then the code file, which wins a name clash) and
     the bytes its files take in /sandbox."""
     import tarfile  # not needed on the plain-code path
@@ -150,8 +154,7 @@ def safe_code_name(name: str, extension: str) -> str:
     return name if _SAFE_NAME.fullmatch(name) else "main" + extension
 
 
-@dataclass(frozen=True)
-class Payload:
+class Payload(NamedTuple):
     """The --files folder as a tar (with the code inside), or the bare code when there is no folder."""
 
     tar: bytes
@@ -172,7 +175,7 @@ class Payload:
         return " ".join(map(str, fields)).encode() + b"\n"
 
 
-def make_payload(files_dir: Path | None, code_name: str, code: bytes) -> Payload:
+def make_payload(files_dir: str | os.PathLike[str] | None, code_name: str, code: bytes) -> Payload:
     if files_dir is None:
         return Payload(b"", code, code_name, sandbox_bytes(len(code)))
     tar, used = build_tar(files_dir, code_name, code)

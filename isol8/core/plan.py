@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 
 from isol8 import units
@@ -11,7 +10,7 @@ from isol8.core.runner import RunRequest
 from isol8.core.sandbox import SandboxPolicy
 from isol8.errors import LimitRefused
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from typing import Any
 
@@ -48,7 +47,7 @@ def choose_limits(run: RunDefaults, asked: Mapping[str, object], *, ceiling: boo
         if ceiling and parsed > limit:
             raise LimitRefused(key, f"{key} {value} exceeds the server's limit {_shown(key, limit)}", above=True)
         changes[name] = parsed
-    return dataclasses.replace(run, **changes)
+    return run._replace(**changes)
 
 
 def sandbox_policy(run: RunDefaults, config: Config) -> SandboxPolicy:
@@ -70,4 +69,4 @@ def plan_run(config: Config, asked: Mapping[str, object], *, ceiling: bool = Fal
     run = choose_limits(config.run, asked, ceiling=ceiling)
     return RunRequest(
         timeout_ms=run.timeout_ms, max_output=run.max_output, policy=sandbox_policy(run, config), **request
-    )
+    ).check()

@@ -59,7 +59,7 @@ def provide(
         if image is not None:
             if debug:
                 debug(f"resolve: {image} (remembered for this package set); to install: nothing")
-            return dataclasses.replace(request, image=image)
+            return request._replace(image=image)
     from isol8.core.discovery import resolve
 
     specs = parse_specs(runtime, install)
@@ -67,7 +67,7 @@ def provide(
     image = answers.get(answer_key) if request.image is None and remembered else None
     if image is not None:
         answers.put(raw_key, image)
-        return dataclasses.replace(request, image=image)
+        return request._replace(image=image)
     resolution = resolve(backend, runtime, specs, base=base, image=request.image)
     if debug:
         left = ", ".join(s.text for s in resolution.install) or "nothing"
@@ -78,7 +78,7 @@ def provide(
     if request.image is None:
         answers.put(answer_key, image)
         answers.put(raw_key, image)
-    return dataclasses.replace(request, image=image)
+    return request._replace(image=image)
 
 
 @dataclass(frozen=True)

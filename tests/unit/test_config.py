@@ -56,7 +56,7 @@ def test_find_config_explicit_beats_everything(dirs: tuple[Path, Path], tmp_path
     from_env = touch(tmp_path / "env.json")
     touch(cwd / "isol8.config.json")
     touch(home / ".isol8" / "config.json")
-    assert find_config(cwd, home, {"ISOL8_CONFIG": str(from_env)}, str(explicit)) == explicit
+    assert find_config(cwd, home, {"ISOL8_CONFIG": str(from_env)}, str(explicit)) == str(explicit)
 
 
 def test_find_config_env_beats_local_and_home(dirs: tuple[Path, Path], tmp_path: Path) -> None:
@@ -64,14 +64,14 @@ def test_find_config_env_beats_local_and_home(dirs: tuple[Path, Path], tmp_path:
     from_env = touch(tmp_path / "env.json")
     touch(cwd / "isol8.config.json")
     touch(home / ".isol8" / "config.json")
-    assert find_config(cwd, home, {"ISOL8_CONFIG": str(from_env)}) == from_env
+    assert find_config(cwd, home, {"ISOL8_CONFIG": str(from_env)}) == str(from_env)
 
 
 def test_find_config_local_beats_home(dirs: tuple[Path, Path]) -> None:
     cwd, home = dirs
     touch(home / ".isol8" / "config.json")
     local = touch(cwd / "isol8.config.yml")
-    assert find_config(cwd, home, {}) == local
+    assert find_config(cwd, home, {}) == str(local)
 
 
 @pytest.mark.parametrize("present", [LOCAL[i:] for i in range(len(LOCAL))])
@@ -79,7 +79,7 @@ def test_find_config_local_order_json_yaml_yml(dirs: tuple[Path, Path], present:
     cwd, home = dirs
     for name in present:
         touch(cwd / name)
-    assert find_config(cwd, home, {}) == cwd / present[0]
+    assert find_config(cwd, home, {}) == str(cwd / present[0])
 
 
 @pytest.mark.parametrize("present", [HOME[i:] for i in range(len(HOME))])
@@ -87,7 +87,7 @@ def test_find_config_home_order_json_yaml_yml(dirs: tuple[Path, Path], present: 
     cwd, home = dirs
     for name in present:
         touch(home / ".isol8" / name)
-    assert find_config(cwd, home, {}) == home / ".isol8" / present[0]
+    assert find_config(cwd, home, {}) == str(home / ".isol8" / present[0])
 
 
 def test_find_config_ignores_other_names_and_folders(dirs: tuple[Path, Path]) -> None:
@@ -106,7 +106,7 @@ def test_find_config_reads_the_env_it_is_given_not_os_environ(
     cwd, home = dirs
     monkeypatch.setenv("ISOL8_CONFIG", str(touch(tmp_path / "process-env.json")))
     local = touch(cwd / "isol8.config.yaml")
-    assert find_config(cwd, home, {}) == local
+    assert find_config(cwd, home, {}) == str(local)
 
 
 @pytest.mark.parametrize("empty", ["", None])
@@ -114,7 +114,7 @@ def test_find_config_empty_explicit_or_env_falls_through(dirs: tuple[Path, Path]
     cwd, home = dirs
     local = touch(cwd / "isol8.config.json")
     env = {"ISOL8_CONFIG": ""}
-    assert find_config(cwd, home, env, empty) == local
+    assert find_config(cwd, home, env, empty) == str(local)
 
 
 @pytest.mark.parametrize("how", ["explicit", "env"])
@@ -304,14 +304,14 @@ def test_yaml_and_json_parse_to_the_same_config(tmp_path: Path, name: str, text:
         {"tag": "isol8-web", "runtime": "node"},
     ]
     assert data == expected
-    assert config.source == tmp_path / name
+    assert config.source == str(tmp_path / name)
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n", "{}\n"])
 def test_empty_config_file_means_the_defaults(tmp_path: Path, text: str) -> None:
     config = load_file(tmp_path / "c.yaml", text)
     assert config.data == DEFAULTS
-    assert config.source == tmp_path / "c.yaml"
+    assert config.source == str(tmp_path / "c.yaml")
 
 
 def test_parse_config_text_returns_only_what_the_file_says() -> None:
@@ -392,7 +392,7 @@ def test_load_config_follows_the_search_order(tmp_path: Path) -> None:
     assert load_config(None, cwd=tmp_path, home=tmp_path / "home", env={}).backend.engine == "docker"
     chosen = touch(tmp_path / "chosen.json", '{"engine": "podman"}')
     config = load_config(None, cwd=tmp_path, home=tmp_path / "home", env={"ISOL8_CONFIG": str(chosen)})
-    assert (config.backend.engine, config.source) == ("podman", chosen)
+    assert (config.backend.engine, config.source) == ("podman", str(chosen))
 
 
 # ---- Config properties --------------------------------------------------------------------------

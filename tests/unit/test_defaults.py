@@ -3,7 +3,6 @@ server all show and apply the same values."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 from pathlib import Path
@@ -92,7 +91,7 @@ def test_the_server_applies_the_same_defaults(tmp_path: Path) -> None:
         assert settings.max_body_bytes == DEFAULTS["server"]["maxBodyBytes"]
         run, _ = build_run(state, {"request": {"code": "print(1)"}}, tmp_path)
         planned = plan_run(Config(), {}, runtime=RUNTIMES["python"], code=b"")
-        assert dataclasses.replace(run, labels={}, code=b"", stdin=[]) == dataclasses.replace(planned, stdin=[]), (
+        assert run._replace(labels={}, code=b"", stdin=[]) == planned._replace(stdin=[]), (
             "a request without limits runs with the config's defaults"
         )
     finally:

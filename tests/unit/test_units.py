@@ -220,9 +220,9 @@ def test_a_request_refuses_an_env_name_ending_in_a_newline(field: str) -> None:
     from isol8 import runtimes
     from isol8.core.runner import RunRequest
 
-    RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: {"OK": "1"}})
+    RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: {"OK": "1"}}).check()
     with pytest.raises(UsageError, match="not a valid environment variable name"):
-        RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: {"OK\n": "1"}})
+        RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: {"OK\n": "1"}}).check()
 
 
 @pytest.mark.parametrize(("field", "value"), [("timeout_ms", 0), ("timeout_ms", -1), ("max_output", 0)])
@@ -231,7 +231,7 @@ def test_a_request_refuses_limits_meaning_unlimited(field: str, value: int) -> N
     from isol8.core.runner import RunRequest
 
     with pytest.raises(UsageError, match=field):
-        RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: value})  # type: ignore[arg-type]
+        RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: value}).check()  # type: ignore[arg-type]
 
 
 def test_the_package_exports_the_units_parser() -> None:
@@ -257,6 +257,6 @@ def test_a_request_refuses_an_environment_an_exec_could_not_take(env: dict[str, 
 
     for field in ("env", "secrets"):
         with pytest.raises(UsageError, match=message):
-            RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: env})
+            RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: env}).check()
     at_most = {"V": "x" * (ENV_BYTES_MAX // 2 - 10), "W": "y" * (ENV_BYTES_MAX // 2 - 10)}
-    RunRequest(runtime=runtimes.get("bash"), cmd="true", env=at_most)
+    RunRequest(runtime=runtimes.get("bash"), cmd="true", env=at_most).check()

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 from functools import cached_property
 
 from isol8.config import Config, PackageSettings, load_config
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from typing import TextIO
 
     from isol8.backends.base import Backend
 
 
-@dataclass
 class App:
-    args: argparse.Namespace
-    stdin: TextIO | None
-    stdout: TextIO
-    stderr: TextIO
-    debug: bool = False
+    def __init__(
+        self, args: argparse.Namespace, stdin: TextIO | None, stdout: TextIO, stderr: TextIO, debug: bool = False
+    ) -> None:
+        self.args = args
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.debug = debug
 
     @cached_property
     def config(self) -> Config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from isol8.errors import UsageError
 from isol8.frontends.cli.app import App
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
 

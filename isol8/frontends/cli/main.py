@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 from isol8.frontends.cli.parser import build_parser
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from typing import TextIO
 

@@ -8,7 +8,7 @@ from isol8 import __version__
 from isol8.backends import ENGINES
 from isol8.frontends.cli.run_flags import RUNTIMES, add_run
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     pass
 

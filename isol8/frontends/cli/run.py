@@ -14,7 +14,7 @@ from isol8.frontends.cli.inputs import parse_assignments, parse_secrets, read_co
 from isol8.frontends.cli.output import ProgramOutput, open_out, program_outputs
 from isol8.status import ExitStatus
 
-TYPE_CHECKING = False  # typing costs ~8 ms to import: annotations only
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import BinaryIO

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -45,7 +44,7 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
     session_id = sessions.check_id(body.get("sessionId"))
     run = prepare(state, body, files_dir)
     session = state.sessions.get_or_create(session_id, run)
-    run = dataclasses.replace(run, keep_background=session.keep_background)  # the session's, from its first request
+    run = run._replace(keep_background=session.keep_background)  # the session's, from its first request
     with session.lock:
         execution = Execution(state.backend, run, container=session.container)
         ended = True
