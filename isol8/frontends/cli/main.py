@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
-from isol8.frontends.cli.parser import build_parser
+from isol8.frontends.cli.parser import build_parser, command_in
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
@@ -110,7 +110,9 @@ def main(
     The streams default to sys's; a closed standard input is None."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(command_in(argv))
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             args = parser.parse_args(argv)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from isol8 import __version__
 from isol8.backends import ENGINES
@@ -10,7 +12,9 @@ from isol8.frontends.cli.run_flags import RUNTIMES, add_run
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Callable, Sequence
+
+    _Adder = Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
 
 
 DESCRIPTION = """\
@@ -50,7 +54,25 @@ examples:
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32)
+        super().__init__(prog, max_help_position=32, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns, which argparse asks for (then takes 2) whenever it makes a
+    formatter, once per argument: the same answer without importing shutil and its bz2 and lzma."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    if stdout is None:
+        return 80
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -245,7 +267,48 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     p.set_defaults(handler="serve")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    add_run(sub, common, _Formatter)
+
+
+# Every command name (aliases too) and what adds its parser, in the order --help lists them.
+_COMMANDS: dict[str, _Adder] = {
+    "run": _add_run,
+    "build": _add_build,
+    "images": _add_images,
+    "list-custom": _add_images,
+    "resolve": _add_resolve,
+    "setup": _add_setup,
+    "serve": _add_serve,
+    "config": _add_config,
+    "cleanup": _add_cleanup,
+}
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command argv names after the global options, when that is certain without parsing; else None.
+
+    Only the exact global options are skipped (--engine X, --engine=X, --config FILE, --config=FILE,
+    --debug), and only values that cannot be taken for options. Anything else (-h, --version, an
+    abbreviation, --, an unknown command) is None: the full parser then answers, listing every
+    command in its help and its errors."""
+    rest = iter(argv)
+    for arg in rest:
+        if arg in _COMMANDS:
+            return arg
+        if arg in ("--engine", "--config"):
+            if next(rest, "-").startswith("-"):
+                return None
+        elif arg != "--debug" and not arg.startswith(("--engine=", "--config=")):
+            return None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The isol8 parser; with a command from command_in(), one that knows only that command.
+
+    For an argv naming that command both parse alike, as their top levels are the same; main() so
+    skips building the other commands' arguments on every call."""
     parser = argparse.ArgumentParser(
         prog="isol8",
         description=DESCRIPTION,
@@ -254,10 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"isol8 {__version__}")
     _global_options(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    add_run(sub, common, _Formatter)
-    for add in (_add_build, _add_images, _add_resolve, _add_setup, _add_serve, _add_config, _add_cleanup):
+    adders = [_COMMANDS[command]] if command else list(dict.fromkeys(_COMMANDS.values()))
+    for add in adders:
         add(sub, common)
     return parser
