@@ -186,7 +186,7 @@ def test_run_install_with_a_dash_value_as_its_own_argument_is_an_argparse_error(
 def test_run_install_usage_errors_do_not_need_an_engine(
     run_cli: RunCli, fp: Any, monkeypatch: pytest.MonkeyPatch, argv: list[str]
 ) -> None:
-    monkeypatch.setattr(isol8.backends.engine.detect.shutil, "which", lambda name: None)
+    monkeypatch.setattr(isol8.backends.engine.detect, "_on_path", lambda name: False)
     assert_usage_error(run_cli(*argv))
     assert len(fp.calls) == 0
 

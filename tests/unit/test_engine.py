@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from isol8.backends.engine import detect
 from isol8.backends.engine.backend import EngineBackend, RetryPolicy
 from isol8.backends.engine.detect import select_dialect
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
@@ -357,7 +358,7 @@ def test_kill_when_the_engine_is_unreachable_raises(fp: Any, d: Dialect, sleeps:
 
 @pytest.mark.parametrize(("choice", "expected"), [("docker", DOCKER), ("podman", PODMAN)])
 def test_select_dialect_explicit(monkeypatch: pytest.MonkeyPatch, choice: str, expected: Dialect) -> None:
-    monkeypatch.setattr("shutil.which", lambda name: pytest.fail(f"looked up {name} despite an explicit choice"))
+    monkeypatch.setattr(detect, "_on_path", lambda name: pytest.fail(f"looked up {name} despite an explicit choice"))
 
     assert select_dialect(choice, env={}) is expected
 
@@ -368,12 +369,25 @@ def test_select_dialect_unknown(choice: str) -> None:
         select_dialect(choice, env={})
 
 
-def fake_which(*installed: str) -> Callable[[str], str | None]:
-    return lambda name: f"/usr/bin/{name}" if name in installed else None
+def fake_which(*installed: str) -> Callable[[str], bool]:
+    return lambda name: name in installed
+
+
+def test_on_path_finds_executables_as_shutil_which_does(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "runs").write_text("#!/bin/sh\n")
+    (tmp_path / "runs").chmod(0o755)
+    (tmp_path / "plain").write_text("")
+    (tmp_path / "folder").mkdir()
+    monkeypatch.setenv("PATH", f"/nonexistent:{tmp_path}")
+    for name in ("runs", "plain", "folder", "missing"):
+        assert detect._on_path(name) == (shutil.which(name) is not None), name
+    assert detect._on_path("runs") and not detect._on_path("plain")
 
 
 def test_select_dialect_prefers_podman_when_docker_does_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shutil.which", fake_which("docker", "podman"))
+    monkeypatch.setattr(detect, "_on_path", fake_which("docker", "podman"))
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
 
@@ -381,7 +395,7 @@ def test_select_dialect_prefers_podman_when_docker_does_not_answer(monkeypatch: 
 
 
 def test_select_dialect_prefers_docker_when_its_socket_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("shutil.which", fake_which("docker", "podman"))
+    monkeypatch.setattr(detect, "_on_path", fake_which("docker", "podman"))
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(tmp_path / "d.sock"))
         server.listen(1)
@@ -390,13 +404,13 @@ def test_select_dialect_prefers_docker_when_its_socket_answers(monkeypatch: pyte
 
 
 def test_select_dialect_keeps_a_silent_docker_when_there_is_no_podman(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shutil.which", fake_which("docker"))
+    monkeypatch.setattr(detect, "_on_path", fake_which("docker"))
 
     assert select_dialect(None, env={"DOCKER_HOST": "unix:///nonexistent.sock"}) is DOCKER
 
 
 def test_select_dialect_without_engines(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shutil.which", fake_which())
+    monkeypatch.setattr(detect, "_on_path", fake_which())
 
     with pytest.raises(EngineNotFound, match="neither docker nor podman"):
         select_dialect(None, env={})

@@ -36,6 +36,9 @@ DENIED = (
     "starlette",
     "uvicorn",
     "logging",
+    "shutil",
+    "bz2",
+    "lzma",
 )
 FAKE_ENGINE = r"""#!/bin/sh
 [ "$1" = run ] || exit 99

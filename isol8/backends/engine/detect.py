@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import _socket  # socket.py's enum wrappers cost every auto-detected run ~4 ms; the C module is enough
 import os
-import shutil
 from collections.abc import Mapping
 
 from isol8.backends.engine.dialect import DIALECTS, DOCKER, PODMAN, Dialect
@@ -27,6 +26,15 @@ def _docker_daemon_answers(env: Mapping[str, str]) -> bool:
     return True
 
 
+def _on_path(name: str) -> bool:
+    """Whether shutil.which finds a bare name on isol8's PATH (without importing shutil, bz2 and lzma)."""
+    return any(
+        os.path.isfile(path) and os.access(path, os.X_OK)
+        for folder in os.get_exec_path()
+        for path in [os.path.join(folder or ".", name)]
+    )
+
+
 def select_dialect(choice: str | None, env: Mapping[str, str] | None = None) -> Dialect:
     """--engine / ISOL8_ENGINE / config value if given, else a docker that answers, else podman."""
     env = os.environ if env is None else env
@@ -35,7 +43,7 @@ def select_dialect(choice: str | None, env: Mapping[str, str] | None = None) -> 
             return DIALECTS[choice]
         except KeyError:
             raise UsageError(f"unknown engine {choice!r} (choose docker or podman)") from None
-    has_docker, has_podman = shutil.which("docker"), shutil.which("podman")
+    has_docker, has_podman = _on_path("docker"), _on_path("podman")
     if has_docker and _docker_daemon_answers(env):
         return DOCKER
     if has_podman:
