@@ -62,7 +62,7 @@ def test_file_argv_run_as_the_sandbox_user_with_the_path_as_its_own_argument(d: 
         "-c",
         '[ -e "$1" ] || { echo "no such file: $1" >&2; exit 1; }; '
         '[ -f "$1" ] || { echo "not a regular file: $1" >&2; exit 1; }; '
-        'exec head -c "$2" -- "$1"',
+        'exec /usr/bin/head -c "$2" -- "$1"',
         "isol8",
         "/sandbox/-n",
         "5",

@@ -244,12 +244,13 @@ def write_file_argv(d: Dialect, *, name: str, path: str) -> list[str]:
     return [d.binary, "exec", "-i", "--user", SANDBOX_USER, name, "/bin/bash", "-c", WRITE_FILE, "isol8", path]
 
 
-# a regular file only (not a FIFO that never ends, nor a device), and at most $2 bytes of it: the program
+# a regular file only (not a FIFO that never ends, nor a device), and at most $2 bytes of it, read by the
+# system's own head (never one found on a PATH the sandbox can write to): the program
 # that owns the sandbox can grow or swap the file while it is read, but never past the cap
 READ_FILE = (
     '[ -e "$1" ] || { echo "no such file: $1" >&2; exit 1; }; '
     '[ -f "$1" ] || { echo "not a regular file: $1" >&2; exit 1; }; '
-    'exec head -c "$2" -- "$1"'
+    'exec /usr/bin/head -c "$2" -- "$1"'
 )
 
 
