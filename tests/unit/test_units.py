@@ -260,3 +260,23 @@ def test_a_request_refuses_an_environment_an_exec_could_not_take(env: dict[str, 
             RunRequest(runtime=runtimes.get("bash"), cmd="true", **{field: env}).check()
     at_most = {"V": "x" * (ENV_BYTES_MAX // 2 - 10), "W": "y" * (ENV_BYTES_MAX // 2 - 10)}
     RunRequest(runtime=runtimes.get("bash"), cmd="true", env=at_most).check()
+
+
+def test_a_policy_copy_is_checked_like_a_new_one() -> None:
+    policy = SandboxPolicy(memory="128m")
+    assert policy._replace(cpus="0.5") == SandboxPolicy(memory="128m", cpus=0.5)
+    for change in ({"memory": 0}, {"pids_limit": -1}, {"network": "bridge"}, {"seccomp_profile": "unconfined"}):
+        with pytest.raises(ValueError):
+            policy._replace(**change)
+
+
+def test_a_requests_default_mappings_are_read_only() -> None:
+    """A NamedTuple's defaults are shared by every request: none of them can be changed in place."""
+    from isol8.core.runner import RunRequest
+
+    request = RunRequest(runtime=RUNTIMES["bash"], cmd="true")
+    for mapping in (request.env, request.secrets, request.labels):
+        with pytest.raises(TypeError):
+            mapping["X"] = "1"  # type: ignore[index]
+    with pytest.raises(UsageError, match="exactly one"):
+        RunRequest(runtime=RUNTIMES["bash"]).check()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -76,11 +75,7 @@ class EngineBackend:
     """A docker or podman engine, driven through its command line: the first isol8 backend (see backends/base.py)."""
 
     def __init__(
-        self,
-        dialect: Dialect,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        self, dialect: Dialect, *, retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep
     ) -> None:
         self.dialect = dialect
         self._retry = retry or RetryPolicy()
@@ -189,15 +184,14 @@ class EngineBackend:
         labels = {**L.run_labels(name), **reaper.owner_label()}
         argv = A.probe_argv(self.dialect, name=name, image=image, policy=policy, labels=labels, command=command)
         reaper.watch(self.dialect, name)
+        done = None
         try:
             done = run_process(argv, timeout=timeout, cwd=self._client_cwd())
-        except BaseException:
-            self._remove_quietly(name)  # a probe that hangs (or an interrupt) leaves no container running
-            raise
-        if done.returncode == 0:
-            self.disown([name])  # gone with --rm
-        else:
-            self._remove_quietly(name)  # a failure may leave it created, or still being removed
+        finally:  # gone with --rm if it succeeded; a failure, a hang or an interrupt may leave it behind
+            if done is not None and done.returncode == 0:
+                self.disown([name])
+            else:
+                self._remove_quietly(name)
         return Captured(done.returncode, done.stdout, done.stderr)
 
     def _remove_quietly(self, name: str) -> None:
@@ -247,7 +241,7 @@ class EngineBackend:
             text = done.stdout
         except ImageNotFound as exc:
             text = exc.stdout  # both engines print the images they found, then fail for the rest
-        data: Any = json.loads(text) if text.strip() else []
+        data = _inspected(text)
         from isol8.models import ImageInfo
 
         return [ImageInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
@@ -286,7 +280,7 @@ class EngineBackend:
             text = self.call(A.container_inspect_argv(self.dialect, ids), idempotent=True).stdout
         except ContainerNotFound as exc:
             text = exc.stdout
-        data: Any = json.loads(text) if text.strip() else []
+        data = _inspected(text)
         from isol8.models import ContainerInfo
 
         return [ContainerInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
@@ -395,3 +389,9 @@ class EngineBackend:
             if "is not running" in low or "state improper" in low or "not running" in low:
                 return
             raise
+
+
+def _inspected(text: str) -> Any:
+    import json  # an inspect command's JSON array (no output: nothing found); a plain run never loads json
+
+    return json.loads(text) if text.strip() else []

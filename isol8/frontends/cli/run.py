@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from isol8 import runtimes
@@ -162,6 +161,8 @@ def _report(app: App, request: RunRequest, execution: Execution, sinks: dict[str
     result = execution.result
     assert result is not None  # an Execution iterated to its end has one
     if app.args.json:
+        import json  # only for --json: a run without a config file never loads it
+
         from isol8.frontends.wire import result_json
 
         app.say(json.dumps(result_json(result)))
@@ -204,6 +205,8 @@ def _run_remote(app: App, request: RunRequest, out_file: BinaryIO | None, sinks:
         result = client.execute(body)
         put("stdout", str(result.get("stdout", "")).encode(), show=not app.args.json)
         if app.args.json:
+            import json
+
             app.say(json.dumps(result))
         else:
             put("stderr", str(result.get("stderr", "")).encode())
