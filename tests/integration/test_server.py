@@ -278,6 +278,9 @@ def test_file_paths_must_stay_inside_sandbox(server: Server) -> None:
         with pytest.raises(urllib.error.HTTPError) as caught:
             _session_call(server, "GET", f"/file?sessionId={sid}&path=../etc/passwd")
         assert caught.value.code == 400
+        with pytest.raises(urllib.error.HTTPError) as caught:  # a NUL byte: refused, not a 500
+            _session_call(server, "POST", "/file", {"sessionId": sid, "path": "a\u0000b", "content": ""})
+        assert caught.value.code == 400
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
 

@@ -30,6 +30,8 @@ def sandbox_path(raw: object) -> str:
     """A file path of a /file request, which must stay inside /sandbox."""
     if not isinstance(raw, str) or not raw:
         raise RequestError(400, "path: a file under /sandbox")
+    if "\0" in raw:  # no file name holds one, and no command line can carry it
+        raise RequestError(400, f"path contains a NUL byte: {raw!r}")
     path = posixpath.normpath(posixpath.join(SANDBOX_DIR, raw))
     if not path.startswith(SANDBOX_DIR + "/"):
         raise RequestError(400, f"path must be inside /sandbox: {raw!r}")
