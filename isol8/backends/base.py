@@ -1,6 +1,6 @@
 """The backend seam: every operation isol8 performs on containers and images, whatever runs them.
 
-Only annotations use these Protocols (typing costs every start ~8 ms): a backend is any object
+Only annotations use these Protocols (the run path never imports this module): a backend is any object
 with these methods, like isol8.backends.engine.EngineBackend. A new kind of backend is a new
 sub-package beside engine/, chosen in isol8/backends/__init__.py."""
 
