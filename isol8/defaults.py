@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "network": {"whitelist": [], "blacklist": []},
     "security": {"seccompProfile": None},
-    "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": None},
+    "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": "auto"},
     "server": {
         "allowHostNetwork": False,
         "allowImages": False,

@@ -142,11 +142,7 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
         _write_context(Path(tmp), defn, backend.local_image(base), registry)
         progress(f"building {tag} ({runtime.name}: {defn.dependencies_label() or 'setup only'})")
-        try:
-            first = backend.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
-        except BuildFailed:
-            _remove_failed_layers(backend, wanted)
-            raise
+        first = backend.build(tag=tag, context=tmp, labels=labels, on_output=lambda line: progress(f"  {line}"))
     resolved = _resolved(backend, first, defn, tag)
     with tempfile.TemporaryDirectory(prefix="isol8-image-") as tmp:
         Path(tmp, "Dockerfile").write_text(f"FROM {first}\n")
@@ -180,15 +176,6 @@ def _resolved(backend: Backend, image_id: str, defn: ImageDefinition, tag: str) 
     if missing:
         raise BuildFailed(["build", tag], 1, message=f"installed, but not found in the image: {missing}")
     return ",".join(f"{name}=={version}" for name, version in sorted(versions.items()))
-
-
-def _remove_failed_layers(backend: Backend, wanted: str) -> None:
-    """podman keeps the labelled layers of a failed build as untagged images: drop them."""
-    try:
-        leftovers = [i.id for i in backend.inspect_images(backend.list_images({L.DEPS_HASH: wanted})) if not i.tags]
-        backend.remove_images(leftovers)
-    except EngineError as exc:
-        log.debug("could not remove the layers of a failed build: %s", exc)
 
 
 def _remove_if_unused(backend: Backend, image_id: str) -> None:

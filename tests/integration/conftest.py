@@ -19,8 +19,6 @@ import sh
 
 ENGINES = ("docker", "podman")
 ISOL8 = str(Path(sys.executable).with_name("isol8"))
-# Installers trust the host's CA bundle: these machines reach the registries through a TLS proxy.
-PACKAGE_ENV = {"ISOL8_CA_BUNDLE": "system"}
 VERSION_FORMAT = {"docker": "{{.Server.Version}}", "podman": "{{.Client.Version}}"}
 
 
@@ -83,7 +81,7 @@ def run_isol8(
         _ok_code=range(256),
         _return_cmd=True,
         _in=stdin,
-        _env={**PACKAGE_ENV, **os.environ, **(env or {})},
+        _env={**os.environ, **(env or {})},
         _cwd=str(cwd) if cwd else None,
         _timeout=timeout,
     )

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from isol8.core.sandbox import OWN_PIDS
-from tests.integration.conftest import ISOL8, PACKAGE_ENV, Isol8
+from tests.integration.conftest import ISOL8, Isol8
 from tests.integration.test_server import KEY, Server, _post, _start, _stop
 
 MIB = 1024 * 1024
@@ -38,7 +38,7 @@ def test_a_limit_flag_meaning_unlimited_exits_2_and_starts_nothing(engine: str, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**PACKAGE_ENV, **os.environ},
+        env=dict(os.environ),
     )
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err

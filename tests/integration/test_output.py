@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ISOL8, PACKAGE_ENV
+from tests.integration.conftest import ISOL8
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -39,7 +39,7 @@ def run_bytes(engine: str, *args: str, env: dict[str, str] | None = None) -> sub
         [ISOL8, "--engine", engine, *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
-        env={**PACKAGE_ENV, **os.environ, **(env or {})},
+        env={**os.environ, **(env or {})},
         timeout=180,
     )
 
@@ -110,7 +110,7 @@ def run_in_terminal(engine: str, *args: str, env: dict[str, str] | None = None) 
         stdin=subprocess.DEVNULL,
         stdout=slave,
         stderr=slave,
-        env={**PACKAGE_ENV, **os.environ, **(env or {})},
+        env={**os.environ, **(env or {})},
     )
     os.close(slave)
     seen: list[bytes] = []
@@ -206,7 +206,7 @@ def test_secret_from_the_environment_is_masked_and_in_no_command_line(engine: st
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**PACKAGE_ENV, **os.environ, "MY_TOKEN": value},
+        env={**os.environ, "MY_TOKEN": value},
     )
     leaks: list[tuple[int, bytes]] = []
     saw_isol8 = saw_engine_client = False

@@ -233,11 +233,52 @@ def test_prebuilt_images_from_the_config(isol8: Isol8, engine: str, tmp_path: Pa
             subprocess.run([engine, "rmi", "-f", e["tag"]], capture_output=True)
 
 
-def test_cleanup_images_removes_only_isol8_images_not_in_use(isol8: Isol8, engine: str) -> None:
+def dangling_images(engine: str) -> set[str]:
+    done = subprocess.run([engine, "images", "-q", "--no-trunc", "--filter", "dangling=true"], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.decode().split())
+
+
+def test_replaced_and_failed_builds_leave_no_dangling_images(isol8: Isol8, engine: str) -> None:
+    before = dangling_images(engine)
+    tag = f"isol8-test-replaced-{os.getpid()}"
+    try:
+        for i in range(5):
+            built = isol8("build", "--base", "bash", "--tag", tag, "--setup", f"echo {i} > /etc/which")
+            assert built.status == 0, built.stderr
+        for i in range(2):
+            failed = isol8("build", "--base", "bash", "--tag", tag, "--setup", f"echo {i} > /etc/which; exit 3")
+            assert failed.status == 1, failed.stderr
+        assert dangling_images(engine) - before == set()
+    finally:
+        subprocess.run([engine, "rmi", "-f", tag], capture_output=True)
+
+
+def leave_a_failed_build_layer(engine: str, tmp_path: Path) -> str:
+    """What an engine's own failed build on an isol8 base leaves: an untagged layer with isol8's labels."""
+    (tmp_path / "Dockerfile").write_text(f"FROM isol8:bash\nLABEL test.leftover={os.getpid()}\nRUN exit 3\n")
+    subprocess.run([engine, "build", "--force-rm", str(tmp_path)], capture_output=True)
+    mine = [
+        engine,
+        "images",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        f"label=test.leftover={os.getpid()}",
+    ]
+    left = subprocess.run(mine, capture_output=True, text=True).stdout.split()
+    assert len(left) == 1, f"the engine's failed build left {left}"
+    return left[0]
+
+
+def test_cleanup_images_removes_only_isol8_images_not_in_use(isol8: Isol8, engine: str, tmp_path: Path) -> None:
     tag = f"isol8-test-prune-{os.getpid()}"
     busy = f"isol8-test-busy-{os.getpid()}"
     for t in (tag, busy):
         assert isol8("build", "--base", "bash", "--tag", t, "--setup", f"echo {t} > /etc/which").status == 0
+    leftover = leave_a_failed_build_layer(engine, tmp_path)
     unrelated = "localhost/isol8-bootstrap/debian:bookworm"
     container = f"isol8-test-user-{os.getpid()}"
     busy_ref = busy if engine == "docker" else f"localhost/{busy}"
@@ -250,6 +291,7 @@ def test_cleanup_images_removes_only_isol8_images_not_in_use(isol8: Isol8, engin
         exists = lambda ref: subprocess.run([engine, "image", "inspect", ref], capture_output=True).returncode == 0  # noqa: E731
         assert not exists(tag if engine == "docker" else f"localhost/{tag}")
         assert exists(busy_ref)  # a container uses it
+        assert not exists(leftover)  # untagged, with a base's labels: a leftover, not a base to keep
         assert exists(unrelated)  # not isol8's
         assert exists("isol8:bash" if engine == "docker" else "localhost/isol8:bash")  # --keep-base
     finally:

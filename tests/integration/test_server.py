@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from isol8.frontends.remote import Isol8Remote, RemoteError
-from tests.integration.conftest import ISOL8, PACKAGE_ENV, run_isol8
+from tests.integration.conftest import ISOL8, run_isol8
 
 KEY = "test-key-" + os.urandom(8).hex()
 
@@ -63,7 +63,7 @@ def _start(engine: str, tmp: Path, **config: object) -> Server:
         [ISOL8, "--engine", engine, "--config", str(tmp / "config.json"), "serve", "--port", str(port), "--key", KEY],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        env={**PACKAGE_ENV, **os.environ},
+        env=dict(os.environ),
     )
     server = Server(f"http://127.0.0.1:{port}", engine, proc, log, prebuilt)
     deadline = time.monotonic() + 300

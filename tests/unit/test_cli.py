@@ -165,8 +165,10 @@ def test_config_json_with_config_flag(
     status, out, err = run_cli(*placement(str(path)))
     assert (status, err) == (0, "")
     shown = json.loads(out)
-    assert set(shown) == {"source", "config"}
-    assert shown["source"] == str(path)
+    assert set(shown) == {"source", "sources", "config", "origins"}
+    assert (shown["source"], shown["sources"]) == (str(path), [str(path)])
+    assert shown["origins"]["defaults.timeoutMs"] == str(path)
+    assert shown["origins"]["defaults.memoryLimit"] == "built-in"
     config = shown["config"]
     assert config["engine"] == "podman"
     assert config["defaults"]["timeoutMs"] == 5000
@@ -179,7 +181,48 @@ def test_config_json_with_config_flag(
 def test_config_json_without_a_file_shows_the_defaults(run_cli: RunCli) -> None:
     status, out, err = run_cli("config", "--json")
     assert (status, err) == (0, "")
-    assert json.loads(out) == {"source": None, "config": DEFAULTS}
+    shown = json.loads(out)
+    assert (shown["source"], shown["sources"], shown["config"]) == (None, [], DEFAULTS)
+    assert set(shown["origins"].values()) == {"built-in"}
+
+
+def test_config_show_origin_names_the_file_or_variable_of_each_key(
+    run_cli: RunCli, isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = tmp_path / "home" / ".isol8" / "config.json"
+    user.parent.mkdir(parents=True)
+    user.write_text('{"baseImages": {"python": "local/python:1"}}')
+    (isolated / "isol8.config.json").write_text('{"maxConcurrent": 4}')
+    monkeypatch.setenv("ISOL8_CA_BUNDLE", "none")
+    status, out, err = run_cli("config", "--show-origin")
+    assert (status, err) == (0, "")
+    rows = {line.split()[1]: (line.split()[0], line.split(None, 2)[2]) for line in out.splitlines()}
+    assert rows["baseImages.python:"] == (str(user), '"local/python:1"')
+    assert rows["maxConcurrent:"] == (str(isolated / "isol8.config.json"), "4")
+    assert rows["packages.caBundle:"] == ("ISOL8_CA_BUNDLE", '"none"')
+    assert rows["defaults.timeoutMs:"] == ("built-in", "30000")
+    status, out, _ = run_cli("--no-user-config", "config", "--json")
+    assert json.loads(out)["config"]["baseImages"] == {}
+
+
+def test_a_project_file_of_another_user_is_ignored_with_a_warning(
+    run_cli: RunCli, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planted = isolated / "isol8.config.json"
+    planted.write_text('{"maxConcurrent": 4}')
+    real_stat = os.stat
+
+    def stat(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        result = real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        owner = 4242 if str(path) == str(planted) else result.st_uid
+        return os.stat_result((result.st_mode, 0, 0, 1, owner, owner, 0, 0, 0, 0))
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
+    status, out, err = run_cli("config", "--json")
+    assert status == 0
+    assert json.loads(out)["config"]["maxConcurrent"] == DEFAULTS["maxConcurrent"]
+    assert err.startswith(f"isol8: warning: ignored config file {isolated / 'isol8.config.json'}: owned by uid")
 
 
 @pytest.mark.parametrize("where", ["env", "cwd", "home"])

@@ -1,4 +1,4 @@
-"""isol8.config: sizes and durations, the config search order, validation errors, merging over DEFAULTS."""
+"""isol8.config: finding the files, layering them with their origins, validation errors, the typed sections."""
 
 from __future__ import annotations
 
@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from isol8.config import (
-    DEFAULTS,
-    Config,
-    PrebuiltImage,
-    _merge,
-    find_config,
-    load_config,
-    parse_config_text,
-)
+from isol8.config import DEFAULTS, Config, PrebuiltImage, load_config, parse_config_text
+from isol8.config.layers import BUILT_IN, Found, Layer, env_layers, find_files, leaves, merge, origin_of
 from isol8.errors import ConfigError
 from isol8.status import ExitStatus
 
-# ---- find_config --------------------------------------------------------------------------------
+# ---- finding the files ---------------------------------------------------------------------------
 
 LOCAL = ("isol8.config.json", "isol8.config.yaml", "isol8.config.yml")
 HOME = ("config.json", "config.yaml", "config.yml")
@@ -45,86 +38,127 @@ def touch(path: Path, text: str = "{}\n") -> Path:
     return path
 
 
-def test_find_config_nothing_found(dirs: tuple[Path, Path]) -> None:
+def files(cwd: Path, home: Path, env: dict[str, str], explicit: str | None = None, **kw: bool) -> tuple[str, ...]:
+    return find_files(cwd, home, env, explicit, **kw).files
+
+
+def test_nothing_found(dirs: tuple[Path, Path]) -> None:
     cwd, home = dirs
-    assert find_config(cwd, home, {}) is None
+    assert find_files(cwd, home, {}) == Found((), ())
 
 
-def test_find_config_explicit_beats_everything(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_every_level_is_found_least_specific_first(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    cwd, home = dirs
+    user = touch(home / ".isol8" / "config.json")
+    project = touch(cwd / "isol8.config.yml")
+    explicit = touch(tmp_path / "explicit.yaml")
+    assert files(cwd, home, {}, str(explicit)) == (str(user), str(project), str(explicit))
+
+
+def test_explicit_beats_isol8_config(dirs: tuple[Path, Path], tmp_path: Path) -> None:
     cwd, home = dirs
     explicit = touch(tmp_path / "explicit.yaml")
     from_env = touch(tmp_path / "env.json")
-    touch(cwd / "isol8.config.json")
-    touch(home / ".isol8" / "config.json")
-    assert find_config(cwd, home, {"ISOL8_CONFIG": str(from_env)}, str(explicit)) == str(explicit)
+    assert files(cwd, home, {"ISOL8_CONFIG": str(from_env)}, str(explicit)) == (str(explicit),)
+    assert files(cwd, home, {"ISOL8_CONFIG": str(from_env)}) == (str(from_env),)
 
 
-def test_find_config_env_beats_local_and_home(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_the_project_file_is_the_nearest_in_the_working_directory_or_its_parents(dirs: tuple[Path, Path]) -> None:
     cwd, home = dirs
-    from_env = touch(tmp_path / "env.json")
-    touch(cwd / "isol8.config.json")
-    touch(home / ".isol8" / "config.json")
-    assert find_config(cwd, home, {"ISOL8_CONFIG": str(from_env)}) == str(from_env)
+    deep = cwd / "a" / "b"
+    deep.mkdir(parents=True)
+    outer = touch(cwd / "isol8.config.json")
+    assert files(deep, home, {}) == (str(outer),)
+    inner = touch(cwd / "a" / "isol8.config.yaml")
+    assert files(deep, home, {}) == (str(inner),)  # only the nearest: project files do not stack
 
 
-def test_find_config_local_beats_home(dirs: tuple[Path, Path]) -> None:
+def test_no_user_config_skips_only_the_user_file(dirs: tuple[Path, Path]) -> None:
     cwd, home = dirs
     touch(home / ".isol8" / "config.json")
-    local = touch(cwd / "isol8.config.yml")
-    assert find_config(cwd, home, {}) == str(local)
+    project = touch(cwd / "isol8.config.json")
+    assert files(cwd, home, {}, user=False) == (str(project),)
+
+
+def test_a_project_file_owned_by_another_user_is_ignored_with_a_reason(
+    dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd, home = dirs
+    planted = touch(cwd.parent / "isol8.config.json", '{"security": {"seccompProfile": "unconfined"}}')
+    real_stat = os.stat
+
+    def stat(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        result = real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        if str(path) == str(planted):
+            return os.stat_result((result.st_mode, 0, 0, 1, 4242, 4242, 0, 0, 0, 0))
+        return result
+
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
+    monkeypatch.setattr(os, "stat", stat)
+    found = find_files(cwd, home, {})
+    assert found.files == ()
+    assert len(found.ignored) == 1
+    assert str(planted) in found.ignored[0]
+    assert "uid 4242" in found.ignored[0]
+    assert "--config" in found.ignored[0]
+
+
+def test_a_file_named_twice_counts_once_at_its_highest_level(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    user = touch(home / ".isol8" / "config.json")
+    project = touch(cwd / "isol8.config.json")
+    assert files(cwd, home, {}, str(user)) == (str(project), str(user))
+    assert files(cwd, home, {}, str(project)) == (str(user), str(project))
 
 
 @pytest.mark.parametrize("present", [LOCAL[i:] for i in range(len(LOCAL))])
-def test_find_config_local_order_json_yaml_yml(dirs: tuple[Path, Path], present: tuple[str, ...]) -> None:
+def test_project_names_in_order_json_yaml_yml(dirs: tuple[Path, Path], present: tuple[str, ...]) -> None:
     cwd, home = dirs
     for name in present:
         touch(cwd / name)
-    assert find_config(cwd, home, {}) == str(cwd / present[0])
+    assert files(cwd, home, {}) == (str(cwd / present[0]),)
 
 
 @pytest.mark.parametrize("present", [HOME[i:] for i in range(len(HOME))])
-def test_find_config_home_order_json_yaml_yml(dirs: tuple[Path, Path], present: tuple[str, ...]) -> None:
+def test_user_names_in_order_json_yaml_yml(dirs: tuple[Path, Path], present: tuple[str, ...]) -> None:
     cwd, home = dirs
     for name in present:
         touch(home / ".isol8" / name)
-    assert find_config(cwd, home, {}) == str(home / ".isol8" / present[0])
+    assert files(cwd, home, {}) == (str(home / ".isol8" / present[0]),)
 
 
-def test_find_config_ignores_other_names_and_folders(dirs: tuple[Path, Path]) -> None:
+def test_other_names_and_folders_do_not_count(dirs: tuple[Path, Path]) -> None:
     cwd, home = dirs
     (cwd / "isol8.config.json").mkdir()  # a folder is not a config file
     touch(cwd / "isol8.json")
-    touch(cwd / "config.json")  # the home names do not count in the working directory
-    touch(home / "isol8.config.json")  # nor the local names directly in home
+    touch(cwd / "config.json")  # the user names do not count in the working directory
     touch(home / ".isol8" / "isol8.config.json")
-    assert find_config(cwd, home, {}) is None
+    assert files(cwd, home, {}) == ()
 
 
-def test_find_config_reads_the_env_it_is_given_not_os_environ(
+def test_the_env_it_is_given_not_os_environ(
     dirs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cwd, home = dirs
     monkeypatch.setenv("ISOL8_CONFIG", str(touch(tmp_path / "process-env.json")))
-    local = touch(cwd / "isol8.config.yaml")
-    assert find_config(cwd, home, {}) == str(local)
+    assert files(cwd, home, {}) == ()
 
 
 @pytest.mark.parametrize("empty", ["", None])
-def test_find_config_empty_explicit_or_env_falls_through(dirs: tuple[Path, Path], empty: str | None) -> None:
+def test_an_empty_explicit_or_isol8_config_is_not_set(dirs: tuple[Path, Path], empty: str | None) -> None:
     cwd, home = dirs
     local = touch(cwd / "isol8.config.json")
-    env = {"ISOL8_CONFIG": ""}
-    assert find_config(cwd, home, env, empty) == str(local)
+    assert files(cwd, home, {"ISOL8_CONFIG": ""}, empty) == (str(local),)
 
 
 @pytest.mark.parametrize("how", ["explicit", "env"])
-def test_find_config_missing_chosen_file_is_an_error(dirs: tuple[Path, Path], tmp_path: Path, how: str) -> None:
+def test_a_missing_chosen_file_is_an_error(dirs: tuple[Path, Path], tmp_path: Path, how: str) -> None:
     cwd, home = dirs
+    missing = tmp_path / "missing.yaml"
     touch(cwd / "isol8.config.json")  # no silent fallback to the search path
-    missing = tmp_path / "nope.yaml"
     env = {"ISOL8_CONFIG": str(missing)} if how == "env" else {}
     with pytest.raises(ConfigError, match=re.escape(str(missing))):
-        find_config(cwd, home, env, str(missing) if how == "explicit" else None)
+        find_files(cwd, home, env, str(missing) if how == "explicit" else None)
 
 
 # ---- parsing and validation ---------------------------------------------------------------------
@@ -328,7 +362,11 @@ def test_non_finite_cpu_limit_is_rejected(value: str) -> None:
         parse_config_text(f"defaults:\n  cpuLimit: {value}\n", "c.yaml")
 
 
-# ---- merging over DEFAULTS ----------------------------------------------------------------------
+# ---- layering ------------------------------------------------------------------------------------
+
+
+def merged(base: dict[str, object], *overs: dict[str, object]) -> dict[str, object]:
+    return merge(base, [Layer(f"layer{i}", over) for i, over in enumerate(overs)])[0]
 
 
 @pytest.mark.parametrize(
@@ -348,18 +386,78 @@ def test_non_finite_cpu_limit_is_rejected(value: str) -> None:
 )
 def test_merge(base: dict[str, object], over: dict[str, object], expected: dict[str, object]) -> None:
     before = copy.deepcopy((base, over))
-    assert _merge(base, over) == expected
+    assert merged(base, over) == expected
     assert (base, over) == before  # neither input is modified
 
 
 def test_merge_result_shares_nothing_with_its_inputs() -> None:
     base = {"d": {"l": [1]}}
     over = {"o": {"l": [2]}}
-    merged = _merge(base, over)
-    merged["d"]["l"].append(99)
-    merged["o"]["l"].append(99)
+    result = merged(base, over)
+    result["d"]["l"].append(99)  # type: ignore[index]
+    result["o"]["l"].append(99)  # type: ignore[index]
     assert base == {"d": {"l": [1]}}
     assert over == {"o": {"l": [2]}}
+
+
+def test_each_layer_over_the_one_before_and_every_key_knows_its_origin() -> None:
+    base = {"m": {"a": 1, "b": 2}, "l": [1], "s": "x"}
+    layers = [Layer("user", {"m": {"a": 10}, "l": [2]}), Layer("project", {"m": {"b": 20}}), Layer("env", {"s": "y"})]
+    data, origins = merge(base, layers)
+    assert data == {"m": {"a": 10, "b": 20}, "l": [2], "s": "y"}
+    assert origins == {"m.a": "user", "l": "user", "m.b": "project", "s": "env"}
+    assert leaves(data, origins) == [("user", "m.a", 10), ("project", "m.b", 20), ("user", "l", [2]), ("env", "s", "y")]
+
+
+def test_a_replaced_mapping_forgets_the_origins_inside_it() -> None:
+    data, origins = merge({"a": {}}, [Layer("one", {"a": {"x": {"y": 1}}}), Layer("two", {"a": {"x": 5}})])
+    assert data == {"a": {"x": 5}}
+    assert origins == {"a.x": "two"}
+    assert origin_of("a.x", origins) == "two"
+    assert origin_of("a.z", {"a": "one"}) == "one"
+    assert origin_of("b", origins) == BUILT_IN
+
+
+def test_env_layers_are_named_after_their_variables() -> None:
+    env = {"ISOL8_ENGINE": "podman", "ISOL8_CA_BUNDLE": "none", "ISOL8_DEBUG": "1", "ISOL8_NPM_REGISTRY": ""}
+    assert env_layers(env) == [
+        Layer("ISOL8_ENGINE", {"engine": "podman"}),
+        Layer("ISOL8_DEBUG", {"debug": True}),
+        Layer("ISOL8_CA_BUNDLE", {"packages": {"caBundle": "none"}}),
+    ]
+    assert env_layers({"ISOL8_DEBUG": "0"}) == [Layer("ISOL8_DEBUG", {"debug": False})]
+
+
+def test_the_user_file_survives_a_project_file(dirs: tuple[Path, Path]) -> None:
+    """The quick start writes baseImages to the user file; a project file must not hide them."""
+    cwd, home = dirs
+    user = touch(home / ".isol8" / "config.json", '{"baseImages": {"python": "local/python:1"}, "maxConcurrent": 2}')
+    project = touch(cwd / "isol8.config.json", '{"maxConcurrent": 4}')
+    config = load_config(None, cwd=cwd, home=home, env={})
+    assert config.base_images == {"python": "local/python:1"}
+    assert config.server.max_concurrent == 4
+    assert config.sources == (str(user), str(project))
+    assert config.origins == {"baseImages.python": str(user), "maxConcurrent": str(project)}
+    assert load_config(None, cwd=cwd, home=home, env={}, user=False).base_images == {}
+
+
+def test_variables_are_over_every_file_and_are_checked_like_a_file(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    touch(cwd / "isol8.config.json", '{"engine": "docker", "packages": {"caBundle": "/x.pem"}}')
+    config = load_config(None, cwd=cwd, home=home, env={"ISOL8_ENGINE": "podman", "ISOL8_CA_BUNDLE": "none"})
+    assert config.backend.engine == "podman"
+    assert config.packages.ca_bundle == "none"
+    assert config.origins["engine"] == "ISOL8_ENGINE"
+    with pytest.raises(ConfigError, match="ISOL8_ENGINE: engine: expected one of docker, podman"):
+        load_config(None, cwd=cwd, home=home, env={"ISOL8_ENGINE": "lxc"})
+
+
+def test_an_invalid_user_file_names_itself_even_under_a_valid_project_file(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    user = touch(home / ".isol8" / "config.yaml", "maxConcurrent: 0\n")
+    touch(cwd / "isol8.config.json", '{"maxConcurrent": 4}')
+    with pytest.raises(ConfigError, match=re.escape(f"{user}: maxConcurrent")):
+        load_config(None, cwd=cwd, home=home, env={})
 
 
 def test_config_file_merges_over_defaults_key_by_key(tmp_path: Path) -> None:

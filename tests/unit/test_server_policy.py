@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,8 @@ pytest.importorskip("starlette")
 
 from isol8.backends.engine.backend import EngineBackend  # noqa: E402
 from isol8.backends.engine.dialect import DOCKER  # noqa: E402
-from isol8.config import (  # noqa: E402
-    DEFAULTS,
-    Config,
-    PackageSettings,  # noqa: E402
-    _merge,
-)
+from isol8.config import DEFAULTS, Config, PackageSettings  # noqa: E402
+from isol8.config.layers import Layer, merge  # noqa: E402
 from isol8.errors import RequestError  # noqa: E402
 from isol8.frontends.server.policy import build_run  # noqa: E402
 from isol8.frontends.server.state import ServerState  # noqa: E402
@@ -38,7 +33,7 @@ ABOVE = {
 
 
 def make_state(**defaults: object) -> ServerState:
-    data = _merge(copy.deepcopy(DEFAULTS), {"defaults": defaults})
+    data = merge(DEFAULTS, [Layer("test", {"defaults": defaults})])[0]
     return ServerState(EngineBackend(DOCKER), Config(data), None, PackageSettings())
 
 
@@ -122,7 +117,7 @@ def test_absent_limits_are_the_configs(tmp_path: Path) -> None:
 
 
 def make_server(server: dict[str, object], **defaults: object) -> ServerState:
-    data = _merge(copy.deepcopy(DEFAULTS), {"defaults": defaults, "server": server})
+    data = merge(DEFAULTS, [Layer("test", {"defaults": defaults, "server": server})])[0]
     return ServerState(EngineBackend(DOCKER), Config(data), None, PackageSettings())
 
 

@@ -51,6 +51,10 @@ def images_argv(d: Dialect, labels: Mapping[str, str | None]) -> list[str]:
     return [d.binary, "images", "-q", "--no-trunc", *label_filters(labels)]
 
 
+def dangling_images_argv(d: Dialect) -> list[str]:
+    return [d.binary, "images", "-q", "--no-trunc", "--filter", "dangling=true"]
+
+
 def build_argv(
     d: Dialect,
     *,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
@@ -15,7 +14,6 @@ from isol8.backends.engine.classify import classify
 from isol8.backends.engine.dialect import Dialect
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import (
-    BuildFailed,
     ContainerNotFound,
     EngineError,
     EngineNotFound,
@@ -26,7 +24,7 @@ from isol8.errors import (
     ImageNotFound,
 )
 from isol8.log import get_logger
-from isol8.process import Completed, StreamingProcess, decode, run_process, run_process_bytes
+from isol8.process import Completed, StreamingProcess, run_process, run_process_bytes
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
@@ -40,7 +38,6 @@ QUERY_TIMEOUT = 30.0
 START_TIMEOUT = 120.0  # creating and starting a container on a loaded machine
 # The engine's own kill (podman run --timeout) comes this long after the wrapper's watchdog.
 ENGINE_BACKSTOP_EXTRA_S = 10
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BUILD_TIMEOUT = 3600.0
 
 
@@ -330,6 +327,8 @@ class EngineBackend:
     ) -> str:
         import tempfile
 
+        from isol8.backends.engine.build import run_build
+
         with tempfile.TemporaryDirectory(prefix="isol8-build-") as tmp:
             iidfile = os.path.join(tmp, "iid")
             argv = A.build_argv(
@@ -341,40 +340,7 @@ class EngineBackend:
                 labels=labels,
                 iidfile=iidfile,
             )
-            tail: list[str] = []
-            pending = {"stdout": b"", "stderr": b""}
-            deadline = time.monotonic() + timeout
-            with StreamingProcess(argv, env={**os.environ, "DOCKER_CLI_HINTS": "false"}) as proc:
-                for stream, data in proc.chunks(deadline):
-                    pending[stream] += data
-                    *lines, pending[stream] = pending[stream].split(b"\n")
-                    for raw in lines:
-                        self._build_line(decode(raw), tail, on_output)
-                for rest in pending.values():
-                    if rest:
-                        self._build_line(decode(rest), tail, on_output)
-                if proc.poll() is None and time.monotonic() >= deadline:
-                    raise BuildFailed(
-                        argv, None, "", "\n".join(tail), message=f"build of {tag} timed out after {timeout:g}s"
-                    )
-                code = proc.wait()
-            if code != 0:
-                error = self.classify(argv, code, "", "\n".join(tail))
-                if isinstance(error, EngineUnavailable | EngineNotFound):
-                    raise error
-                raise BuildFailed(argv, code, "", "\n".join(tail), message=f"build of {tag} failed: {error.message}")
-            with open(iidfile, encoding="utf-8") as f:
-                return f.read().strip().removeprefix("sha256:")
-
-    @staticmethod
-    def _build_line(line: str, tail: list[str], on_output: Callable[[str], None] | None) -> None:
-        line = _ANSI.sub("", line).rstrip("\r")
-        if not line.strip():
-            return
-        tail.append(line)
-        del tail[:-40]
-        if on_output is not None:
-            on_output(line)
+            return run_build(self, argv, tag, iidfile, on_output, timeout)
 
     def kill(self, name: str) -> None:
         """`kill NAME`; a container that is gone or already stopped is fine."""

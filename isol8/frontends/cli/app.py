@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from functools import cached_property
 
 from isol8.config import Config, PackageSettings, load_config
@@ -27,16 +26,19 @@ class App:
 
     @cached_property
     def config(self) -> Config:
-        return load_config(self.args.config)
+        config = load_config(self.args.config, user=not self.args.no_user_config)
+        for reason in config.ignored:
+            self.progress(f"warning: ignored config file {reason}")
+        return config
 
     @cached_property
     def backend(self) -> Backend:
         from isol8.backends import open_backend
 
-        return open_backend(self.args.engine or os.environ.get("ISOL8_ENGINE") or self.config.backend.engine)
+        return open_backend(self.args.engine or self.config.backend.engine)
 
     def packages(self) -> PackageSettings:
-        return self.config.packages(os.environ)
+        return self.config.packages
 
     def piped_stdin(self) -> bool:
         """Standard input is there and not a terminal (a pipe, a file)."""

@@ -10,12 +10,24 @@ from isol8.status import ExitStatus
 
 
 def cmd_config(app: App) -> int:
+    from isol8.config.layers import leaves
+
     config = app.config
-    source = str(config.source) if config.source else None
     if app.args.json:
-        app.say(json.dumps({"source": source, "config": config.data}, indent=2))
+        origins = {path: origin for origin, path, _ in leaves(config.data, config.origins)}
+        document = {"source": config.source, "sources": list(config.sources), "config": config.data, "origins": origins}
+        app.say(json.dumps(document, indent=2))
         return ExitStatus.OK
-    app.say(f"source: {source or 'built-in defaults (no config file found)'}")
+    if app.args.show_origin:
+        rows = leaves(config.data, config.origins)
+        width = max(len(origin) for origin, _, _ in rows)
+        for origin, path, value in rows:
+            app.say(f"{origin:<{width}}  {path}: {json.dumps(value)}")
+        return ExitStatus.OK
+    for path in config.sources:
+        app.say(f"source: {path}")
+    if not config.sources:
+        app.say("source: built-in defaults (no config file found)")
     import yaml
 
     app.stdout.write(yaml.safe_dump(dict(config.data), sort_keys=False, default_flow_style=False))
@@ -41,7 +53,8 @@ def cmd_cleanup(app: App) -> int:
     images = []
     if app.args.images:
         for info in backend.inspect_images(backend.list_images({L.MANAGED: "true"})):
-            if app.args.keep_base and L.BUILD_HASH in info.labels and L.DEPS_HASH not in info.labels:
+            base = L.BUILD_HASH in info.labels and L.DEPS_HASH not in info.labels
+            if app.args.keep_base and base and info.tags:  # an untagged one is a leftover layer: removed
                 continue
             images.append(info)
             app.say(f"image {', '.join(info.tags) or info.id[:12]}  {info.labels.get(L.RUNTIME, '')}")

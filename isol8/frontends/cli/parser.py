@@ -27,9 +27,12 @@ engine selection:
   --engine, else ISOL8_ENGINE, else `engine` in the config file, else a docker
   whose daemon answers, else podman.
 
-config file:
-  --config, else ISOL8_CONFIG, else ./isol8.config.{json,yaml,yml}, else
-  ~/.isol8/config.{json,yaml,yml}. See `isol8 config`.
+configuration (each level over the one before, like git's):
+  built-in defaults, the user file ~/.isol8/config.{json,yaml,yml}, the project
+  file (the nearest isol8.config.{json,yaml,yml} in the working directory or its
+  parents), --config FILE (else ISOL8_CONFIG), ISOL8_* variables, then flags.
+  Mappings merge key by key; lists replace. `isol8 config --show-origin` shows
+  which file or variable set each key.
 
 exit status:
   0    success (isol8 run: the program's own exit code is passed through)
@@ -76,7 +79,7 @@ def _terminal_columns() -> int:
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """--engine/--config/--debug, accepted before and after the command name."""
+    """--engine/--config/--no-user-config/--debug, accepted before and after the command name."""
 
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
@@ -91,7 +94,13 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--config",
         metavar="FILE",
         default=default(None),
-        help="config file to use instead of the search path (also ISOL8_CONFIG)",
+        help="config file over the user and project files (also ISOL8_CONFIG)",
+    )
+    parser.add_argument(
+        "--no-user-config",
+        action="store_true",
+        default=default(False),
+        help="ignore ~/.isol8/config.*: with --config, a hermetic run for CI",
     )
     parser.add_argument(
         "--debug",
@@ -138,10 +147,22 @@ def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         "config",
         parents=[common],
         formatter_class=_Formatter,
-        help="print the merged configuration and the file it came from",
-        description="Print the configuration in force: built-in defaults merged with the config file.",
+        help="print the merged configuration and where each key came from",
+        description=(
+            "Print the configuration in force: the built-in defaults with the user file, the\n"
+            "project file, --config/ISOL8_CONFIG and ISOL8_* variables over them, in that order."
+        ),
     )
-    p.add_argument("--json", action="store_true", help='print {"source": FILE|null, "config": {...}} as JSON')
+    p.add_argument(
+        "--show-origin",
+        action="store_true",
+        help="one line per key: the file or variable that set it (or built-in), the key, its value",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"source": FILE|null, "sources": [FILE...], "config": {...}, "origins": {KEY: ORIGIN}} as JSON',
+    )
     p.set_defaults(handler="config")
 
 

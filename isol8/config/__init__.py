@@ -1,0 +1,222 @@
+"""The configuration: its layers (isol8.config.layers) merged over the built-in defaults, checked
+against the schema (isol8.config.schema), and read through typed sections."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
+
+from isol8 import units
+from isol8.config.layers import Layer, env_layers, find_files, merge
+from isol8.config.schema import RUN_LIMITS, SCHEMA, parse_config_text, validate
+from isol8.defaults import DEFAULTS
+from isol8.errors import ConfigError, UsageError
+
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+
+class RunDefaults(NamedTuple):
+    """`defaults`: each run's limits and network unless a flag or a request says otherwise."""
+
+    timeout_ms: int
+    memory: int
+    cpus: float
+    sandbox_size: int
+    tmp_size: int
+    shm_size: int
+    pids_limit: int
+    max_output: int
+    network: str
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> RunDefaults:
+        parsed = {name: parse(data[key]) for key, (name, parse) in RUN_LIMITS.items()}
+        return cls(**parsed, network=str(data["network"]))
+
+
+class ServerSettings(NamedTuple):
+    """`server` and `maxConcurrent`: what `isol8 serve` allows and how much it runs at once."""
+
+    allow_host_network: bool
+    allow_images: bool
+    queue_timeout_s: float
+    max_body_bytes: int
+    pool_size: int
+    session_idle_s: float
+    max_concurrent: int
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], max_concurrent: object) -> ServerSettings:
+        return cls(
+            allow_host_network=bool(data["allowHostNetwork"]),
+            allow_images=bool(data["allowImages"]),
+            queue_timeout_s=units.duration_ms(data["queueTimeoutMs"]) / 1000,
+            max_body_bytes=int(data["maxBodyBytes"]),
+            pool_size=int(data["poolSize"]),
+            session_idle_s=units.duration_ms(data["sessionIdleMs"]) / 1000,
+            max_concurrent=int(str(max_concurrent)),
+        )
+
+
+SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+
+
+class PackageSettings(NamedTuple):
+    """`packages`: where installers fetch from, and the CA bundle builds trust.
+
+    ca_bundle: "auto" (the host's bundle when it has one: it adds only what the host already
+    trusts, such as a TLS-intercepting proxy's CA), "system" (the host's, which must exist),
+    a file, or "none"/None (the installers' own roots only)."""
+
+    pip_index_url: str | None = None
+    npm_registry: str | None = None
+    ca_bundle: str | None = None
+
+    def ca_file(self) -> Path | None:
+        from pathlib import Path  # only for builds: the run path never needs pathlib
+
+        if self.ca_bundle in (None, "", "none"):
+            return None
+        if self.ca_bundle in ("auto", "system"):
+            for candidate in SYSTEM_CA_BUNDLES:
+                if os.path.isfile(candidate):
+                    return Path(candidate)
+            if self.ca_bundle == "auto":
+                return None
+            raise UsageError("caBundle is 'system' but no CA bundle was found on this host")
+        path = Path(self.ca_bundle).expanduser()
+        if not path.is_file():
+            raise UsageError(f"caBundle: no such file: {path}")
+        return path
+
+
+class BackendSettings(NamedTuple):
+    """What runs the containers: `engine` (else ISOL8_ENGINE, else auto-detected) and the seccomp profile."""
+
+    engine: str | None
+    seccomp_profile: str | None
+
+
+class PrebuiltImage(NamedTuple):
+    tag: str
+    runtime: str
+    install_packages: tuple[str, ...] = ()
+    setup_script: str | None = None
+
+
+class Config:
+    """The merged configuration (`data`, as `isol8 config` shows it, never changed) and its typed sections.
+
+    sources: the files read, least specific first; origins: which file or variable set each key path
+    (a key not in it is built-in); ignored: files found but not used, each with the reason."""
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        sources: tuple[str, ...] = (),
+        origins: Mapping[str, str] | None = None,
+        ignored: tuple[str, ...] = (),
+    ) -> None:
+        self.data: Mapping[str, Any] = copy.deepcopy(DEFAULTS) if data is None else data
+        self.sources = sources
+        self.origins: Mapping[str, str] = origins or {}
+        self.ignored = ignored
+
+    @property
+    def source(self) -> str | None:
+        """The most specific file read."""
+        return self.sources[-1] if self.sources else None
+
+    def __repr__(self) -> str:
+        return f"Config(sources={self.sources!r})"
+
+    @cached_property
+    def run(self) -> RunDefaults:
+        return RunDefaults.from_data(self.data["defaults"])
+
+    @cached_property
+    def server(self) -> ServerSettings:
+        return ServerSettings.from_data(self.data["server"], self.data["maxConcurrent"])
+
+    @cached_property
+    def backend(self) -> BackendSettings:
+        engine = self.data.get("engine")
+        return BackendSettings(str(engine) if engine else None, self.data["security"].get("seccompProfile"))
+
+    @property
+    def debug(self) -> bool:
+        return bool(self.data.get("debug"))
+
+    @property
+    def base_images(self) -> Mapping[str, str]:
+        return self.data["baseImages"]
+
+    @cached_property
+    def packages(self) -> PackageSettings:
+        section = self.data["packages"]
+        return PackageSettings(
+            section.get("pipIndexUrl"),
+            section.get("npmRegistry"),
+            section.get("caBundle") or DEFAULTS["packages"]["caBundle"],  # null: the built-in default
+        )
+
+    @property
+    def prebuilt_images(self) -> tuple[PrebuiltImage, ...]:
+        return tuple(
+            PrebuiltImage(
+                tag=entry["tag"],
+                runtime=entry["runtime"],
+                install_packages=tuple(entry.get("installPackages") or ()),
+                setup_script=entry.get("setupScript"),
+            )
+            for entry in self.data["prebuiltImages"]
+        )
+
+
+def read_layer(path: str) -> Layer:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return Layer(path, parse_config_text(text, path))
+
+
+def load_config(
+    explicit: str | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    user: bool = True,
+) -> Config:
+    """The configuration in force: the files (user unless not `user`, project, `explicit` or
+    ISOL8_CONFIG) and the ISOL8_* variables, each over the one before, over the built-in defaults."""
+    env = os.environ if env is None else env
+    found = find_files(cwd or os.getcwd(), home or os.path.expanduser("~"), env, explicit, user=user)
+    layers = [read_layer(path) for path in found.files]
+    for layer in env_layers(env):
+        validate(SCHEMA, layer.data, "", layer.origin)
+        layers.append(layer)
+    data, origins = merge(DEFAULTS, layers)
+    return Config(data, found.files, origins, found.ignored)
+
+
+__all__ = [
+    "DEFAULTS",
+    "RUN_LIMITS",
+    "BackendSettings",
+    "Config",
+    "PackageSettings",
+    "PrebuiltImage",
+    "RunDefaults",
+    "ServerSettings",
+    "load_config",
+    "parse_config_text",
+]

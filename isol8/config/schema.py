@@ -1,0 +1,190 @@
+"""The config schema: what each key may hold, checked with a message that names the file and the key."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from isol8 import units
+from isol8.backends import ENGINES
+from isol8.errors import ConfigError
+from isol8.runtimes import NAMES as RUNTIME_NAMES
+
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
+if TYPE_CHECKING:
+    from typing import Any
+
+# ---- schema -------------------------------------------------------------------------------------
+# A schema node is a dict (an object with known keys), or a checker: value -> normalised value,
+# raising ValueError with a short reason.
+
+Checker = Callable[..., object]
+
+
+def _type(kind: type | tuple[type, ...], name: str) -> Checker:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ValueError(f"expected {name}, got a boolean")
+        if not isinstance(value, kind):
+            raise ValueError(f"expected {name}, got {type(value).__name__}")
+        return value
+
+    return check
+
+
+def _positive_int(value: Any) -> Any:
+    _type(int, "an integer")(value)
+    if value <= 0:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _nullable(checker: Checker) -> Checker:
+    """null means: the built-in default (so `isol8 config --json` output is itself a valid config)."""
+
+    def check(value: Any) -> Any:
+        return None if value is None else checker(value)
+
+    return check
+
+
+def _choice(*options: str) -> Checker:
+    def check(value: Any) -> Any:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return value
+
+    return check
+
+
+def _list_of(item: Any) -> Checker:
+    def check(value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        return value
+
+    check.item = item  # type: ignore[attr-defined]
+    return check
+
+
+def _map_of(keys: Checker, item: Checker) -> Checker:
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {type(value).__name__}")
+        return value
+
+    check.keys = keys  # type: ignore[attr-defined]
+    check.item = item  # type: ignore[attr-defined]
+    return check
+
+
+def _image_name(value: Any) -> Any:
+    from isol8.reference import check_image_name  # its grammar is compiled only for a config that has tags
+
+    return check_image_name(value)
+
+
+_STR = _type(str, "a string")
+_BOOL = _type(bool, "true or false")
+_INT = _positive_int
+
+# Each limit of a run: its config (and wire) key -> the RunDefaults field and the parser that
+# checks it. The config's `defaults`, the CLI's flags and a server request's options all go
+# through this one table (isol8.core.plan), so a limit means the same everywhere.
+RUN_LIMITS: dict[str, tuple[str, Callable[[object], Any]]] = {
+    "timeoutMs": ("timeout_ms", units.duration_ms),
+    "memoryLimit": ("memory", units.memory),
+    "cpuLimit": ("cpus", units.cpus),
+    "sandboxSize": ("sandbox_size", units.tmpfs_size),
+    "tmpSize": ("tmp_size", units.tmpfs_size),
+    "shmSize": ("shm_size", units.tmpfs_size),
+    "pidsLimit": ("pids_limit", units.pids),
+    "maxOutputSize": ("max_output", units.output_size),
+}
+
+
+SCHEMA: dict[str, Any] = {
+    "$schema": _STR,
+    "engine": _nullable(_choice(*ENGINES)),
+    "debug": _BOOL,
+    "maxConcurrent": _INT,
+    "defaults": {**{key: parse for key, (_, parse) in RUN_LIMITS.items()}, "network": _choice("none", "host")},
+    "network": {"whitelist": _list_of(_STR), "blacklist": _list_of(_STR)},
+    "security": {"seccompProfile": _nullable(_STR)},
+    "packages": {"pipIndexUrl": _nullable(_STR), "npmRegistry": _nullable(_STR), "caBundle": _nullable(_STR)},
+    "server": {
+        "allowHostNetwork": _BOOL,
+        "allowImages": _BOOL,
+        "queueTimeoutMs": units.duration_ms,
+        "maxBodyBytes": _INT,
+        "poolSize": _type(int, "an integer"),
+        "sessionIdleMs": units.duration_ms,
+    },
+    "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
+    "prebuiltImages": _list_of(
+        {
+            "tag": _image_name,
+            "runtime": _choice(*RUNTIME_NAMES),
+            "installPackages": _list_of(_STR),
+            "setupScript": _STR,
+        }
+    ),
+}
+REQUIRED = {"prebuiltImages[]": ("tag", "runtime")}
+
+
+def validate(node: Any, value: Any, path: str, source: str) -> None:
+    def fail(reason: str) -> ConfigError:
+        return ConfigError(f"{source}: {path or 'top level'}: {reason}")
+
+    if isinstance(node, dict):
+        if not isinstance(value, dict):
+            raise fail(f"expected a mapping, got {type(value).__name__}")
+        for key, sub in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in node:
+                known = ", ".join(k for k in node if not k.startswith("$"))
+                raise ConfigError(f"{source}: {where}: unknown key (known here: {known})")
+            validate(node[key], sub, where, source)
+        for key in REQUIRED.get(re.sub(r"\[\d+\]", "[]", path), ()):
+            if key not in value:
+                raise fail(f"missing required key {key!r}")
+        return
+    try:
+        node(value)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if hasattr(node, "keys") and isinstance(value, dict):
+        for key, sub in value.items():
+            try:
+                node.keys(key)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: {path}.{key}: {exc}") from None
+            validate(node.item, sub, f"{path}.{key}", source)
+    elif hasattr(node, "item") and isinstance(value, list):
+        for i, sub in enumerate(value):
+            validate(node.item, sub, f"{path}[{i}]", source)
+
+
+def parse_config_text(text: str, source: str) -> dict[str, Any]:
+    """Parse and validate. `.json` files go through the stdlib json module (as safe as PyYAML's safe
+    loader, and importing PyYAML would cost every `isol8 run` ~15 ms); everything else through
+    yaml.safe_load, which also reads JSON."""
+    if source.endswith(".json"):
+        import json
+
+        try:
+            data = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}: not valid JSON: {exc}") from None
+    else:
+        import yaml  # imported here: `isol8 --help` and runs without a YAML config never pay for it
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    validate(SCHEMA, data, "", source)
+    return data
