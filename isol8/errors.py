@@ -90,6 +90,10 @@ class BuildFailed(EngineError):
     pass
 
 
+class BaseImageUnavailable(BuildFailed):
+    """A runtime image is out of date and its base image cannot be had: with --strict, a failure."""
+
+
 class EngineTimeout(EngineError):
     pass
 

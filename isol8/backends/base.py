@@ -140,6 +140,10 @@ class Backend(Protocol):
         """IDs of the images carrying every given label (value None: any value)."""
         ...
 
+    def pull(self, ref: str) -> None:
+        """Fetch ref from its registry; EngineError when it cannot be had (unknown, unreachable...)."""
+        ...
+
     def remove_images(self, refs: Sequence[str]) -> list[EngineError]:
         """Remove each ref, never forced; returns the failures (in use...) instead of raising them."""
         ...

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8.errors import ImageNotFound
+from isol8.errors import BaseImageUnavailable, EngineError, EngineNotFound, EngineUnavailable, ImageNotFound
 from isol8.log import get_logger
 from isol8.runtimes import RUNTIMES
 
@@ -68,6 +68,7 @@ class BaseOutcome:
     image: str
     built: bool
     image_id: str
+    warning: str | None = None  # kept out of date: why it could not be checked
 
 
 def ensure_base_image(
@@ -76,15 +77,27 @@ def ensure_base_image(
     *,
     base_image: str | None = None,
     force: bool = False,
+    strict: bool = False,
     progress: Callable[[str], None] = lambda line: None,
 ) -> BaseOutcome:
-    """Build isol8:<runtime> unless it exists with the expected build hash (or force)."""
+    """Build isol8:<runtime> unless it exists with the expected build hash (or force).
+
+    Offline tolerance: an existing image whose base cannot be had (not local, and the pull
+    fails) is kept with a warning; with strict that warning is the BaseImageUnavailable raised.
+    Without an image to keep, or with force, the build itself fails loudly."""
     base = base_image or default_base_image(runtime)
     wanted = build_hash(runtime, base)
     tag = RUNTIMES[runtime].image
     current = backend.image(tag)
-    if current is not None and not force and current.labels.get(L.BUILD_HASH) == wanted:
-        return BaseOutcome(runtime, tag, built=False, image_id=current.id)
+    if current is not None and not force:
+        if current.labels.get(L.BUILD_HASH) == wanted:
+            return BaseOutcome(runtime, tag, built=False, image_id=current.id)
+        problem = _unobtainable(backend, base)
+        if problem is not None:
+            warning = f"{tag}: could not check its base image {base} ({problem}); kept the existing {current.id[:12]}"
+            if strict:
+                raise BaseImageUnavailable(["pull", base], None, message=warning)
+            return BaseOutcome(runtime, tag, built=False, image_id=current.id, warning=warning)
     progress(f"building {tag} from {base}")
     new_id = backend.build(
         tag=tag,
@@ -96,6 +109,19 @@ def ensure_base_image(
     if current is not None and current.id != new_id:
         _drop_replaced(backend, current.id)
     return BaseOutcome(runtime, tag, built=True, image_id=new_id)
+
+
+def _unobtainable(backend: Backend, base: str) -> str | None:
+    """Why base cannot be had (neither local nor pulled), else None."""
+    if backend.image(base) is not None:
+        return None
+    try:
+        backend.pull(base)
+    except (EngineUnavailable, EngineNotFound):
+        raise
+    except EngineError as exc:
+        return exc.message
+    return None
 
 
 def _drop_replaced(backend: Backend, image_id: str) -> None:
@@ -114,9 +140,10 @@ def ensure_base_images(
     *,
     base_images: Mapping[str, str],
     force: bool = False,
+    strict: bool = False,
     progress: Callable[[str], None] = lambda line: None,
 ) -> list[BaseOutcome]:
     return [
-        ensure_base_image(backend, rt, base_image=base_images.get(rt), force=force, progress=progress)
+        ensure_base_image(backend, rt, base_image=base_images.get(rt), force=force, strict=strict, progress=progress)
         for rt in runtimes
     ]

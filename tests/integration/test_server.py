@@ -49,18 +49,17 @@ def _server_containers(engine: str, server_id: str) -> list[str]:
 
 
 def _start(engine: str, tmp: Path, **config: object) -> Server:
-    user = Path.home() / ".isol8" / "config.json"
-    base = json.loads(user.read_text()) if user.exists() else {}
+    """`isol8 serve` in tmp, whose project file has only its prebuilt image and `config`: the base
+    images come from the user file that the quick start wrote (layered, not hidden)."""
     prebuilt = f"isol8-test-served-{os.getpid()}-{engine}"
-    (tmp / "config.json").write_text(
-        json.dumps(
-            {**base, "prebuiltImages": [{"tag": prebuilt, "runtime": "bash", "setupScript": "echo served"}], **config}
-        )
+    (tmp / "isol8.config.json").write_text(
+        json.dumps({"prebuiltImages": [{"tag": prebuilt, "runtime": "bash", "setupScript": "echo served"}], **config})
     )
     port = _free_port()
     log = tmp / "serve.log"
     proc = subprocess.Popen(
-        [ISOL8, "--engine", engine, "--config", str(tmp / "config.json"), "serve", "--port", str(port), "--key", KEY],
+        [ISOL8, "--engine", engine, "serve", "--port", str(port), "--key", KEY],
+        cwd=tmp,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         env=dict(os.environ),
@@ -102,6 +101,21 @@ def test_startup_built_the_prebuilt_image_before_health_answered(server: Server)
     assert json.loads(labels.stdout)["org.isol8.setup"] == "echo served"
     log = server.log.read_text()
     assert log.index(f"{server.prebuilt}: built") < log.index("listening on")
+    assert "building isol8:" not in log  # the project file did not hide the user file's baseImages
+    assert all(f"isol8:{rt}: up to date" in log for rt in ("python", "node", "bun", "deno", "bash")), log
+
+
+def test_serve_starts_when_a_base_image_cannot_be_had(engine: str, tmp_path: Path) -> None:
+    unreachable = "unreachable.invalid/isol8-test/debian:12"
+    server = _start(engine, tmp_path, baseImages={"bash": unreachable})
+    try:
+        log = server.log.read_text()
+        assert f"isol8: warning: isol8:bash: could not check its base image {unreachable} (" in log
+        assert "isol8:bash: kept" in log
+        result = server.client().execute({"request": {"code": "echo served anyway", "runtime": "bash"}})
+        assert result["stdout"] == "served anyway\n"
+    finally:
+        _stop(server)
 
 
 def _post(server: Server, path: str, body: object, headers: dict[str, str]) -> tuple[int, dict[str, object]]:

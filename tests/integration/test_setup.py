@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,6 +55,40 @@ def test_failed_build_exits_non_zero_with_the_engines_error(isol8: Isol8) -> Non
     assert done.status == 1
     assert "isol8: error: build of isol8:bash failed" in done.stderr
     assert isol8("run", "--cmd", "echo still fine").stdout == "still fine\n"
+
+
+def test_a_project_file_does_not_hide_the_user_files_base_images(isol8: Isol8, tmp_path: Path) -> None:
+    """After the quick start (baseImages in ~/.isol8/config.json), a project file with only
+    maxConcurrent changes nothing else: no base image is rebuilt, runs work."""
+    (tmp_path / "isol8.config.json").write_text('{"maxConcurrent": 4}')
+    setup = isol8("setup", cwd=tmp_path)
+    assert setup.status == 0, setup.stderr
+    assert len([line for line in setup.stdout.splitlines() if ": up to date" in line]) == 5, setup.stdout
+    assert isol8("run", "-e", "print(6 * 7)", cwd=tmp_path).stdout == "42\n"
+    shown = isol8("config", "--show-origin", cwd=tmp_path)
+    origins = {line.split()[1].rstrip(":"): line.split()[0] for line in shown.stdout.splitlines()}
+    assert origins["maxConcurrent"] == str(tmp_path / "isol8.config.json")
+    user = str(Path.home() / ".isol8" / "config.json")
+    assert [origins[f"baseImages.{rt}"] for rt in RUNTIMES] == [user] * 5
+
+
+UNREACHABLE = "unreachable.invalid/isol8-test/debian:12"
+
+
+def test_an_unobtainable_base_keeps_the_existing_image_with_one_warning(isol8: Isol8, tmp_path: Path) -> None:
+    (tmp_path / "isol8.config.json").write_text(json.dumps({"baseImages": {"bash": UNREACHABLE}}))
+    done = isol8("setup", "-r", "bash", cwd=tmp_path)
+    assert done.status == 0, done.stderr
+    [warning] = done.stderr.splitlines()
+    assert warning.startswith(f"isol8: warning: isol8:bash: could not check its base image {UNREACHABLE} (")
+    assert done.stdout.startswith("isol8:bash: kept")
+    strict = isol8("setup", "-r", "bash", "--strict", cwd=tmp_path)
+    assert strict.status == 1
+    assert strict.stderr.splitlines() == [warning.replace("isol8: warning: ", "isol8: error: ", 1)]
+    forced = isol8("setup", "-r", "bash", "--force", cwd=tmp_path)
+    assert forced.status == 1
+    assert "isol8: error: build of isol8:bash failed" in forced.stderr
+    assert isol8("run", "--cmd", "echo still fine", cwd=tmp_path).stdout == "still fine\n"
 
 
 def test_force_rebuilds(isol8: Isol8) -> None:

@@ -81,6 +81,10 @@ def build_argv(
     ]
 
 
+def pull_argv(d: Dialect, ref: str) -> list[str]:
+    return [d.binary, "pull", "-q", ref]
+
+
 def rmi_argv(d: Dialect, refs: Sequence[str]) -> list[str]:
     return [d.binary, "rmi", *refs]
 

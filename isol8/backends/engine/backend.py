@@ -252,6 +252,9 @@ class EngineBackend:
         done = self.call(A.images_argv(self.dialect, labels), idempotent=True)
         return list(dict.fromkeys(line.strip().removeprefix("sha256:") for line in done.stdout.split() if line.strip()))
 
+    def pull(self, ref: str) -> None:
+        self.call(A.pull_argv(self.dialect, ref), timeout=BUILD_TIMEOUT)
+
     def remove_images(self, refs: Sequence[str]) -> list[EngineError]:
         """`rmi` each ref; returns the failures (in use, already gone...) instead of raising them."""
         failures: list[EngineError] = []

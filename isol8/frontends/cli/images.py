@@ -24,9 +24,16 @@ def cmd_setup(app: App) -> int:
     chosen = list(dict.fromkeys(app.args.runtime or runtimes.NAMES))
     app.backend.version()
     for outcome in ensure_base_images(
-        app.backend, chosen, base_images=base_images, force=app.args.force, progress=app.progress
+        app.backend,
+        chosen,
+        base_images=base_images,
+        force=app.args.force,
+        strict=app.args.strict,
+        progress=app.progress,
     ):
-        state = "built" if outcome.built else "up to date"
+        if outcome.warning:
+            app.progress(f"warning: {outcome.warning}")
+        state = "built" if outcome.built else "kept (base not checked)" if outcome.warning else "up to date"
         app.say(f"{outcome.image}: {state} ({outcome.image_id[:12]})")
     build_prebuilt_images(app, base_images, only=chosen if app.args.runtime else None, force=app.args.force)
     return ExitStatus.OK

@@ -119,10 +119,23 @@ def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description=(
             "Build the base image isol8:<runtime> of each runtime that is missing or whose\n"
             "Dockerfile, build context or base image changed; up-to-date images are skipped.\n"
-            "Then build the config file's prebuiltImages. Progress goes to stderr."
+            "When an existing image is out of date but its base image is neither local nor\n"
+            "pullable (offline, an unreachable registry), it is kept with a one-line warning\n"
+            "(exit 0; --strict makes that a failure). Then build the config file's\n"
+            "prebuiltImages. Progress goes to stderr."
         ),
     )
-    p.add_argument("--force", action="store_true", help="rebuild even when the images are up to date")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even when the images are up to date (fails when a base image cannot be had)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail when a runtime image is out of date and its base image cannot be had "
+        "(default: warn in one line and keep the existing image)",
+    )
     p.add_argument(
         "-r",
         "--runtime",
@@ -285,6 +298,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     p.add_argument("--port", type=int, metavar="N", help="port (default: ISOL8_PORT, then PORT, then 3000)")
     p.add_argument("--key", metavar="KEY", help="API key clients must send (default: ISOL8_API_KEY; required)")
     p.add_argument("--insecure-no-auth", action="store_true", help="serve without an API key (loopback addresses only)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail when a runtime image is out of date and its base image cannot be had "
+        "(default: warn in one line and keep the existing image)",
+    )
     p.set_defaults(handler="serve")
 
 

@@ -49,8 +49,12 @@ def cmd_serve(app: App) -> int:
     backend = app.backend
     backend.version()
     base_images = dict(app.config.base_images)
-    for outcome in ensure_base_images(backend, runtimes.NAMES, base_images=base_images, progress=app.progress):
-        app.progress(f"{outcome.image}: {'built' if outcome.built else 'up to date'}")
+    for outcome in ensure_base_images(
+        backend, runtimes.NAMES, base_images=base_images, strict=app.args.strict, progress=app.progress
+    ):
+        if outcome.warning:
+            app.progress(f"warning: {outcome.warning}")
+        app.progress(f"{outcome.image}: {'built' if outcome.built else 'kept' if outcome.warning else 'up to date'}")
     build_prebuilt_images(app, base_images)
     state = ServerState(backend, app.config, key, app.packages())
     app.progress(f"starting warm pools ({state.pool.size} containers per runtime)")
