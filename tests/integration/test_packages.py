@@ -201,6 +201,27 @@ def test_failed_install_in_run_exits_125(isol8: Isol8) -> None:
     assert "No matching distribution" in done.stderr
 
 
+def test_installs_trust_the_hosts_ca_bundle_by_default(isol8: Isol8, engine: str, tmp_path: Path) -> None:
+    """This kind of machine reaches the package index through a TLS-intercepting proxy that only the
+    host's CA bundle trusts: `caBundle: auto` (the default) makes an install work with no ISOL8_*
+    variable, and `none` makes it fail. `build` of a new tag always installs (a run could reuse a
+    cached image instead)."""
+    assert not [name for name in os.environ if name.startswith("ISOL8_")]
+    tag = f"isol8-test-ca-{os.getpid()}"
+    try:
+        built = isol8("build", "--base", "python", "--tag", tag, "--install", "six", cwd=tmp_path)
+        assert built.status == 0, built.stderr
+        ref = tag if engine == "docker" else f"localhost/{tag}"
+        ran = isol8("run", "--image", ref, "-e", "import six; print(six.__name__)", cwd=tmp_path)
+        assert ran.stdout == "six\n", ran.stderr
+        (tmp_path / "isol8.config.json").write_text('{"packages": {"caBundle": "none"}}')
+        refused = isol8("build", "--base", "python", "--tag", tag + "-none", "--install", "six", cwd=tmp_path)
+        assert refused.status == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    finally:
+        subprocess.run([engine, "rmi", "-f", tag, tag + "-none"], capture_output=True)
+
+
 def test_prebuilt_images_from_the_config(isol8: Isol8, engine: str, tmp_path: Path) -> None:
     pid = os.getpid()
     config = tmp_path / "isol8.config.json"
