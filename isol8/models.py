@@ -89,3 +89,15 @@ class Captured:
     returncode: int
     stdout: str
     stderr: str
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What `info` says about the engine: for `isol8 doctor`."""
+
+    server_version: str
+    rootless: bool
+    cgroup_version: str  # "v1" or "v2"
+    controllers: tuple[str, ...]  # the cgroup controllers limits need, of memory, pids and cpu
+    root_dir: str  # where its images live, on the engine's host
+    seccomp: bool

@@ -13,4 +13,5 @@ class ExitStatus(enum.IntEnum):
     TIMEOUT = 124
     ENGINE_FAILURE = 125
     SIGINT = 130
+    SIGPIPE = 141  # standard output was closed early (`isol8 ... | head`)
     SIGTERM = 143

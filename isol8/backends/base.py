@@ -11,7 +11,7 @@ from typing import Protocol
 
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import EngineError
-from isol8.models import Captured, ContainerInfo, ImageInfo
+from isol8.models import Captured, ContainerInfo, EngineInfo, ImageInfo
 
 
 class Process(Protocol):
@@ -138,6 +138,10 @@ class Backend(Protocol):
 
     def list_images(self, labels: Mapping[str, str | None]) -> list[str]:
         """IDs of the images carrying every given label (value None: any value)."""
+        ...
+
+    def info(self) -> EngineInfo:
+        """The engine's version, rootless mode, cgroups and storage: for `isol8 doctor`."""
         ...
 
     def pull(self, ref: str) -> None:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from isol8.errors import UsageError
 from isol8.runtimes import Runtime
@@ -67,9 +68,22 @@ if TYPE_CHECKING:
             """The command that prints {name: installed version or null} for the names, as one JSON line."""
             ...
 
+        def registry_probe(self, runtime: Runtime, registry: Registry, ca: str | None) -> Probe | None:
+            """A shell command that reaches the ecosystem's registry from runtime's image (on the host's
+            network), and the variables that aim it there and make it trust the CA file `ca`; None: none."""
+            ...
+
     _CHECKED: tuple[Ecosystem, ...] = (apt, deno, npm, pip)  # mypy holds each module to the protocol
 
 PLUGINS = ("apt", "deno", "npm", "pip")
+
+
+class Probe(NamedTuple):
+    label: str  # what it reaches: "package index"
+    command: str  # fixed text: user values reach it only through env
+    env: dict[str, str]
+
+
 CONTEXT_DIR = "/tmp/isol8-build"  # where a custom image's build copies the context's isol8-build/
 PREFIX = "/opt/isol8"  # where packages without a place of their own are installed in an image
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from isol8.ecosystems import CONTEXT_DIR, PREFIX, Spec, no_requirements, npm, refuse, split_commas
+from isol8.ecosystems import CONTEXT_DIR, PREFIX, Probe, Spec, no_requirements, npm, refuse, split_commas
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
@@ -68,3 +68,7 @@ def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:
         "isol8",
         *names,
     ]
+
+
+def registry_probe(runtime: Runtime, registry: Registry, ca: str | None) -> Probe | None:
+    return None

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from isol8.ecosystems import CONTEXT_DIR, PREFIX, Spec, parse_specs, refuse, split_commas
+from isol8.ecosystems import CONTEXT_DIR, PREFIX, Probe, Spec, parse_specs, refuse, split_commas
 from isol8.errors import UsageError
 from isol8.runtimes import Runtime
 
@@ -115,3 +115,12 @@ def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:
         "console.log(JSON.stringify(out))",
         *names,
     ]
+
+
+def registry_probe(runtime: Runtime, registry: Registry, ca: str | None) -> Probe | None:
+    if _tools(runtime) is not _NPM:
+        return None  # bun reaches the same registry: node's npm probes it
+    env = {"NODE_EXTRA_CA_CERTS": ca} if ca else {}
+    if registry.npm_registry:
+        env["npm_config_registry"] = registry.npm_registry
+    return Probe("npm registry", "npm view is-number version", env)

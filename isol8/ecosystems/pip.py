@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from isol8.ecosystems import CONTEXT_DIR, Spec, parse_specs, refuse
+from isol8.ecosystems import CONTEXT_DIR, Probe, Spec, parse_specs, refuse
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
@@ -97,3 +97,10 @@ def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:
         "print(json.dumps({n: found.get(n) for n in sys.argv[1:]}))",
         *names,
     ]
+
+
+def registry_probe(runtime: Runtime, registry: Registry, ca: str | None) -> Probe | None:
+    env = {"PIP_CERT": ca} if ca else {}
+    if registry.pip_index_url:
+        env["PIP_INDEX_URL"] = registry.pip_index_url
+    return Probe("package index", "python3 -m pip index versions six", env)

@@ -249,3 +249,19 @@ def test_secret_name_that_is_not_set_is_exit_2(engine: str) -> None:
     done = run_bytes(engine, "run", "--secret", "ISOL8_NOT_SET_ANYWHERE", "-e", "print(1)")
     assert done.returncode == 2
     assert b"ISOL8_NOT_SET_ANYWHERE" in done.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly_with_141_and_no_container_left(engine: str) -> None:
+    """`isol8 run big.py | head -1`: the program is stopped, nothing is reported, nothing is left running."""
+    from tests.integration.conftest import assert_no_containers
+
+    code = "import itertools\nfor i in itertools.count(): print(i)"
+    proc = subprocess.Popen(
+        [ISOL8, "--engine", engine, "run", "-e", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"0\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
+    assert_no_containers(engine)

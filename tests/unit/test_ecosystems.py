@@ -328,3 +328,33 @@ def test_read_requirements_is_refused_by_deno_and_apt(runtime: str) -> None:
     assert (
         str(info.value) == f"--requirements is for python (requirements.txt) and node/bun (package.json), not {runtime}"
     )
+
+
+# ---- registry_probe (isol8 doctor --network) ------------------------------------------------------
+
+
+def test_registry_probes_are_fixed_commands_aimed_by_variables_only() -> None:
+    from isol8 import ecosystems
+    from isol8.config import PackageSettings
+    from isol8.ecosystems import Probe
+    from isol8.runtimes import RUNTIMES
+
+    aimed = PackageSettings(pip_index_url="https://pypi.example/simple; rm -rf /", npm_registry="https://npm.example/")
+    probes = {rt: ecosystems.of(RUNTIMES[rt]).registry_probe(RUNTIMES[rt], aimed, "/sandbox/ca.pem") for rt in RUNTIMES}
+    assert probes == {
+        "python": Probe(
+            "package index",
+            "python3 -m pip index versions six",
+            {"PIP_CERT": "/sandbox/ca.pem", "PIP_INDEX_URL": "https://pypi.example/simple; rm -rf /"},
+        ),
+        "node": Probe(
+            "npm registry",
+            "npm view is-number version",
+            {"NODE_EXTRA_CA_CERTS": "/sandbox/ca.pem", "npm_config_registry": "https://npm.example/"},
+        ),
+        "bun": None,
+        "deno": None,
+        "bash": None,
+    }
+    plain = ecosystems.of(RUNTIMES["python"]).registry_probe(RUNTIMES["python"], PackageSettings(), None)
+    assert plain == Probe("package index", "python3 -m pip index versions six", {})

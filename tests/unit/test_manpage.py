@@ -63,6 +63,7 @@ def test_man_page_documents_every_command_and_option() -> None:
         "setup",
         "serve",
         "config",
+        "doctor",
         "cleanup",
     }
     seen: set[int] = set()

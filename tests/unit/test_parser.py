@@ -16,7 +16,7 @@ import pytest
 import isol8.frontends.cli.main as cli_main
 from isol8.frontends.cli.parser import _COMMANDS, _Formatter, _terminal_columns, build_parser, command_in
 
-COMMANDS = ["run", "build", "images", "list-custom", "resolve", "setup", "serve", "config", "cleanup"]
+COMMANDS = ["run", "build", "images", "list-custom", "resolve", "setup", "serve", "config", "doctor", "cleanup"]
 
 # argv that name a command: command_in() finds it, and main() builds only that command
 PARSED = [
@@ -165,7 +165,7 @@ def test_an_unknown_command_lists_every_command() -> None:
     assert status == 2
     assert err.endswith(
         "isol8: error: argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'build', 'images', "
-        "'list-custom', 'resolve', 'setup', 'serve', 'config', 'cleanup')\n"
+        "'list-custom', 'resolve', 'setup', 'serve', 'config', 'doctor', 'cleanup')\n"
     )
 
 

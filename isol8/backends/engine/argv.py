@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from isol8.backends.engine.dialect import Dialect
+from isol8.backends.engine.dialect import INFO_FORMAT, Dialect
 from isol8.core.sandbox import (
     KEEPER,
     MASKED_DIRS,
@@ -79,6 +79,10 @@ def build_argv(
         d.local_image(tag),
         context,
     ]
+
+
+def info_argv(d: Dialect) -> list[str]:
+    return [d.binary, "info", "--format", INFO_FORMAT[d.name]]
 
 
 def pull_argv(d: Dialect, ref: str) -> list[str]:

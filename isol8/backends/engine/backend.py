@@ -30,7 +30,7 @@ TYPE_CHECKING = False  # imports for annotations only: the run path never loads 
 if TYPE_CHECKING:
     from typing import Any
 
-    from isol8.models import Captured, ContainerInfo, ImageInfo
+    from isol8.models import Captured, ContainerInfo, EngineInfo, ImageInfo
 
 log = get_logger(__name__)
 
@@ -251,6 +251,13 @@ class EngineBackend:
         """IDs of the images carrying every given label (value None: any value)."""
         done = self.call(A.images_argv(self.dialect, labels), idempotent=True)
         return list(dict.fromkeys(line.strip().removeprefix("sha256:") for line in done.stdout.split() if line.strip()))
+
+    def info(self) -> EngineInfo:
+        from isol8.backends.engine.dialect import parse_info
+
+        done = self.call(A.info_argv(self.dialect), idempotent=True)
+        data = _inspected(done.stdout)
+        return parse_info(self.dialect, data if isinstance(data, dict) else {})
 
     def pull(self, ref: str) -> None:
         self.call(A.pull_argv(self.dialect, ref), timeout=BUILD_TIMEOUT)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
+
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
+if TYPE_CHECKING:
+    from typing import Any
+
+    from isol8.models import EngineInfo
 
 _IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{64}")
 
@@ -70,3 +77,34 @@ PODMAN = Dialect(
 )
 
 DIALECTS = {d.name: d for d in (DOCKER, PODMAN)}
+
+# `info` as JSON: docker takes a Go template, podman a format name
+INFO_FORMAT = {"docker": "{{json .}}", "podman": "json"}
+
+
+def parse_info(d: Dialect, data: Mapping[str, Any]) -> EngineInfo:
+    """`info`'s JSON, whose shape differs: docker's is flat (controllers as MemoryLimit/PidsLimit/
+    CpuCfsQuota flags, rootless among SecurityOptions), podman's nested under host/store/version."""
+    from isol8.models import EngineInfo
+
+    if d.name == "docker":
+        options = [str(o) for o in data.get("SecurityOptions") or ()]
+        flags = {"memory": "MemoryLimit", "pids": "PidsLimit", "cpu": "CpuCfsQuota"}
+        return EngineInfo(
+            server_version=str(data.get("ServerVersion", "")),
+            rootless=any(o.startswith("name=rootless") for o in options),
+            cgroup_version=f"v{data.get('CgroupVersion') or '1'}",
+            controllers=tuple(name for name, key in flags.items() if data.get(key)),
+            root_dir=str(data.get("DockerRootDir", "")),
+            seccomp=any(o.startswith("name=seccomp") for o in options),
+        )
+    host, store = data.get("host") or {}, data.get("store") or {}
+    security = host.get("security") or {}
+    return EngineInfo(
+        server_version=str((data.get("version") or {}).get("Version", "")),
+        rootless=bool(security.get("rootless")),
+        cgroup_version=str(host.get("cgroupVersion", "")),
+        controllers=tuple(str(c) for c in host.get("cgroupControllers") or ()),
+        root_dir=str(store.get("graphRoot", "")),
+        seccomp=bool(security.get("seccompEnabled")),
+    )

@@ -80,6 +80,12 @@ def _config(app: App) -> int:
     return cmd_config(app)
 
 
+def _doctor(app: App) -> int:
+    from isol8.frontends.cli.doctor import cmd_doctor
+
+    return cmd_doctor(app)
+
+
 def _cleanup(app: App) -> int:
     from isol8.frontends.cli.maintenance import cmd_cleanup
 
@@ -95,6 +101,7 @@ HANDLERS: dict[str, Callable[[App], int]] = {
     "serve": _serve,
     "config": _config,
     "cleanup": _cleanup,
+    "doctor": _doctor,
 }
 
 
@@ -127,13 +134,25 @@ def main(
     return _dispatch(App(args, stdin if stdin is not None else sys.stdin, out, err, debug=debug))
 
 
+def _config_debug(app: App) -> bool:
+    """`debug` in the config; `isol8 doctor` reports an invalid config instead of stopping at it."""
+    from isol8.errors import ConfigError
+
+    try:
+        return app.config.debug
+    except ConfigError:
+        if app.args.handler == "doctor":
+            return False
+        raise
+
+
 def _dispatch(app: App) -> int:
     from isol8.errors import EngineError, Isol8Error
     from isol8.status import ExitStatus
 
     err = app.stderr
     try:
-        app.debug = app.debug or app.config.debug
+        app.debug = app.debug or _config_debug(app)
         with _debug_logging(err, app.debug):
             return int(HANDLERS[app.args.handler](app))
     except Isol8Error as exc:
@@ -146,6 +165,9 @@ def _dispatch(app: App) -> int:
     except KeyboardInterrupt:
         err.write("isol8: interrupted\n")
         return int(ExitStatus.SIGINT)
+    except BrokenPipeError:
+        _quiet_stdout(app)
+        return int(ExitStatus.SIGPIPE)
     except Exception:
         if app.debug:
             raise
@@ -154,6 +176,17 @@ def _dispatch(app: App) -> int:
         last = traceback.format_exc().strip().splitlines()[-1]
         err.write(f"isol8: internal error: {last}\nisol8: hint: run again with --debug and please report it\n")
         return int(ExitStatus.ERROR)
+
+
+def _quiet_stdout(app: App) -> None:
+    """The reader of standard output has gone: nothing more to say, and nothing at exit either
+    (Python would report the failed flush of sys.stdout)."""
+    if app.stdout is sys.stdout:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 def entry() -> None:

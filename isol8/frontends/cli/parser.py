@@ -41,7 +41,8 @@ exit status:
   3    the engine is missing, unreachable or refuses this user
   124  isol8 run: the program timed out
   125  isol8 run: isol8 or the engine failed before the program ran
-  130  interrupted (SIGINT); 143 terminated (SIGTERM)
+  130  interrupted (SIGINT); 143 terminated (SIGTERM); 141 standard output
+       closed early (SIGPIPE, as in `isol8 run big.py | head`)
 
 examples:
   isol8 run hello.py                   run a file (runtime from its extension)
@@ -177,6 +178,31 @@ def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         help='print {"source": FILE|null, "sources": [FILE...], "config": {...}, "origins": {KEY: ORIGIN}} as JSON',
     )
     p.set_defaults(handler="config")
+
+
+def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="check that isol8 can run here, and say what to fix",
+        description=(
+            "Check, one line each with a hint when something fails: the config files, the CA\n"
+            "bundle, the engine (reachable, rootless or not, cgroup controllers), each runtime\n"
+            "image and its base image, a real sandbox (seccomp profile in force, user\n"
+            "namespaces blocked), disk space, and with --network the package registries.\n"
+            "Exit status 0 when everything `isol8 run` needs works, 1 otherwise."
+        ),
+    )
+    p.add_argument(
+        "--network",
+        action="store_true",
+        help="also check that the package index and the npm registry answer from a container",
+    )
+    p.add_argument(
+        "--json", action="store_true", help='print {"ok": BOOL, "checks": [{name, ok, detail, hint, required}]}'
+    )
+    p.set_defaults(handler="doctor")
 
 
 def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -321,6 +347,7 @@ _COMMANDS: dict[str, _Adder] = {
     "setup": _add_setup,
     "serve": _add_serve,
     "config": _add_config,
+    "doctor": _add_doctor,
     "cleanup": _add_cleanup,
 }
 
