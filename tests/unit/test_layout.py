@@ -1,4 +1,4 @@
-"""The architecture, enforced: layers, where engine and ecosystem knowledge may live, sizes, and the README's map."""
+"""The architecture, enforced: layers, where engine and ecosystem knowledge may live, sizes, the module map."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "isol8"
-README = PACKAGE.parent / "README.md"
+DEVELOPMENT = PACKAGE.parent / "docs" / "development.md"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 # the floors above the backends: they reach containers only through isol8.backends.base.Backend
 ABOVE_BACKENDS = ("core", "ecosystems", "frontends")
@@ -115,8 +115,8 @@ def test_front_ends_need_no_type_ignores(path: Path) -> None:
 
 
 def _map_entries() -> dict[str, str]:
-    """`isol8/...py`: one line each, in the README's development map."""
-    text = README.read_text(encoding="utf-8")
+    """`isol8/...py`: one line each, in the development map of docs/development.md."""
+    text = DEVELOPMENT.read_text(encoding="utf-8")
     section = text.split("## Development map", 1)[1].split("\n## ", 1)[0]
     return dict(re.findall(r"^\| `(isol8/[\w/]+\.py)` \| (.+?) \|$", section, re.M))
 
@@ -124,5 +124,7 @@ def _map_entries() -> dict[str, str]:
 def test_the_readme_map_lists_every_module_once() -> None:
     entries = _map_entries()
     modules = {rel(p) for p in MODULES if p.parent != PACKAGE / "data"}
-    assert sorted(modules - set(entries)) == [], "add these modules to the README's development map"
-    assert sorted(set(entries) - modules) == [], "the README's development map names modules that do not exist"
+    assert sorted(modules - set(entries)) == [], "add these modules to the development map in docs/development.md"
+    assert sorted(set(entries) - modules) == [], (
+        "the development map in docs/development.md names modules that do not exist"
+    )
