@@ -229,24 +229,20 @@ def test_prebuilt_images_from_the_config(isol8: Isol8, engine: str, tmp_path: Pa
         {"tag": f"isol8-test-pre-a-{pid}", "runtime": "python", "installPackages": ["six"]},
         {"tag": f"isol8-test-pre-b-{pid}", "runtime": "node", "installPackages": ["is-number@7"]},
     ]
-    base = (
-        json.loads((Path.home() / ".isol8" / "config.json").read_text())
-        if (Path.home() / ".isol8/config.json").exists()
-        else {}
-    )
-    config.write_text(json.dumps({**base, "prebuiltImages": entries}))
+    config.write_text(json.dumps({"prebuiltImages": entries}))  # the user file's baseImages still count
     try:
-        first = isol8("--config", str(config), "setup")
+        first = isol8("setup", cwd=tmp_path)
         assert first.status == 0, first.stderr
+        assert "building isol8:" not in first.stderr  # no base image rebuilt
         assert [line.split(":")[0] for line in first.stdout.splitlines() if "isol8-test-pre" in line] == [
             e["tag"] for e in entries
         ]
-        second = isol8("--config", str(config), "setup")
+        second = isol8("setup", cwd=tmp_path)
         assert second.seconds < 2.0
         assert all("up to date" in line for line in second.stdout.splitlines())
         entries[1]["installPackages"] = ["is-number@7", "is-odd@3"]
-        config.write_text(json.dumps({**base, "prebuiltImages": entries}))
-        third = isol8("--config", str(config), "setup")
+        config.write_text(json.dumps({"prebuiltImages": entries}))
+        third = isol8("setup", cwd=tmp_path)
         changed = [line for line in third.stdout.splitlines() if ": built" in line]
         assert changed and all(entries[1]["tag"] in line for line in changed)
     finally:
