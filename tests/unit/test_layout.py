@@ -128,3 +128,14 @@ def test_the_readme_map_lists_every_module_once() -> None:
     assert sorted(set(entries) - modules) == [], (
         "the development map in docs/development.md names modules that do not exist"
     )
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """pyproject.toml lists the packages: a new sub-package missing there works in a checkout
+    and an editable install, and is absent from the installed isol8."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
+    found = {name for name in found if "__pycache__" not in name}
+    assert sorted(found - listed) == [], "add these to [tool.setuptools] packages in pyproject.toml"
