@@ -39,6 +39,8 @@ PARSED = [
     ["serve", "--host", "0.0.0.0", "--port", "8080", "--key", "k"],
     ["--debug", "serve", "--insecure-no-auth"],
     ["config", "--json"],
+    ["--no-user-config", "--config", "c.json", "config", "--show-origin"],
+    ["doctor", "--network", "--json"],
     ["--config", "run", "config"],
     ["--engine", "docker", "--config", "f.yml", "--debug", "cleanup", "--force", "--dry-run", "--images"],
     ["cleanup", "--images", "--keep-base"],

@@ -356,7 +356,7 @@ def command_in(argv: Sequence[str]) -> str | None:
     """The command argv names after the global options, when that is certain without parsing; else None.
 
     Only the exact global options are skipped (--engine X, --engine=X, --config FILE, --config=FILE,
-    --debug), and only values that cannot be taken for options. Anything else (-h, --version, an
+    --no-user-config, --debug), and only values that cannot be taken for options. Anything else (-h, --version, an
     abbreviation, --, an unknown command) is None: the full parser then answers, listing every
     command in its help and its errors."""
     rest = iter(argv)
@@ -366,7 +366,7 @@ def command_in(argv: Sequence[str]) -> str | None:
         if arg in ("--engine", "--config"):
             if next(rest, "-").startswith("-"):
                 return None
-        elif arg != "--debug" and not arg.startswith(("--engine=", "--config=")):
+        elif arg not in ("--debug", "--no-user-config") and not arg.startswith(("--engine=", "--config=")):
             return None
     return None
 
