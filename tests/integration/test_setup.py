@@ -50,8 +50,23 @@ def test_editing_a_dockerfile_rebuilds_only_that_runtime(isol8: Isol8, tmp_path:
         assert "isol8:bash: built" in restored.stdout
 
 
-def test_failed_build_exits_non_zero_with_the_engines_error(isol8: Isol8) -> None:
+def test_a_base_image_named_on_the_command_line_that_cannot_be_had_fails(isol8: Isol8) -> None:
+    """--base-image asks for that base now: offline tolerance (for the config's baseImages) does not apply."""
     done = isol8("setup", "-r", "bash", "--base-image", "bash=localhost/isol8-no-such-base:none")
+    assert done.status == 1
+    [error] = done.stderr.splitlines()
+    assert error.startswith(
+        "isol8: error: isol8:bash: could not check its base image localhost/isol8-no-such-base:none ("
+    )
+    assert isol8("run", "--cmd", "echo still fine").stdout == "still fine\n"
+
+
+def test_a_build_that_fails_exits_1_with_the_engines_error(isol8: Isol8, tmp_path: Path) -> None:
+    for rt in RUNTIMES:
+        shutil.copytree(context_dir(rt), tmp_path / rt)
+    with open(tmp_path / "bash" / "Dockerfile", "a") as f:
+        f.write("RUN exit 3\n")
+    done = isol8("setup", "-r", "bash", env={"ISOL8_DOCKERFILES": str(tmp_path)})
     assert done.status == 1
     assert "isol8: error: build of isol8:bash failed" in done.stderr
     assert isol8("run", "--cmd", "echo still fine").stdout == "still fine\n"

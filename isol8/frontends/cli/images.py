@@ -14,23 +14,27 @@ from isol8.status import ExitStatus
 
 
 def cmd_setup(app: App) -> int:
-    from isol8.core.base_images import ensure_base_images
+    from isol8.core.base_images import ensure_base_image
 
+    args = app.args
     base_images = dict(app.config.base_images)
-    overrides = parse_assignments(app.args.base_image, "--base-image")
+    overrides = parse_assignments(args.base_image, "--base-image")
     for runtime in overrides:
         runtimes.get(runtime)
     base_images.update(overrides)
-    chosen = list(dict.fromkeys(app.args.runtime or runtimes.NAMES))
+    chosen = list(dict.fromkeys(args.runtime or runtimes.NAMES))
     app.backend.version()
-    for outcome in ensure_base_images(
-        app.backend,
-        chosen,
-        base_images=base_images,
-        force=app.args.force,
-        strict=app.args.strict,
-        progress=app.progress,
-    ):
+    for runtime in chosen:
+        # a base image named on the command line is asked for now: not having it is a failure
+        strict = args.strict or runtime in overrides
+        outcome = ensure_base_image(
+            app.backend,
+            runtime,
+            base_image=base_images.get(runtime),
+            force=args.force,
+            strict=strict,
+            progress=app.progress,
+        )
         if outcome.warning:
             app.progress(f"warning: {outcome.warning}")
         state = "built" if outcome.built else "kept (base not checked)" if outcome.warning else "up to date"
