@@ -14,7 +14,15 @@ import termios
 import pytest
 
 import isol8.frontends.cli.main as cli_main
-from isol8.frontends.cli.parser import _COMMANDS, _Formatter, _terminal_columns, build_parser, command_in
+from isol8.frontends.cli import help as P
+from isol8.frontends.cli.parser import (
+    _COMMANDS,
+    SUMMARIES,
+    _Formatter,
+    _terminal_columns,
+    build_parser,
+    command_in,
+)
 
 COMMANDS = ["run", "build", "images", "list-custom", "resolve", "setup", "serve", "config", "doctor", "cleanup"]
 
@@ -134,16 +142,17 @@ def test_every_command_and_alias_has_an_adder_in_help_order() -> None:
 
 
 def test_main_builds_only_the_command_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    built: list[str | None] = []
+    built: list[tuple[str | None, bool]] = []
 
-    def spy(command: str | None = None) -> argparse.ArgumentParser:
-        built.append(command)
-        return build_parser(command)
+    def spy(command: str | None = None, *, listing: bool = False) -> argparse.ArgumentParser:
+        built.append((command, listing))
+        return build_parser(command, listing=listing)
 
     monkeypatch.setattr(cli_main, "build_parser", spy)
-    for argv in (["--engine", "docker", "run", "--help"], ["bogus"], ["--help"]):
+    for argv in (["--engine", "docker", "run", "--help"], ["bogus"], ["--help"], ["--config", "run"]):
         cli_main.main(argv, stdout=io.StringIO(), stderr=io.StringIO())
-    assert built == ["run", None, None]
+    # no command: names and summaries only; a command name command_in() cannot place: everything
+    assert built == [("run", False), (None, True), (None, True), (None, False)]
 
 
 def _main(argv: list[str]) -> tuple[int, str, str]:
@@ -209,3 +218,18 @@ def test_help_width_without_a_usable_stdout_is_80(stdout: object, monkeypatch: p
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.setattr(sys, "__stdout__", stdout)
     assert _terminal_columns() == shutil.get_terminal_size().columns == 80
+
+
+NO_COMMAND = [[], ["--help"], ["-h"], ["--version"], ["bogus"], ["--engine", "docker"], ["--debug", "-h"], ["--bogus"]]
+
+
+@pytest.mark.parametrize("argv", NO_COMMAND, ids=_ids)
+def test_the_listing_parser_answers_an_argv_without_a_command_as_the_full_one(argv: list[str]) -> None:
+    assert not set(argv) & P.COMMANDS
+    assert _parse(build_parser(listing=True), argv) == _parse(build_parser(), argv)
+
+
+def test_every_command_has_a_summary_and_the_listing_knows_every_name() -> None:
+    assert P.COMMANDS == set(_COMMANDS) == set(COMMANDS)
+    listed = build_parser()._subparsers._group_actions[0]._choices_actions  # type: ignore[union-attr]
+    assert {action.dest: action.help for action in listed} == SUMMARIES

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
+from isol8.frontends.cli.help import COMMANDS
 from isol8.frontends.cli.parser import build_parser, command_in
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
@@ -119,7 +120,10 @@ def main(
     err = stderr or sys.stderr
     if argv is None:
         argv = sys.argv[1:]
-    parser = build_parser(command_in(argv))
+    command = command_in(argv)
+    # no command named anywhere: --help, --version or a usage error, for which the commands'
+    # names and summaries are enough (building every command's arguments costs ~5 ms)
+    parser = build_parser(command, listing=command is None and not any(arg in COMMANDS for arg in argv))
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             args = parser.parse_args(argv)

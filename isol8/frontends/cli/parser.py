@@ -8,6 +8,7 @@ import sys
 
 from isol8 import __version__
 from isol8.backends import ENGINES
+from isol8.frontends.cli.help import ALIASES, DESCRIPTION, EPILOG, SUMMARIES
 from isol8.frontends.cli.run_flags import RUNTIMES, add_run
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
@@ -15,45 +16,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     _Adder = Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
-
-
-DESCRIPTION = """\
-Run untrusted code snippets (Python, Node.js, Bun, Deno, Bash) in locked-down
-Docker or Podman containers: read-only root, no network, no capabilities, a
-non-root user, and limits on time, memory, processes and output."""
-
-EPILOG = """\
-engine selection:
-  --engine, else ISOL8_ENGINE, else `engine` in the config file, else a docker
-  whose daemon answers, else podman.
-
-configuration (each level over the one before, like git's):
-  built-in defaults, the user file ~/.isol8/config.{json,yaml,yml}, the project
-  file (the nearest isol8.config.{json,yaml,yml} in the working directory or its
-  parents), --config FILE (else ISOL8_CONFIG), ISOL8_* variables, then flags.
-  Mappings merge key by key; lists replace. `isol8 config --show-origin` shows
-  which file or variable set each key.
-
-exit status:
-  0    success (isol8 run: the program's own exit code is passed through)
-  1    error (a build failed, ...)
-  2    usage or config error
-  3    the engine is missing, unreachable or refuses this user
-  124  isol8 run: the program timed out
-  125  isol8 run: isol8 or the engine failed before the program ran
-  130  interrupted (SIGINT); 143 terminated (SIGTERM); 141 standard output
-       closed early (SIGPIPE, as in `isol8 run big.py | head`)
-
-examples:
-  isol8 run hello.py                   run a file (runtime from its extension)
-  isol8 run -e 'print(1 + 1)'          run inline Python
-  echo 'console.log(1)' | isol8 run -r node
-  isol8 run --cmd 'ls -la /sandbox' --files ./project
-  isol8 run --install numpy -e 'import numpy; print(numpy.__version__)'
-  isol8 build --base python --tag my-py --install numpy
-  isol8 setup                          build the runtime base images
-  isol8 --engine podman setup -r python
-  isol8 config --json"""
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -116,7 +78,7 @@ def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "setup",
         parents=[common],
         formatter_class=_Formatter,
-        help="build the runtime base images and the config's prebuilt images",
+        help=SUMMARIES["setup"],
         description=(
             "Build the base image isol8:<runtime> of each runtime that is missing or whose\n"
             "Dockerfile, build context or base image changed; up-to-date images are skipped.\n"
@@ -161,7 +123,7 @@ def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         "config",
         parents=[common],
         formatter_class=_Formatter,
-        help="print the merged configuration and where each key came from",
+        help=SUMMARIES["config"],
         description=(
             "Print the configuration in force: the built-in defaults with the user file, the\n"
             "project file, --config/ISOL8_CONFIG and ISOL8_* variables over them, in that order."
@@ -185,7 +147,7 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         "doctor",
         parents=[common],
         formatter_class=_Formatter,
-        help="check that isol8 can run here, and say what to fix",
+        help=SUMMARIES["doctor"],
         description=(
             "Check, one line each with a hint when something fails: the config files, the CA\n"
             "bundle, the engine (reachable, rootless or not, cgroup controllers), each runtime\n"
@@ -210,7 +172,7 @@ def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "cleanup",
         parents=[common],
         formatter_class=_Formatter,
-        help="remove containers (and with --images, images) that isol8 made",
+        help=SUMMARIES["cleanup"],
         description=(
             "Remove the containers isol8 created (found by the org.isol8.run.id label, never by\n"
             "name or image), for example after isol8 itself was killed. With --images, also\n"
@@ -231,7 +193,7 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "build",
         parents=[common],
         formatter_class=_Formatter,
-        help="build a custom image with packages baked in",
+        help=SUMMARIES["build"],
         description=(
             "Build an image FROM isol8:<runtime> (built first if missing) with packages installed in\n"
             "system locations and an optional setup script run at build time (as root, with the\n"
@@ -268,10 +230,10 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "images",
-        aliases=["list-custom"],
+        aliases=ALIASES["images"],
         parents=[common],
         formatter_class=_Formatter,
-        help="list custom images (found by label, whatever their tag)",
+        help=SUMMARIES["images"],
         description="List the custom and cached images isol8 built: every image with isol8's package labels.",
     )
     p.add_argument("-r", "--runtime", choices=RUNTIMES, metavar="RUNTIME", help="only this runtime")
@@ -284,7 +246,7 @@ def _add_resolve(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "resolve",
         parents=[common],
         formatter_class=_Formatter,
-        help="show which image `run --install` would use, and why",
+        help=SUMMARIES["resolve"],
         description=(
             "Show the image `isol8 run --install ...` would use: an exact match (same package set),\n"
             "else the smallest superset, else the image covering the most packages (the rest is\n"
@@ -303,7 +265,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "serve",
         parents=[common],
         formatter_class=_Formatter,
-        help="serve an HTTP API for running code (needs isol8[server])",
+        help=SUMMARIES["serve"],
         description=(
             "Serve isol8 over HTTP: GET /health (no auth), POST /execute, POST /execute/stream\n"
             "(Server-Sent Events of {type: stdout|stderr|error|exit, data}), POST /cleanup, and for\n"
@@ -334,7 +296,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    add_run(sub, common, _Formatter)
+    add_run(sub, common, _Formatter, SUMMARIES["run"])
 
 
 # Every command name (aliases too) and what adds its parser, in the order --help lists them.
@@ -371,11 +333,13 @@ def command_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The isol8 parser; with a command from command_in(), one that knows only that command.
+def build_parser(command: str | None = None, *, listing: bool = False) -> argparse.ArgumentParser:
+    """The isol8 parser; with a command from command_in(), one that knows only that command; with
+    listing, one whose commands are only their names and summaries.
 
     For an argv naming that command both parse alike, as their top levels are the same; main() so
-    skips building the other commands' arguments on every call."""
+    skips building the other commands' arguments on every call. A listing parser answers an argv
+    that names no command at all (--help, --version, a usage error) as the whole parser does."""
     parser = argparse.ArgumentParser(
         prog="isol8",
         description=DESCRIPTION,
@@ -387,6 +351,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    if listing:
+        for name, summary in SUMMARIES.items():
+            sub.add_parser(name, aliases=ALIASES.get(name, []), help=summary, add_help=False)
+        return parser
     adders = [_COMMANDS[command]] if command else list(dict.fromkeys(_COMMANDS.values()))
     for add in adders:
         add(sub, common)

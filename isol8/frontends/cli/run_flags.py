@@ -14,12 +14,13 @@ def add_run(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
     formatter: type[argparse.HelpFormatter],
+    summary: str,
 ) -> None:
     p = sub.add_parser(
         "run",
         parents=[common],
         formatter_class=formatter,
-        help="run code in a locked-down container",
+        help=summary,
         description=(
             "Run code from FILE, -e CODE, --cmd COMMAND or standard input in a fresh container:\n"
             "read-only root, /sandbox (the home and working directory) and /tmp as size-limited\n"
