@@ -64,6 +64,7 @@ class ServerSettings(NamedTuple):
         )
 
 
+CA_KEYWORDS = ("auto", "system", "none")
 SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
 
 
@@ -179,13 +180,30 @@ class Config:
         )
 
 
-def read_layer(path: str) -> Layer:
+def read_layer(path: str, text: str | None = None) -> Layer:
+    """A config file as a layer; `text` if it was already read. Relative file paths in it are
+    relative to its folder, wherever isol8 runs from."""
+    if text is None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    data = parse_config_text(text, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    for section, key in (("security", "seccompProfile"), ("packages", "caBundle")):
+        value = (data.get(section) or {}).get(key)
+        if isinstance(value, str) and value not in CA_KEYWORDS and not os.path.isabs(os.path.expanduser(value)):
+            data[section][key] = os.path.join(folder, value)
+    return Layer(path, data)
+
+
+def _working_directory() -> str:
+    """The working directory; "" when it was removed (then there is no project file)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    return Layer(path, parse_config_text(text, path))
+        return os.getcwd()
+    except FileNotFoundError:
+        return ""
 
 
 def load_config(
@@ -199,8 +217,8 @@ def load_config(
     """The configuration in force: the files (user unless not `user`, project, `explicit` or
     ISOL8_CONFIG) and the ISOL8_* variables, each over the one before, over the built-in defaults."""
     env = os.environ if env is None else env
-    found = find_files(cwd or os.getcwd(), home or os.path.expanduser("~"), env, explicit, user=user)
-    layers = [read_layer(path) for path in found.files]
+    found = find_files(cwd or _working_directory(), home or os.path.expanduser("~"), env, explicit, user=user)
+    layers = [read_layer(path, found.texts.get(path)) for path in found.files]
     for layer in env_layers(env):
         validate(SCHEMA, layer.data, "", layer.origin)
         layers.append(layer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -40,6 +41,10 @@ class Layer(NamedTuple):
 class Found(NamedTuple):
     files: tuple[str, ...]  # least specific first
     ignored: tuple[str, ...]  # why a file that was found does not count
+    texts: Mapping[str, str] = {}  # the text of a file already read, safely, while it was found
+
+
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _first_file(folder: str, names: Sequence[str]) -> str | None:
@@ -50,18 +55,57 @@ def _first_file(folder: str, names: Sequence[str]) -> str | None:
     return None
 
 
-def _project_file(cwd: str, ignored: list[str]) -> str | None:
-    """The nearest isol8.config.* from cwd up. One owned by another user (a planted /tmp/isol8.config.json)
-    is skipped with a reason, as git skips a repository it does not trust."""
+def _safe_folder(folder: str, uid: int) -> bool:
+    """Only you or root can replace what a name in folder points to."""
+    st = os.stat(folder)
+    return st.st_uid in (uid, 0) and (not st.st_mode & stat.S_IWOTH or bool(st.st_mode & stat.S_ISVTX))
+
+
+def _read_trusted(path: str, uid: int) -> tuple[str | None, str]:
+    """(text, "") of a project file you can trust, else (None, why not). A file found by walking up
+    from the working directory may have been planted (a shared /tmp, a folder someone else owns):
+    as git does with a repository, isol8 reads only a file that you or root own, in a folder only
+    you or root control, through one descriptor (no name swapped between the check and the read)."""
+    if not _safe_folder(os.path.dirname(path), uid):
+        return None, "its folder can be changed by other users"
+    link = os.lstat(path)
+    if stat.S_ISLNK(link.st_mode) and link.st_uid != uid:
+        return None, f"a symbolic link owned by uid {link.st_uid}, not by you (uid {uid})"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, "not a regular file"
+        if st.st_uid not in (uid, 0):
+            return None, f"owned by uid {st.st_uid}, not by you (uid {uid})"
+        if st.st_uid != uid and st.st_nlink > 1:
+            return None, "a hard link to a file that is not yours"
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return data.decode("utf-8"), ""
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def _project_file(cwd: str, ignored: list[str]) -> tuple[str, str] | None:
+    """(path, text) of the nearest trusted isol8.config.* from cwd up; the untrusted ones passed
+    on the way are in `ignored`, each with its reason."""
+    if not cwd:
+        return None
     folder = os.path.abspath(cwd)
     uid = os.getuid()
     while True:
         path = _first_file(folder, PROJECT_NAMES)
         if path is not None:
-            owner = os.stat(path).st_uid
-            if owner in (uid, 0):
-                return path
-            ignored.append(f"{path}: owned by uid {owner}, not by you (uid {uid}); pass it with --config to use it")
+            text, why = _read_trusted(path, uid)
+            if text is not None:
+                return path, text
+            ignored.append(f"{path}: {why}")
         parent = os.path.dirname(folder)
         if parent == folder:
             return None
@@ -79,11 +123,14 @@ def find_files(
     """The config files in force, least specific first: user, project, then --config (else ISOL8_CONFIG)."""
     files: list[str] = []
     ignored: list[str] = []
+    texts: dict[str, str] = {}
     if user:
         found = _first_file(os.path.join(home, ".isol8"), USER_NAMES)
         files += [found] if found else []
     project = _project_file(os.fspath(cwd), ignored)
-    files += [project] if project else []
+    if project is not None:
+        files.append(project[0])
+        texts[project[0]] = project[1]
     chosen = explicit or env.get("ISOL8_CONFIG")
     if chosen:
         path = os.path.expanduser(chosen)
@@ -91,7 +138,7 @@ def find_files(
             raise ConfigError(f"config file not found: {path}")
         files.append(path)
     real = [os.path.realpath(f) for f in files]  # a file named twice counts once, at its highest level
-    return Found(tuple(f for i, f in enumerate(files) if real[i] not in real[i + 1 :]), tuple(ignored))
+    return Found(tuple(f for i, f in enumerate(files) if real[i] not in real[i + 1 :]), tuple(ignored), texts)
 
 
 def env_layers(env: Mapping[str, str]) -> list[Layer]:

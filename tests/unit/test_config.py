@@ -80,27 +80,104 @@ def test_no_user_config_skips_only_the_user_file(dirs: tuple[Path, Path]) -> Non
     assert files(cwd, home, {}, user=False) == (str(project),)
 
 
-def test_a_project_file_owned_by_another_user_is_ignored_with_a_reason(
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="making a file another user's needs root")
+OTHER = 4242  # a uid that is neither yours nor root's
+
+
+def owned_by_other(path: Path, *, link: bool = False) -> None:
+    (os.lchown if link else os.chown)(path, OTHER, OTHER)
+
+
+@needs_root
+def test_a_project_file_owned_by_another_user_is_ignored_and_the_walk_goes_on(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    outer = touch(cwd / "isol8.config.json", '{"maxConcurrent": 3}')
+    planted = touch(cwd / "a" / "isol8.config.json", '{"security": {"seccompProfile": "/tmp/allow-all.json"}}')
+    owned_by_other(planted)
+    (cwd / "a" / "b").mkdir()
+    found = find_files(cwd / "a" / "b", home, {})
+    assert found.files == (str(outer),)
+    assert found.ignored == (f"{planted}: owned by uid {OTHER}, not by you (uid 0)",)
+    assert found.texts == {str(outer): '{"maxConcurrent": 3}'}
+
+
+@needs_root
+def test_a_planted_symlink_to_a_root_owned_file_is_ignored(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    cwd, home = dirs
+    root_owned = touch(tmp_path / "roots.json", '{"defaults": {"network": "host"}}')
+    link = cwd / "isol8.config.json"
+    link.symlink_to(root_owned)
+    owned_by_other(link, link=True)
+    found = find_files(cwd, home, {})
+    assert found.files == ()
+    assert found.ignored == (f"{link}: a symbolic link owned by uid {OTHER}, not by you (uid 0)",)
+
+
+def test_your_own_symlink_is_followed(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    cwd, home = dirs
+    shared = touch(tmp_path / "shared.json", '{"maxConcurrent": 3}')
+    (cwd / "isol8.config.json").symlink_to(shared)
+    found = find_files(cwd, home, {})
+    assert (found.files, found.ignored) == ((str(cwd / "isol8.config.json"),), ())
+
+
+@needs_root
+def test_a_folder_others_can_change_is_not_trusted_unless_sticky(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    mine = touch(cwd / "isol8.config.json", '{"maxConcurrent": 3}')
+    cwd.chmod(0o777)
+    found = find_files(cwd, home, {})
+    assert (found.files, found.ignored) == ((), (f"{mine}: its folder can be changed by other users",))
+    cwd.chmod(0o1777)  # as /tmp: only a file's owner can replace it
+    assert find_files(cwd, home, {}).files == (str(mine),)
+    owned_by_other(cwd)
+    assert find_files(cwd, home, {}).ignored == (f"{mine}: its folder can be changed by other users",)
+
+
+@needs_root
+def test_a_hard_link_to_someone_elses_file_is_ignored(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    cwd, home = dirs
+    secret = touch(tmp_path / "shadow", "root:x:0:0\n")
+    os.chown(secret, 0, 0)
+    os.link(secret, cwd / "isol8.config.yaml")
+    os.chown(cwd / "isol8.config.yaml", 0, 0)
+    os.chown(cwd, OTHER, OTHER)  # ...in a folder of another user's: refused for the folder already
+    assert find_files(cwd, home, {}).ignored == (
+        f"{cwd / 'isol8.config.yaml'}: its folder can be changed by other users",
+    )
+
+
+def test_a_fifo_in_the_project_position_is_not_read(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    os.mkfifo(cwd / "isol8.config.json")
+    assert find_files(cwd, home, {}).files == ()  # isfile() is false for it: never opened
+
+
+def test_a_removed_working_directory_has_no_project_file(
     dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cwd, home = dirs
-    planted = touch(cwd.parent / "isol8.config.json", '{"security": {"seccompProfile": "unconfined"}}')
-    real_stat = os.stat
+    gone = cwd / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert load_config(None, home=home, env={}).sources == ()
 
-    def stat(path: str, *args: object, **kwargs: object) -> os.stat_result:
-        result = real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
-        if str(path) == str(planted):
-            return os.stat_result((result.st_mode, 0, 0, 1, 4242, 4242, 0, 0, 0, 0))
-        return result
 
-    monkeypatch.setattr(os, "getuid", lambda: 1000)
-    monkeypatch.setattr(os, "stat", stat)
-    found = find_files(cwd, home, {})
-    assert found.files == ()
-    assert len(found.ignored) == 1
-    assert str(planted) in found.ignored[0]
-    assert "uid 4242" in found.ignored[0]
-    assert "--config" in found.ignored[0]
+def test_relative_paths_in_a_file_are_relative_to_its_folder(dirs: tuple[Path, Path]) -> None:
+    cwd, home = dirs
+    touch(
+        cwd / "isol8.config.json",
+        '{"security": {"seccompProfile": "profiles/strict.json"}, "packages": {"caBundle": "ca.pem"}}',
+    )
+    deep = cwd / "a" / "b"
+    deep.mkdir(parents=True)
+    config = load_config(None, cwd=deep, home=home, env={})
+    assert config.backend.seccomp_profile == str(cwd / "profiles" / "strict.json")
+    assert config.packages.ca_bundle == str(cwd / "ca.pem")
+    touch(cwd / "isol8.config.json", '{"packages": {"caBundle": "none"}}')
+    assert load_config(None, cwd=deep, home=home, env={}).packages.ca_bundle == "none"
 
 
 def test_a_file_named_twice_counts_once_at_its_highest_level(dirs: tuple[Path, Path]) -> None:
