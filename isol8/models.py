@@ -45,6 +45,7 @@ class ImageInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     created: datetime | None = None
     size: int = 0
+    parent: str = ""  # the image it was built on, by a builder that keeps layers as images
 
     @classmethod
     def from_inspect(cls, obj: Mapping[str, Any]) -> ImageInfo:
@@ -54,6 +55,7 @@ class ImageInfo:
             labels=_labels(obj),
             created=parse_time(obj.get("Created")),
             size=int(obj.get("Size") or 0),
+            parent=strip_digest_prefix(str(obj.get("Parent") or "")),
         )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Isol8
+from tests.integration.conftest import ISOL8, Isol8
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -288,6 +288,34 @@ def leave_a_failed_build_layer(engine: str, tmp_path: Path) -> str:
     left = subprocess.run(mine, capture_output=True, text=True).stdout.split()
     assert len(left) == 1, f"the engine's failed build left {left}"
     return left[0]
+
+
+def test_a_failed_build_removes_only_its_own_layers_whatever_it_prints(
+    isol8: Isol8, engine: str, tmp_path: Path
+) -> None:
+    """A setup script that prints a builder-style step line naming another dangling image."""
+    other = leave_a_failed_build_layer(engine, tmp_path)
+    try:
+        forged = f'echo " ---> {other[:12]}"; echo "--> {other[:11]}"; exit 3'
+        done = isol8("build", "--base", "bash", "--tag", f"isol8-test-forged-{os.getpid()}", "--setup", forged)
+        assert done.status == 1
+        assert subprocess.run([engine, "image", "inspect", other], capture_output=True).returncode == 0
+    finally:
+        subprocess.run([engine, "rmi", other], capture_output=True)
+
+
+def test_an_interrupted_build_leaves_no_dangling_layer(engine: str) -> None:
+    """`isol8 build ... | head`: the reader goes, the build is stopped, and its layers go too."""
+    before = dangling_images(engine)
+    tag = f"isol8-test-cut-{os.getpid()}"
+    argv = [ISOL8, "--engine", engine, "build", "--base", "bash", "--tag", tag, "--setup", "sleep 3; echo done"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141
+    assert dangling_images(engine) - before == set()
+    assert subprocess.run([engine, "image", "inspect", tag], capture_output=True).returncode != 0
 
 
 def test_cleanup_images_removes_only_isol8_images_not_in_use(isol8: Isol8, engine: str, tmp_path: Path) -> None:
