@@ -87,14 +87,27 @@ class PackageSettings(NamedTuple):
         if self.ca_bundle in ("auto", "system"):
             for candidate in SYSTEM_CA_BUNDLES:
                 if os.path.isfile(candidate):
-                    return Path(candidate)
+                    return _certificates_only(Path(candidate))
             if self.ca_bundle == "auto":
                 return None
             raise UsageError("caBundle is 'system' but no CA bundle was found on this host")
         path = Path(self.ca_bundle).expanduser()
         if not path.is_file():
             raise UsageError(f"caBundle: no such file: {path}")
-        return path
+        return _certificates_only(path)
+
+
+def _certificates_only(path: Path) -> Path:
+    """path, if it is a PEM bundle of certificates and nothing else: it goes into image layers."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"caBundle: cannot read {path} as a PEM bundle: {exc}") from None
+    kinds = {line[11:-5] for line in text.splitlines() if line.startswith("-----BEGIN ") and line.endswith("-----")}
+    if kinds != {"CERTIFICATE"} and kinds != {"CERTIFICATE", "TRUSTED CERTIFICATE"}:
+        found = ", ".join(sorted(kinds)) or "no PEM block"
+        raise UsageError(f"caBundle: {path} must hold certificates only (found: {found})")
+    return path
 
 
 class BackendSettings(NamedTuple):

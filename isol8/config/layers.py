@@ -141,6 +141,11 @@ def find_files(
     return Found(tuple(f for i, f in enumerate(files) if real[i] not in real[i + 1 :]), tuple(ignored), texts)
 
 
+def env_flag(value: str) -> bool:
+    """A yes/no variable: anything but empty, 0, false, no or off is yes."""
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def env_layers(env: Mapping[str, str]) -> list[Layer]:
     """One layer per ISOL8_* variable that is set and not empty."""
     layers = []
@@ -149,7 +154,7 @@ def env_layers(env: Mapping[str, str]) -> list[Layer]:
         if not value:
             continue
         if name == "ISOL8_DEBUG":
-            value = value != "0"
+            value = env_flag(str(value))
         data: dict[str, Any] = {keys[-1]: value}
         for key in reversed(keys[:-1]):
             data = {key: data}

@@ -66,7 +66,7 @@ def deps_hash(defn: ImageDefinition, base_id: str) -> str:
 def _write_context(directory: Path, defn: ImageDefinition, base: str, registry: PackageSettings) -> None:
     files = directory / "isol8-build"
     files.mkdir()
-    ca = registry.ca_file()
+    ca = registry.ca_file() if defn.specs else None  # only installs fetch: a setup-only image gets none
     if ca is not None:
         shutil.copyfile(ca, files / "ca.pem")
     plugin = ecosystems.of(defn.runtime)

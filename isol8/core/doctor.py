@@ -34,7 +34,8 @@ CA_IN_SANDBOX = "/sandbox/ca.pem"
 # the sandbox's own view: is its seccomp filter on, and can it make a user namespace (it must not)
 SANDBOX_PROBE = (
     "grep -m1 '^Seccomp:' /proc/self/status; "
-    "if unshare -U true 2>/dev/null; then echo userns=open; else echo userns=blocked; fi"
+    "if ! command -v unshare >/dev/null; then echo userns=untested; "
+    "elif unshare -U true 2>/dev/null; then echo userns=open; else echo userns=blocked; fi"
 )
 
 
@@ -104,7 +105,8 @@ def sandbox_check(backend: Backend, config: Config) -> Check:
     if runtime is None:
         return Check("sandbox", False, "no runtime image to start one in", "isol8 setup")
     try:
-        result = run(backend, plan_run(config, {"timeoutMs": PROBE_TIMEOUT_MS}, runtime=runtime, cmd=SANDBOX_PROBE))
+        asked = {"timeoutMs": PROBE_TIMEOUT_MS, "network": "none"}
+        result = run(backend, plan_run(config, asked, runtime=runtime, cmd=SANDBOX_PROBE))
     except Isol8Error as exc:
         return Check("sandbox", False, f"did not start with {profile}: {exc}", "security.seccompProfile must load")
     seccomp_on = "Seccomp:\t2" in result.stdout
@@ -121,7 +123,10 @@ def ca_check(config: Config) -> Check:
         ca = config.packages.ca_file()
     except UsageError as exc:
         return Check("CA bundle", False, str(exc), "set packages.caBundle to auto, none or a file", required=False)
-    used = f"the host's {ca}" if ca is not None else "none: installers trust their own roots only"
+    if ca is None:
+        used = "none: installers trust their own roots only"
+    else:
+        used = f"the host's {ca}" if setting in ("auto", "system") else str(ca)
     return Check("CA bundle", True, f"{setting}: {used}", required=False)
 
 
@@ -135,7 +140,11 @@ def disk_check(info: EngineInfo, remote: bool) -> Check:
 
 def network_checks(backend: Backend, config: Config) -> Iterator[Check]:
     """Each ecosystem's registry answers from a container (on the host's network)."""
-    ca = config.packages.ca_file()
+    try:
+        ca = config.packages.ca_file()
+    except UsageError as exc:
+        yield Check("registries", False, f"not tried: {exc}", "fix packages.caBundle (see the CA bundle line)", False)
+        return
     seen = set()
     with tempfile.TemporaryDirectory(prefix="isol8-doctor-") as files:
         if ca is not None:

@@ -86,3 +86,20 @@ def test_a_profile_that_lets_code_make_user_namespaces_is_caught(isol8: Isol8, t
     [sandbox] = [line for line in done.stdout.splitlines() if line.startswith(("✓ sandbox", "✗ sandbox"))]
     assert sandbox.startswith(f"✗ sandbox: with {profile}: ")
     assert "userns=open" in sandbox
+
+
+def test_the_sandbox_probe_has_no_network_whatever_the_config_says(isol8: Isol8, tmp_path: Path) -> None:
+    (tmp_path / "isol8.config.json").write_text('{"defaults": {"network": "host"}}')
+    done = isol8("--debug", "doctor", cwd=tmp_path)
+    assert done.status == 0, done.stdout
+    runs = [line for line in done.stderr.splitlines() if " run " in line and "isol8-reaper" not in line]
+    assert runs and all("--network none" in line for line in runs), runs
+
+
+def test_a_bad_ca_bundle_does_not_stop_the_network_checks_from_reporting(isol8: Isol8, tmp_path: Path) -> None:
+    done = isol8("doctor", "--network", "--json", cwd=tmp_path, env={"ISOL8_CA_BUNDLE": str(tmp_path / "nope.pem")})
+    shown = json.loads(done.stdout)
+    by_name = {c["name"]: c for c in shown["checks"]}
+    assert by_name["CA bundle"]["ok"] is False
+    assert by_name["registries"]["detail"].startswith("not tried: caBundle: no such file")
+    assert shown["ok"] is True and done.status == 0  # a run needs neither

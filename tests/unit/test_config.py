@@ -502,7 +502,8 @@ def test_env_layers_are_named_after_their_variables() -> None:
         Layer("ISOL8_DEBUG", {"debug": True}),
         Layer("ISOL8_CA_BUNDLE", {"packages": {"caBundle": "none"}}),
     ]
-    assert env_layers({"ISOL8_DEBUG": "0"}) == [Layer("ISOL8_DEBUG", {"debug": False})]
+    for no in ("0", "false", "No", "off"):
+        assert env_layers({"ISOL8_DEBUG": no}) == [Layer("ISOL8_DEBUG", {"debug": False})]
 
 
 def test_the_user_file_survives_a_project_file(dirs: tuple[Path, Path]) -> None:

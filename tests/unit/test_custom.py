@@ -312,6 +312,39 @@ def test_npm_registry_is_not_used_outside_the_js_runtimes(tmp_path: Path, runtim
 
 # ---- PackageSettings.ca_file --------------------------------------------------------------------
 
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n", "PRIVATE KEY"),
+        (
+            PEM + "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
+            "CERTIFICATE, RSA PRIVATE KEY",
+        ),
+        ("not a bundle at all\n", "no PEM block"),
+    ],
+)
+def test_a_ca_bundle_must_hold_certificates_only(tmp_path: Path, text: str, found: str) -> None:
+    """It goes into an image layer: a key file named by mistake must not."""
+    path = tmp_path / "bundle.pem"
+    path.write_text(text)
+    with pytest.raises(UsageError) as info:
+        PackageSettings(ca_bundle=str(path)).ca_file()
+    assert str(info.value) == f"caBundle: {path} must hold certificates only (found: {found})"
+
+
+def test_a_setup_only_image_gets_no_ca_bundle(tmp_path: Path) -> None:
+    ca = tmp_path / "corp-ca.pem"
+    ca.write_text(PEM)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    from isol8.core.custom_images import ImageDefinition
+
+    write(context, ImageDefinition(RUNTIMES["bash"], (), "echo hi"), PackageSettings(ca_bundle=str(ca)))
+    assert "ca.pem" not in files(context)
+
 
 @pytest.mark.parametrize("value", [None, ""])
 def test_no_ca_bundle(value: str | None) -> None:
@@ -320,8 +353,8 @@ def test_no_ca_bundle(value: str | None) -> None:
 
 def test_system_ca_bundle_is_the_first_that_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     second, third = tmp_path / "second.crt", tmp_path / "third.crt"
-    second.write_text("ca\n")
-    third.write_text("ca\n")
+    second.write_text(PEM)
+    third.write_text(PEM)
     (tmp_path / "a-dir.crt").mkdir()
     candidates = (str(tmp_path / "missing.crt"), str(tmp_path / "a-dir.crt"), str(second), str(third))
     monkeypatch.setattr(isol8.config, "SYSTEM_CA_BUNDLES", candidates)
@@ -336,13 +369,13 @@ def test_system_ca_bundle_missing_is_a_usage_error(tmp_path: Path, monkeypatch: 
 
 def test_ca_bundle_path(tmp_path: Path) -> None:
     ca = tmp_path / "corp.pem"
-    ca.write_text("ca\n")
+    ca.write_text(PEM)
     assert PackageSettings(ca_bundle=str(ca)).ca_file() == ca
 
 
 def test_ca_bundle_path_expands_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / "corp.pem").write_text("ca\n")
+    (tmp_path / "corp.pem").write_text(PEM)
     assert PackageSettings(ca_bundle="~/corp.pem").ca_file() == tmp_path / "corp.pem"
 
 

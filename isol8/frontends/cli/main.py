@@ -132,7 +132,9 @@ def main(
     if not args.command:
         parser.print_help(out)
         return 0
-    debug = args.debug or os.environ.get("ISOL8_DEBUG", "") not in ("", "0")
+    from isol8.config.layers import env_flag
+
+    debug = args.debug or env_flag(os.environ.get("ISOL8_DEBUG", ""))
     from isol8.frontends.cli.app import App
 
     return _dispatch(App(args, stdin if stdin is not None else sys.stdin, out, err, debug=debug))
