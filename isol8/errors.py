@@ -90,6 +90,11 @@ class BuildFailed(EngineError):
     pass
 
 
+class RegistryUnreachable(EngineError):
+    """A pull that could not reach the image's registry (no network, DNS, a refused or timed-out
+    connection): the image may well exist, isol8 just cannot check."""
+
+
 class BaseImageUnavailable(BuildFailed):
     """A runtime image is out of date and its base image cannot be had: with --strict, a failure."""
 

@@ -11,7 +11,15 @@ from importlib import resources
 from pathlib import Path
 
 from isol8 import labels as L
-from isol8.errors import BaseImageUnavailable, EngineError, EngineNotFound, EngineUnavailable, ImageNotFound
+from isol8.errors import (
+    BaseImageUnavailable,
+    BuildFailed,
+    EngineError,
+    EngineNotFound,
+    EngineUnavailable,
+    ImageNotFound,
+    RegistryUnreachable,
+)
 from isol8.log import get_logger
 from isol8.runtimes import RUNTIMES
 
@@ -112,15 +120,21 @@ def ensure_base_image(
 
 
 def _unobtainable(backend: Backend, base: str) -> str | None:
-    """Why base cannot be had (neither local nor pulled), else None."""
-    if backend.image(base) is not None:
-        return None
+    """Why base cannot be had for now (not local, and its registry out of reach), else None. A
+    registry that answers that there is no such image is a failure: a typo in baseImages must
+    not keep an old image with only a warning."""
     try:
+        if backend.image(base) is not None:
+            return None
         backend.pull(base)
+    except RegistryUnreachable as exc:
+        return exc.message
     except (EngineUnavailable, EngineNotFound):
         raise
-    except EngineError as exc:
-        return exc.message
+    except EngineError as exc:  # the registry answered: no such image, denied, a bad reference
+        raise BuildFailed(
+            exc.argv, exc.returncode, exc.stdout, exc.stderr, message=f"base image {base}: {exc}"
+        ) from None
     return None
 
 

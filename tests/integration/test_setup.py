@@ -106,6 +106,15 @@ def test_an_unobtainable_base_keeps_the_existing_image_with_one_warning(isol8: I
     assert isol8("run", "--cmd", "echo still fine", cwd=tmp_path).stdout == "still fine\n"
 
 
+def test_a_base_image_reference_the_engine_rejects_is_a_failure_not_a_warning(isol8: Isol8, tmp_path: Path) -> None:
+    """Only an out-of-reach registry is tolerated; a reference that is wrong (here, malformed) fails."""
+    (tmp_path / "isol8.config.json").write_text(json.dumps({"baseImages": {"bash": "Bad//Ref"}}))
+    done = isol8("setup", "-r", "bash", cwd=tmp_path)
+    assert done.status == 1
+    assert "isol8: error: base image Bad//Ref: " in done.stderr
+    assert "invalid reference format" in done.stderr
+
+
 def test_force_rebuilds(isol8: Isol8) -> None:
     done = isol8("setup", "--force", "-r", "bash")
     assert (done.status, done.stdout.split(":")[:2]) == (0, ["isol8", "bash"])

@@ -8,7 +8,7 @@ import pytest
 
 from isol8 import labels as L
 from isol8.core.base_images import build_hash, ensure_base_image
-from isol8.errors import BaseImageUnavailable, BuildFailed, EngineError, EngineUnavailable
+from isol8.errors import BaseImageUnavailable, BuildFailed, EngineError, EngineUnavailable, RegistryUnreachable
 from isol8.models import ImageInfo
 
 BASE = "unreachable.invalid/debian:12"
@@ -45,7 +45,7 @@ def current(hash_: str = "old") -> ImageInfo:
     return ImageInfo(id="c" * 64, tags=("isol8:bash",), labels={L.BUILD_HASH: hash_})
 
 
-UNREACHABLE = EngineError(["pull"], 1, message="dial tcp: lookup unreachable.invalid: no such host")
+UNREACHABLE = RegistryUnreachable(["pull"], 1, message="dial tcp: lookup unreachable.invalid: no such host")
 
 
 def test_an_up_to_date_image_is_kept_without_asking_the_registry() -> None:
@@ -96,4 +96,12 @@ def test_a_pullable_base_is_pulled_then_built_on() -> None:
 def test_an_unreachable_engine_is_not_taken_for_an_unreachable_registry() -> None:
     engine = Engine({"isol8:bash": current()}, pull_error=EngineUnavailable(["pull"], 1, message="no daemon"))
     with pytest.raises(EngineUnavailable):
+        ensure_base_image(engine, "bash", base_image=BASE)  # type: ignore[arg-type]
+
+
+def test_a_registry_that_says_there_is_no_such_image_is_a_failure_not_a_warning() -> None:
+    """A typo in baseImages, say: the registry answered, so the old image is not kept quietly."""
+    answered = EngineError(["pull"], 1, message="manifest for x/debain:12 not found: manifest unknown")
+    engine = Engine({"isol8:bash": current()}, pull_error=answered)
+    with pytest.raises(BuildFailed, match=f"base image {BASE}: manifest for x/debain:12 not found"):
         ensure_base_image(engine, "bash", base_image=BASE)  # type: ignore[arg-type]

@@ -35,6 +35,8 @@ EXPECTED: dict[str, type[EngineError] | None] = {
     "rm-f-missing-container": None,
     "version": None,
     "images-quiet": None,
+    "pull-unreachable": EngineError,  # RegistryUnreachable only for a pull: see the test below
+    "pull-bad-reference": EngineError,
 }
 # (engine, recording) -> reason, for wordings isol8 is known to misclassify; none at present
 KNOWN_BUGS: dict[tuple[str, str], str] = {}
@@ -154,3 +156,28 @@ def test_unknown_failure_is_a_plain_engine_error_with_the_error_line(engine: str
     assert type(error) is EngineError
     assert error.message == "Error: unknown flag: --frobnicate"
     assert error.hint == ""
+
+
+# ---- pulls: the registry out of reach, or its answer -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("engine", "recording", "expected"),
+    [
+        ("docker", "pull-unreachable", "RegistryUnreachable"),
+        ("podman", "pull-unreachable", "RegistryUnreachable"),
+        ("docker", "pull-bad-reference", "EngineError"),
+        ("podman", "pull-bad-reference", "EngineError"),
+    ],
+)
+def test_a_pull_that_cannot_reach_the_registry_is_told_from_an_answer(
+    engine: str, recording: str, expected: str
+) -> None:
+    from isol8.backends.engine.classify import classify
+
+    stderr = (Path(__file__).parents[1] / "data" / engine / f"{recording}.stderr").read_text()
+    error = classify((engine, "pull", "-q", "x"), 1, "", stderr, engine)  # argv as EngineBackend.call gives it
+    assert type(error).__name__ == expected
+    assert error.message == stderr.strip().splitlines()[0]
+    not_a_pull = classify([engine, "run", "x"], 1, "", stderr, engine)
+    assert type(not_a_pull).__name__ != "RegistryUnreachable"

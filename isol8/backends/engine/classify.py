@@ -11,6 +11,7 @@ from isol8.errors import (
     EngineTransient,
     EngineUnavailable,
     ImageNotFound,
+    RegistryUnreachable,
 )
 
 
@@ -48,6 +49,18 @@ _TRANSIENT = (
     "database is locked",
     "tls handshake timeout",
 )
+# a pull's failure to reach the registry, as opposed to a registry's answer (unknown, denied)
+_REGISTRY_DOWN = (
+    "no such host",
+    "temporary failure in name resolution",
+    "server misbehaving",
+    "network is unreachable",
+    "no route to host",
+    "connection refused",
+    "i/o timeout",
+    "tls handshake timeout",
+    "context deadline exceeded",
+)
 _NO_IMAGE = ("no such image", "image not known", "unable to find image", "manifest unknown")
 _NO_CONTAINER = ("no such container", "no container with name or id")
 _DOWN_HINTS = {
@@ -78,6 +91,8 @@ def classify(argv: Sequence[str], returncode: int | None, stdout: str, stderr: s
             hint=_DOWN_HINTS.get(engine, ""),
         )
     message = _first_error_line(stderr)
+    if "pull" in argv[1:2] and any(pattern in low for pattern in _REGISTRY_DOWN):
+        return RegistryUnreachable(argv, returncode, stdout, stderr, message=message)
     if any(pattern in low for pattern in _NO_IMAGE):
         return ImageNotFound(argv, returncode, stdout, stderr, message=message)
     if any(pattern in low for pattern in _NO_CONTAINER):
