@@ -73,19 +73,38 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "setup",
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    name: str,
+    description: str,
+    aliases: Sequence[str] = (),
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """A command's parser, with the global options and the summary --help lists for it."""
+    return sub.add_parser(
+        name,
         parents=[common],
         formatter_class=_Formatter,
-        help=SUMMARIES["setup"],
-        description=(
+        help=SUMMARIES[name],
+        description=description,
+        aliases=list(aliases),
+        epilog=epilog,
+    )
+
+
+def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    p = _command(
+        sub,
+        common,
+        "setup",
+        (
             "Build the base image isol8:<runtime> of each runtime that is missing or whose\n"
             "Dockerfile, build context or base image changed; up-to-date images are skipped.\n"
-            "When an existing image is out of date but its base image is neither local nor\n"
-            "pullable (offline, an unreachable registry), it is kept with a one-line warning\n"
-            "(exit 0; --strict makes that a failure). Then build the config file's\n"
-            "prebuiltImages. Progress goes to stderr."
+            "When an existing image is out of date but its base image is not local and its\n"
+            "registry is out of reach (offline), it is kept with a one-line warning (exit 0;\n"
+            "--strict, or the base named with --base-image, makes that a failure). Then build\n"
+            "the config file's prebuiltImages. Progress goes to stderr."
         ),
     )
     p.add_argument(
@@ -119,12 +138,11 @@ def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 
 
 def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "config",
-        parents=[common],
-        formatter_class=_Formatter,
-        help=SUMMARIES["config"],
-        description=(
+        (
             "Print the configuration in force: the built-in defaults with the user file, the\n"
             "project file, --config/ISOL8_CONFIG and ISOL8_* variables over them, in that order."
         ),
@@ -143,12 +161,11 @@ def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
 
 
 def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "doctor",
-        parents=[common],
-        formatter_class=_Formatter,
-        help=SUMMARIES["doctor"],
-        description=(
+        (
             "Check, one line each with a hint when something fails: the config files, the CA\n"
             "bundle, the engine (reachable, rootless or not, cgroup controllers), each runtime\n"
             "image and its base image, a real sandbox (seccomp profile in force, user\n"
@@ -168,12 +185,11 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
 
 
 def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "cleanup",
-        parents=[common],
-        formatter_class=_Formatter,
-        help=SUMMARIES["cleanup"],
-        description=(
+        (
             "Remove the containers isol8 created (found by the org.isol8.run.id label, never by\n"
             "name or image), for example after isol8 itself was killed. With --images, also\n"
             "remove isol8's images (label org.isol8.managed=true: bases, custom and cached\n"
@@ -189,12 +205,11 @@ def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
 
 
 def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "build",
-        parents=[common],
-        formatter_class=_Formatter,
-        help=SUMMARIES["build"],
-        description=(
+        (
             "Build an image FROM isol8:<runtime> (built first if missing) with packages installed in\n"
             "system locations and an optional setup script run at build time (as root, with the\n"
             "network). The image is labelled org.isol8.runtime, org.isol8.dependencies (the\n"
@@ -228,13 +243,12 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 
 
 def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "images",
+        "List the custom and cached images isol8 built: every image with isol8's package labels.",
         aliases=ALIASES["images"],
-        parents=[common],
-        formatter_class=_Formatter,
-        help=SUMMARIES["images"],
-        description="List the custom and cached images isol8 built: every image with isol8's package labels.",
     )
     p.add_argument("-r", "--runtime", choices=RUNTIMES, metavar="RUNTIME", help="only this runtime")
     p.add_argument("--json", action="store_true", help="print a JSON array")
@@ -242,12 +256,11 @@ def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
 
 
 def _add_resolve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "resolve",
-        parents=[common],
-        formatter_class=_Formatter,
-        help=SUMMARIES["resolve"],
-        description=(
+        (
             "Show the image `isol8 run --install ...` would use: an exact match (same package set),\n"
             "else the smallest superset, else the image covering the most packages (the rest is\n"
             "installed), else the base image; versions are checked against PEP 440 specifiers\n"
@@ -261,12 +274,11 @@ def _add_resolve(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "serve",
-        parents=[common],
-        formatter_class=_Formatter,
-        help=SUMMARIES["serve"],
-        description=(
+        (
             "Serve isol8 over HTTP: GET /health (no auth), POST /execute, POST /execute/stream\n"
             "(Server-Sent Events of {type: stdout|stderr|error|exit, data}), POST /cleanup, and for\n"
             "named sessions (sessionId in an execute request) GET /sessions, DELETE /session/ID,\n"
