@@ -62,8 +62,8 @@ def _safe_folder(folder: str, uid: int) -> bool:
 
 
 def _read_trusted(path: str, uid: int) -> tuple[str | None, str]:
-    """(text, "") of a project file you can trust, else (None, why not). A file found by walking up
-    from the working directory may have been planted (a shared /tmp, a folder someone else owns):
+    """(text, "") of a found config file you can trust, else (None, why not). A file found by walking
+    up from the working directory may have been planted (a shared /tmp, a folder someone else owns):
     as git does with a repository, isol8 reads only a file that you or root own, in a folder only
     you or root control, through one descriptor (no name swapped between the check and the read)."""
     if not _safe_folder(os.path.dirname(path), uid):
@@ -126,7 +126,13 @@ def find_files(
     texts: dict[str, str] = {}
     if user:
         found = _first_file(os.path.join(home, ".isol8"), USER_NAMES)
-        files += [found] if found else []
+        if found is not None:  # checked as a project file is: HOME may be another user's (sudo -E)
+            text, why = _read_trusted(found, os.getuid())
+            if text is None:
+                ignored.append(f"{found}: {why}")
+            else:
+                files.append(found)
+                texts[found] = text
     project = _project_file(os.fspath(cwd), ignored)
     if project is not None:
         files.append(project[0])

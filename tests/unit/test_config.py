@@ -103,6 +103,16 @@ def test_a_project_file_owned_by_another_user_is_ignored_and_the_walk_goes_on(di
 
 
 @needs_root
+def test_a_user_file_in_someone_elses_home_is_ignored(dirs: tuple[Path, Path]) -> None:
+    """`sudo -E isol8 ...` keeps HOME: root must not take the invoking user's word for its sandbox."""
+    cwd, home = dirs
+    theirs = touch(home / ".isol8" / "config.json", '{"security": {"seccompProfile": "/tmp/allow-all.json"}}')
+    owned_by_other(theirs)
+    found = find_files(cwd, home, {})
+    assert (found.files, found.ignored) == ((), (f"{theirs}: owned by uid {OTHER}, not by you (uid 0)",))
+
+
+@needs_root
 def test_a_planted_symlink_to_a_root_owned_file_is_ignored(dirs: tuple[Path, Path], tmp_path: Path) -> None:
     cwd, home = dirs
     root_owned = touch(tmp_path / "roots.json", '{"defaults": {"network": "host"}}')
