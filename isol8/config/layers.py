@@ -66,13 +66,18 @@ def _read_trusted(path: str, uid: int) -> tuple[str | None, str]:
     up from the working directory may have been planted (a shared /tmp, a folder someone else owns):
     as git does with a repository, isol8 reads only a file that you or root own, in a folder only
     you or root control, through one descriptor (no name swapped between the check and the read)."""
-    if not _safe_folder(os.path.dirname(path), uid):
-        return None, "its folder can be changed by other users"
-    link = os.lstat(path)
+    try:
+        if not _safe_folder(os.path.dirname(path), uid):
+            return None, "its folder can be changed by other users"
+        link = os.lstat(path)
+    except OSError as exc:  # gone since it was found, say
+        return None, f"cannot be checked: {exc.strerror}"
     if stat.S_ISLNK(link.st_mode) and link.st_uid != uid:
         return None, f"a symbolic link owned by uid {link.st_uid}, not by you (uid {uid})"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, "gone since it was found"
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as f:

@@ -158,6 +158,16 @@ def test_a_hard_link_to_someone_elses_file_is_ignored(dirs: tuple[Path, Path], t
     )
 
 
+def test_a_file_gone_between_finding_and_reading_is_skipped(dirs: tuple[Path, Path]) -> None:
+    from isol8.config.layers import _read_trusted
+
+    cwd, _ = dirs
+    assert _read_trusted(str(cwd / "isol8.config.json"), os.getuid()) == (
+        None,
+        "cannot be checked: No such file or directory",
+    )
+
+
 def test_a_fifo_in_the_project_position_is_not_read(dirs: tuple[Path, Path]) -> None:
     cwd, home = dirs
     os.mkfifo(cwd / "isol8.config.json")
