@@ -35,6 +35,7 @@ TAIL_LINES = 40
 
 
 MAX_STEPS = 1000
+MAX_LINE = 64 << 10
 CLOCK_SLACK = timedelta(seconds=2)  # the engine stamps images with its own clock
 
 
@@ -117,6 +118,9 @@ def run_build(
             for stream, data in proc.chunks(deadline):
                 pending[stream] += data
                 *lines, pending[stream] = pending[stream].split(b"\n")
+                if len(pending[stream]) > MAX_LINE:  # output with no newline: shown in pieces, not held
+                    lines.append(pending[stream])
+                    pending[stream] = b""
                 for raw in lines:
                     line_out(raw)
             for rest in pending.values():
