@@ -408,7 +408,9 @@ def test_a_sigkilled_server_leaves_no_container(engine: str, tmp_path: Path) -> 
 def test_keep_background_keeps_a_sessions_processes_when_asked(server: Server) -> None:
     client = server.client()
     sid = f"keep-{os.getpid()}-{server.engine}"
-    serve = "setsid nohup sh -c 'while :; do date +%s > beat; sleep 0.2; done' >/dev/null 2>&1 & echo started"
+    # written aside and renamed: a read never sees the file half written
+    beat = "while :; do date +%s > b.new; mv b.new beat; sleep 0.2; done"
+    serve = f"setsid nohup sh -c '{beat}' >/dev/null 2>&1 & echo started"
     try:
         first = client.execute(
             {"sessionId": sid, "request": {"cmd": serve, "runtime": "bash"}, "options": {"keepBackground": True}}

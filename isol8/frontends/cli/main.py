@@ -185,14 +185,14 @@ def _dispatch(app: App) -> int:
 
 
 def _quiet_stdout(app: App) -> None:
-    """The reader of standard output has gone: nothing more to say, and nothing at exit either
-    (Python would report the failed flush of sys.stdout)."""
-    if app.stdout is sys.stdout:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+    """The reader of standard output (or of standard error, on the same pipe) has gone: nothing
+    more to say, and nothing at exit either (Python's flush of a dead stream would exit 120)."""
+    for mine, real in ((app.stdout, sys.stdout), (app.stderr, sys.stderr)):
+        if mine is real:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), real.fileno())
+            except (OSError, ValueError):
+                pass
 
 
 def entry() -> None:
