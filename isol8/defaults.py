@@ -25,11 +25,12 @@ DEFAULTS: dict[str, Any] = {
         "pidsLimit": 64,
         "maxOutputSize": 1_048_576,
     },
-    "network": {"whitelist": [], "blacklist": []},
+    "network": {"whitelist": [], "blacklist": [], "allowPrivate": [], "hosts": {}},
     "security": {"seccompProfile": None},
     "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": "auto"},
     "server": {
         "allowHostNetwork": False,
+        "allowedHosts": [],
         "allowImages": False,
         "queueTimeoutMs": 30_000,
         "maxBodyBytes": 10_485_760,

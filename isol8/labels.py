@@ -23,6 +23,7 @@ RESOLVED = "org.isol8.resolved"
 AUTO = "org.isol8.auto"
 SERVER_ID = "org.isol8.server.id"
 SESSION_ID = "org.isol8.session.id"
+EGRESS_OF = "org.isol8.egress.of"  # a filtered run's proxy, relay and volume: the sandbox they serve
 
 
 def container_name(kind: str = "") -> str:

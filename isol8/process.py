@@ -123,6 +123,8 @@ class StreamingProcess:
     so nothing outlives its caller.
     """
 
+    network_log = None  # the backend seam's Process has it; only a filtered run's has a log
+
     def __init__(
         self,
         argv: Sequence[str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
+from isol8.core.egress import Decision
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import EngineError
 from isol8.models import Captured, ContainerInfo, EngineInfo, ImageInfo
@@ -18,6 +19,11 @@ class Process(Protocol):
     """A started run or exec whose output is read as it comes; leaving the block kills it."""
 
     argv: tuple[str, ...]
+
+    @property
+    def network_log(self) -> tuple[Decision, ...] | None:
+        """A filtered run's proxy decisions, complete once the block is left; None for any other process."""
+        ...
 
     def chunks(self, deadline: float | Callable[[], float] | None = None) -> Iterator[tuple[str, bytes]]: ...
 
@@ -116,6 +122,14 @@ class Backend(Protocol):
     def inspect_containers(self, ids: Sequence[str]) -> list[ContainerInfo]: ...
 
     # -- images -------------------------------------------------------------------------------------
+
+    def list_volumes(self, labels: Mapping[str, str | None]) -> list[str]:
+        """Names of the volumes with these labels (a filtered run's, backends/engine/egress.py)."""
+        ...
+
+    def remove_volumes(self, names: Sequence[str]) -> None:
+        """Remove volumes; one already gone counts as removed."""
+        ...
 
     def build(
         self,

@@ -45,6 +45,7 @@ class ServerSettings(NamedTuple):
 
     allow_host_network: bool
     allow_images: bool
+    allowed_hosts: tuple[str, ...]  # the hosts a filtered request may ask for, at most
     queue_timeout_s: float
     max_body_bytes: int
     pool_size: int
@@ -56,12 +57,25 @@ class ServerSettings(NamedTuple):
         return cls(
             allow_host_network=bool(data["allowHostNetwork"]),
             allow_images=bool(data["allowImages"]),
+            allowed_hosts=tuple(data["allowedHosts"]),
             queue_timeout_s=units.duration_ms(data["queueTimeoutMs"]) / 1000,
             max_body_bytes=int(data["maxBodyBytes"]),
             pool_size=int(data["poolSize"]),
             session_idle_s=units.duration_ms(data["sessionIdleMs"]) / 1000,
             max_concurrent=int(str(max_concurrent)),
         )
+
+
+class NetworkSettings(NamedTuple):
+    """`network`: what a filtered run reaches unless a flag or a request says otherwise.
+
+    whitelist/blacklist: host patterns (isol8.core.egress.host_regex); allow_private: address
+    ranges the proxy may connect to after all; hosts: name -> address for the proxy's resolver."""
+
+    whitelist: tuple[str, ...] = ()
+    blacklist: tuple[str, ...] = ()
+    allow_private: tuple[str, ...] = ()
+    hosts: Mapping[str, str] = {}
 
 
 CA_KEYWORDS = ("auto", "system", "none")
@@ -157,6 +171,16 @@ class Config:
     @cached_property
     def server(self) -> ServerSettings:
         return ServerSettings.from_data(self.data["server"], self.data["maxConcurrent"])
+
+    @cached_property
+    def network(self) -> NetworkSettings:
+        section = self.data["network"]
+        return NetworkSettings(
+            tuple(section.get("whitelist") or ()),
+            tuple(section.get("blacklist") or ()),
+            tuple(section.get("allowPrivate") or ()),
+            dict(section.get("hosts") or {}),
+        )
 
     @cached_property
     def backend(self) -> BackendSettings:

@@ -84,6 +84,17 @@ def _image_name(value: Any) -> Any:
     return check_image_name(value)
 
 
+def _host(value: Any) -> Any:
+    from isol8.core.egress import InvalidHost, host_regex
+
+    _STR(value)
+    try:
+        host_regex(value)
+    except InvalidHost as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 _STR = _type(str, "a string")
 _BOOL = _type(bool, "true or false")
 _INT = _positive_int
@@ -108,19 +119,28 @@ SCHEMA: dict[str, Any] = {
     "engine": _nullable(_choice(*ENGINES)),
     "debug": _BOOL,
     "maxConcurrent": _INT,
-    "defaults": {**{key: parse for key, (_, parse) in RUN_LIMITS.items()}, "network": _choice("none", "host")},
-    "network": {"whitelist": _list_of(_STR), "blacklist": _list_of(_STR)},
+    "defaults": {
+        **{key: parse for key, (_, parse) in RUN_LIMITS.items()},
+        "network": _choice("none", "host", "filtered"),
+    },
+    "network": {
+        "whitelist": _list_of(_host),
+        "blacklist": _list_of(_host),
+        "allowPrivate": _list_of(_STR),
+        "hosts": _map_of(_STR, _STR),
+    },
     "security": {"seccompProfile": _nullable(_STR)},
     "packages": {"pipIndexUrl": _nullable(_STR), "npmRegistry": _nullable(_STR), "caBundle": _nullable(_STR)},
     "server": {
         "allowHostNetwork": _BOOL,
+        "allowedHosts": _list_of(_host),
         "allowImages": _BOOL,
         "queueTimeoutMs": units.duration_ms,
         "maxBodyBytes": _INT,
         "poolSize": _type(int, "an integer"),
         "sessionIdleMs": units.duration_ms,
     },
-    "baseImages": _map_of(_choice(*RUNTIME_NAMES), _STR),
+    "baseImages": _map_of(_choice(*RUNTIME_NAMES, "proxy"), _STR),
     "prebuiltImages": _list_of(
         {
             "tag": _image_name,

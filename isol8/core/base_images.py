@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from isol8 import labels as L
+from isol8.core.egress import PROXY_IMAGE
 from isol8.errors import (
     BaseImageUnavailable,
     BuildFailed,
@@ -50,6 +51,19 @@ def default_base_image(runtime: str) -> str:
     if match is None:
         raise RuntimeError(f"dockerfiles/{runtime}/Dockerfile has no ARG BASE_IMAGE= line")
     return match.group(1)
+
+
+PROXY = "proxy"  # isol8:proxy, a filtered run's egress proxy: built like a runtime's image, run by none
+
+
+def image_tag(name: str) -> str:
+    """isol8:<runtime>, or isol8:proxy."""
+    return PROXY_IMAGE if name == PROXY else RUNTIMES[name].image
+
+
+def proxy_base(base_images: Mapping[str, str]) -> str | None:
+    """The proxy's base: baseImages.proxy, else bash's (a plain Debian, as the proxy needs)."""
+    return base_images.get(PROXY) or base_images.get("bash")
 
 
 def build_hash(runtime: str, base_image: str) -> str:
@@ -95,7 +109,7 @@ def ensure_base_image(
     Without an image to keep, or with force, the build itself fails loudly."""
     base = base_image or default_base_image(runtime)
     wanted = build_hash(runtime, base)
-    tag = RUNTIMES[runtime].image
+    tag = image_tag(runtime)
     current = backend.image(tag)
     if current is not None and not force:
         if current.labels.get(L.BUILD_HASH) == wanted:
@@ -111,7 +125,12 @@ def ensure_base_image(
         tag=tag,
         context=str(context_dir(runtime)),
         build_args={"BASE_IMAGE": base},
-        labels={L.MANAGED: "true", L.RUNTIME: runtime, L.BUILD_HASH: wanted, L.BASE_IMAGE: base},
+        labels={
+            L.MANAGED: "true",
+            **({L.RUNTIME: runtime} if runtime != PROXY else {}),
+            L.BUILD_HASH: wanted,
+            L.BASE_IMAGE: base,
+        },
         on_output=lambda line: progress(f"  {line}"),
     )
     if current is not None and current.id != new_id:
@@ -158,6 +177,13 @@ def ensure_base_images(
     progress: Callable[[str], None] = lambda line: None,
 ) -> list[BaseOutcome]:
     return [
-        ensure_base_image(backend, rt, base_image=base_images.get(rt), force=force, strict=strict, progress=progress)
+        ensure_base_image(
+            backend,
+            rt,
+            base_image=proxy_base(base_images) if rt == PROXY else base_images.get(rt),
+            force=force,
+            strict=strict,
+            progress=progress,
+        )
         for rt in runtimes
     ]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from isol8 import units
 from isol8.config import RUN_LIMITS, Config, RunDefaults
 from isol8.core.runner import RunRequest
-from isol8.core.sandbox import SandboxPolicy
-from isol8.errors import LimitRefused
+from isol8.core.sandbox import NETWORKS, SandboxPolicy
+from isol8.errors import LimitRefused, UsageError
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from typing import Any
 
-NETWORKS = ("none", "host")
+    from isol8.core.egress import Egress
 
 
 def _shown(key: str, value: int | float) -> str:
@@ -35,7 +35,7 @@ def choose_limits(run: RunDefaults, asked: Mapping[str, object], *, ceiling: boo
     for key, value in asked.items():
         if key == "network":
             if value not in NETWORKS:
-                raise LimitRefused(key, f"network must be none or host, not {value!r}", above=False)
+                raise LimitRefused(key, f"network must be none, host or filtered, not {value!r}", above=False)
             changes["network"] = value
             continue
         name, parse = RUN_LIMITS[key]
@@ -50,7 +50,27 @@ def choose_limits(run: RunDefaults, asked: Mapping[str, object], *, ceiling: boo
     return run._replace(**changes)
 
 
-def sandbox_policy(run: RunDefaults, config: Config) -> SandboxPolicy:
+def egress_for(
+    network: str, config: Config, allow: Sequence[str] | None = None, deny: Sequence[str] = ()
+) -> Egress | None:
+    """What a run on `network` may reach: allow replaces the config's network.whitelist (None: keep
+    it); deny adds to its blacklist, which no caller can drop. Only a filtered network has one."""
+    if network != "filtered":
+        if allow or deny:
+            raise UsageError(f"allowed and denied hosts need a filtered network, not {network}")
+        return None
+    from isol8.core.egress import make_egress
+
+    settings = config.network
+    return make_egress(
+        settings.whitelist if allow is None else allow,
+        (*settings.blacklist, *deny),
+        allow_private=settings.allow_private,
+        hosts=settings.hosts,
+    )
+
+
+def sandbox_policy(run: RunDefaults, config: Config, egress: Egress | None = None) -> SandboxPolicy:
     return SandboxPolicy(
         memory=run.memory,
         cpus=run.cpus,
@@ -60,13 +80,21 @@ def sandbox_policy(run: RunDefaults, config: Config) -> SandboxPolicy:
         tmp_size=run.tmp_size,
         shm_size=run.shm_size,
         seccomp_profile=config.backend.seccomp_profile,
+        egress=egress,
     )
 
 
-def plan_run(config: Config, asked: Mapping[str, object], *, ceiling: bool = False, **request: Any) -> RunRequest:
+def plan_run(
+    config: Config,
+    asked: Mapping[str, object],
+    *,
+    ceiling: bool = False,
+    allow: Sequence[str] | None = None,
+    deny: Sequence[str] = (),
+    **request: Any,
+) -> RunRequest:
     """The RunRequest for request's fields (runtime, code or cmd, env...), with the config's limits
-    and network except those asked for (see choose_limits)."""
+    and network except those asked for (see choose_limits), and a filtered network's hosts (egress_for)."""
     run = choose_limits(config.run, asked, ceiling=ceiling)
-    return RunRequest(
-        timeout_ms=run.timeout_ms, max_output=run.max_output, policy=sandbox_policy(run, config), **request
-    ).check()
+    policy = sandbox_policy(run, config, egress_for(run.network, config, allow, deny))
+    return RunRequest(timeout_ms=run.timeout_ms, max_output=run.max_output, policy=policy, **request).check()

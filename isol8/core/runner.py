@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from isol8.backends.base import Backend, Process
+    from isol8.core.egress import Decision
 
 log = get_logger(__name__)
 
@@ -78,6 +79,8 @@ class RunRequest(NamedTuple):
         if (self.code is None) == (self.cmd is None):
             raise UsageError("give exactly one of code and cmd")
         resolve_workdir(self.workdir)
+        if self.persist and self.policy.network == "filtered":
+            raise UsageError("a filtered run's container cannot be kept: its network ends with the run")
         for name in (*self.env, *self.secrets):
             if not valid_env_name(name):
                 raise UsageError(f"not a valid environment variable name: {name!r}")
@@ -130,6 +133,8 @@ class RunResult(NamedTuple):
     # also ends with the engine's messages held back when the program never started
     stdout_bytes: bytes
     stderr_bytes: bytes
+    # a filtered run's proxy decisions (isol8.core.egress.Decision), in order; None for other networks
+    network_log: tuple[Decision, ...] | None = None
 
 
 class Chunk(NamedTuple):
@@ -194,8 +199,13 @@ class Execution:
             *interpreter,
         ]
         self.program_env = {**request.env, **request.secrets}
+        if request.policy.egress is not None:
+            from isol8.core.egress import proxy_env
+
+            self.program_env = {**proxy_env(), **self.program_env}
         self.standby = container
         self.argv: tuple[str, ...] = ()  # the backend's command line, once started
+        self.process: Process | None = None
 
     def _start(self, stdin: Iterable[bytes]) -> Process:
         request = self.request
@@ -243,7 +253,7 @@ class Execution:
         out = ProgramOutput(self.nonce, request.secrets.values(), request.max_output)
         self.intact = timed_out = removed = False
         code = 0
-        started = time.monotonic()
+        started = ended = time.monotonic()
         limit_s = request.timeout_ms / 1000
 
         def deadline() -> float:
@@ -256,6 +266,7 @@ class Execution:
         )
         try:
             with self._start(stdin) as proc:
+                self.process = proc
                 yield from _chunks(out, proc.chunks(deadline))
                 status = proc.wait(timeout=max(deadline() - time.monotonic(), 0.001))
                 if status is None:
@@ -268,6 +279,7 @@ class Execution:
                     status = proc.wait()
                     assert status is not None  # wait() without a timeout returns the status
                 code = status
+                ended = time.monotonic()  # before a filtered run's proxy is taken down
             yield from _chunks(out, ((stream, None) for stream in ("stdout", "stderr")))
             got = out.trailer.trailer
             # the exit line counts only when the engine's exit status agrees: the status is never
@@ -282,9 +294,9 @@ class Execution:
                 # gone with the engine's --rm, or kept (--persist): either way not the reaper's to remove
                 # when this process exits (it would sweep every container of this process, kept ones too)
                 self.backend.disown([self.name])
-        self.result = self._result(out, code, timed_out, started)
+        self.result = self._result(out, code, timed_out, started, ended)
 
-    def _result(self, out: ProgramOutput, code: int, timed_out: bool, started: float) -> RunResult:
+    def _result(self, out: ProgramOutput, code: int, timed_out: bool, started: float, ended: float) -> RunResult:
         got = out.trailer.trailer
         stdout_bytes, stderr_bytes = out.stdout_bytes(), out.stderr_bytes()
         if out.trailer.started_at is None:
@@ -296,12 +308,13 @@ class Execution:
             timed_out=timed_out,
             oom_killed=self.intact and got is not None and got.oom_kills > 0,
             truncated=out.truncated,
-            duration_ms=round((time.monotonic() - (out.trailer.started_at or started)) * 1000),
+            duration_ms=round((ended - (out.trailer.started_at or started)) * 1000),
             runtime=self.request.runtime.name,
             image=self.image,
             container=self.name,
             stdout_bytes=stdout_bytes,
             stderr_bytes=stderr_bytes,
+            network_log=self.process.network_log if self.process is not None else None,
         )
 
     def _not_started(self, code: int, got: Trailer | None, timed_out: bool, stderr: str) -> Exception:

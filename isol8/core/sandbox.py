@@ -10,6 +10,12 @@ from typing import Any, NamedTuple  # records as named tuples: dataclasses would
 from isol8 import units
 from isol8.defaults import RUN
 
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
+if TYPE_CHECKING:
+    from isol8.core.egress import Egress
+
+NETWORKS = ("none", "host", "filtered")
+
 SANDBOX_UID = 1100
 SANDBOX_GID = 1100
 SANDBOX_DIR = "/sandbox"
@@ -42,6 +48,7 @@ class _Policy(NamedTuple):
     tmp_size: int
     shm_size: int
     seccomp_profile: str | None
+    egress: Egress | None  # what a filtered network may reach (isol8.core.egress)
 
 
 class SandboxPolicy(_Policy):
@@ -60,6 +67,7 @@ class SandboxPolicy(_Policy):
         tmp_size: int | str = RUN["tmpSize"],
         shm_size: int | str = RUN["shmSize"],
         seccomp_profile: str | None = None,
+        egress: Egress | None = None,
     ) -> SandboxPolicy:
         def parsed(name: str, parse: Callable[[object], Any], value: object) -> Any:
             try:
@@ -67,8 +75,10 @@ class SandboxPolicy(_Policy):
             except units.InvalidLimit as exc:
                 raise units.InvalidLimit(f"{name}: {exc}") from None
 
-        if network not in ("none", "host"):
-            raise ValueError(f"network must be none or host, not {network!r}")
+        if network not in NETWORKS:
+            raise ValueError(f"network must be none, host or filtered, not {network!r}")
+        if (network == "filtered") != (egress is not None):
+            raise ValueError("a filtered network needs its egress (allowed hosts), and only it has one")
         if seccomp_profile == "unconfined":
             raise ValueError("isol8 never runs code without a seccomp profile")
         return super().__new__(
@@ -81,6 +91,7 @@ class SandboxPolicy(_Policy):
             parsed("tmp_size", units.tmpfs_size, tmp_size),
             parsed("shm_size", units.tmpfs_size, shm_size),
             seccomp_profile,
+            egress,
         )
 
     def _replace(self, **changes: Any) -> SandboxPolicy:

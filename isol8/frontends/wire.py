@@ -40,6 +40,23 @@ class WireRequest:
     keep_background: bool = False
     session_id: object = None
     options: frozenset[str] = frozenset()
+    allow: tuple[str, ...] | None = None  # networkFilter.whitelist (None: not sent)
+    deny: tuple[str, ...] = ()  # networkFilter.blacklist
+
+
+def _network_filter(raw: object) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """options.networkFilter {whitelist?, blacklist?} -> (allow or None, deny)."""
+    if raw is None:
+        return None, ()
+    if not isinstance(raw, dict) or set(raw) - {"whitelist", "blacklist"}:
+        raise RequestError(400, "networkFilter must be an object with whitelist and blacklist (lists of hosts)")
+    lists = []
+    for key in ("whitelist", "blacklist"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(h, str) for h in value)):
+            raise RequestError(400, f"networkFilter.{key} must be a list of strings")
+        lists.append(value)
+    return (None if lists[0] is None else tuple(lists[0])), tuple(lists[1] or ())
 
 
 def _files(raw: object) -> dict[str, bytes]:
@@ -86,7 +103,10 @@ def parse_request(body: Mapping[str, Any]) -> WireRequest:
     image = opts.get("image")
     if image is not None and not isinstance(image, str):
         raise RequestError(400, "image must be a string")
+    allow, deny = _network_filter(opts.get("networkFilter"))
     return WireRequest(
+        allow=allow,
+        deny=deny,
         runtime=str(req.get("runtime") or "python"),
         code=code if isinstance(code, str) else None,
         cmd=cmd if isinstance(cmd, str) else None,
@@ -116,6 +136,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "durationMs": result.duration_ms,
         "runtime": result.runtime,
         "image": result.image,
+        **({"network": {"log": [d.as_json() for d in result.network_log]}} if result.network_log is not None else {}),
     }
 
 
@@ -162,6 +183,10 @@ def request_body(request: RunRequest, *, limits: Iterable[str], install: Sequenc
         options["image"] = request.image
     if request.secrets:
         options["secrets"] = dict(request.secrets)
+    egress = request.policy.egress
+    if egress is not None:
+        options["network"] = "filtered"
+        options["networkFilter"] = {"whitelist": list(egress.allow), "blacklist": list(egress.deny)}
     return {"request": body, "options": options}
 
 

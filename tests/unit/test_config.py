@@ -564,7 +564,7 @@ def test_config_file_merges_over_defaults_key_by_key(tmp_path: Path) -> None:
     for key, value in DEFAULTS["defaults"].items():
         if key != "timeoutMs":
             assert config.data["defaults"][key] == value, key
-    assert config.data["network"] == {"whitelist": [], "blacklist": ["evil.example"]}
+    assert config.data["network"] == {"whitelist": [], "blacklist": ["evil.example"], "allowPrivate": [], "hosts": {}}
     assert config.data["maxConcurrent"] == DEFAULTS["maxConcurrent"]
 
 

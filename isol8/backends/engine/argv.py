@@ -105,15 +105,19 @@ def rm_argv(d: Dialect, ids: Sequence[str]) -> list[str]:
     return [d.binary, "rm", *d.rm_force, *ids]
 
 
-def kill_argv(d: Dialect, name: str) -> list[str]:
-    return [d.binary, "kill", name]
+def kill_argv(d: Dialect, name: str, signal: str | None = None) -> list[str]:
+    """`kill`: SIGKILL, or the signal named."""
+    return [d.binary, "kill", *opt("--signal", signal), name]
 
 
-def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False) -> list[str]:
+def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False, network: str | None = None) -> list[str]:
     """Every hardening flag of a run; tests/unit/test_argv.py pins them so none can slip out.
 
     keeper: a standby container, whose PID 1 and end-of-execution sweeps run as root with only
-    CAP_KILL and CAP_CHOWN, out of reach of the sandbox user its executions run as (exec_argv)."""
+    CAP_KILL and CAP_CHOWN, out of reach of the sandbox user its executions run as (exec_argv).
+    network: a filtered run's, `container:<its relay>` (relay_argv); no other run has one."""
+    if (policy.network == "filtered") != (network is not None):
+        raise ValueError("a filtered run, and only it, runs on its relay's network")
     memory = str(policy.memory)
     return [
         "--read-only",
@@ -143,7 +147,7 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False) ->
         "--cpus",
         f"{policy.cpus:g}",
         "--network",
-        policy.network,
+        network or policy.network,
         *repeat("--ulimit", (f"nproc={SANDBOX_NPROC}:{SANDBOX_NPROC}", f"nofile={SANDBOX_NOFILE}:{SANDBOX_NOFILE}")),
         # POSIX message queues are accounted per uid across the host: none at all in a sandbox
         "--ulimit",
@@ -153,7 +157,13 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False) ->
 
 
 def _container_flags(
-    d: Dialect, name: str, policy: SandboxPolicy, labels: Mapping[str, str], *, keeper: bool = False
+    d: Dialect,
+    name: str,
+    policy: SandboxPolicy,
+    labels: Mapping[str, str],
+    *,
+    keeper: bool = False,
+    network: str | None = None,
 ) -> list[str]:
     """What every container isol8 starts shares: a name, no pulls, no log files, labels, the sandbox."""
     return [
@@ -164,7 +174,7 @@ def _container_flags(
         "--log-driver",
         "none",
         *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
-        *sandbox_flags(d, policy, keeper=keeper),
+        *sandbox_flags(d, policy, keeper=keeper, network=network),
     ]
 
 
@@ -178,6 +188,7 @@ def run_argv(
     command: Sequence[str],
     remove: bool = True,
     engine_timeout_s: int | None = None,
+    network: str | None = None,
 ) -> list[str]:
     """`run` of one execution: stdin attached, isol8's wrapper as entrypoint, user values as elements.
 
@@ -190,7 +201,7 @@ def run_argv(
         "run",
         *(["--rm"] if remove else []),
         "-i",
-        *_container_flags(d, name, policy, labels),
+        *_container_flags(d, name, policy, labels, network=network),
         "--init",
         *timeout,
         *opt("--workdir", SANDBOX_DIR),
@@ -269,3 +280,89 @@ READ_FILE = (
 def read_file_argv(d: Dialect, *, name: str, path: str, limit: int) -> list[str]:
     """`exec` as the sandbox user that prints the first limit bytes of path, a regular file."""
     return [d.binary, "exec", "--user", SANDBOX_USER, name, "/bin/bash", "-c", READ_FILE, "isol8", path, str(limit)]
+
+
+# -- a filtered run's egress (backends/engine/egress.py) -------------------------------------------
+# The isol8:proxy image's user (Debian's `proxy`) and the folder of its unix socket, a volume that
+# only the proxy and the relay mount.
+PROXY_USER = "13:13"
+EGRESS_DIR = "/run/isol8-egress"
+
+
+def _egress_flags(d: Dialect, name: str, labels: Mapping[str, str], volume: str, *, memory: str) -> list[str]:
+    """What the proxy and the relay share: no privileges, bounded, their socket's volume."""
+    return [
+        "--rm",
+        "--name",
+        name,
+        "--pull",
+        "never",
+        "--log-driver",
+        "none",
+        *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
+        "--init",
+        "--read-only",
+        *d.read_only_extra,
+        "--user",
+        PROXY_USER,
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--pids-limit",
+        "256",
+        "--memory",
+        memory,
+        "--memory-swap",
+        memory,
+        "--cpus",
+        "1",
+        "--volume",
+        f"{volume}:{EGRESS_DIR}",
+    ]
+
+
+def volume_create_argv(d: Dialect, *, name: str, labels: Mapping[str, str]) -> list[str]:
+    return [d.binary, "volume", "create", *repeat("--label", (f"{k}={v}" for k, v in labels.items())), name]
+
+
+def volume_rm_argv(d: Dialect, names: Sequence[str]) -> list[str]:
+    return [d.binary, "volume", "rm", "-f", *names]
+
+
+def volumes_argv(d: Dialect, labels: Mapping[str, str | None]) -> list[str]:
+    return [d.binary, "volume", "ls", "-q", *label_filters(labels)]
+
+
+def proxy_argv(
+    d: Dialect, *, name: str, image: str, labels: Mapping[str, str], volume: str, hosts: Sequence[tuple[str, str]]
+) -> list[str]:
+    """`run -i` of a filtered run's egress proxy: on the engine's default network, its squid.conf
+    read from stdin, its access log on stdout (isol8.core.egress)."""
+    return [
+        d.binary,
+        "run",
+        "-i",
+        *_egress_flags(d, name, labels, volume, memory="256m"),
+        "--tmpfs",
+        "/var/spool/squid:rw,noexec,nosuid,nodev,size=16m",
+        "--tmpfs",
+        "/run/squid:rw,noexec,nosuid,nodev,size=1m",
+        *repeat("--add-host", (f"{host}:{address}" for host, address in hosts)),
+        image,
+        "proxy",
+    ]
+
+
+def relay_argv(d: Dialect, *, name: str, image: str, labels: Mapping[str, str], volume: str) -> list[str]:
+    """`run` of the relay whose network (loopback alone) a filtered sandbox joins: its port on
+    127.0.0.1 leads to the proxy's socket in the shared volume, and nowhere else."""
+    return [
+        d.binary,
+        "run",
+        *_egress_flags(d, name, labels, volume, memory="64m"),
+        "--network",
+        "none",
+        image,
+        "relay",
+    ]

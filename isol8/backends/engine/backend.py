@@ -22,6 +22,7 @@ from isol8.errors import (
     EngineUnavailable,
     FileTooLarge,
     ImageNotFound,
+    UsageError,
 )
 from isol8.log import get_logger
 from isol8.process import Completed, StreamingProcess, run_process, run_process_bytes
@@ -30,6 +31,7 @@ TYPE_CHECKING = False  # imports for annotations only: the run path never loads 
 if TYPE_CHECKING:
     from typing import Any
 
+    from isol8.backends.engine.egress import FilteredRun
     from isol8.models import Captured, ContainerInfo, EngineInfo, ImageInfo
 
 log = get_logger(__name__)
@@ -136,7 +138,13 @@ class EngineBackend:
         stdin: Iterable[bytes],
         remove: bool,
         backstop_s: int,
-    ) -> StreamingProcess:
+    ) -> StreamingProcess | FilteredRun:
+        egress = network = None
+        if spec.policy.egress is not None:
+            from isol8.backends.engine.egress import EgressProxy
+
+            egress = EgressProxy(self, spec.name, spec.policy.egress, spec.labels)
+            network = egress.start()
         argv = A.run_argv(
             self.dialect,
             name=spec.name,
@@ -146,11 +154,22 @@ class EngineBackend:
             command=command,
             remove=remove,
             engine_timeout_s=backstop_s + ENGINE_BACKSTOP_EXTRA_S,
+            network=network,
         )
         reaper.watch(self.dialect, spec.name)
-        return StreamingProcess(argv, stdin=stdin, cwd=self._client_cwd())
+        if egress is None:
+            return StreamingProcess(argv, stdin=stdin, cwd=self._client_cwd())
+        from isol8.backends.engine.egress import FilteredRun
+
+        try:
+            return FilteredRun(self, spec.name, StreamingProcess(argv, stdin=stdin, cwd=self._client_cwd()), egress)
+        except BaseException:
+            egress.close()
+            raise
 
     def start_standby(self, spec: ContainerSpec) -> None:
+        if spec.policy.egress is not None:
+            raise UsageError("a filtered network is for single runs: a standby container (a session) cannot have one")
         argv = A.standby_argv(
             self.dialect,
             name=spec.name,
@@ -303,6 +322,14 @@ class EngineBackend:
             if remaining:
                 self.call(A.rm_argv(self.dialect, [c.id for c in remaining]), idempotent=True)
         self.disown(ids)
+
+    def list_volumes(self, labels: Mapping[str, str | None]) -> list[str]:
+        done = self.call(A.volumes_argv(self.dialect, labels), idempotent=True)
+        return [line.strip() for line in done.stdout.split() if line.strip()]
+
+    def remove_volumes(self, names: Sequence[str]) -> None:
+        if names:
+            self.call(A.volume_rm_argv(self.dialect, names), idempotent=True)
 
     def build(
         self,

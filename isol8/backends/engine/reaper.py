@@ -4,7 +4,7 @@ Every container isol8 starts carries org.isol8.run.owner=<this process's token>.
 a small `sh` starts in its own session, with the read end of a pipe as its stdin. When this
 process exits having removed all of its containers, it writes "done" and the watcher exits;
 when it dies any other way (SIGKILL, a crash, a signal with no handler) the kernel closes the
-pipe and the watcher removes every container with the token (twice, a moment apart, to catch
+pipe and the watcher removes every container (then volume) with the token (twice, a moment apart, to catch
 one whose creation was still under way). The sandboxed program cannot reach it: it runs on the
 host, outside the container's pid namespace and under another uid.
 """
@@ -27,6 +27,8 @@ IFS= read -r word
 for pass in 1 2; do
   ids=$("$1" ps -a -q --no-trunc --filter "label=$2")
   [ -z "$ids" ] || "$1" rm -f $ids
+  vols=$("$1" volume ls -q --filter "label=$2")
+  [ -z "$vols" ] || "$1" volume rm -f $vols
   [ "$pass" = 2 ] || sleep 2
 done
 """

@@ -14,15 +14,16 @@ from isol8.status import ExitStatus
 
 
 def cmd_setup(app: App) -> int:
-    from isol8.core.base_images import ensure_base_image
+    from isol8.core.base_images import PROXY, ensure_base_image, proxy_base
 
     args = app.args
     base_images = dict(app.config.base_images)
     overrides = parse_assignments(args.base_image, "--base-image")
     for runtime in overrides:
-        runtimes.get(runtime)
+        if runtime != PROXY:
+            runtimes.get(runtime)
     base_images.update(overrides)
-    chosen = list(dict.fromkeys(args.runtime or runtimes.NAMES))
+    chosen = list(dict.fromkeys(args.runtime or (*runtimes.NAMES, PROXY)))
     app.backend.version()
     for runtime in chosen:
         # a base image named on the command line is asked for now: not having it is a failure
@@ -30,7 +31,7 @@ def cmd_setup(app: App) -> int:
         outcome = ensure_base_image(
             app.backend,
             runtime,
-            base_image=base_images.get(runtime),
+            base_image=proxy_base(base_images) if runtime == PROXY else base_images.get(runtime),
             force=args.force,
             strict=strict,
             progress=app.progress,
@@ -39,7 +40,8 @@ def cmd_setup(app: App) -> int:
             app.progress(f"warning: {outcome.warning}")
         state = "built" if outcome.built else "kept (base not checked)" if outcome.warning else "up to date"
         app.say(f"{outcome.image}: {state} ({outcome.image_id[:12]})")
-    build_prebuilt_images(app, base_images, only=chosen if app.args.runtime else None, force=app.args.force)
+    only = [name for name in chosen if name != PROXY] if app.args.runtime else None
+    build_prebuilt_images(app, base_images, only=only, force=app.args.force)
     return ExitStatus.OK
 
 

@@ -50,6 +50,9 @@ def cmd_cleanup(app: App) -> int:
         state = "running" if c.running else "stopped"
         owner = f"pid {c.labels.get(L.RUN_PID, '?')} on {c.labels.get(L.RUN_HOST, '?')}"
         app.say(f"container {c.name}  {state}  {c.image}  started by {owner}")
+    volumes = backend.list_volumes({L.RUN_ID: None})  # a filtered run's proxy socket
+    for name in volumes:
+        app.say(f"volume {name}")
     images = []
     if app.args.images:
         for info in backend.inspect_images(backend.list_images({L.MANAGED: "true"})):
@@ -58,10 +61,11 @@ def cmd_cleanup(app: App) -> int:
                 continue
             images.append(info)
             app.say(f"image {', '.join(info.tags) or info.id[:12]}  {info.labels.get(L.RUNTIME, '')}")
-    if not containers and not images:
+    if not containers and not volumes and not images:
         app.say("nothing to remove")
         return ExitStatus.OK
-    what = f"{len(containers)} container(s)" + (f" and {len(images)} image(s)" if app.args.images else "")
+    what = f"{len(containers)} container(s)" + (f", {len(volumes)} volume(s)" if volumes else "")
+    what += f" and {len(images)} image(s)" if app.args.images else ""
     if app.args.dry_run:
         app.say(f"{what} would be removed")
         return ExitStatus.OK
@@ -69,6 +73,7 @@ def cmd_cleanup(app: App) -> int:
         app.say("nothing removed")
         return ExitStatus.OK
     backend.remove_containers([c.id for c in containers])
+    backend.remove_volumes(volumes)
     if images:
         from isol8.core.caches import ResolutionCache
 
@@ -80,5 +85,6 @@ def cmd_cleanup(app: App) -> int:
         for failure in failures:
             kept += 1
             app.progress(f"kept {', '.join(info.tags) or info.id[:12]}: {failure.message}")
-    app.say(f"removed {len(containers)} container(s)" + (f" and {len(images) - kept} image(s)" if images else ""))
+    removed = f"removed {len(containers)} container(s)" + (f", {len(volumes)} volume(s)" if volumes else "")
+    app.say(removed + (f" and {len(images) - kept} image(s)" if images else ""))
     return ExitStatus.OK

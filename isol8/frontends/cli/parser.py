@@ -99,8 +99,9 @@ def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         common,
         "setup",
         (
-            "Build the base image isol8:<runtime> of each runtime that is missing or whose\n"
-            "Dockerfile, build context or base image changed; up-to-date images are skipped.\n"
+            "Build the base image isol8:<runtime> of each runtime, and isol8:proxy (the egress\n"
+            "proxy of --net filtered: squid from the Debian base of bash), that is missing or\n"
+            "whose Dockerfile, build context or base image changed; up-to-date images are skipped.\n"
             "When an existing image is out of date but its base image is not local and its\n"
             "registry is out of reach (offline), it is kept with a one-line warning (exit 0;\n"
             "--strict, or the base named with --base-image, makes that a failure). Then build\n"
@@ -122,9 +123,9 @@ def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "-r",
         "--runtime",
         action="append",
-        choices=RUNTIMES,
+        choices=(*RUNTIMES, "proxy"),
         metavar="RUNTIME",
-        help=f"only this runtime (repeatable; default: all of {', '.join(RUNTIMES)})",
+        help=f"only this runtime, or proxy (repeatable; default: all of {', '.join(RUNTIMES)} and proxy)",
     )
     p.add_argument(
         "--base-image",

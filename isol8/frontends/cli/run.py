@@ -71,10 +71,15 @@ def request_from_args(app: App) -> RunRequest:
         files_dir = Path(args.files)
         if not files_dir.is_dir():
             raise UsageError(f"--files: not a directory: {args.files}")
+    limits = asked_limits(app)
+    if (args.allow or args.deny) and args.net is None:
+        limits["network"] = "filtered"
     try:
         return plan_run(
             app.config,
-            asked_limits(app),
+            limits,
+            allow=args.allow or None,
+            deny=args.deny,
             runtime=runtime,
             code=code,
             cmd=cmd,

@@ -25,7 +25,8 @@ def add_run(
             "Run code from FILE, -e CODE, --cmd COMMAND or standard input in a fresh container:\n"
             "read-only root, /sandbox (the home and working directory) and /tmp as size-limited\n"
             "tmpfs, a non-root user, no capabilities, a seccomp profile that also denies\n"
-            "unshare/setns/mount/ptrace/bpf/io_uring, no network unless --net host, and limits\n"
+            "unshare/setns/mount/ptrace/bpf/io_uring, no network unless --net filtered (only the\n"
+            "hosts of --allow, through isol8's egress proxy) or --net host, and limits\n"
             "on time, memory (no swap), CPU, processes and output. The container is removed\n"
             "afterwards, also on timeout, Ctrl-C and SIGTERM. Defaults come from the config's\n"
             "`defaults`, then the built-in values shown here."
@@ -43,6 +44,7 @@ def add_run(
             "  TOKEN=abc isol8 run -e 'import os; print(os.environ[\"TOKEN\"])' --secret TOKEN   # prints ***\n"
             "  isol8 run --secret-file TOKEN=./token.txt script.py\n"
             "  isol8 run --json -r node -e 'console.log(process.version)'\n"
+            "  isol8 run --allow api.example.com --allow '*.example.org' script.py\n"
             "  isol8 run --no-stream --out result.bin gen.py   # byte for byte, also binary output\n"
             "  isol8 run --files ./src --workdir /sandbox/app main.py"
         ),
@@ -109,7 +111,29 @@ def _limits(p: argparse.ArgumentParser) -> None:
 def _environment(p: argparse.ArgumentParser) -> None:
     """Network, environment, secrets, stdin, files, working directory and image."""
     env = p.add_argument_group("environment")
-    env.add_argument("--net", choices=("none", "host"), help=f"network: none or host (default: {RUN['network']})")
+    env.add_argument(
+        "--net",
+        choices=("none", "host", "filtered"),
+        help=f"network: none, filtered or host (default: {RUN['network']})",
+    )
+    env.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host the code may reach, over HTTP or HTTPS through the proxy, on any port: api.example.com, "
+        "*.example.com (the names below it) or an anchored regex ^...$ (repeatable; implies --net filtered; "
+        "replaces the config's network.whitelist). Names resolving to private, loopback or link-local "
+        "addresses are refused unless network.allowPrivate lists them",
+    )
+    env.add_argument(
+        "--deny",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host the proxy refuses even when allowed (repeatable; implies --net filtered; adds to the "
+        "config's network.blacklist)",
+    )
     env.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable (repeatable)"
     )

@@ -38,7 +38,7 @@ def _api_key(app: App) -> str | None:
 
 
 def cmd_serve(app: App) -> int:
-    from isol8.core.base_images import ensure_base_images
+    from isol8.core.base_images import PROXY, ensure_base_images
 
     key, port, host = _api_key(app), _port(app.args.port), app.args.host
     try:
@@ -50,7 +50,7 @@ def cmd_serve(app: App) -> int:
     backend.version()
     base_images = dict(app.config.base_images)
     for outcome in ensure_base_images(
-        backend, runtimes.NAMES, base_images=base_images, strict=app.args.strict, progress=app.progress
+        backend, (*runtimes.NAMES, PROXY), base_images=base_images, strict=app.args.strict, progress=app.progress
     ):
         if outcome.warning:
             app.progress(f"warning: {outcome.warning}")

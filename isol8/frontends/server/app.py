@@ -161,6 +161,7 @@ def create_app(state: ServerState) -> Starlette:
 def remove_server_containers(state: ServerState) -> int:
     ids = state.backend.list_containers({L.SERVER_ID: state.server_id})
     state.backend.remove_containers(ids)
+    state.backend.remove_volumes(state.backend.list_volumes({L.SERVER_ID: state.server_id}))  # filtered runs'
     return len(ids)
 
 

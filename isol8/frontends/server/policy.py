@@ -36,6 +36,21 @@ def _check_options(state: ServerState, asked: wire.WireRequest) -> None:
             raise RequestError(403, f"option {fixed} is not allowed by this server's policy")
 
 
+def _check_egress(state: ServerState, run: RunRequest, asked: wire.WireRequest) -> None:
+    """A filtered run's hosts must stay within server.allowedHosts, and only a single run has one."""
+    egress = run.policy.egress
+    if egress is None:
+        return
+    if asked.session_id is not None:
+        raise RequestError(400, "a filtered network is for single executions, not sessions")
+    from isol8.core.egress import covered
+
+    ceiling = state.settings.allowed_hosts
+    outside = [host for host in egress.allow if not covered(host, ceiling)]
+    if outside:
+        raise RequestError(403, f"host {outside[0]} is not allowed by this server's policy (server.allowedHosts)")
+
+
 def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> tuple[RunRequest, tuple[str, ...]]:
     """Wire format -> (RunRequest, packages to install), enforcing the server's policy (400/403 otherwise)."""
     asked = wire.parse_request(body)
@@ -56,6 +71,8 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
             image=asked.image,
             labels={L.SERVER_ID: state.server_id},
             keep_background=asked.keep_background,
+            allow=asked.allow,
+            deny=asked.deny,
         )
     except LimitRefused as exc:
         raise RequestError(403 if exc.above else 400, str(exc)) from None
@@ -64,6 +81,7 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
     # the network the run gets, asked for or the config's own: a config's "host" needs the permission too
     if run.policy.network == "host" and not state.settings.allow_host_network:
         raise RequestError(403, "network host is not allowed by this server's policy")
+    _check_egress(state, run, asked)
     _write_files(asked.files, files_dir)
     return run, asked.install
 
