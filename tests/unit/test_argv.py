@@ -122,7 +122,7 @@ BUILDERS = [
     ),
     one(DOCKER, "rm", lambda d: A.rm_argv(d, ["c1", "c2"]), ["docker", "rm", "-f", "c1", "c2"]),
     # podman's rm -f would stop politely first and wait 10 s for a PID 1 that ignores SIGTERM
-    one(PODMAN, "rm", lambda d: A.rm_argv(d, ["c1", "c2"]), ["podman", "rm", "-f", "-t", "0", "c1", "c2"]),
+    one(PODMAN, "rm", lambda d: A.rm_argv(d, ["c1", "c2"]), ["podman", "rm", "-f", "-t", "0", "--depend", "c1", "c2"]),
     *both("kill", lambda d: A.kill_argv(d, "isol8-1"), lambda exe: [exe, "kill", "isol8-1"]),
 ]  # fmt: skip
 

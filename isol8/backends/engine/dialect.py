@@ -31,7 +31,9 @@ class Dialect(NamedTuple):
     # podman's conmon kills a container that outlives `run --timeout`; docker has no such flag
     run_timeout_flag: str | None
     # podman's `rm -f` first stops a container politely and waits 10 s; a keeper (PID 1 ignores
-    # SIGTERM) makes every removal take that long unless told not to wait
+    # SIGTERM) makes every removal take that long unless told not to wait. And it refuses to remove
+    # a container whose network another joined (a filtered run's relay) unless --depend removes
+    # that one too; docker tracks no such dependency
     rm_force: tuple[str, ...]
     # podman 4's conmon drops an empty file named `oom` in its working directory after an OOM kill
     # (containers/conmon#504): its client runs in a folder of isol8's own
@@ -72,7 +74,7 @@ PODMAN = Dialect(
     local_prefix="localhost/",
     tmpfs_no_copy=",notmpcopyup",
     run_timeout_flag="--timeout",
-    rm_force=("-f", "-t", "0"),
+    rm_force=("-f", "-t", "0", "--depend"),
     private_cwd=True,
 )
 
