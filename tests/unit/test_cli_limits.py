@@ -137,3 +137,27 @@ def test_debug_in_the_config_file_shows_the_engine_command(
     status, _, err = run_cli("--engine", "docker", "setup")
     assert status == 3
     assert ("[debug] + docker version" in err and "command: docker version" in err) == ('"debug": true' in config)
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--net", "none", "--allow", "a.test"], "need a filtered network"),
+        (["--net", "host", "--deny", "a.test"], "need a filtered network"),
+        (["--allow", "a.test http_access allow all"], "host 'a.test http_access allow all'"),
+        (["--allow", r"^a\.test"], "must start with ^ and end with $"),
+        (["--net", "filtered", "--persist"], "cannot be kept"),
+    ],
+)
+def test_a_bad_filtered_network_exits_2_before_any_engine_command(
+    run_cli: RunCli, docker: Any, flags: list[str], fragment: str
+) -> None:
+    assert_refused(run_cli("run", *flags, "-e", "print(1)"), docker, fragment)
+
+
+def test_allow_implies_a_filtered_network_whose_proxy_starts_before_the_sandbox(run_cli: RunCli, docker: Any) -> None:
+    run_cli("run", "--allow", "a.test", "-e", "print(1)")
+    calls = [list(c) for c in docker.calls if list(c)[0] == "docker"]
+    assert calls[0][:3] == ["docker", "volume", "create"]  # refused by the test: the sandbox never starts
+    assert not any("isol8:python" in c for c in calls)
+    assert ["docker", "volume", "rm", "-f", calls[0][-1]] in calls  # and what may have been made is removed

@@ -167,3 +167,47 @@ def test_a_file_path_outside_the_sandbox_or_unusable_is_400(raw: object) -> None
     with pytest.raises(RequestError) as caught:
         sandbox_path(raw)
     assert caught.value.status == 400
+
+
+def test_a_filtered_request_may_allow_only_the_servers_allowed_hosts(tmp_path: Path) -> None:
+    state = make_server({"allowedHosts": ["api.example.com", "*.example.org"]})
+    try:
+
+        def asked(*hosts: str, **extra: object) -> dict[str, Any]:
+            return body(network="filtered", networkFilter={"whitelist": list(hosts), **extra})
+
+        run, _ = build_run(state, asked("api.example.com", "a.example.org", blacklist=["b.example.org"]), tmp_path)
+        assert run.policy.egress is not None
+        assert (run.policy.egress.allow, run.policy.egress.deny) == (
+            ("api.example.com", "a.example.org"),
+            ("b.example.org",),
+        )
+        assert status_of(state, asked(), tmp_path)[0] == 200  # reaches nothing
+        assert status_of(state, asked("evil.test"), tmp_path) == (
+            403,
+            "host evil.test is not allowed by this server's policy (server.allowedHosts)",
+        )
+        assert status_of(state, asked(r"^.*\.example\.com$"), tmp_path)[0] == 403
+        assert status_of(state, asked("*.example.com"), tmp_path)[0] == 403
+        assert status_of(state, asked("a b"), tmp_path)[0] == 400
+        assert status_of(state, body(network="filtered", networkFilter={"whitelist": "a"}), tmp_path)[0] == 400
+        assert status_of(state, body(network="filtered", networkFilter={"allow": []}), tmp_path)[0] == 400
+        assert (
+            status_of(state, body(network="none", networkFilter={"whitelist": ["api.example.com"]}), tmp_path)[0] == 400
+        )
+        assert status_of(state, {**asked("api.example.com"), "sessionId": "s1"}, tmp_path)[0] == 400
+    finally:
+        state.sessions.close()
+
+
+def test_a_configs_own_filtered_default_is_held_to_the_ceiling_too(tmp_path: Path) -> None:
+    data = merge(
+        DEFAULTS,
+        [Layer("test", {"defaults": {"network": "filtered"}, "network": {"whitelist": ["a.test"]}, "server": {}})],
+    )[0]
+    state = ServerState(EngineBackend(DOCKER), Config(data), None, PackageSettings())
+    try:
+        assert status_of(state, body(), tmp_path)[0] == 403
+        assert status_of(state, body(networkFilter={"whitelist": []}), tmp_path)[0] == 200
+    finally:
+        state.sessions.close()

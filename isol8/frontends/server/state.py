@@ -10,7 +10,7 @@ from isol8 import labels as L
 from isol8 import runtimes
 from isol8.backends.base import Backend
 from isol8.config import Config, PackageSettings
-from isol8.core.plan import sandbox_policy
+from isol8.core.plan import egress_for, sandbox_policy
 from isol8.errors import RequestError
 from isol8.frontends.server.pool import WarmPool
 from isol8.frontends.server.sessions import Sessions
@@ -28,8 +28,11 @@ class ServerState:
         settings = self.config.server
         self.settings = settings
         self.slots = threading.BoundedSemaphore(settings.max_concurrent)
-        policy = sandbox_policy(self.config.run, self.config)
-        self.pool = WarmPool(self.backend, policy, settings.pool_size, {L.SERVER_ID: self.server_id})
+        run = self.config.run
+        policy = sandbox_policy(run, self.config, egress_for(run.network, self.config))
+        # a filtered run has a proxy of its own: no standby container can wait with one
+        size = 0 if policy.egress is not None else settings.pool_size
+        self.pool = WarmPool(self.backend, policy, size, {L.SERVER_ID: self.server_id})
         self.sessions = Sessions(self.backend, self.server_id, settings.session_idle_s)
 
     def warm_pools(self) -> None:
