@@ -392,3 +392,35 @@ def test_an_install_works_under_filtered_and_the_code_still_reaches_only_its_hos
     )
     assert done.status == 0, done.stderr
     assert done.stdout.splitlines() == [f"{url} ERR HTTP Error 403: Forbidden", "six True"]
+
+
+def test_the_server_takes_the_original_clients_filtered_request_within_its_allowed_hosts(
+    engine: str, hosts: Hosts, tmp_path: Path
+) -> None:
+    from tests.integration.test_server import KEY, _post, _start, _stop
+
+    network = {"hosts": dict.fromkeys(NAMES, hosts.gateway), "allowPrivate": [f"{hosts.gateway}/32"]}
+    server = _start(engine, tmp_path, network=network, server={"allowedHosts": ["allowed.test", "*.wild.test"]})
+    try:
+        url = f"http://allowed.test:{hosts.http}/ https://api.wild.test:{hosts.https}/ http://other.test:{hosts.http}/"
+        asked = {
+            "request": {"code": FETCH, "runtime": "python", "env": {"URLS": url}},
+            "options": {"network": "filtered", "networkFilter": {"whitelist": ["allowed.test", "api.wild.test"]}},
+        }
+        auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        status, result = _post(server, "/execute", asked, auth)
+        assert status == 200, result
+        assert str(result["stdout"]).splitlines() == [
+            f"http://allowed.test:{hosts.http}/ 200 hello from allowed.test:{hosts.http}",
+            f"https://api.wild.test:{hosts.https}/ 200 hello from api.wild.test:{hosts.https}",
+            f"http://other.test:{hosts.http}/ ERR HTTP Error 403: Forbidden",
+        ]
+        log = result["network"]["log"]  # type: ignore[index]
+        assert [entry["verdict"] for entry in log] == ["allowed", "allowed", "not-allowed"]
+
+        beyond = {**asked, "options": {"network": "filtered", "networkFilter": {"whitelist": ["other.test"]}}}
+        status, result = _post(server, "/execute", beyond, auth)
+        assert status == 403, result
+        assert "other.test" in str(result)
+    finally:
+        _stop(server)
