@@ -15,7 +15,8 @@ from typing import NamedTuple
 from isol8 import ecosystems
 from isol8 import labels as L
 from isol8.config import Config
-from isol8.core.base_images import build_hash, default_base_image
+from isol8.core.base_images import PROXY, build_hash, default_base_image, proxy_base
+from isol8.core.egress import PROXY_IMAGE
 from isol8.core.plan import plan_run
 from isol8.core.runner import run
 from isol8.ecosystems import Probe
@@ -90,6 +91,18 @@ def image_checks(backend: Backend, base_images: Mapping[str, str]) -> Iterator[C
         else:
             detail = f"{base}: not local; pulled from its registry only when isol8:{runtime.name} is rebuilt"
             yield Check(f"base {runtime.name}", False, detail, "set baseImages to an image you have", required=False)
+    yield _proxy_check(backend, base_images)
+
+
+def _proxy_check(backend: Backend, base_images: Mapping[str, str]) -> Check:
+    """isol8:proxy, which only --net filtered needs: not having it fails no other run."""
+    base = proxy_base(base_images) or default_base_image(PROXY)
+    current = backend.image(PROXY_IMAGE)
+    if current is None:
+        return Check(f"image {PROXY_IMAGE}", False, "missing: --net filtered needs it", "isol8 setup -r proxy", False)
+    if current.labels.get(L.BUILD_HASH) != build_hash(PROXY, base):
+        return Check(f"image {PROXY_IMAGE}", False, f"out of date ({current.id[:12]})", "isol8 setup -r proxy", False)
+    return Check(f"image {PROXY_IMAGE}", True, f"up to date ({current.id[:12]})", required=False)
 
 
 def _probe_runtime(backend: Backend) -> Runtime | None:

@@ -105,9 +105,9 @@ def rm_argv(d: Dialect, ids: Sequence[str]) -> list[str]:
     return [d.binary, "rm", *d.rm_force, *ids]
 
 
-def kill_argv(d: Dialect, name: str, signal: str | None = None) -> list[str]:
-    """`kill`: SIGKILL, or the signal named."""
-    return [d.binary, "kill", *opt("--signal", signal), name]
+def kill_argv(d: Dialect, *names: str) -> list[str]:
+    """`kill` (SIGKILL)."""
+    return [d.binary, "kill", *names]
 
 
 def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False, network: str | None = None) -> list[str]:
@@ -290,9 +290,9 @@ EGRESS_DIR = "/run/isol8-egress"
 
 
 def _egress_flags(d: Dialect, name: str, labels: Mapping[str, str], volume: str, *, memory: str) -> list[str]:
-    """What the proxy and the relay share: no privileges, bounded, their socket's volume."""
+    """What the proxy and the relay share: no privileges, bounded, their socket's volume. No --rm:
+    isol8 removes them, at once (podman's clients removing their own take longer)."""
     return [
-        "--rm",
         "--name",
         name,
         "--pull",

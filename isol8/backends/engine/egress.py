@@ -192,7 +192,7 @@ class EgressProxy:
             self.dropped += 1
 
     def close(self) -> tuple[Decision, ...]:
-        """Remove the proxy, the relay and the volume (once the sandbox is gone); the proxy's log.
+        """Remove the relay, the proxy and the volume (once the sandbox is gone); the proxy's log.
 
         squid logs a request when it ends, which the sandbox's end makes happen for every one still
         open: the log is read until it has been quiet for QUIET_S before the proxy goes. (squid's own
@@ -201,9 +201,9 @@ class EgressProxy:
         if self._proxy is not None:
             self._proxy.quiet(QUIET_S, STOP_TIMEOUT_S)
         self._quietly(lambda: self.backend.remove_containers([self.relay, self.proxy]))
-        for attached in (self._relay, self._proxy):
-            if attached is not None and not attached.stop(STOP_TIMEOUT_S):
-                attached.kill()
+        for client in (self._relay, self._proxy):
+            if client is not None and not client.stop(STOP_TIMEOUT_S):
+                client.kill()
         self._quietly(lambda: self.backend.call(A.volume_rm_argv(d, [self.volume]), idempotent=True))
         for name in (self.proxy, self.relay, self.volume):
             reaper.release(name)
