@@ -238,7 +238,6 @@ LABELS = {"org.isol8.run.id": "isol8-1-proxy"}
 @pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
 def test_the_proxy_and_relay_run_without_privileges(d: Dialect) -> None:
     shared = [
-        "--rm",
         "--name",
         "NAME",
         "--pull",
