@@ -353,3 +353,36 @@ def test_the_config_checks_every_host_it_holds(tmp_path: Path) -> None:
         path.write_text(json.dumps(bad))
         with pytest.raises(ConfigError):
             load_config(str(path), cwd=str(tmp_path), home=str(tmp_path), env={})
+
+
+def test_the_wire_carries_a_filtered_network_both_ways() -> None:
+    from isol8.core.runner import RunResult
+    from isol8.frontends.wire import parse_request, request_body, result_json
+
+    config = _config(network={"blacklist": ["x.test"]})
+    request = plan_run(config, {"network": "filtered"}, allow=["a.test"], runtime=get("python"), code=b"1")
+    body = request_body(request, limits=[], install=[])
+    assert body["options"] == {
+        "network": "filtered",
+        "networkFilter": {"whitelist": ["a.test"], "blacklist": ["x.test"]},
+    }
+    asked = parse_request(body)
+    assert (asked.limits, asked.allow, asked.deny) == ({"network": "filtered"}, ("a.test",), ("x.test",))
+    assert parse_request({"request": {"code": "1"}}).allow is None
+
+    result = RunResult("", "", 0, False, False, False, 1, "python", "i", "c", b"", b"")
+    assert "network" not in result_json(result)
+    logged = result._replace(network_log=(Decision(1.5, "CONNECT", "a.test:443", 200, "allowed", "10.0.0.1"),))
+    assert result_json(logged)["network"] == {
+        "log": [
+            {
+                "time": 1.5,
+                "method": "CONNECT",
+                "target": "a.test:443",
+                "status": 200,
+                "verdict": "allowed",
+                "address": "10.0.0.1",
+            }
+        ]
+    }
+    assert result_json(result._replace(network_log=()))["network"] == {"log": []}
