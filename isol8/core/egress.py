@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from isol8.errors import UsageError
 
 PROXY_IMAGE = "isol8:proxy"  # dockerfiles/proxy: squid and socat
 PROXY_PORT = 3128  # also in dockerfiles/proxy/isol8-egress
 PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
-# what the proxy refuses to connect to, whatever name led there (RFC 6890's special-purpose ranges)
+WEB_PORTS = (80, 443)  # what an allowed host is reached on, unless its pattern names a port
+# what the proxy refuses to connect to, whatever name led there: RFC 6890's special-purpose
+# ranges, and the IPv6 ones that embed an IPv4 address (NAT64, 6to4, Teredo, IPv4-compatible)
 BLOCKED = (
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -28,13 +30,21 @@ BLOCKED = (
     "169.254.0.0/16",
     "172.16.0.0/12",
     "192.0.0.0/24",
+    "192.0.2.0/24",
     "192.168.0.0/16",
     "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
     "224.0.0.0/4",
     "240.0.0.0/4",
-    "::/128",
-    "::1",
+    "::/96",
+    "::1/128",
     "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/32",
+    "2001:db8::/32",
+    "2002::/16",
     "fc00::/7",
     "fe80::/10",
     "ff00::/8",
@@ -45,6 +55,9 @@ _NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 # what a host regex may hold: enough for the original isol8's anchored patterns, and nothing that
 # could end a token of squid's config (space, quote, #) or mean something else to POSIX regcomp
 _REGEX_CHARS = re.compile(r"\^[a-z0-9_.*+?()\[\]{}|\\-]+\$")
+_PORT = re.compile(r"(.+):([0-9]{1,5})")
+# only what an address is written with: a scope ID (fe80::1%eth0) may hold anything, a newline too
+_ADDRESS = re.compile(r"[0-9a-f.:/]+")
 
 
 class InvalidHost(UsageError):
@@ -52,7 +65,7 @@ class InvalidHost(UsageError):
 
 
 class Egress(NamedTuple):
-    """What a filtered run may reach: allow and deny are host patterns (see host_regex)."""
+    """What a filtered run may reach: allow and deny are host patterns (see host_rule)."""
 
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
@@ -60,42 +73,74 @@ class Egress(NamedTuple):
     hosts: tuple[tuple[str, str], ...] = ()  # name -> address, for the proxy's own resolver
 
 
-def host_regex(pattern: str) -> str:
-    """The anchored POSIX regex for a host pattern: an exact name (or IPv4 address), `*.example.com`
-    (any name below example.com, not example.com itself), or an anchored regex `^...$` as the
-    original isol8's networkFilter holds. Names are matched case-insensitively."""
+class HostRule(NamedTuple):
+    regex: str  # anchored at both ends, matched case-insensitively against the whole name
+    ports: tuple[int, ...]
+    exact: str | None  # the name, when the pattern is one name
+
+
+def host_rule(pattern: str) -> HostRule:
+    """What a host pattern allows: an exact name (or IPv4 address), `*.example.com` (any name below
+    example.com, not example.com itself), or an anchored regex `^...$` as the original isol8's
+    networkFilter holds; each on ports 80 and 443, or on the one port a `:PORT` suffix names."""
     text = pattern.strip().lower()
+    ports: tuple[int, ...] = WEB_PORTS
+    with_port = _PORT.fullmatch(text)
+    if with_port:
+        text, port = with_port.group(1), int(with_port.group(2))
+        if not 0 < port < 65536:
+            raise InvalidHost(f"host {pattern!r}: port {port} is not between 1 and 65535")
+        ports = (port,)
     if text.startswith("^"):
-        if not _REGEX_CHARS.fullmatch(text) or "(?" in text or re.search(r"\\[^.\-]", text):
-            raise InvalidHost(
-                f"host regex {pattern!r}: it must start with ^ and end with $, and hold only letters, digits"
-                " and . - _ * + ? | ( ) [ ] { } (a backslash only before . or -)"
-            )
-        try:
-            re.compile(text)
-        except re.error as exc:
-            raise InvalidHost(f"host regex {pattern!r}: {exc}") from None
-        return text
+        regex = _regex(pattern, text)
+        body = text[1:-1]
+        if re.fullmatch(r"([a-z0-9_-]|\\\.)+", body):  # one name, written as a regex: ^api\.example\.com$
+            return HostRule(f"^{body}$", ports, body.replace("\\.", "."))
+        return HostRule(regex, ports, None)
     wildcard = text.startswith("*.")
     name = text[2:] if wildcard else text
     if not _NAME.fullmatch(name) or len(name) > 253:
         raise InvalidHost(
             f"host {pattern!r}: expected a name like api.example.com, *.example.com or an anchored regex ^...$"
+            " (each with an optional :PORT)"
         )
     escaped = name.rstrip(".").replace(".", r"\.")
-    return rf"^([a-z0-9_-]+\.)+{escaped}$" if wildcard else f"^{escaped}$"
+    if wildcard:
+        return HostRule(rf"^([a-z0-9_-]+\.)+{escaped}$", ports, None)
+    return HostRule(f"^{escaped}$", ports, name.rstrip("."))
+
+
+def _regex(pattern: str, text: str) -> str:
+    """^BODY$ as ^(BODY)$: an alternation in BODY stays between the anchors (^a|b$ would not)."""
+    body = text[1:-1]
+    lazy = re.search(r"[*+?}]\?", body)
+    if not _REGEX_CHARS.fullmatch(text) or not body or "(?" in body or lazy or re.search(r"\\[^.\-]", body):
+        raise InvalidHost(
+            f"host regex {pattern!r}: it must start with ^ and end with $, and hold only letters, digits"
+            " and . - _ * + ? | ( ) [ ] { } (a backslash only before . or -, no lazy quantifier)"
+        )
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise InvalidHost(f"host regex {pattern!r}: {exc}") from None
+    return f"^({body})$"
+
+
+def host_regex(pattern: str) -> str:
+    """The anchored regex of a host pattern's names (host_rule)."""
+    return host_rule(pattern).regex
 
 
 def covered(pattern: str, ceiling: Sequence[str]) -> bool:
-    """Whether a request's host pattern stays within a server's allowed ones: the same pattern,
-    or an exact name that one of them matches."""
-    regex = host_regex(pattern)
-    ceiling_regexes = [host_regex(c) for c in ceiling]
-    if regex in ceiling_regexes:
-        return True
-    text = pattern.strip().lower().rstrip(".")
-    exact = regex == "^" + text.replace(".", r"\.") + "$"
-    return exact and any(re.fullmatch(c, text) for c in ceiling_regexes)
+    """Whether a request's host pattern stays within a server's allowed ones: the same names (the
+    same pattern) or one name that one of them matches, on ports that one allows."""
+    asked = host_rule(pattern)
+    for allowed in map(host_rule, ceiling):
+        if not set(asked.ports) <= set(allowed.ports):
+            continue
+        if asked.regex == allowed.regex or (asked.exact and re.fullmatch(allowed.regex, asked.exact)):
+            return True
+    return False
 
 
 def _ranges(values: Iterable[str]) -> tuple[str, ...]:
@@ -104,9 +149,14 @@ def _ranges(values: Iterable[str]) -> tuple[str, ...]:
     out = []
     for value in values:
         try:
-            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+            if "%" in value:
+                raise ValueError("a scope ID")
+            network = str(ipaddress.ip_network(value.strip(), strict=False))
+            if not _ADDRESS.fullmatch(network):
+                raise ValueError(network)
         except ValueError:
             raise InvalidHost(f"network.allowPrivate: {value!r} is not an address range like 10.1.2.0/24") from None
+        out.append(network)
     return tuple(out)
 
 
@@ -118,9 +168,14 @@ def _hosts(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         if not _NAME.fullmatch(name.lower()):
             raise InvalidHost(f"network.hosts: {name!r} is not a host name")
         try:
-            out.append((name.lower(), str(ipaddress.ip_address(str(address).strip()))))
+            if "%" in str(address):
+                raise ValueError("a scope ID")
+            written = str(ipaddress.ip_address(str(address).strip()))
+            if not _ADDRESS.fullmatch(written):
+                raise ValueError(written)
         except ValueError:
             raise InvalidHost(f"network.hosts: {name}: {address!r} is not an IP address") from None
+        out.append((name.lower(), written))
     return tuple(out)
 
 
@@ -133,17 +188,46 @@ def make_egress(
 ) -> Egress:
     """A checked Egress (InvalidHost when an entry cannot be enforced as written)."""
     allowed, denied = tuple(dict.fromkeys(allow)), tuple(dict.fromkeys(deny))
-    for pattern in (*allowed, *denied):
-        host_regex(pattern)
+    for pattern in allowed:
+        host_rule(pattern)
+    for pattern in denied:
+        if host_rule(pattern).ports != WEB_PORTS:
+            raise InvalidHost(f"denied host {pattern!r}: a denied host is denied on every port (no :PORT)")
     return Egress(allowed, denied, _ranges(allow_private), _hosts(hosts or {}))
+
+
+def blocked_ranges(allow_private: Iterable[str]) -> list[str]:
+    """BLOCKED less the ranges allowPrivate opens: the proxy refuses a name when any of its
+    addresses is in one (so a name with one allowed and one other private address is refused)."""
+    import ipaddress
+
+    opened = [ipaddress.ip_network(r) for r in allow_private]
+    left = []
+    for text in BLOCKED:
+        pieces = [ipaddress.ip_network(text)]
+        for hole in opened:
+            pieces = [rest for p in pieces for rest in _without(p, hole)]
+        left += pieces
+    return [str(n) for n in ipaddress.collapse_addresses(n for n in left if n.version == 4)] + [
+        str(n) for n in ipaddress.collapse_addresses(n for n in left if n.version == 6)
+    ]
+
+
+def _without(network: Any, hole: Any) -> list[Any]:
+    if network.version != hole.version or not network.overlaps(hole):
+        return [network]
+    if network.subnet_of(hole):
+        return []
+    return list(network.address_exclude(hole))
 
 
 def squid_config(egress: Egress) -> str:
     """squid.conf for one filtered run's proxy, listening on 127.0.0.1:PROXY_PORT of its container.
 
-    The order of the http_access lines is the policy: a deny-listed or unlisted name is refused
-    before anything resolves it (no lookup leaks it), then the proxy's own resolution of an allowed
-    name must give no BLOCKED address. Every decision is logged on stdout, one line each (parse_log)."""
+    The order of the http_access lines is the policy: squid's own manager and anything but HTTP
+    and CONNECT are refused; a deny-listed or unlisted name (or port) is refused before anything
+    resolves it (no lookup leaks it); then the proxy's own resolution of an allowed name must give
+    no blocked address. Every decision is logged on stdout, one line each (parse_log)."""
     lines = [
         f"http_port 127.0.0.1:{PROXY_PORT}",
         "pid_filename none",
@@ -151,7 +235,8 @@ def squid_config(egress: Egress) -> str:
         "cache deny all",
         "cache_mem 0 MB",
         "max_filedescriptors 1024",
-        "logformat isol8 %ts.%03tu %rm %ru %>Hs %{isol8}note %<a",
+        "visible_hostname isol8-proxy",
+        "logformat isol8 %ts.%03tu %#rm %#ru %>Hs %{isol8}note %<a",
         "access_log stdio:/dev/stdout isol8",
         "cache_log stdio:/dev/stderr",
         "logfile_rotate 0",
@@ -159,23 +244,37 @@ def squid_config(egress: Egress) -> str:
         "via off",
         "forwarded_for delete",
         "httpd_suppress_version_string on",
-        "acl blocked_address dst " + " ".join(BLOCKED),
+        "acl connect method CONNECT",
+        "acl web proto HTTP",
     ]
     lines += [f"acl why_{why.replace('-', '_')} annotate_transaction isol8={why}" for why in _VERDICTS]
+    lines += ["http_access deny manager why_not_allowed", "http_access deny !connect !web why_not_allowed"]
     if egress.deny:
         lines.append("acl denied dstdom_regex -n -i " + " ".join(host_regex(p) for p in egress.deny))
         lines.append("http_access deny denied why_denied")
     if not egress.allow:
         lines.append("http_access deny all why_not_allowed")
-        return "".join(f"{line}\n" for line in lines)
-    lines.append("acl allowed dstdom_regex -n -i " + " ".join(host_regex(p) for p in egress.allow))
+        return _checked(lines)
+    for i, rule in enumerate(map(host_rule, egress.allow)):
+        lines.append(f"acl host_{i} dstdom_regex -n -i {rule.regex}")
+        lines.append(f"acl port_{i} port {' '.join(map(str, rule.ports))}")
+        lines.append(f"acl dest_{i} all-of host_{i} port_{i}")
+    lines.append("acl allowed any-of " + " ".join(f"dest_{i}" for i in range(len(egress.allow))))
     lines.append("http_access deny !allowed why_not_allowed")
-    if egress.allow_private:
-        lines.append("acl private_ok dst " + " ".join(egress.allow_private))
-        lines.append("http_access deny blocked_address !private_ok why_private_address")
-    else:
+    blocked = blocked_ranges(egress.allow_private)
+    if blocked:
+        lines.append("acl blocked_address dst " + " ".join(blocked))
         lines.append("http_access deny blocked_address why_private_address")
     lines += ["http_access allow allowed why_allowed", "http_access deny all why_not_allowed"]
+    return _checked(lines)
+
+
+def _checked(lines: list[str]) -> str:
+    """The config's text; every value in it was checked, and here it is checked again that no line
+    holds anything but printable ASCII (no newline can start a directive of its own)."""
+    for line in lines:
+        if not line.isascii() or not line.isprintable():
+            raise InvalidHost(f"refusing a proxy config line with unexpected characters: {line!r}")
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -206,7 +305,7 @@ class Decision(NamedTuple):
 
 def parse_log(line: str) -> Decision | None:
     """A line of squid_config's access log, or None for anything else."""
-    parts = line.split()
+    parts = line.split(" ")
     if len(parts) != 6 or parts[4] not in _VERDICTS:
         return None
     try:

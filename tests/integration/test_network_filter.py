@@ -144,8 +144,10 @@ def test_allowed_hosts_are_reached_over_http_and_https_and_every_other_one_is_re
         f"https://other.test:{s}/",
         f"http://denied.test:{p}/",
         f"http://wild.test:{p}/",
+        f"http://api.wild.test:{s}/",  # allowed on another port only
     ]
-    args = ["--allow", "allowed.test", "--allow", "*.wild.test", "--allow", "denied.test", "--deny", "denied.test"]
+    allowed = [f"allowed.test:{p}", f"allowed.test:{s}", f"*.wild.test:{p}", f"denied.test:{p}"]
+    args = [*(a for host in allowed for a in ("--allow", host)), "--deny", "denied.test"]
     got, result = _fetch(isol8, _config(tmp_path, hosts), args, urls)
 
     assert got[urls[0]] == f"200 hello from allowed.test:{p}"
@@ -155,6 +157,7 @@ def test_allowed_hosts_are_reached_over_http_and_https_and_every_other_one_is_re
     assert got[urls[4]].startswith("ERR") and "403" in got[urls[4]]
     assert got[urls[5]] == "ERR HTTP Error 403: Forbidden"
     assert got[urls[6]] == "ERR HTTP Error 403: Forbidden"  # *.wild.test is the names below it only
+    assert got[urls[7]] == "ERR HTTP Error 403: Forbidden"
     assert _verdicts(result) == [
         (urls[0], "allowed"),
         (f"allowed.test:{s}", "allowed"),
@@ -163,6 +166,7 @@ def test_allowed_hosts_are_reached_over_http_and_https_and_every_other_one_is_re
         (f"other.test:{s}", "not-allowed"),
         (urls[5], "denied"),
         (urls[6], "not-allowed"),
+        (urls[7], "not-allowed"),
     ]
 
 
@@ -177,7 +181,8 @@ def test_an_allowed_name_that_resolves_to_a_private_address_is_refused(
     isol8: Isol8, hosts: Hosts, tmp_path: Path
 ) -> None:
     urls = [f"http://allowed.test:{hosts.http}/", f"https://allowed.test:{hosts.https}/"]
-    got, result = _fetch(isol8, _config(tmp_path, hosts, private=False), ["--allow", "allowed.test"], urls)
+    allowed = ["--allow", f"allowed.test:{hosts.http}", "--allow", f"allowed.test:{hosts.https}"]
+    got, result = _fetch(isol8, _config(tmp_path, hosts, private=False), allowed, urls)
     assert got[urls[0]] == "ERR HTTP Error 403: Forbidden"
     assert "403" in got[urls[1]]
     assert _verdicts(result) == [(urls[0], "private-address"), (f"allowed.test:{hosts.https}", "private-address")]
@@ -212,15 +217,26 @@ url = "http://" + gateway + ":" + str(port) + "/"
 attempt("no proxy", lambda: urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=3))
 attempt("proxy to an ip", lambda: urllib.request.build_opener(
     urllib.request.ProxyHandler({"http": "http://127.0.0.1:3128"})).open(url, timeout=3))
+# requests to the proxy itself for an allowed host and port, in forms it must refuse
+def ask(what, request):
+    with socket.create_connection(("127.0.0.1", 3128), timeout=5) as s:
+        s.sendall(request.encode())
+        print(what + ": status", s.recv(100).split(b" ")[1].decode())
+ask("manager", "GET cache_object://allowed.test/info HTTP/1.0\r\n\r\n")
+ask("ftp", f"GET ftp://allowed.test:{port}/ HTTP/1.0\r\n\r\n")
+ask("other port", "CONNECT allowed.test:22 HTTP/1.0\r\n\r\n")
 """
 
 
 def test_nothing_but_the_proxy_leads_out(isol8: Isol8, hosts: Hosts, tmp_path: Path) -> None:
     config = _config(tmp_path, hosts)
     target = f"TARGET={hosts.gateway}:{hosts.http}"
-    done = isol8("--config", config, "run", "--allow", "allowed.test", "--env", target, "-e", BYPASS)
+    allowed = f"allowed.test:{hosts.http}"
+    done = isol8("--config", config, "run", "--allow", allowed, "--env", target, "-e", BYPASS)
     assert done.status == 0, done.stderr
     results = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    asked = {name: results.pop(name, None) for name in ("manager", "ftp", "other port")}
+    assert asked == {"manager": "status 403", "ftp": "status 403", "other port": "status 403"}, done.stdout
     assert set(results) == {
         "gateway",
         "metadata",
@@ -341,7 +357,7 @@ def test_twenty_parallel_filtered_runs_each_reach_only_their_own_host(
             config,
             "run",
             "--allow",
-            f"host{i}.test",
+            f"host{i}.test:{hosts.http}",
             "--env",
             f"URLS={own} {neighbour}",
             "-e",
@@ -400,12 +416,16 @@ def test_the_server_takes_the_original_clients_filtered_request_within_its_allow
     from tests.integration.test_server import KEY, _post, _start, _stop
 
     network = {"hosts": dict.fromkeys(NAMES, hosts.gateway), "allowPrivate": [f"{hosts.gateway}/32"]}
-    server = _start(engine, tmp_path, network=network, server={"allowedHosts": ["allowed.test", "*.wild.test"]})
+    ceiling = [f"allowed.test:{hosts.http}", f"*.wild.test:{hosts.https}"]  # the stand-ins' ports
+    server = _start(engine, tmp_path, network=network, server={"allowedHosts": ceiling})
     try:
         url = f"http://allowed.test:{hosts.http}/ https://api.wild.test:{hosts.https}/ http://other.test:{hosts.http}/"
         asked = {
             "request": {"code": FETCH, "runtime": "python", "env": {"URLS": url}},
-            "options": {"network": "filtered", "networkFilter": {"whitelist": ["allowed.test", "api.wild.test"]}},
+            "options": {
+                "network": "filtered",
+                "networkFilter": {"whitelist": [f"allowed.test:{hosts.http}", f"api.wild.test:{hosts.https}"]},
+            },
         }
         auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
         status, result = _post(server, "/execute", asked, auth)
@@ -418,7 +438,8 @@ def test_the_server_takes_the_original_clients_filtered_request_within_its_allow
         log = result["network"]["log"]  # type: ignore[index]
         assert [entry["verdict"] for entry in log] == ["allowed", "allowed", "not-allowed"]
 
-        beyond = {**asked, "options": {"network": "filtered", "networkFilter": {"whitelist": ["other.test"]}}}
+        outside = {"network": "filtered", "networkFilter": {"whitelist": [f"other.test:{hosts.http}"]}}
+        beyond = {**asked, "options": outside}
         status, result = _post(server, "/execute", beyond, auth)
         assert status == 403, result
         assert "other.test" in str(result)

@@ -16,9 +16,12 @@ from isol8.core.egress import (
     BLOCKED,
     Decision,
     Egress,
+    HostRule,
     InvalidHost,
+    blocked_ranges,
     covered,
     host_regex,
+    host_rule,
     make_egress,
     parse_log,
     proxy_env,
@@ -40,12 +43,35 @@ from isol8.runtimes import get
         ("10.1.2.3", r"^10\.1\.2\.3$"),
         ("my_host-1", r"^my_host-1$"),
         (r"^api\.openai\.com$", r"^api\.openai\.com$"),
-        (r"^(a|b)\.example\.com$", r"^(a|b)\.example\.com$"),
-        (r"^[a-z]+\.example\.com$", r"^[a-z]+\.example\.com$"),
+        (r"^(a|b)\.example\.com$", r"^((a|b)\.example\.com)$"),
+        (r"^[a-z]+\.example\.com$", r"^([a-z]+\.example\.com)$"),
+        (r"^a\.test|.*$", r"^(a\.test|.*)$"),  # the alternation stays between the anchors
+        ("api.example.com:8443", r"^api\.example\.com$"),
     ],
 )
 def test_a_host_pattern_becomes_an_anchored_regex(pattern: str, regex: str) -> None:
     assert host_regex(pattern) == regex
+
+
+def test_an_alternation_cannot_unanchor_a_regex() -> None:
+    assert re.search(host_regex(r"^allowed\.test|.*$"), "evil.test")  # as the same regex would fullmatch
+    for pattern in (r"^api\.allowed\.test|www\.allowed\.test$", "^|$", "^a|$"):
+        regex = host_regex(pattern)
+        assert not re.search(regex, "evil.test"), pattern
+        assert not re.search(regex, "api.allowed.test.attacker.example"), pattern
+        assert not re.search(regex, "evilwww.allowed.test"), pattern
+
+
+def test_a_host_is_reached_on_the_web_ports_unless_its_pattern_names_one() -> None:
+    assert host_rule("a.test") == HostRule(r"^a\.test$", (80, 443), "a.test")
+    assert host_rule("a.test:8443") == HostRule(r"^a\.test$", (8443,), "a.test")
+    assert host_rule("*.a.test:25").ports == (25,)
+    assert host_rule(r"^(x|y)\.a\.test$:8080") == HostRule(r"^((x|y)\.a\.test)$", (8080,), None)
+    for bad in ("a.test:0", "a.test:65536", "a.test:99999", "a.test:", "a.test:http"):
+        with pytest.raises(InvalidHost):
+            host_rule(bad)
+    with pytest.raises(InvalidHost, match="every port"):
+        make_egress([], ["a.test:8443"])
 
 
 @pytest.mark.parametrize(
@@ -68,7 +94,6 @@ def test_a_host_pattern_becomes_an_anchored_regex(pattern: str, regex: str) -> N
         ".".join(["a" * 60] * 5),
         "api.example.com/path",
         "user@api.example.com",
-        "api.example.com:443",
         "[::1]",
         "::1",
         "bücher.de",
@@ -76,6 +101,8 @@ def test_a_host_pattern_becomes_an_anchored_regex(pattern: str, regex: str) -> N
         r"api\.example\.com$",
         r"^(?!x)a\.com$",
         r"^\d+\.com$",
+        r"^a+?\.com$",
+        "^$",
         r"^a\.com$ http_access allow all",
         r"^a\.com$\nx",
         "^a.com$#",
@@ -106,7 +133,13 @@ def test_a_wildcard_matches_the_names_below_it_only() -> None:
         ("*.example.com", ["*.example.com"], True),
         ("*.a.example.com", ["*.example.com"], False),  # only the same pattern, never a narrower guess
         ("*.example.com", ["a.example.com"], False),
-        (r"^api\.example\.com$", ["api.example.com"], True),  # the same regex
+        (r"^api\.example\.com$", ["api.example.com"], True),  # one name, written as a regex
+        ("api.example.com", [r"^api\.example\.com$"], True),
+        ("api.example.com:8443", ["api.example.com"], False),  # another port
+        ("api.example.com:443", ["api.example.com"], True),
+        ("api.example.com", ["api.example.com:8443"], False),
+        ("api.example.com:8443", ["api.example.com:8443"], True),
+        (r"^api\.allowed\.test|www\.allowed\.test$", [r"^api\.allowed\.test|www\.allowed\.test$"], True),
         (r"^(api|evil)\.example\.com$", ["api.example.com"], False),
         (r"^.*$", ["api.example.com"], False),
         ("api.example.com", [r"^(api|www)\.example\.com$"], True),
@@ -132,6 +165,9 @@ def test_an_egress_is_checked_whole() -> None:
         dict(allow=[], deny=["^x"]),
         dict(allow=[], allow_private=["everything"]),
         dict(allow=[], allow_private=["10.0.0.0/8 all"]),
+        dict(allow=[], allow_private=["fe80::1%1\nhttp_access allow all"]),  # a scope ID holds anything
+        dict(allow=[], allow_private=["fe80::1%eth0"]),
+        dict(allow=[], hosts={"a.test": "fe80::1%1\nx"}),
         dict(allow=[], hosts={"a b": "10.0.0.1"}),
         dict(allow=[], hosts={"a.test": "10.0.0.1 b.test"}),
         dict(allow=[], hosts={"a.test": "host-gateway"}),
@@ -140,13 +176,14 @@ def test_an_egress_is_checked_whole() -> None:
             make_egress(**bad)  # type: ignore[arg-type]
 
 
-COMMON = f"""http_port 127.0.0.1:3128
+COMMON = """http_port 127.0.0.1:3128
 pid_filename none
 pinger_enable off
 cache deny all
 cache_mem 0 MB
 max_filedescriptors 1024
-logformat isol8 %ts.%03tu %rm %ru %>Hs %{{isol8}}note %<a
+visible_hostname isol8-proxy
+logformat isol8 %ts.%03tu %#rm %#ru %>Hs %{isol8}note %<a
 access_log stdio:/dev/stdout isol8
 cache_log stdio:/dev/stderr
 logfile_rotate 0
@@ -154,31 +191,56 @@ shutdown_lifetime 0 seconds
 via off
 forwarded_for delete
 httpd_suppress_version_string on
-acl blocked_address dst {" ".join(BLOCKED)}
+acl connect method CONNECT
+acl web proto HTTP
 acl why_allowed annotate_transaction isol8=allowed
 acl why_denied annotate_transaction isol8=denied
 acl why_not_allowed annotate_transaction isol8=not-allowed
 acl why_private_address annotate_transaction isol8=private-address
+http_access deny manager why_not_allowed
+http_access deny !connect !web why_not_allowed
 """
 
 
 def test_the_proxy_config_refuses_before_it_resolves_and_then_checks_every_address() -> None:
-    egress = make_egress(["a.test", "*.b.test"], ["x.b.test"], allow_private=["10.9.0.0/16"])
-    assert squid_config(egress) == COMMON + (
-        "acl denied dstdom_regex -n -i ^x\\.b\\.test$\n"
-        "http_access deny denied why_denied\n"
-        "acl allowed dstdom_regex -n -i ^a\\.test$ ^([a-z0-9_-]+\\.)+b\\.test$\n"
-        "http_access deny !allowed why_not_allowed\n"
-        "acl private_ok dst 10.9.0.0/16\n"
-        "http_access deny blocked_address !private_ok why_private_address\n"
-        "http_access allow allowed why_allowed\n"
-        "http_access deny all why_not_allowed\n"
-    )
-    assert squid_config(make_egress(["a.test"])).endswith(
-        "http_access deny blocked_address why_private_address\n"
-        "http_access allow allowed why_allowed\n"
-        "http_access deny all why_not_allowed\n"
-    )
+    egress = make_egress(["a.test", "*.b.test:8443"], ["x.b.test"], allow_private=["10.9.0.0/16"])
+    config = squid_config(egress)
+    assert config.startswith(COMMON)
+    rest = config[len(COMMON) :].splitlines()
+    assert rest[:10] == [
+        "acl denied dstdom_regex -n -i ^x\\.b\\.test$",
+        "http_access deny denied why_denied",
+        "acl host_0 dstdom_regex -n -i ^a\\.test$",
+        "acl port_0 port 80 443",
+        "acl dest_0 all-of host_0 port_0",
+        "acl host_1 dstdom_regex -n -i ^([a-z0-9_-]+\\.)+b\\.test$",
+        "acl port_1 port 8443",
+        "acl dest_1 all-of host_1 port_1",
+        "acl allowed any-of dest_0 dest_1",
+        "http_access deny !allowed why_not_allowed",
+    ]
+    blocked = rest[10].split()
+    assert blocked[:3] == ["acl", "blocked_address", "dst"]
+    assert "10.9.0.0/16" not in blocked and "10.0.0.0/8" not in blocked
+    assert {"10.0.0.0/13", "10.8.0.0/16", "10.10.0.0/15", "172.16.0.0/12", "::/96"} <= set(blocked)
+    assert rest[11:] == [
+        "http_access deny blocked_address why_private_address",
+        "http_access allow allowed why_allowed",
+        "http_access deny all why_not_allowed",
+    ]
+
+
+def test_a_name_with_an_opened_and_another_private_address_is_still_refused() -> None:
+    """squid's dst matches when any address does: the blocked list is BLOCKED less allowPrivate's
+    ranges, not BLOCKED with an exception for names that have an allowed address."""
+    import ipaddress
+
+    blocked = [ipaddress.ip_network(r) for r in blocked_ranges(["10.1.2.3/32"])]
+    assert not any(ipaddress.ip_address("10.1.2.3") in n for n in blocked)
+    assert any(ipaddress.ip_address("10.1.2.4") in n for n in blocked)
+    assert "private_ok" not in squid_config(make_egress(["a.test"], allow_private=["10.1.2.3"]))
+    assert blocked_ranges(["0.0.0.0/0", "::/0"]) == []
+    assert "blocked_address" not in squid_config(make_egress(["a.test"], allow_private=["0.0.0.0/0", "::/0"]))
 
 
 def test_an_empty_allowlist_allows_nothing() -> None:
@@ -190,12 +252,15 @@ def test_an_empty_allowlist_allows_nothing() -> None:
 def test_the_blocked_ranges_cover_the_private_and_metadata_addresses() -> None:
     import ipaddress
 
-    networks = [ipaddress.ip_network(r if "/" in r else f"{r}/128") for r in BLOCKED]
+    networks = [ipaddress.ip_network(r) for r in BLOCKED]
     for address in ("127.0.0.1", "10.2.3.4", "172.17.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0"):
         assert any(ipaddress.ip_address(address) in n for n in networks if n.version == 4), address
     for address in ("::1", "fd00::1", "fe80::1", "fd00:ec2::254", "64:ff9b::a00:1"):
         assert any(ipaddress.ip_address(address) in n for n in networks if n.version == 6), address
-    for address in ("203.0.113.80", "8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"):
+    # (squid reads an IPv4-mapped ::ffff:a.b.c.d as the IPv4 address: the IPv4 ranges hold for it)
+    for address in ("192.0.2.2", "203.0.113.80", "::10.0.0.1", "2002:a00:1::", "2001::1"):
+        assert any(ipaddress.ip_address(address) in n for n in networks), address
+    for address in ("8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"):
         assert not any(
             ipaddress.ip_address(address) in n for n in networks if n.version == ipaddress.ip_address(address).version
         )

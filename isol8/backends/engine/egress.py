@@ -120,6 +120,7 @@ class EgressProxy:
         self.labels = {**kept, L.EGRESS_OF: sandbox, **reaper.owner_label()}
         self.decisions: list[Decision] = []
         self.dropped = 0
+        self.unparsed = 0  # lines of the proxy's log that are no decision: none are expected
         self._proxy: _Attached | None = None
         self._relay: _Attached | None = None
 
@@ -184,6 +185,8 @@ class EgressProxy:
     def _logged(self, line: str) -> None:
         decision = parse_log(line)
         if decision is None:
+            self.unparsed += 1
+            log.debug("egress: not a decision: %r", line[:200])
             return
         log.debug("egress: %s %s %s", decision.verdict, decision.method, decision.target)
         if len(self.decisions) < MAX_LOG_ENTRIES:
@@ -209,6 +212,8 @@ class EgressProxy:
             reaper.release(name)
         if self.dropped:
             log.warning("egress: %d more decisions were not kept (at most %d)", self.dropped, MAX_LOG_ENTRIES)
+        if self.unparsed:
+            log.warning("egress: %d lines of the proxy's log were not understood (--debug shows them)", self.unparsed)
         return tuple(self.decisions)
 
     @staticmethod
