@@ -121,18 +121,19 @@ def _environment(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST",
-        help="a host the code may reach, over HTTP or HTTPS through the proxy, on any port: api.example.com, "
-        "*.example.com (the names below it) or an anchored regex ^...$ (repeatable; implies --net filtered; "
-        "replaces the config's network.whitelist). Names resolving to private, loopback or link-local "
-        "addresses are refused unless network.allowPrivate lists them",
+        help="a host the code may reach, over HTTP or HTTPS through the proxy: api.example.com, "
+        "*.example.com (the names below it) or an anchored regex ^...$, on ports 80 and 443 or the one a "
+        ":PORT suffix names (repeatable; implies --net filtered; replaces the config's network.whitelist). "
+        "Names resolving to private, loopback or link-local addresses are refused unless "
+        "network.allowPrivate lists them",
     )
     env.add_argument(
         "--deny",
         action="append",
         default=[],
         metavar="HOST",
-        help="a host the proxy refuses even when allowed (repeatable; implies --net filtered; adds to the "
-        "config's network.blacklist)",
+        help="a host the proxy refuses even when allowed, on every port (repeatable; implies --net filtered; "
+        "adds to the config's network.blacklist)",
     )
     env.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable (repeatable)"
