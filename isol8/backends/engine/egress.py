@@ -234,6 +234,7 @@ class FilteredRun:
         self.egress = egress
         self.argv = proc.argv
         self.network_log: tuple[Decision, ...] = ()
+        self.killed = False
 
     def chunks(self, deadline: float | Callable[[], float] | None = None) -> Iterator[tuple[str, bytes]]:
         return self.proc.chunks(deadline)
@@ -242,6 +243,7 @@ class FilteredRun:
         return self.proc.wait(timeout)
 
     def kill(self) -> None:
+        self.killed = True
         self.proc.kill()
 
     def __enter__(self) -> FilteredRun:
@@ -249,8 +251,12 @@ class FilteredRun:
 
     def __exit__(self, *exc: object) -> None:
         try:
+            # a client of `run --rm` that ended by itself has removed its container; any other
+            # way (killed, or the block left early) it may still be there: removed before its
+            # relay, whose network it joined (podman refuses otherwise) and whose log it ends
+            ended = not self.killed and self.proc.poll() is not None
             self.proc.__exit__(*exc)
-            # podman keeps a container whose network another one joined until that one is gone
-            EgressProxy._quietly(lambda: self.backend.remove_containers([self.sandbox]))
+            if not ended:
+                EgressProxy._quietly(lambda: self.backend.remove_containers([self.sandbox]))
         finally:
             self.network_log = self.egress.close()
