@@ -165,7 +165,12 @@ def _container_flags(
     keeper: bool = False,
     network: str | None = None,
 ) -> list[str]:
-    """What every container isol8 starts shares: a name, no pulls, no log files, labels, the sandbox."""
+    """What every sandbox container shares: its identity flags and the sandbox."""
+    return [*_identity_flags(name, labels), *sandbox_flags(d, policy, keeper=keeper, network=network)]
+
+
+def _identity_flags(name: str, labels: Mapping[str, str]) -> list[str]:
+    """What every container isol8 starts shares: a name, no pulls, no log files, labels."""
     return [
         "--name",
         name,
@@ -174,7 +179,6 @@ def _container_flags(
         "--log-driver",
         "none",
         *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
-        *sandbox_flags(d, policy, keeper=keeper, network=network),
     ]
 
 
@@ -293,13 +297,7 @@ def _egress_flags(d: Dialect, name: str, labels: Mapping[str, str], volume: str,
     """What the proxy and the relay share: no privileges, bounded, their socket's volume. No --rm:
     isol8 removes them, at once (podman's clients removing their own take longer)."""
     return [
-        "--name",
-        name,
-        "--pull",
-        "never",
-        "--log-driver",
-        "none",
-        *repeat("--label", (f"{k}={v}" for k, v in labels.items())),
+        *_identity_flags(name, labels),
         "--init",
         "--read-only",
         *d.read_only_extra,
