@@ -105,7 +105,7 @@ class EngineBackend:
             return once()
         return self._retry.retrying(self._sleep)(once)
 
-    def _client_cwd(self) -> str | None:
+    def client_cwd(self) -> str | None:
         """The working directory for engine clients that start containers (see Dialect.private_cwd)."""
         if not self.dialect.private_cwd:
             return None
@@ -158,11 +158,11 @@ class EngineBackend:
         )
         reaper.watch(self.dialect, spec.name)
         if egress is None:
-            return StreamingProcess(argv, stdin=stdin, cwd=self._client_cwd())
+            return StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd())
         from isol8.backends.engine.egress import FilteredRun
 
         try:
-            return FilteredRun(self, spec.name, StreamingProcess(argv, stdin=stdin, cwd=self._client_cwd()), egress)
+            return FilteredRun(self, spec.name, StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd()), egress)
         except BaseException:
             egress.close()
             raise
@@ -179,7 +179,7 @@ class EngineBackend:
         )
         reaper.watch(self.dialect, spec.name)
         try:
-            done = run_process(argv, timeout=START_TIMEOUT, cwd=self._client_cwd())
+            done = run_process(argv, timeout=START_TIMEOUT, cwd=self.client_cwd())
             if done.returncode != 0:
                 raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
         except EngineError:
@@ -188,7 +188,7 @@ class EngineBackend:
 
     def exec(self, name: str, command: Sequence[str], *, stdin: Iterable[bytes]) -> StreamingProcess:
         argv = A.exec_argv(self.dialect, name=name, command=command)
-        return StreamingProcess(argv, stdin=stdin, cwd=self._client_cwd())
+        return StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd())
 
     def sweep(self, name: str) -> None:
         self.call(A.sweep_argv(self.dialect, name=name), timeout=QUERY_TIMEOUT)
@@ -202,7 +202,7 @@ class EngineBackend:
         reaper.watch(self.dialect, name)
         done = None
         try:
-            done = run_process(argv, timeout=timeout, cwd=self._client_cwd())
+            done = run_process(argv, timeout=timeout, cwd=self.client_cwd())
         finally:  # gone with --rm if it succeeded; a failure, a hang or an interrupt may leave it behind
             if done is not None and done.returncode == 0:
                 self.disown([name])
@@ -218,13 +218,13 @@ class EngineBackend:
 
     def write_file(self, name: str, path: str, data: bytes) -> None:
         argv = A.write_file_argv(self.dialect, name=name, path=path)
-        done = run_process(argv, input=data, timeout=START_TIMEOUT, cwd=self._client_cwd())
+        done = run_process(argv, input=data, timeout=START_TIMEOUT, cwd=self.client_cwd())
         if done.returncode != 0:
             raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
 
     def read_file(self, name: str, path: str, *, limit: int) -> bytes:
         argv = A.read_file_argv(self.dialect, name=name, path=path, limit=limit + 1)
-        code, data, stderr = run_process_bytes(argv, timeout=START_TIMEOUT, cwd=self._client_cwd())
+        code, data, stderr = run_process_bytes(argv, timeout=START_TIMEOUT, cwd=self.client_cwd())
         if code != 0:
             raise self.classify(argv, code, "", stderr)
         if len(data) > limit:

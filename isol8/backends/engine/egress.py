@@ -52,6 +52,7 @@ class _Attached:
         marker: str,
         on_line: Callable[[str], None],
         verbose: bool,
+        cwd: str | None,
     ) -> None:
         self.marker = marker
         self.verbose = verbose
@@ -60,7 +61,7 @@ class _Attached:
         self.ended = False
         self.last_line = time.monotonic()
         self.tail: deque[str] = deque(maxlen=20)
-        self.proc = StreamingProcess(argv, stdin=stdin)
+        self.proc = StreamingProcess(argv, stdin=stdin, cwd=cwd)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -97,7 +98,7 @@ class _Attached:
             time.sleep(quiet_s - idle)
 
     def stop(self, timeout: float) -> bool:
-        """Wait for the client to end (its container gone); whether it did."""
+        """Wait for the client to end (its container stopped); whether it did."""
         if self.proc.wait(timeout) is None:
             return False
         self.thread.join(timeout)
@@ -130,6 +131,7 @@ class EgressProxy:
         for name in (self.proxy, self.relay, self.volume):
             reaper.watch(d, name)
         image = self.backend.local_image(PROXY_IMAGE)
+        cwd = self.backend.client_cwd()  # podman's conmon drops an `oom` file in it (Dialect.private_cwd)
         try:
             self.backend.call(A.volume_create_argv(d, name=self.volume, labels=self._labels(self.volume)))
             # both at once: the relay opens the proxy's socket only when a connection comes
@@ -146,6 +148,7 @@ class EgressProxy:
                 marker="Accepting HTTP Socket connections",
                 on_line=self._logged,
                 verbose=True,
+                cwd=cwd,
             )
             self._relay = _Attached(
                 A.relay_argv(d, name=self.relay, image=image, labels=self._labels(self.relay), volume=self.volume),
@@ -153,6 +156,7 @@ class EgressProxy:
                 marker="listening on",
                 on_line=self._logged,
                 verbose=False,
+                cwd=cwd,
             )
             self._ready(self._proxy)
             self._ready(self._relay)
