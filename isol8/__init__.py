@@ -33,6 +33,8 @@ _EXPORTS = {
     "Execution": "isol8.core.runner",
     "run": "isol8.core.runner",
     "SandboxPolicy": "isol8.core.sandbox",
+    "make_egress": "isol8.core.egress",
+    "InvalidHost": "isol8.core.egress",
     "InvalidLimit": "isol8.errors",
     "units": "isol8.units",
     "runtimes": "isol8.runtimes",

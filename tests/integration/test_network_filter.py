@@ -445,3 +445,25 @@ def test_the_server_takes_the_original_clients_filtered_request_within_its_allow
         assert "other.test" in str(result)
     finally:
         _stop(server)
+
+
+def test_the_library_runs_a_filtered_request_and_returns_its_decisions(engine: str, hosts: Hosts) -> None:
+    from isol8 import RunRequest, SandboxPolicy, make_egress, open_backend, run, runtimes
+
+    egress = make_egress(
+        [f"allowed.test:{hosts.http}"],
+        hosts={"allowed.test": hosts.gateway, "other.test": hosts.gateway},
+        allow_private=[hosts.gateway],
+    )
+    urls = f"http://allowed.test:{hosts.http}/ http://other.test:{hosts.http}/"
+    request = RunRequest(
+        runtime=runtimes.get("python"),
+        code=FETCH.encode(),
+        env={"URLS": urls},
+        policy=SandboxPolicy(network="filtered", egress=egress),
+    )
+    result = run(open_backend(engine), request)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0].endswith(f"200 hello from allowed.test:{hosts.http}")
+    assert result.network_log is not None
+    assert [d.verdict for d in result.network_log] == ["allowed", "not-allowed"]
