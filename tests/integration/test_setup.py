@@ -12,6 +12,7 @@ from isol8.core.base_images import context_dir
 from tests.integration.conftest import Isol8, run_isol8
 
 RUNTIMES = ("python", "node", "bun", "deno", "bash")
+IMAGES = (*RUNTIMES, "proxy")  # what setup builds: every runtime's image and the egress proxy's
 
 
 def test_second_setup_reports_every_image_up_to_date_quickly(isol8: Isol8) -> None:
@@ -19,15 +20,15 @@ def test_second_setup_reports_every_image_up_to_date_quickly(isol8: Isol8) -> No
     done = isol8("setup")
     assert done.status == 0, done.stderr
     assert done.stdout.splitlines() == [
-        line for rt in RUNTIMES for line in done.stdout.splitlines() if line.startswith(f"isol8:{rt}: up to date")
+        line for name in IMAGES for line in done.stdout.splitlines() if line.startswith(f"isol8:{name}: up to date")
     ]
-    assert len(done.stdout.splitlines()) == 5
+    assert len(done.stdout.splitlines()) == len(IMAGES)
     assert done.seconds < 2.0
 
 
 def test_editing_a_dockerfile_rebuilds_only_that_runtime(isol8: Isol8, tmp_path: Path, engine: str) -> None:
-    for rt in RUNTIMES:
-        shutil.copytree(context_dir(rt), tmp_path / rt)
+    for name in IMAGES:
+        shutil.copytree(context_dir(name), tmp_path / name)
     with open(tmp_path / "bash" / "Dockerfile", "a") as f:
         f.write("LABEL org.example.edited=yes\n")
     try:
@@ -78,7 +79,7 @@ def test_a_project_file_does_not_hide_the_user_files_base_images(isol8: Isol8, t
     (tmp_path / "isol8.config.json").write_text('{"maxConcurrent": 4}')
     setup = isol8("setup", cwd=tmp_path)
     assert setup.status == 0, setup.stderr
-    assert len([line for line in setup.stdout.splitlines() if ": up to date" in line]) == 5, setup.stdout
+    assert len([line for line in setup.stdout.splitlines() if ": up to date" in line]) == len(IMAGES), setup.stdout
     assert isol8("run", "-e", "print(6 * 7)", cwd=tmp_path).stdout == "42\n"
     shown = isol8("config", "--show-origin", cwd=tmp_path)
     origins = {line.split()[1].rstrip(":"): line.split()[0] for line in shown.stdout.splitlines()}
