@@ -127,6 +127,10 @@ class Backend(Protocol):
         """Names of the volumes with these labels (a filtered run's, backends/engine/egress.py)."""
         ...
 
+    def volume_labels(self, names: Sequence[str]) -> dict[str, Mapping[str, str]]:
+        """The labels of each volume named (one that is gone is left out)."""
+        ...
+
     def remove_volumes(self, names: Sequence[str]) -> None:
         """Remove volumes; one already gone counts as removed."""
         ...

@@ -26,7 +26,8 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # the program's. The user's environment never reaches this shell: it gets only the image's, runs
 # its own tools from the system folders (never /sandbox), and hands the user's variables to the
 # program's exec alone. It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts and
-# "<RS>isol8:<nonce>:exit:<code>:<oom kills>" when it ends. The program shares this shell's uid
+# "<RS>isol8:<nonce>:exit:<code>:<oom kills>:<cpu µs>:<peak memory>:<peak pids>" when it ends (the
+# cgroup's figures, empty where the kernel keeps none). The program shares this shell's uid
 # and can read or write its memory, so nothing it could forge decides anything: isol8 takes only
 # the first start line (the program does not exist before it), setup lines only before it, and
 # an exit line only when it agrees with the exit status the engine reports. With reap 1 (reap 0:
@@ -35,7 +36,22 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # that follows every execution (the backend's sweep), since the program can disturb this
 # shell. A background `sleep BACKSTOP; kill -KILL -1` is the last of isol8's backstops after the
 # watcher outside the sandbox (isol8/backends/engine/reaper.py) and, on podman, the engine's own --timeout.
-WRAPPER = r"""
+# The wrapper's reading of the cgroup's figures (a constant of its own: scripts/bench times it).
+USAGE_FUNCTION = r"""
+usage() {  # the container's CPU time (µs), peak memory and peak pids; empty where the kernel has none
+  cpu='' mem='' pids=''
+  if [ -r /sys/fs/cgroup/cpu.stat ]; then
+    while read -r key value; do [ "$key" = usage_usec ] && cpu=$value; done </sys/fs/cgroup/cpu.stat
+    read -r mem 2>/dev/null </sys/fs/cgroup/memory.peak
+    read -r pids 2>/dev/null </sys/fs/cgroup/pids.peak
+  else
+    read -r cpu 2>/dev/null </sys/fs/cgroup/cpuacct/cpuacct.usage && cpu=$((cpu / 1000))
+    read -r mem 2>/dev/null </sys/fs/cgroup/memory/memory.max_usage_in_bytes
+  fi
+}
+"""
+WRAPPER = (
+    r"""
 IFS=' ' read -r nonce tarsize codesize mode name envcount reap || exit 125
 program_path=$PATH
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -69,7 +85,10 @@ oom_kills() {
     fi
   done
 }
-oom_kills; before=$oom
+"""
+    + USAGE_FUNCTION
+    + r"""oom_kills; before=$oom
+usage; cpu_before=$cpu
 status start
 exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
 env -- "${vars[@]}" "$@" 2>&3 3>&-
@@ -77,9 +96,25 @@ rc=$?
 if [ "$reap" = 0 ]; then kill -KILL "$watchdog"; else kill -KILL -1; fi
 exec 2>&3 3>&-
 oom_kills
-status "exit:$rc:$((oom - before))"
+usage
+[ -n "$cpu" ] && [ -n "$cpu_before" ] && cpu=$((cpu - cpu_before))
+status "exit:$rc:$((oom - before)):$cpu:$mem:$pids"
 exit "$rc"
 """
+)
+# A request's setup script: a file in /sandbox, run by its own bash before the program (never
+# parsed by the wrapper), with no stdin (the program's is not its to read).
+SETUP_NAME = ".isol8-setup.sh"
+_SETUP_FIRST = (
+    'bash -- "$1" </dev/null || { s=$?; echo "Setup script failed (exit code $s)" >&2; exit "$s"; }; shift; exec "$@"'
+)
+
+
+def setup_first(script: str) -> list[str]:
+    """The command prefix that runs the setup script at path `script`, then the program (its arguments)."""
+    return ["bash", "-c", _SETUP_FIRST, "isol8-setup", script]
+
+
 # code up to this size, without NUL bytes, is read by the shell builtin: no extra process
 INLINE_CODE_MAX = 4096
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")
@@ -131,21 +166,27 @@ def add_directory(tar: Any, root: str | os.PathLike[str]) -> int:
 
 
 def build_tar(
-    files_dir: str | os.PathLike[str] | None, code_name: str, code: bytes, code_mode: int = 0o644
+    files_dir: str | os.PathLike[str] | None,
+    code_name: str,
+    code: bytes,
+    code_mode: int = 0o644,
+    extra: Mapping[str, bytes] | None = None,
 ) -> tuple[bytes, int]:
-    """The payload tar (the --files folder first, then the code file, which wins a name clash) and
-    the bytes its files take in /sandbox."""
+    """The payload tar (the --files folder first, then the extra files and the code file, which win
+    a name clash) and the bytes its files take in /sandbox."""
     import tarfile  # not needed on the plain-code path
 
     buf = io.BytesIO()
-    used = sandbox_bytes(len(code))
+    used = 0
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         if files_dir is not None:
             used += add_directory(tar, files_dir)
-        info = tarfile.TarInfo(code_name)
-        info.size = len(code)
-        info.mode = stat.S_IMODE(code_mode)
-        tar.addfile(info, io.BytesIO(code))
+        for name, data, mode in [*((n, d, 0o644) for n, d in (extra or {}).items()), (code_name, code, code_mode)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = stat.S_IMODE(mode)
+            tar.addfile(info, io.BytesIO(data))
+            used += sandbox_bytes(len(data))
     return buf.getvalue(), used
 
 
@@ -175,10 +216,13 @@ class Payload(NamedTuple):
         return " ".join(map(str, fields)).encode() + b"\n"
 
 
-def make_payload(files_dir: str | os.PathLike[str] | None, code_name: str, code: bytes) -> Payload:
-    if files_dir is None:
+def make_payload(
+    files_dir: str | os.PathLike[str] | None, code_name: str, code: bytes, extra: Mapping[str, bytes] | None = None
+) -> Payload:
+    """extra: more files for /sandbox (name -> content), such as a setup script."""
+    if files_dir is None and not extra:
         return Payload(b"", code, code_name, sandbox_bytes(len(code)))
-    tar, used = build_tar(files_dir, code_name, code)
+    tar, used = build_tar(files_dir, code_name, code, extra=extra)
     return Payload(tar, b"", code_name, used)
 
 

@@ -15,7 +15,7 @@ from isol8 import labels as L
 from isol8 import units
 from isol8.core import payload
 from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec, SandboxPolicy, valid_env_name
-from isol8.core.streams import ProgramOutput, Trailer
+from isol8.core.streams import ProgramOutput, Trailer, Usage
 from isol8.defaults import RUN
 from isol8.errors import (
     EngineError,
@@ -73,6 +73,9 @@ class RunRequest(NamedTuple):
     labels: Mapping[str, str] = NOTHING  # extra container labels (e.g. the server's id)
     # in a kept container (a server session): leave the program's background processes running
     keep_background: bool = False
+    # a bash script run in /sandbox before the program, as the sandbox user, within the time limit:
+    # when it fails, the program does not run and the run's exit status is the script's
+    setup: str | None = None
 
     def check(self) -> RunRequest:
         """self, if it is a request isol8 can run; UsageError otherwise."""
@@ -135,6 +138,9 @@ class RunResult(NamedTuple):
     stderr_bytes: bytes
     # a filtered run's proxy decisions (isol8.core.egress.Decision), in order; None for other networks
     network_log: tuple[Decision, ...] | None = None
+    # what the run used (isol8.core.streams.Usage), as the sandbox's cgroup reported it at its end;
+    # None when the wrapper could not report (a timeout, a program that killed it)
+    usage: Usage | None = None
 
 
 class Chunk(NamedTuple):
@@ -182,12 +188,15 @@ class Execution:
         code_name = _code_name(request)
         body = request.code if request.code is not None else (request.cmd or "").encode()
         self.nonce = payload.new_nonce()
-        self.payload = payload.make_payload(request.files_dir, code_name, body)
+        extra = {payload.SETUP_NAME: request.setup.encode()} if request.setup is not None else {}
+        self.payload = payload.make_payload(request.files_dir, code_name, body, extra)
         interpreter = (
             ["bash", f"{SANDBOX_DIR}/{code_name}"]
             if request.cmd is not None
             else runtime.command(f"{SANDBOX_DIR}/{code_name}")
         )
+        if request.setup is not None:
+            interpreter = [*payload.setup_first(f"{SANDBOX_DIR}/{payload.SETUP_NAME}"), *interpreter]
         self._check_fits(request)
         self.backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
         self.command = [
@@ -315,6 +324,7 @@ class Execution:
             stdout_bytes=stdout_bytes,
             stderr_bytes=stderr_bytes,
             network_log=self.process.network_log if self.process is not None else None,
+            usage=got.usage if self.intact and got is not None else None,
         )
 
     def _not_started(self, code: int, got: Trailer | None, timed_out: bool, stderr: str) -> Exception:

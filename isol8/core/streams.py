@@ -11,11 +11,24 @@ TRAILER_MARK = b"\x1eisol8:"
 STATUS_MAX = 4096
 
 
+class Usage(NamedTuple):
+    """What the run's container used, as its cgroup counts it; None where the kernel keeps no figure."""
+
+    cpu_time_ms: int | None = None  # CPU time of the program (and what it started), user + system
+    memory_peak_bytes: int | None = None  # the container's peak memory, /sandbox and /tmp included
+    pids_peak: int | None = None  # the most processes and threads at once (cgroup v2 only)
+
+
 class Trailer(NamedTuple):
     kind: str  # "exit" or "setup"
     exit_code: int = 0
     oom_kills: int = 0
     message: str = ""
+    usage: Usage = Usage()
+
+
+def _figure(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
 
 
 class TrailerFilter:
@@ -65,11 +78,15 @@ class TrailerFilter:
         if kind == "start" and self.started_at is None:
             self.started_at = time.monotonic()
         elif kind == "exit" and self.started_at is not None:
-            code, _, oom = rest.partition(":")
+            code, oom, cpu_us, memory, pids = (rest.split(":") + [""] * 4)[:5]
             try:
                 self.trailer = Trailer("exit", int(code), int(oom or 0))
             except ValueError:
                 self.trailer = None
+                return
+            cpu = _figure(cpu_us)
+            usage = Usage(None if cpu is None else cpu // 1000, _figure(memory), _figure(pids))
+            self.trailer = self.trailer._replace(usage=usage)
         elif kind == "setup" and self.started_at is None:
             self.trailer = Trailer("setup", message=rest)
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import posixpath
+import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +19,89 @@ from typing import Any
 from isol8.config import RUN_LIMITS
 from isol8.core.payload import walk_directory
 from isol8.core.runner import RunRequest, RunResult
+from isol8.core.streams import Usage
 from isol8.errors import RequestError
 
-# Options the original isol8's clients may send that this server never takes from a request.
-FIXED_OPTIONS = ("seccomp", "seccompProfile", "security", "persist", "readonlyRootFs")
+# The fields of a request, of its options and of the body around them that this server honours.
+REQUEST_FIELDS = frozenset(
+    {"code", "cmd", "runtime", "timeoutMs", "env", "stdin", "files", "installPackages", "workdir", "secrets"}
+    | {"setupScript", "fileExtension"}
+)
+OPTION_FIELDS = frozenset({*RUN_LIMITS, "network", "networkFilter", "image", "secrets", "keepBackground"})
+BODY_FIELDS = frozenset({"request", "options", "sessionId"})
+# The original isol8's request fields this server does not have: refused (400), never ignored.
+UNSUPPORTED = {
+    "codeUrl": "fetching code from a URL is not supported: send the code itself",
+    "codeHash": "codeHash goes with codeUrl, which is not supported",
+    "allowInsecureCodeUrl": "codeUrl is not supported",
+    "outputPaths": "outputPaths is not supported by this server yet",
+    "agentFlags": "the agent runtime is not supported",
+    "metadata": "metadata is for the original isol8's audit log, which this server does not keep",
+}
+TIMEOUT_MARKER = "EXECUTION TIMED OUT"  # the original's, in a timed-out result's stderr and stream error
+
+
+def _client_option(name: str, value: object) -> bool:
+    """An option of the original isol8's clients (they send several always): True when its value
+    would loosen the server's policy (403), False when it asks for what the server does anyway or
+    names client-side behaviour only; RequestError 400 for a value of the wrong shape."""
+
+    def shape(ok: bool, expected: str) -> None:
+        if not ok:
+            raise RequestError(400, f"option {name} must be {expected}")
+
+    if name in ("persist", "readonlyRootFs", "debug", "logNetwork"):
+        shape(isinstance(value, bool), "true or false")
+        return (name == "persist" and value is True) or (name == "readonlyRootFs" and value is False)
+    if name == "mode":
+        shape(value in ("ephemeral", "persistent"), '"ephemeral" or "persistent"')
+        return False
+    if name == "poolStrategy":
+        shape(value in ("fast", "secure"), '"fast" or "secure"')
+        return False
+    if name == "poolSize":
+        shape(
+            (isinstance(value, int) and not isinstance(value, bool))
+            or (isinstance(value, dict) and set(value) <= {"clean", "dirty"}),
+            "a number or {clean, dirty}",
+        )
+        return False
+    if name == "audit":
+        shape(isinstance(value, dict), "an object")
+        return False
+    if name == "security":  # isol8's own seccomp profile applies whatever is asked: only these keep it
+        shape(isinstance(value, dict), "an object")
+        assert isinstance(value, dict)
+        return set(value) - {"seccomp"} != set() or value.get("seccomp", "strict") not in ("strict", "default")
+    if name == "remoteCode":
+        shape(isinstance(value, dict), "an object")
+        assert isinstance(value, dict)
+        return value.get("enabled", False) is not False
+    if name in ("seccomp", "seccompProfile"):  # isol8's own names: a request never picks its profile
+        return True
+    raise RequestError(400, f"unknown option {name}")
+
+
+def _check_fields(body: Mapping[str, Any], req: Mapping[str, Any]) -> None:
+    for fields, known, where in ((body, BODY_FIELDS, ""), (req, REQUEST_FIELDS, "request.")):
+        for name in fields:
+            if name in UNSUPPORTED and where:
+                raise RequestError(400, f"request.{name}: {UNSUPPORTED[name]}")
+            if name not in known:
+                raise RequestError(400, f"unknown field {where}{name}")
+
+
+_EXTENSION = re.compile(r"\.?([A-Za-z0-9]{1,16})")
+
+
+def _code_file(raw: object) -> str | None:
+    """fileExtension (".mjs" or "mjs") -> the code file's name, main<ext>."""
+    if raw is None:
+        return None
+    matched = _EXTENSION.fullmatch(raw) if isinstance(raw, str) else None
+    if matched is None:
+        raise RequestError(400, "fileExtension must be a file extension such as .mjs (letters and digits)")
+    return f"main.{matched.group(1)}"
 
 
 @dataclass(frozen=True)
@@ -39,7 +121,9 @@ class WireRequest:
     image: str | None = None
     keep_background: bool = False
     session_id: object = None
-    options: frozenset[str] = frozenset()
+    loosening: tuple[str, ...] = ()  # options whose values would loosen the policy (the server refuses them)
+    setup_script: str | None = None
+    filename: str | None = None  # the code file's name, from fileExtension
     allow: tuple[str, ...] | None = None  # networkFilter.whitelist (None: not sent)
     deny: tuple[str, ...] = ()  # networkFilter.blacklist
 
@@ -87,6 +171,8 @@ def parse_request(body: Mapping[str, Any]) -> WireRequest:
     req, opts = body.get("request"), body.get("options") or {}
     if not isinstance(req, dict) or not isinstance(opts, dict):
         raise RequestError(400, "expected {request: {...}, options?: {...}}")
+    _check_fields(body, req)
+    loosening = tuple(name for name in opts if name not in OPTION_FIELDS and _client_option(name, opts[name]))
     code, cmd = req.get("code"), req.get("cmd")
     if (code is None) == (cmd is None) or not isinstance(code or cmd, str):
         raise RequestError(400, "request must include exactly one of: code, cmd (a string)")
@@ -104,6 +190,9 @@ def parse_request(body: Mapping[str, Any]) -> WireRequest:
     if image is not None and not isinstance(image, str):
         raise RequestError(400, "image must be a string")
     allow, deny = _network_filter(opts.get("networkFilter"))
+    setup = req.get("setupScript")
+    if setup is not None and not isinstance(setup, str):
+        raise RequestError(400, "setupScript must be a string (a bash script)")
     return WireRequest(
         allow=allow,
         deny=deny,
@@ -120,15 +209,32 @@ def parse_request(body: Mapping[str, Any]) -> WireRequest:
         image=image,
         keep_background=keep_background,
         session_id=body.get("sessionId"),
-        options=frozenset(str(k) for k in opts),
+        loosening=loosening,
+        setup_script=setup or None,
+        filename=_code_file(req.get("fileExtension")),
     )
 
 
+def timestamp(seconds: float) -> str:
+    """ISO 8601 in UTC, to the millisecond: 2026-12-03T09:15:02.123Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
+
+def usage_json(usage: Usage) -> dict[str, int | None]:
+    """{cpuTimeMs, memoryPeakBytes, pidsPeak?}: pidsPeak only where the kernel counts it."""
+    shown = {"cpuTimeMs": usage.cpu_time_ms, "memoryPeakBytes": usage.memory_peak_bytes}
+    return shown if usage.pids_peak is None else {**shown, "pidsPeak": usage.pids_peak}
+
+
 def result_json(result: RunResult) -> dict[str, Any]:
-    """A run's result as the server and `isol8 run --json` give it."""
+    """A run's result as the server and `isol8 run --json` give it. A timed-out run's stderr ends
+    with the original isol8's marker, as its results' do."""
+    import uuid
+
+    stderr = result.stderr + f"\n--- {TIMEOUT_MARKER} ---" if result.timed_out else result.stderr
     return {
         "stdout": result.stdout,
-        "stderr": result.stderr,
+        "stderr": stderr,
         "exitCode": result.exit_code,
         "timedOut": result.timed_out,
         "oomKilled": result.oom_killed,
@@ -136,6 +242,10 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "durationMs": result.duration_ms,
         "runtime": result.runtime,
         "image": result.image,
+        "containerId": result.container,
+        "executionId": str(uuid.uuid4()),
+        "timestamp": timestamp(time.time()),
+        **({"usage": usage_json(result.usage)} if result.usage is not None else {}),
         **({"network": {"log": [d.as_json() for d in result.network_log]}} if result.network_log is not None else {}),
     }
 
@@ -175,6 +285,11 @@ def request_body(request: RunRequest, *, limits: Iterable[str], install: Sequenc
         }
     if install:
         body["installPackages"] = list(install)
+    if request.setup is not None:
+        body["setupScript"] = request.setup
+    extension = posixpath.splitext(request.filename or "")[1]
+    if request.code is not None and _EXTENSION.fullmatch(extension):
+        body["fileExtension"] = extension
     values = _limit_values(request)
     options: dict[str, Any] = {key: values[key] for key in limits if key != "timeoutMs"}
     if "timeoutMs" in limits:

@@ -55,6 +55,24 @@ def test_cleanup_removes_what_a_sigkilled_isol8_and_its_watcher_left(engine: str
     assert_no_containers(engine)
 
 
+def test_cleanup_leaves_a_run_in_progress_unless_all(engine: str) -> None:
+    proc = start_run(engine, "--timeout", "2m", "-e", "import time; print('ready', flush=True); time.sleep(120)")
+    try:
+        _wait_for_output(proc, "ready")
+        assert len(isol8_containers(engine, proc.pid)) == 1
+        done = run_isol8(engine, "cleanup", "--force")
+        assert (done.status, done.stdout) == (0, "nothing to remove\n"), done.stderr
+        assert f"left 1 container(s) whose isol8 process is still running (pid {proc.pid} on " in done.stderr
+        assert len(isol8_containers(engine, proc.pid)) == 1 and proc.poll() is None
+        forced = run_isol8(engine, "cleanup", "--force", "--all")
+        assert forced.status == 0 and "removed 1 container(s)" in forced.stdout, forced.stdout + forced.stderr
+        assert proc.wait(timeout=30) != 0  # its container went away under it
+        assert_no_containers(engine, pid=proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_cleanup_leaves_containers_isol8_did_not_create(engine: str) -> None:
     image = "localhost/isol8:bash" if engine == "podman" else "isol8:bash"
     name = f"not-isol8s-{os.getpid()}"

@@ -212,3 +212,30 @@ def test_persist_keeps_the_container_and_names_it(isol8: Isol8, engine: str) -> 
         assert inspect.returncode == 0
     finally:
         subprocess.run([engine, "rm", "-f", name], capture_output=True)
+
+
+def test_setup_scripts_run_first_as_the_sandbox_user(isol8: Isol8) -> None:
+    done = isol8(
+        "run",
+        "--setup",
+        "mkdir -p data && id -u > data/uid",
+        "--setup",
+        "cat; echo prepared",  # the program's stdin is not the setup's to read
+        "--stdin",
+        "for the program",
+        "-e",
+        "import sys; print(open('data/uid').read().strip(), sys.stdin.read())",
+    )
+    assert (done.status, done.stdout) == (0, "prepared\n1100 for the program\n"), done.stderr
+
+
+def test_a_failing_setup_script_keeps_the_program_from_running(isol8: Isol8) -> None:
+    done = isol8("run", "--setup", "echo no tool >&2; exit 9", "--cmd", "echo the program ran")
+    assert (done.status, done.stdout) == (9, "")
+    assert done.stderr == "no tool\nSetup script failed (exit code 9)\n"
+
+
+def test_a_setup_script_counts_within_the_time_limit(isol8: Isol8) -> None:
+    done = isol8("run", "--timeout", "1s", "--setup", "sleep 30", "--cmd", "echo the program ran")
+    assert (done.status, done.stdout) == (124, "")
+    assert done.seconds < 5

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -230,9 +231,9 @@ def test_executions_use_warm_containers_once(server: Server) -> None:
         text=True,
     ).stdout.split()
     first = server.client().execute({"request": {"code": "print(1)", "runtime": "python"}})
-    assert first["executionId"] in names  # started before the request: an exec, not a new container
+    assert first["containerId"] in names  # started before the request: an exec, not a new container
     second = server.client().execute({"request": {"code": "print(2)", "runtime": "python"}})
-    assert second["executionId"] != first["executionId"]  # never handed to another request
+    assert second["containerId"] != first["containerId"]  # never handed to another request
 
 
 def _session_call(server: Server, method: str, path: str, body: object | None = None) -> dict[str, object]:
@@ -495,3 +496,127 @@ def test_executions_in_standby_containers_run_as_the_sandbox_user_without_capabi
             assert result["stdout"].split() == ["1100", "1100", "0000000000000000", "0000000000000000", "1"], result
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
+
+
+# ---- the original isol8's clients, as its README uses them ------------------------------------
+
+ORIGINAL_OPTIONS = {  # what its RemoteIsol8 sends with every request
+    "persist": False,
+    "readonlyRootFs": True,
+    "security": {"seccomp": "strict"},
+    "mode": "ephemeral",
+    "debug": False,
+    "poolStrategy": "fast",
+    "poolSize": 1,
+    "audit": {"enabled": False},
+    "remoteCode": {"enabled": False},
+}
+SETUP = "echo setup-out; echo from-setup > /sandbox/s.txt; id -u > /sandbox/setup-uid"
+READS_SETUP = (
+    "const fs = require('fs'), path = require('path');"
+    "console.log(fs.readFileSync('/sandbox/s.txt', 'utf8').trim(), path.basename(__filename),"
+    " fs.readFileSync('/sandbox/setup-uid', 'utf8').trim(), process.getuid())"
+)
+
+
+def test_the_original_clients_request_runs_its_setup_script_and_file_extension(server: Server) -> None:
+    body = {
+        "request": {"code": READS_SETUP, "runtime": "node", "setupScript": SETUP, "fileExtension": ".cjs"},
+        "options": ORIGINAL_OPTIONS,
+    }
+    result = server.client().execute(body)
+    assert (result["exitCode"], result["stdout"]) == (0, "setup-out\nfrom-setup main.cjs 1100 1100\n"), result
+    assert {"timestamp", "containerId", "executionId"} <= set(result)
+    events = list(server.client().stream(body))
+    assert "".join(e["data"] for e in events if e["type"] == "stdout") == result["stdout"]
+    assert events[-1] == {"type": "exit", "data": "0"}
+
+
+def test_a_failing_setup_script_stops_the_execution_with_its_status(server: Server) -> None:
+    body = {"request": {"cmd": "echo the code ran", "runtime": "bash", "setupScript": "echo broken >&2; exit 7"}}
+    result = server.client().execute(body)
+    assert (result["exitCode"], result["stdout"]) == (7, "")
+    assert result["stderr"] == "broken\nSetup script failed (exit code 7)\n"
+
+
+def test_a_timed_out_execution_carries_the_original_marker_too(server: Server) -> None:
+    body = {"request": {"cmd": "echo begun; sleep 30", "runtime": "bash", "timeoutMs": 1000}}
+    result = server.client().execute(body)
+    assert (result["exitCode"], result["timedOut"], result["stdout"]) == (124, True, "begun\n")
+    assert result["stderr"].endswith("\n--- EXECUTION TIMED OUT ---")
+    events = list(server.client().stream(body))
+    assert events[-2:] == [{"type": "error", "data": "EXECUTION TIMED OUT"}, {"type": "exit", "data": "124"}]
+
+
+def test_each_execution_of_a_session_has_its_own_id_and_the_listing_the_original_fields(server: Server) -> None:
+    from datetime import datetime
+
+    sid = f"ids-{os.getpid()}-{server.engine}"
+    try:
+        runs = [
+            server.client().execute({"sessionId": sid, "request": {"cmd": "true", "runtime": "bash"}}) for _ in "ab"
+        ]
+        assert runs[0]["executionId"] != runs[1]["executionId"]
+        assert runs[0]["containerId"] == runs[1]["containerId"]  # the session's container
+        [listed] = [s for s in _session_call(server, "GET", "/sessions")["sessions"] if s["id"] == sid]  # type: ignore[union-attr]
+        assert listed["isActive"] is False
+        accessed = datetime.fromisoformat(listed["lastAccessedAt"].replace("Z", "+00:00"))
+        assert abs((datetime.now(UTC) - accessed).total_seconds()) < 30
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
+
+
+def test_a_field_the_server_does_not_honour_is_refused_not_ignored(server: Server) -> None:
+    for body, status, message in (
+        ({"request": {"code": "1", "outputPaths": ["/sandbox/a"]}}, 400, "request.outputPaths"),
+        ({"request": {"code": "1"}, "options": {"persist": True}}, 403, "option persist is not allowed"),
+        ({"request": {"code": "1"}, "options": {"security": {"seccomp": "unconfined"}}}, 403, "option security"),
+        ({"request": {"code": "1"}, "options": {"colour": "red"}}, 400, "unknown option colour"),
+    ):
+        with pytest.raises(RemoteError, match=message) as caught:
+            server.client().execute(body)
+        assert caught.value.status == status
+
+
+def test_the_server_reports_usage_and_a_sessions_executions_each_their_own_cpu(server: Server) -> None:
+    from tests.integration.test_usage import BURN_ONE_SECOND
+
+    sid = f"usage-{os.getpid()}-{server.engine}"
+    client = server.client()
+    try:
+        busy = client.execute({"sessionId": sid, "request": {"code": BURN_ONE_SECOND, "runtime": "python"}})
+        idle = client.execute({"sessionId": sid, "request": {"cmd": "true", "runtime": "python"}})
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
+    assert 800 <= busy["usage"]["cpuTimeMs"] <= 1300, busy
+    assert idle["usage"]["cpuTimeMs"] < 200, idle  # the execution's own, not the session's so far
+    assert idle["usage"]["memoryPeakBytes"] > 0
+    fresh = client.execute({"request": {"code": "print(1)", "runtime": "python"}})
+    assert fresh["usage"]["cpuTimeMs"] < 200 and fresh["usage"]["memoryPeakBytes"] > 0, fresh
+
+
+def test_cleanup_while_serving_leaves_its_pool_and_sessions_working(server: Server) -> None:
+    server_id = server.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
+    sid = f"kept-{os.getpid()}-{server.engine}"
+    client = server.client()
+    try:
+        client.execute({"sessionId": sid, "request": {"cmd": "echo kept > note.txt", "runtime": "bash"}})
+        before = set(_server_containers(server.engine, server_id))
+        done = run_isol8(server.engine, "cleanup", "--force")
+        assert done.status == 0, done.stderr
+        assert f"whose isol8 process is still running (pid {server.proc.pid} on " in done.stderr
+        assert set(_server_containers(server.engine, server_id)) == before  # the pool and the session
+        warm = client.execute({"request": {"code": "print(1)", "runtime": "python"}})
+        assert warm["stdout"] == "1\n"
+        assert warm["containerId"] in _names(server.engine, before)  # a warm container from before the cleanup
+        kept = client.execute({"sessionId": sid, "request": {"cmd": "cat note.txt", "runtime": "bash"}})
+        assert kept["stdout"] == "kept\n"
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
+
+
+def _names(engine: str, ids: set[str]) -> set[str]:
+    done = subprocess.run(
+        [engine, "inspect", "--format", "{{.Name}}", *ids], capture_output=True, text=True, check=True
+    )
+    return {line.strip().lstrip("/") for line in done.stdout.splitlines()}

@@ -164,3 +164,17 @@ def test_secret_from_the_environment_reaches_the_request(isolated: Path, monkeyp
     request = request_from_args(App(args=args, stdin=None, stdout=io.StringIO(), stderr=io.StringIO()))
     assert isinstance(request, RunRequest)
     assert dict(request.secrets) == {"MY_TOKEN": "env-value", "OTHER": "inline", "FILE_TOKEN": "file-value"}
+
+
+def test_setup_scripts_reach_the_request_joined_in_order(isolated: Path) -> None:
+    import io
+
+    from isol8.frontends.cli.parser import build_parser
+
+    def setup_of(*flags: str) -> str | None:
+        args = build_parser().parse_args(["run", "-e", "1", *flags])
+        return request_from_args(App(args=args, stdin=None, stdout=io.StringIO(), stderr=io.StringIO())).setup
+
+    assert setup_of() is None
+    assert setup_of("--setup", "echo 'a b' > x") == "echo 'a b' > x"
+    assert setup_of("--setup", "cd sub", "--setup", "make") == "cd sub\nmake"

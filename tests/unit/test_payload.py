@@ -7,6 +7,7 @@ import itertools
 import os
 import socket
 import stat
+import subprocess
 import tarfile
 import time
 from collections.abc import Iterator, Sequence
@@ -16,13 +17,15 @@ import pytest
 
 from isol8.core.payload import (
     INLINE_CODE_MAX,
+    SETUP_NAME,
     build_tar,
     env_block,
     make_payload,
     safe_code_name,
+    setup_first,
     stdin_stream,
 )
-from isol8.core.streams import STATUS_MAX, Limiter, Masker, Trailer, TrailerFilter
+from isol8.core.streams import STATUS_MAX, Limiter, Masker, Trailer, TrailerFilter, Usage
 from isol8.errors import UsageError
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -245,6 +248,10 @@ def filter_chunks(chunks: Sequence[bytes], nonce: str = NONCE) -> tuple[bytes, T
         ("exit:3:0", Trailer("exit", 3, 0)),
         ("exit:137:2", Trailer("exit", 137, 2)),
         ("exit:1:", Trailer("exit", 1, 0)),
+        ("exit:0:0:1234567:52428800:7", Trailer("exit", 0, 0, usage=Usage(1234, 52428800, 7))),
+        ("exit:0:0:999:4096:", Trailer("exit", 0, 0, usage=Usage(0, 4096, None))),  # cgroup v1: no pids peak
+        ("exit:0:0:::", Trailer("exit", 0, 0, usage=Usage())),
+        ("exit:0:0:-5:1e9:x", Trailer("exit", 0, 0, usage=Usage())),  # never a figure the kernel gives
         ("setup:files could not be unpacked", Trailer("setup", message="files could not be unpacked")),
         (
             "setup:working directory /sandbox/a:b is not usable",
@@ -567,3 +574,40 @@ def test_stdin_stream_reads_user_stdin_lazily() -> None:
 )
 def test_code_file_names_are_kept_only_when_plain(name: str, expected: str) -> None:
     assert safe_code_name(name, ".py") == expected
+
+
+# ---- a request's setup script ---------------------------------------------------------------
+
+
+def test_build_tar_adds_extra_files_before_the_code() -> None:
+    data, used = build_tar(None, "main.py", b"print(1)", extra={SETUP_NAME: b"echo hi\n"})
+    got = members(data)
+    assert list(got) == [SETUP_NAME, "main.py"] and got[SETUP_NAME].mode == 0o644
+    assert used == 2 * 4096
+    assert make_payload(None, "main.py", b"1", {SETUP_NAME: b"x"}).tar  # a setup script makes it a tar
+
+
+def _setup_then(tmp_path: Path, script: str, *program: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "setup.sh").write_text(script)
+    argv = [*setup_first(str(tmp_path / "setup.sh")), *program]
+    return subprocess.run(argv, input="the program's stdin\n", capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_the_setup_script_runs_first_without_the_programs_stdin(tmp_path: Path) -> None:
+    done = _setup_then(
+        tmp_path, "echo setup; cat; echo made > made.txt\n", "bash", "-c", 'cat made.txt; cat; echo "$0"', "a b"
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "setup\nmade\nthe program's stdin\na b\n", "")
+
+
+def test_a_failing_setup_script_stops_the_run_with_its_status(tmp_path: Path) -> None:
+    done = _setup_then(tmp_path, "echo no >&2; exit 7\n", "touch", "ran")
+    assert (done.returncode, done.stderr) == (7, "no\nSetup script failed (exit code 7)\n")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_the_setup_script_is_a_file_never_parsed_by_isol8s_shell(tmp_path: Path) -> None:
+    """Its text is only ever bash's input from the file: quotes and $(...) in it are its own business."""
+    done = _setup_then(tmp_path, "echo '$(touch pwned)' \"'\"\n", "true")
+    assert (done.returncode, done.stdout) == (0, "$(touch pwned) '\n")
+    assert not (tmp_path / "pwned").exists()

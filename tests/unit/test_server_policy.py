@@ -211,3 +211,164 @@ def test_a_configs_own_filtered_default_is_held_to_the_ceiling_too(tmp_path: Pat
         assert status_of(state, body(networkFilter={"whitelist": []}), tmp_path)[0] == 200
     finally:
         state.sessions.close()
+
+
+# ---- the original isol8's clients: every field honoured or refused -----------------------------
+
+# What the TypeScript RemoteIsol8 client sends with every request, none of which loosens anything.
+ORIGINAL_CLIENT_OPTIONS: dict[str, object] = {
+    "persist": False,
+    "readonlyRootFs": True,
+    "security": {"seccomp": "strict"},
+    "mode": "ephemeral",
+    "debug": False,
+    "poolStrategy": "fast",
+    "poolSize": {"clean": 1, "dirty": 1},
+    "audit": {"enabled": False},
+    "remoteCode": {"enabled": False, "allowedSchemes": ["https"]},
+    "logNetwork": False,
+}
+
+
+def test_the_original_clients_usual_options_are_accepted(state: ServerState, tmp_path: Path) -> None:
+    assert status_of(state, body(**ORIGINAL_CLIENT_OPTIONS), tmp_path) == (200, "")
+    for name, value in [
+        ("security", {"seccomp": "default"}),
+        ("security", {}),
+        ("mode", "persistent"),
+        ("poolStrategy", "secure"),
+        ("poolSize", 3),
+        ("debug", True),
+        ("logNetwork", True),
+        ("remoteCode", {}),
+    ]:
+        assert status_of(state, body(**{name: value}), tmp_path) == (200, ""), (name, value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("persist", True),
+        ("readonlyRootFs", False),
+        ("security", {"seccomp": "unconfined"}),
+        ("security", {"seccomp": "custom", "customProfilePath": "/etc/shadow"}),
+        ("security", {"customProfilePath": "/tmp/p.json"}),
+        ("remoteCode", {"enabled": True}),
+        ("seccomp", "unconfined"),
+        ("seccompProfile", "/tmp/p.json"),
+    ],
+    ids=repr,
+)
+def test_an_option_that_would_loosen_the_policy_is_403_naming_it(
+    state: ServerState, tmp_path: Path, name: str, value: object
+) -> None:
+    assert status_of(state, body(**{**ORIGINAL_CLIENT_OPTIONS, name: value}), tmp_path) == (
+        403,
+        f"option {name} is not allowed by this server's policy",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("persist", "no"), ("readonlyRootFs", 1), ("mode", "fast"), ("poolSize", True), ("poolSize", {"warm": 1})]
+    + [("poolStrategy", None), ("audit", True), ("security", "strict"), ("remoteCode", False), ("debug", "yes")],
+    ids=repr,
+)
+def test_a_client_option_of_the_wrong_shape_is_400_naming_it(
+    state: ServerState, tmp_path: Path, name: str, value: object
+) -> None:
+    status, message = status_of(state, body(**{name: value}), tmp_path)
+    assert (status, message.split(" must be ")[0]) == (400, f"option {name}")
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (body(colour="red"), "unknown option colour"),
+        ({"request": {"code": "1", "runtime": "python", "timeout": 5}}, "unknown field request.timeout"),
+        ({"request": {"code": "1"}, "session": "s1"}, "unknown field session"),
+        ({"request": {"code": "1", "outputPaths": ["/sandbox/a"]}}, "request.outputPaths: "),
+        ({"request": {"codeUrl": "https://example.com/a.py"}}, "request.codeUrl: "),
+        ({"request": {"code": "1", "metadata": {"who": "me"}}}, "request.metadata: "),
+        ({"request": {"code": "1", "agentFlags": "-x"}}, "request.agentFlags: "),
+    ],
+    ids=repr,
+)
+def test_a_field_the_server_does_not_honour_is_400_naming_it(
+    state: ServerState, tmp_path: Path, payload: dict[str, Any], message: str
+) -> None:
+    status, got = status_of(state, payload, tmp_path)
+    assert status == 400 and got.startswith(message), got
+
+
+@pytest.mark.parametrize(("raw", "name"), [(".mjs", "main.mjs"), ("cjs", "main.cjs"), (".TS", "main.TS")])
+def test_file_extension_names_the_code_file(state: ServerState, tmp_path: Path, raw: str, name: str) -> None:
+    payload = {"request": {"code": "1", "runtime": "node", "fileExtension": raw}}
+    assert build_run(state, payload, tmp_path)[0].filename == name
+
+
+@pytest.mark.parametrize("raw", ["", ".", "../x", ".a/b", ".a b", ".x" * 10, 5, [".js"]], ids=repr)
+def test_a_file_extension_that_is_not_one_is_400(state: ServerState, tmp_path: Path, raw: object) -> None:
+    payload = {"request": {"code": "1", "runtime": "node", "fileExtension": raw}}
+    status, message = status_of(state, payload, tmp_path)
+    assert status == 400 and message.startswith("fileExtension must be"), message
+
+
+def test_setup_script_reaches_the_run_request(state: ServerState, tmp_path: Path) -> None:
+    payload = {"request": {"code": "1", "setupScript": "echo hi > /sandbox/x"}}
+    assert build_run(state, payload, tmp_path)[0].setup == "echo hi > /sandbox/x"
+    assert build_run(state, {"request": {"code": "1", "setupScript": ""}}, tmp_path)[0].setup is None
+    assert status_of(state, {"request": {"code": "1", "setupScript": ["echo"]}}, tmp_path)[0] == 400
+
+
+def test_a_result_carries_the_original_clients_fields() -> None:
+    import re
+    import uuid
+
+    from isol8.core.runner import RunResult
+    from isol8.frontends.wire import result_json
+
+    result = RunResult("out", "err", 0, False, False, False, 12, "python", "isol8:python", "isol8-abc", b"out", b"err")
+    first, second = result_json(result), result_json(result)
+    assert first["containerId"] == "isol8-abc"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["timestamp"]), first["timestamp"]
+    assert uuid.UUID(first["executionId"]).version == 4 and first["executionId"] != second["executionId"]
+    assert first["stderr"] == "err"
+    assert "usage" not in first  # not reported: not made up
+    from isol8.core.streams import Usage
+
+    assert result_json(result._replace(usage=Usage(812, 52428800, None)))["usage"] == {
+        "cpuTimeMs": 812,
+        "memoryPeakBytes": 52428800,
+    }
+    assert result_json(result._replace(usage=Usage(1, 2, 3)))["usage"] == {
+        "cpuTimeMs": 1,
+        "memoryPeakBytes": 2,
+        "pidsPeak": 3,
+    }
+    timed_out = result_json(result._replace(exit_code=124, timed_out=True))
+    assert (timed_out["exitCode"], timed_out["timedOut"]) == (124, True)
+    assert timed_out["stderr"] == "err\n--- EXECUTION TIMED OUT ---"
+
+
+def test_timestamps_are_utc_to_the_millisecond() -> None:
+    from isol8.frontends.wire import timestamp
+
+    assert timestamp(0) == "1970-01-01T00:00:00.000Z"
+    assert timestamp(1796285133.7871) == "2026-12-03T08:05:33.787Z"
+
+
+def test_the_wire_carries_setup_and_file_extension_both_ways() -> None:
+    from isol8.config import Config
+    from isol8.core.plan import plan_run
+    from isol8.frontends.wire import parse_request, request_body
+    from isol8.runtimes import get
+
+    config = Config(DEFAULTS)
+    request = plan_run(config, {}, runtime=get("node"), code=b"1", filename="x/app.mjs", setup="npm -v")
+    sent = request_body(request, limits=[], install=[])
+    assert (sent["request"]["setupScript"], sent["request"]["fileExtension"]) == ("npm -v", ".mjs")
+    asked = parse_request(sent)
+    assert (asked.setup_script, asked.filename) == ("npm -v", "main.mjs")
+    plain = request_body(plan_run(config, {}, runtime=get("node"), code=b"1"), limits=[], install=[])
+    assert {"setupScript", "fileExtension"}.isdisjoint(plain["request"])

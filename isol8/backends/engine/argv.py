@@ -332,6 +332,10 @@ def volumes_argv(d: Dialect, labels: Mapping[str, str | None]) -> list[str]:
     return [d.binary, "volume", "ls", "-q", *label_filters(labels)]
 
 
+def volume_inspect_argv(d: Dialect, names: Sequence[str]) -> list[str]:
+    return [d.binary, "volume", "inspect", *names]
+
+
 def proxy_argv(
     d: Dialect, *, name: str, image: str, labels: Mapping[str, str], volume: str, hosts: Sequence[tuple[str, str]]
 ) -> list[str]:

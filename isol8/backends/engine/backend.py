@@ -5,20 +5,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import labels as L
 from isol8.backends.engine import argv as A
 from isol8.backends.engine import reaper
 from isol8.backends.engine.classify import classify
 from isol8.backends.engine.dialect import Dialect
+from isol8.backends.engine.retry import RetryPolicy
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import (
     ContainerNotFound,
     EngineError,
     EngineNotFound,
-    EnginePermissionDenied,
-    EngineTransient,
     EngineUnavailable,
     FileTooLarge,
     ImageNotFound,
@@ -41,33 +39,6 @@ START_TIMEOUT = 120.0  # creating and starting a container on a loaded machine
 # The engine's own kill (podman run --timeout) comes this long after the wrapper's watchdog.
 ENGINE_BACKSTOP_EXTRA_S = 10
 BUILD_TIMEOUT = 3600.0
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, EngineTransient | EngineUnavailable) and not isinstance(exc, EnginePermissionDenied)
-
-
-def _log_retry(state: Any) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.debug("engine call failed (%s); retry %d", exc, state.attempt_number)
-
-
-class RetryPolicy(NamedTuple):
-    attempts: int = 4
-    first_wait: float = 0.2
-    max_wait: float = 1.0
-
-    def retrying(self, sleep: Callable[[float], None]) -> Any:
-        import tenacity  # only on the first idempotent call: the run path never pays for it
-
-        return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts),
-            wait=tenacity.wait_exponential(multiplier=self.first_wait, min=self.first_wait, max=self.max_wait),
-            retry=tenacity.retry_if_exception(_retryable),
-            before_sleep=_log_retry,
-            reraise=True,
-            sleep=sleep,
-        )
 
 
 class EngineBackend:
@@ -326,6 +297,19 @@ class EngineBackend:
     def list_volumes(self, labels: Mapping[str, str | None]) -> list[str]:
         done = self.call(A.volumes_argv(self.dialect, labels), idempotent=True)
         return [line.strip() for line in done.stdout.split() if line.strip()]
+
+    def volume_labels(self, names: Sequence[str]) -> dict[str, Mapping[str, str]]:
+        if not names:
+            return {}
+        try:
+            text = self.call(A.volume_inspect_argv(self.dialect, names), idempotent=True).stdout
+        except EngineError as exc:  # one removed meanwhile: the others are still listed
+            text = exc.stdout
+        return {
+            str(obj.get("Name")): {str(k): str(v) for k, v in (obj.get("Labels") or {}).items()}
+            for obj in _inspected(text)
+            if isinstance(obj, dict)
+        }
 
     def remove_volumes(self, names: Sequence[str]) -> None:
         if names:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from isol8 import labels as L
 from isol8.frontends.cli.app import App
@@ -43,16 +44,34 @@ def _confirm(app: App, question: str) -> bool:
     return app.stdin.readline().strip().lower() in ("y", "yes")
 
 
+def _owner(labels: Mapping[str, str]) -> str:
+    return f"pid {labels.get(L.RUN_PID, '?')} on {labels.get(L.RUN_HOST, '?')}"
+
+
 def cmd_cleanup(app: App) -> int:
-    backend = app.backend
-    containers = backend.inspect_containers(backend.list_containers({L.RUN_ID: None}))
+    from isol8.core.owners import owner_gone, this_host
+
+    backend, host = app.backend, this_host()
+
+    def removable(labels: Mapping[str, str]) -> bool:
+        return bool(app.args.all) or owner_gone(labels, host=host)
+
+    found = backend.inspect_containers(backend.list_containers({L.RUN_ID: None}))
+    containers = [c for c in found if removable(c.labels)]
+    in_use = [c for c in found if c not in containers]
     for c in containers:
         state = "running" if c.running else "stopped"
-        owner = f"pid {c.labels.get(L.RUN_PID, '?')} on {c.labels.get(L.RUN_HOST, '?')}"
-        app.say(f"container {c.name}  {state}  {c.image}  started by {owner}")
-    volumes = backend.list_volumes({L.RUN_ID: None})  # a filtered run's proxy socket
+        app.say(f"container {c.name}  {state}  {c.image}  started by {_owner(c.labels)}")
+    volume_labels = backend.volume_labels(backend.list_volumes({L.RUN_ID: None}))  # filtered runs' proxy sockets
+    volumes = [name for name, labels in volume_labels.items() if removable(labels)]
     for name in volumes:
         app.say(f"volume {name}")
+    if in_use:
+        owners = sorted({_owner(c.labels) for c in in_use})
+        app.progress(
+            f"left {len(in_use)} container(s) whose isol8 process is still running ({', '.join(owners)}): "
+            "--all removes them too"
+        )
     images = []
     if app.args.images:
         for info in backend.inspect_images(backend.list_images({L.MANAGED: "true"})):

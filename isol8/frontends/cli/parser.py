@@ -192,14 +192,19 @@ def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "cleanup",
         (
             "Remove the containers isol8 created (found by the org.isol8.run.id label, never by\n"
-            "name or image), for example after isol8 itself was killed. With --images, also\n"
-            "remove isol8's images (label org.isol8.managed=true: bases, custom and cached\n"
-            "images); an image a container still uses is kept. Asks first when standard input\n"
-            "is a terminal."
+            "name or image) whose isol8 process has ended, for example after isol8 itself was\n"
+            "killed. A running isol8 serve keeps its warm pool and sessions, a run in progress\n"
+            "its container, and another host's isol8 its own: --all removes those too. With\n"
+            "--images, also remove isol8's images (label org.isol8.managed=true: bases, custom\n"
+            "and cached images); an image a container still uses is kept. Asks first when\n"
+            "standard input is a terminal."
         ),
     )
     p.add_argument("--force", action="store_true", help="do not ask")
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.add_argument(
+        "--all", action="store_true", help="also remove the containers of isol8 processes still running, on any host"
+    )
     p.add_argument("--images", action="store_true", help="also remove isol8's images")
     p.add_argument("--keep-base", action="store_true", help="with --images: keep the isol8:<runtime> base images")
     p.set_defaults(handler="cleanup")

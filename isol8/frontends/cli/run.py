@@ -91,6 +91,7 @@ def request_from_args(app: App) -> RunRequest:
             workdir=args.workdir or "/sandbox",
             image=args.image,
             persist=args.persist,
+            setup="\n".join(args.setup) or None,
         )
     except LimitRefused as exc:
         flag = next(dest for dest, key in LIMIT_FLAGS.items() if key == exc.key)

@@ -155,11 +155,24 @@ def _environment(p: argparse.ArgumentParser) -> None:
         help="like --secret, with the value read from PATH (one trailing newline removed; repeatable)",
     )
     env.add_argument("--stdin", metavar="DATA", help="standard input for the program (else piped stdin is passed on)")
+    _sandbox_contents(env)
+
+
+def _sandbox_contents(env: argparse._ArgumentGroup) -> None:
+    """--files, --setup, --workdir and --image: what the program finds in the sandbox."""
     env.add_argument(
         "--files",
         metavar="DIR",
         help="copy DIR's contents into /sandbox, keeping subfolders and modes "
         "(.git, node_modules, __pycache__, .venv skipped)",
+    )
+    env.add_argument(
+        "--setup",
+        metavar="SCRIPT",
+        action="append",
+        default=[],
+        help="run the bash SCRIPT in /sandbox before the program, as the sandbox user and within the time limit; "
+        "if it fails, the program does not run and isol8 exits with its status (repeatable: joined, one per line)",
     )
     env.add_argument("--workdir", metavar="PATH", help="working directory, inside /sandbox (default: /sandbox)")
     env.add_argument("--image", metavar="REF", help="run in this image instead of isol8:<runtime> (no discovery)")
@@ -186,7 +199,7 @@ def _output(p: argparse.ArgumentParser) -> None:
         "--json",
         action="store_true",
         help="print one JSON object instead of the streams: stdout, stderr, exitCode, timedOut, "
-        "oomKilled, truncated, durationMs, runtime, image",
+        "oomKilled, truncated, durationMs, runtime, image, containerId, executionId, timestamp",
     )
     out.add_argument(
         "--no-stream",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,7 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
             if not ended and not session.keep_background:
                 ended = not state.sessions.sweep(session)
         finally:
-            session.last_used = time.monotonic()
+            session.touch()
             if ended:  # killed or interrupted: the container is gone, and so is the session
                 state.sessions.remove(session_id)
     assert execution.result is not None
@@ -76,7 +75,7 @@ def execute(state: ServerState, body: Mapping[str, Any]) -> dict[str, Any]:
     if not results:
         raise RequestError(500, "the execution ended without a result")
     result = results[-1]
-    answer = {**wire.result_json(result), "executionId": result.container}
+    answer = wire.result_json(result)
     if body.get("sessionId") is not None:
         answer["sessionId"] = body["sessionId"]
     return answer
@@ -102,7 +101,7 @@ def stream(state: ServerState, body: Mapping[str, Any]) -> Iterator[bytes]:
                 yield wire.event("exit", "125")
                 return
             if result.timed_out:
-                yield wire.event("error", "execution timed out")
+                yield wire.event("error", wire.TIMEOUT_MARKER)
             yield wire.event("exit", str(result.exit_code))
     finally:
         state.slots.release()

@@ -31,9 +31,8 @@ def _check_options(state: ServerState, asked: wire.WireRequest) -> None:
         raise RequestError(403, "choosing an image is not allowed by this server's policy")
     if asked.keep_background and asked.session_id is None:
         raise RequestError(400, "keepBackground only applies to a session (give a sessionId)")
-    for fixed in wire.FIXED_OPTIONS:
-        if fixed in asked.options:
-            raise RequestError(403, f"option {fixed} is not allowed by this server's policy")
+    if asked.loosening:
+        raise RequestError(403, f"option {asked.loosening[0]} is not allowed by this server's policy")
 
 
 def _check_egress(state: ServerState, run: RunRequest, asked: wire.WireRequest) -> None:
@@ -71,6 +70,8 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
             image=asked.image,
             labels={L.SERVER_ID: state.server_id},
             keep_background=asked.keep_background,
+            setup=asked.setup_script,
+            filename=asked.filename,
             allow=asked.allow,
             deny=asked.deny,
         )

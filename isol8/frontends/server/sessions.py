@@ -45,15 +45,24 @@ class Session:
     runtime: str
     keep_background: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
-    last_used: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)  # for expiry: the monotonic clock
+    last_access: float = field(default_factory=time.time)  # for listings: the wall clock
+
+    def touch(self) -> None:
+        self.last_used, self.last_access = time.monotonic(), time.time()
 
     def to_json(self) -> dict[str, Any]:
+        from isol8.frontends.wire import timestamp
+
+        busy = self.lock.locked()
         return {
             "id": self.id,
             "runtime": self.runtime,
             "keepBackground": self.keep_background,
-            "busy": self.lock.locked(),
+            "busy": busy,
+            "isActive": busy,  # the original isol8's name
             "idleSeconds": round(time.monotonic() - self.last_used, 1),
+            "lastAccessedAt": timestamp(self.last_access),
         }
 
 
@@ -133,7 +142,7 @@ class Sessions:
             except EngineError as exc:
                 raise RequestError(400, f"could not write {path}: {exc.stderr.strip() or exc}") from None
             finally:
-                session.last_used = time.monotonic()
+                session.touch()
 
     def get_file(self, session_id: str, path: str, limit: int) -> bytes:
         session = self.get(session_id)
@@ -145,7 +154,7 @@ class Sessions:
             except EngineError as exc:
                 raise RequestError(404, f"cannot read {path}: {exc.stderr.strip() or exc}") from None
             finally:
-                session.last_used = time.monotonic()
+                session.touch()
 
     def _reap_forever(self) -> None:
         while not self._stop.wait(min(30.0, max(self.idle_s / 4, 0.5))):
