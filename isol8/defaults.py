@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
         "maxOutputSize": 1_048_576,
     },
     "network": {"whitelist": [], "blacklist": [], "allowPrivate": [], "hosts": {}},
+    "outputFiles": {"maxFileSize": "16m", "maxTotalSize": "64m"},
     "security": {"seccompProfile": None},
     "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": "auto"},
     "server": {

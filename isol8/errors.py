@@ -134,6 +134,14 @@ class FileTooLarge(Isol8Error):
         self.limit = limit
 
 
+class OutputFilesError(Isol8Error):
+    """The run's output files could not be returned whole (one over a cap, named): never cut short.
+
+    `result` is the run's result (output, exit code) without them, when the run had ended."""
+
+    result: object = None
+
+
 class ImageMissing(RunFailed):
     """The image to run does not exist (and is not a base image isol8 can build): nothing ran."""
 

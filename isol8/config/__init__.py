@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from isol8.core.outputs import OutputLimits
+
 
 class RunDefaults(NamedTuple):
     """`defaults`: each run's limits and network unless a flag or a request says otherwise."""
@@ -181,6 +183,13 @@ class Config:
             tuple(section.get("allowPrivate") or ()),
             dict(section.get("hosts") or {}),
         )
+
+    @cached_property
+    def output_files(self) -> OutputLimits:
+        from isol8.core.outputs import OutputLimits
+
+        section = self.data["outputFiles"]
+        return OutputLimits(units.output_size(section["maxFileSize"]), units.output_size(section["maxTotalSize"]))
 
     @cached_property
     def backend(self) -> BackendSettings:

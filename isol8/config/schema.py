@@ -129,6 +129,7 @@ SCHEMA: dict[str, Any] = {
         "allowPrivate": _list_of(_STR),
         "hosts": _map_of(_STR, _STR),
     },
+    "outputFiles": {"maxFileSize": units.output_size, "maxTotalSize": units.output_size},
     "security": {"seccompProfile": _nullable(_STR)},
     "packages": {"pipIndexUrl": _nullable(_STR), "npmRegistry": _nullable(_STR), "caBundle": _nullable(_STR)},
     "server": {

@@ -6,7 +6,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8.errors import UsageError
@@ -52,7 +52,7 @@ usage() {  # the container's CPU time (µs), peak memory and peak pids; empty wh
 """
 WRAPPER = (
     r"""
-IFS=' ' read -r nonce tarsize codesize mode name envcount reap || exit 125
+IFS=' ' read -r nonce tarsize codesize mode name envcount reap outcount outmax || exit 125
 program_path=$PATH
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 [ "$reap" = 0 ] || kill -KILL -1 2>/dev/null
@@ -61,6 +61,11 @@ vars=("PATH=$program_path")
 for ((i = 0; i < envcount; i++)); do
   LC_ALL=C IFS= read -r -d '' kv || { status "setup:the environment could not be read"; exit 125; }
   vars+=("$kv")
+done
+outs=()
+for ((i = 0; i < ${outcount:-0}; i++)); do
+  LC_ALL=C IFS= read -r -d '' pattern || { status "setup:the output paths could not be read"; exit 125; }
+  outs+=("$pattern")
 done
 if [ "$tarsize" -gt 0 ]; then
   head -c "$tarsize" | tar -x -p -f - -C /sandbox || { status "setup:files could not be unpacked"; exit 125; }
@@ -95,6 +100,14 @@ env -- "${vars[@]}" "$@" 2>&3 3>&-
 rc=$?
 if [ "$reap" = 0 ]; then kill -KILL "$watchdog"; else kill -KILL -1; fi
 exec 2>&3 3>&-
+if [ "${#outs[@]}" -gt 0 ]; then  # the output files, as data: find's patterns, never this shell's
+  status files
+  for pattern in "${outs[@]}"; do find /sandbox -path "$pattern" -type f -printf '%P\0' 2>/dev/null; done |
+    LC_ALL=C sort -zu | tar -c -f - -C /sandbox --null --no-recursion -T - 2>/dev/null | head -c "$outmax" |
+    base64 -w 0 >&2
+  printf '\n' >&2
+  status files-end
+fi
 oom_kills
 usage
 [ -n "$cpu" ] && [ -n "$cpu_before" ] && cpu=$((cpu - cpu_before))
@@ -203,7 +216,7 @@ class Payload(NamedTuple):
     code_name: str
     sandbox_bytes: int  # what the files take in /sandbox once unpacked
 
-    def header(self, nonce: str, env_count: int, reap: bool = True) -> bytes:
+    def header(self, nonce: str, env_count: int, reap: bool = True, outputs: int = 0, out_max: int = 0) -> bytes:
         if self.tar:
             mode = "tar"  # the code file is inside the tar
         elif not self.code:
@@ -212,7 +225,7 @@ class Payload(NamedTuple):
             mode = "read"
         else:
             mode = "head"
-        fields = (nonce, len(self.tar), len(self.code), mode, self.code_name, env_count, int(reap))
+        fields = (nonce, len(self.tar), len(self.code), mode, self.code_name, env_count, int(reap), outputs, out_max)
         return " ".join(map(str, fields)).encode() + b"\n"
 
 
@@ -232,9 +245,19 @@ def env_block(env: Mapping[str, str]) -> bytes:
 
 
 def stdin_stream(
-    nonce: str, payload: Payload, env: Mapping[str, str], user_stdin: Iterable[bytes], *, reap: bool = True
+    nonce: str,
+    payload: Payload,
+    env: Mapping[str, str],
+    user_stdin: Iterable[bytes],
+    *,
+    reap: bool = True,
+    outputs: Sequence[str] = (),
+    out_max: int = 0,
 ) -> Iterator[bytes]:
-    yield payload.header(nonce, len(env), reap) + env_block(env)
+    """outputs: the output-file patterns (isol8.core.outputs), sent after the environment, and
+    out_max the most tar bytes to send back."""
+    head = payload.header(nonce, len(env), reap, len(outputs), out_max) + env_block(env)
+    yield head + b"".join(p.encode() + b"\0" for p in outputs)
     for part in (payload.tar, payload.code):
         if part:
             yield part

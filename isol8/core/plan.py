@@ -97,4 +97,10 @@ def plan_run(
     and network except those asked for (see choose_limits), and a filtered network's hosts (egress_for)."""
     run = choose_limits(config.run, asked, ceiling=ceiling)
     policy = sandbox_policy(run, config, egress_for(run.network, config, allow, deny))
-    return RunRequest(timeout_ms=run.timeout_ms, max_output=run.max_output, policy=policy, **request).check()
+    return RunRequest(
+        timeout_ms=run.timeout_ms,
+        max_output=run.max_output,
+        policy=policy,
+        output_limits=config.output_files,
+        **request,
+    ).check()

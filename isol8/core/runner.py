@@ -7,25 +7,23 @@ import posixpath
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import MappingProxyType
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import labels as L
-from isol8 import units
-from isol8.core import payload
-from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec, SandboxPolicy, valid_env_name
-from isol8.core.streams import ProgramOutput, Trailer, Usage
-from isol8.defaults import RUN
+from isol8.core import outputs, payload
+from isol8.core.request import RunRequest, RunResult, resolve_workdir
+from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec
+from isol8.core.streams import ProgramOutput, Trailer
 from isol8.errors import (
     EngineError,
     ImageMissing,
     ImageNotFound,
     Interrupted,
     MissingImage,
+    OutputFilesError,
     PayloadTooLarge,
     RunFailed,
-    UsageError,
 )
 from isol8.log import get_logger
 from isol8.runtimes import Runtime
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from isol8.backends.base import Backend, Process
-    from isol8.core.egress import Decision
 
 log = get_logger(__name__)
 
@@ -45,102 +42,6 @@ BACKSTOP_GRACE_S = 5
 # The time limit counts from the program's start; creating and starting the container may take
 # this long on top (a loaded machine, a cold engine) before the run counts as failed.
 STARTUP_ALLOWANCE_S = 60.0
-# The program's environment: what an exec takes (a string is below 128 KiB, Linux's
-# MAX_ARG_STRLEN), and little enough that the wrapper reads it in a moment (it reads byte by byte).
-ENV_ENTRY_MAX = 128 * 1024
-ENV_BYTES_MAX = 256 * 1024
-ENV_COUNT_MAX = 4096
-NOTHING: Mapping[str, str] = MappingProxyType({})
-
-
-class RunRequest(NamedTuple):
-    """What to run and how. Exactly one of code and cmd: check() says what is wrong (an Execution checks)."""
-
-    runtime: Runtime
-    code: bytes | None = None
-    cmd: str | None = None
-    filename: str | None = None
-    files_dir: str | os.PathLike[str] | None = None
-    stdin: Iterable[bytes] = ()
-    env: Mapping[str, str] = NOTHING
-    secrets: Mapping[str, str] = NOTHING
-    workdir: str = SANDBOX_DIR
-    image: str | None = None
-    timeout_ms: int = units.duration_ms(RUN["timeoutMs"])
-    max_output: int = units.output_size(RUN["maxOutputSize"])
-    policy: SandboxPolicy = SandboxPolicy()
-    persist: bool = False
-    labels: Mapping[str, str] = NOTHING  # extra container labels (e.g. the server's id)
-    # in a kept container (a server session): leave the program's background processes running
-    keep_background: bool = False
-    # a bash script run in /sandbox before the program, as the sandbox user, within the time limit:
-    # when it fails, the program does not run and the run's exit status is the script's
-    setup: str | None = None
-
-    def check(self) -> RunRequest:
-        """self, if it is a request isol8 can run; UsageError otherwise."""
-        if (self.code is None) == (self.cmd is None):
-            raise UsageError("give exactly one of code and cmd")
-        resolve_workdir(self.workdir)
-        if self.persist and self.policy.network == "filtered":
-            raise UsageError("a filtered run's container cannot be kept: its network ends with the run")
-        for name in (*self.env, *self.secrets):
-            if not valid_env_name(name):
-                raise UsageError(f"not a valid environment variable name: {name!r}")
-        program_env = {**self.env, **self.secrets}
-        for key, value in program_env.items():
-            if "\0" in value:
-                raise UsageError(f"the value of {key} contains a NUL byte")
-            if len(key.encode()) + len(value.encode()) >= ENV_ENTRY_MAX:
-                raise UsageError(f"the value of {key} is too long (a variable is less than {ENV_ENTRY_MAX} bytes)")
-        size = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in program_env.items())
-        if len(program_env) > ENV_COUNT_MAX or size > ENV_BYTES_MAX:
-            raise UsageError(
-                f"the environment is too large: {len(program_env)} variables, {size} bytes "
-                f"(at most {ENV_COUNT_MAX} variables and {ENV_BYTES_MAX} bytes)"
-            )
-        if self.image is not None and (
-            not self.image or self.image.startswith("-") or any(c.isspace() for c in self.image)
-        ):
-            raise UsageError(f"not an image reference: {self.image!r}")
-        for field_name, limit, parse in (
-            ("timeout_ms", self.timeout_ms, units.duration_ms),
-            ("max_output", self.max_output, units.output_size),
-        ):
-            try:
-                parse(limit)
-            except units.InvalidLimit as exc:
-                raise UsageError(f"{field_name}: {exc}") from None
-        return self
-
-
-def resolve_workdir(path: str) -> str:
-    resolved = posixpath.normpath(posixpath.join(SANDBOX_DIR, path))
-    if resolved != SANDBOX_DIR and not resolved.startswith(SANDBOX_DIR + "/"):
-        raise UsageError(f"working directory must be inside {SANDBOX_DIR}: {path!r}")
-    return resolved
-
-
-class RunResult(NamedTuple):
-    stdout: str
-    stderr: str
-    exit_code: int
-    timed_out: bool
-    oom_killed: bool
-    truncated: bool
-    duration_ms: int
-    runtime: str
-    image: str
-    container: str
-    # the masked, limited bytes the live stream gave (stdout and stderr are these, decoded); stderr
-    # also ends with the engine's messages held back when the program never started
-    stdout_bytes: bytes
-    stderr_bytes: bytes
-    # a filtered run's proxy decisions (isol8.core.egress.Decision), in order; None for other networks
-    network_log: tuple[Decision, ...] | None = None
-    # what the run used (isol8.core.streams.Usage), as the sandbox's cgroup reported it at its end;
-    # None when the wrapper could not report (a timeout, a program that killed it)
-    usage: Usage | None = None
 
 
 class Chunk(NamedTuple):
@@ -182,6 +83,7 @@ class Execution:
         self.ensure_image = ensure_image
         self.result: RunResult | None = None
         self.intact = False  # the wrapper reported an exit that the engine's status confirms
+        self.files_error: OutputFilesError | None = None  # raised at the end; the result has no files
         self.name = container or L.container_name()
         runtime = request.runtime
         self.image = request.image or backend.local_image(runtime.image)
@@ -259,7 +161,10 @@ class Execution:
 
     def _attempt(self) -> Iterator[Chunk]:
         request = self.request
-        out = ProgramOutput(self.nonce, request.secrets.values(), request.max_output)
+        self.outputs = outputs.patterns(request.output_paths)
+        tar_max = outputs.tar_max(request.output_limits) if self.outputs else 0
+        files_max = -(-tar_max // 3) * 4 + 2  # its base64 and the newline after it
+        out = ProgramOutput(self.nonce, request.secrets.values(), request.max_output, files_max if tar_max else 0)
         self.intact = timed_out = removed = False
         code = 0
         started = ended = time.monotonic()
@@ -271,7 +176,13 @@ class Execution:
             return out.trailer.started_at + limit_s
 
         stdin = payload.stdin_stream(
-            self.nonce, self.payload, self.program_env, request.stdin, reap=not request.keep_background
+            self.nonce,
+            self.payload,
+            self.program_env,
+            request.stdin,
+            reap=not request.keep_background,
+            outputs=self.outputs,
+            out_max=tar_max,
         )
         try:
             with self._start(stdin) as proc:
@@ -304,6 +215,26 @@ class Execution:
                 # when this process exits (it would sweep every container of this process, kept ones too)
                 self.backend.disown([self.name])
         self.result = self._result(out, code, timed_out, started, ended)
+        if self.outputs and out.trailer.files_complete and self.intact:
+            self.result = self._with_files(self.result, bytes(out.trailer.files or b""))
+
+    def _with_files(self, result: RunResult, block: bytes) -> RunResult:
+        """The result with its output files; OutputFilesError (carrying the result) when they cannot be had whole."""
+        import binascii
+        from base64 import b64decode
+
+        try:
+            tar = b64decode(b"".join(block.split()), validate=True)
+            got = outputs.read_block(tar, self.outputs, self.request.output_limits)
+        except binascii.Error:
+            error = OutputFilesError("the output files could not be read back from the sandbox")
+        except OutputFilesError as exc:
+            error = exc
+        else:
+            return result._replace(files=got.files, missing_files=got.missing)
+        error.result = result
+        self.result, self.files_error = result, error
+        raise error
 
     def _result(self, out: ProgramOutput, code: int, timed_out: bool, started: float, ended: float) -> RunResult:
         got = out.trailer.trailer
@@ -395,3 +326,6 @@ def stdin_chunks(stream: Any = None) -> Iterator[bytes]:
         if not data:
             return
         yield data
+
+
+__all__ = ["Chunk", "Execution", "RunRequest", "RunResult", "run", "signals_raise", "stdin_chunks"]

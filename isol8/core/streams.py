@@ -39,17 +39,31 @@ class TrailerFilter:
     exit lines after it; a marked line is at most STATUS_MAX bytes, longer ones pass as output.
     """
 
-    def __init__(self, nonce: str) -> None:
+    def __init__(self, nonce: str, files_max: int = 0) -> None:
+        """files_max: the most base64 bytes of output files to take (0: the run asked for none)."""
         self.mark = TRAILER_MARK + nonce.encode() + b":"
         self.pending = b""
         self.trailer: Trailer | None = None
         self.started_at: float | None = None
+        self.files_max = files_max
+        self.files: bytearray | None = None  # the output files' block (base64), once it began
+        self.files_complete = False  # its end line came
+        self._collecting = False
 
     def feed(self, data: bytes) -> bytes:
         buf = self.pending + data
         self.pending = b""
         out: list[bytes] = []
         while True:
+            if self._collecting:  # base64 until the next marked line (base64 never holds the mark)
+                at = buf.find(self.mark)
+                end = len(buf) - _partial_suffix(buf, self.mark) if at < 0 else at
+                self._collect(buf[:end])
+                if at < 0:
+                    self.pending = buf[end:]
+                    return b"".join(out)
+                self._collecting = False
+                buf = buf[at:]
             at = buf.find(self.mark)
             if at < 0:
                 break
@@ -89,6 +103,14 @@ class TrailerFilter:
             self.trailer = self.trailer._replace(usage=usage)
         elif kind == "setup" and self.started_at is None:
             self.trailer = Trailer("setup", message=rest)
+        elif kind == "files" and self.started_at is not None and self.files_max:
+            self.files, self.files_complete, self._collecting = bytearray(), False, True  # the last block counts
+        elif kind == "files-end" and self.files is not None:
+            self.files_complete = True
+
+    def _collect(self, data: bytes) -> None:
+        assert self.files is not None
+        self.files += data[: max(self.files_max - len(self.files), 0)]
 
 
 def _partial_suffix(buf: bytes, mark: bytes) -> int:
@@ -237,9 +259,9 @@ class ProgramOutput:
     stderr before the program starts is the engine's or the wrapper's: held back, and passed on
     only once the program runs (else it belongs in the error isol8 reports)."""
 
-    def __init__(self, nonce: str, secrets: Iterable[str], max_output: int) -> None:
+    def __init__(self, nonce: str, secrets: Iterable[str], max_output: int, files_max: int = 0) -> None:
         self.secrets = tuple(secrets)
-        self.trailer = TrailerFilter(nonce)
+        self.trailer = TrailerFilter(nonce, files_max)
         self._maskers = {name: Masker(self.secrets) for name in ("stdout", "stderr")}
         self._limiters = {name: Limiter(max_output) for name in ("stdout", "stderr")}
         self.kept: dict[str, list[bytes]] = {"stdout": [], "stderr": []}

@@ -25,7 +25,7 @@ from isol8.errors import RequestError
 # The fields of a request, of its options and of the body around them that this server honours.
 REQUEST_FIELDS = frozenset(
     {"code", "cmd", "runtime", "timeoutMs", "env", "stdin", "files", "installPackages", "workdir", "secrets"}
-    | {"setupScript", "fileExtension"}
+    | {"setupScript", "fileExtension", "outputPaths"}
 )
 OPTION_FIELDS = frozenset({*RUN_LIMITS, "network", "networkFilter", "image", "secrets", "keepBackground"})
 BODY_FIELDS = frozenset({"request", "options", "sessionId"})
@@ -34,7 +34,6 @@ UNSUPPORTED = {
     "codeUrl": "fetching code from a URL is not supported: send the code itself",
     "codeHash": "codeHash goes with codeUrl, which is not supported",
     "allowInsecureCodeUrl": "codeUrl is not supported",
-    "outputPaths": "outputPaths is not supported by this server yet",
     "agentFlags": "the agent runtime is not supported",
     "metadata": "metadata is for the original isol8's audit log, which this server does not keep",
 }
@@ -124,6 +123,7 @@ class WireRequest:
     loosening: tuple[str, ...] = ()  # options whose values would loosen the policy (the server refuses them)
     setup_script: str | None = None
     filename: str | None = None  # the code file's name, from fileExtension
+    output_paths: tuple[str, ...] = ()
     allow: tuple[str, ...] | None = None  # networkFilter.whitelist (None: not sent)
     deny: tuple[str, ...] = ()  # networkFilter.blacklist
 
@@ -190,6 +190,9 @@ def parse_request(body: Mapping[str, Any]) -> WireRequest:
     if image is not None and not isinstance(image, str):
         raise RequestError(400, "image must be a string")
     allow, deny = _network_filter(opts.get("networkFilter"))
+    output_paths = req.get("outputPaths") or []
+    if not isinstance(output_paths, list) or not all(isinstance(p, str) for p in output_paths):
+        raise RequestError(400, "outputPaths must be a list of paths under /sandbox")
     setup = req.get("setupScript")
     if setup is not None and not isinstance(setup, str):
         raise RequestError(400, "setupScript must be a string (a bash script)")
@@ -212,12 +215,19 @@ def parse_request(body: Mapping[str, Any]) -> WireRequest:
         loosening=loosening,
         setup_script=setup or None,
         filename=_code_file(req.get("fileExtension")),
+        output_paths=tuple(output_paths),
     )
 
 
 def timestamp(seconds: float) -> str:
     """ISO 8601 in UTC, to the millisecond: 2026-12-03T09:15:02.123Z."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
+
+def files_json(result: RunResult) -> dict[str, Any]:
+    """{files: {path: base64}, missingFiles: [pattern]}: the original isol8's files, and what matched none."""
+    files = {path: base64.b64encode(data).decode() for path, data in (result.files or {}).items()}
+    return {"files": files, "missingFiles": list(result.missing_files)}
 
 
 def usage_json(usage: Usage) -> dict[str, int | None]:
@@ -246,6 +256,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "executionId": str(uuid.uuid4()),
         "timestamp": timestamp(time.time()),
         **({"usage": usage_json(result.usage)} if result.usage is not None else {}),
+        **(files_json(result) if result.files is not None else {}),
         **({"network": {"log": [d.as_json() for d in result.network_log]}} if result.network_log is not None else {}),
     }
 
@@ -287,6 +298,8 @@ def request_body(request: RunRequest, *, limits: Iterable[str], install: Sequenc
         body["installPackages"] = list(install)
     if request.setup is not None:
         body["setupScript"] = request.setup
+    if request.output_paths:
+        body["outputPaths"] = list(request.output_paths)
     extension = posixpath.splitext(request.filename or "")[1]
     if request.code is not None and _EXTENSION.fullmatch(extension):
         body["fileExtension"] = extension

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -568,7 +569,7 @@ def test_each_execution_of_a_session_has_its_own_id_and_the_listing_the_original
 
 def test_a_field_the_server_does_not_honour_is_refused_not_ignored(server: Server) -> None:
     for body, status, message in (
-        ({"request": {"code": "1", "outputPaths": ["/sandbox/a"]}}, 400, "request.outputPaths"),
+        ({"request": {"codeUrl": "https://example.com/a.py"}}, 400, "request.codeUrl"),
         ({"request": {"code": "1"}, "options": {"persist": True}}, 403, "option persist is not allowed"),
         ({"request": {"code": "1"}, "options": {"security": {"seccomp": "unconfined"}}}, 403, "option security"),
         ({"request": {"code": "1"}, "options": {"colour": "red"}}, 400, "unknown option colour"),
@@ -620,3 +621,46 @@ def _names(engine: str, ids: set[str]) -> set[str]:
         [engine, "inspect", "--format", "{{.Name}}", *ids], capture_output=True, text=True, check=True
     )
     return {line.strip().lstrip("/") for line in done.stdout.splitlines()}
+
+
+def test_output_paths_come_back_as_base64_files_also_from_a_session(server: Server) -> None:
+    body = {
+        "request": {
+            "code": "open('/sandbox/out.bin', 'wb').write(bytes(range(256)))",
+            "runtime": "python",
+            "outputPaths": ["/sandbox/out.bin", "/sandbox/none.txt"],
+        }
+    }
+    result = server.client().execute(body)
+    assert base64.b64decode(result["files"]["/sandbox/out.bin"]) == bytes(range(256))
+    assert result["missingFiles"] == ["/sandbox/none.txt"]
+    sid = f"files-{os.getpid()}-{server.engine}"
+    try:
+        first = server.client().execute({**body, "sessionId": sid})
+        assert set(first["files"]) == {"/sandbox/out.bin"}
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
+    assert list(server.client().stream(body)) == [  # refused, not ignored: a stream has no files
+        {"type": "error", "data": "outputPaths: files are returned by POST /execute, not by a stream"},
+        {"type": "exit", "data": "125"},
+    ]
+
+
+def test_run_host_writes_output_files_to_the_out_dir(server: Server, tmp_path: Path) -> None:
+    code = "open('/sandbox/r.bin', 'wb').write(b'\\x00remote\\xff'); print('ok')"
+    done = run_isol8(
+        server.engine,
+        "run",
+        "--host",
+        server.url,
+        "--key",
+        KEY,
+        "--output-path",
+        "r.bin",
+        "--out-dir",
+        str(tmp_path),
+        "-e",
+        code,
+    )
+    assert (done.status, done.stdout) == (0, "ok\n"), done.stderr
+    assert (tmp_path / "r.bin").read_bytes() == b"\x00remote\xff"

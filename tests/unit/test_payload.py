@@ -506,21 +506,21 @@ def test_the_payload_knows_what_it_takes_in_the_sandbox(project: Path) -> None:
 
 def test_header_then_code_then_user_stdin() -> None:
     chunks = list(stdin_stream(NONCE, make_payload(None, "main.py", b"print(1)\n"), {}, [b"line 1\n", b"line 2\n"]))
-    assert chunks == [f"{NONCE} 0 9 read main.py 0 1\n".encode(), b"print(1)\n", b"line 1\n", b"line 2\n"]
+    assert chunks == [f"{NONCE} 0 9 read main.py 0 1 0 0\n".encode(), b"print(1)\n", b"line 1\n", b"line 2\n"]
 
 
 def test_the_header_says_whether_the_wrapper_ends_other_processes() -> None:
     payload = make_payload(None, "main.py", b"C")
-    assert payload.header("n", 0).endswith(b" 0 1\n")
-    assert payload.header("n", 0, reap=False).endswith(b" 0 0\n")
-    assert next(stdin_stream("n", payload, {}, [], reap=False)).endswith(b" 0 0\n")
+    assert payload.header("n", 0).endswith(b" 0 1 0 0\n")
+    assert payload.header("n", 0, reap=False).endswith(b" 0 0 0 0\n")
+    assert next(stdin_stream("n", payload, {}, [], reap=False)).endswith(b" 0 0 0 0\n")
 
 
 def test_the_environment_travels_after_the_header_as_nul_ended_entries() -> None:
     env = {"A": "1", "MULTI": "line 1\nline 2 --privileged", "EMPTY": "", "EQ": "a=b"}
     chunks = list(stdin_stream(NONCE, make_payload(None, "main.py", b"C"), env, []))
     assert chunks == [
-        f"{NONCE} 0 1 read main.py 4 1\n".encode() + b"A=1\0MULTI=line 1\nline 2 --privileged\0EMPTY=\0EQ=a=b\0",
+        f"{NONCE} 0 1 read main.py 4 1 0 0\n".encode() + b"A=1\0MULTI=line 1\nline 2 --privileged\0EMPTY=\0EQ=a=b\0",
         b"C",
     ]
     assert env_block({}) == b""
@@ -537,14 +537,21 @@ def test_the_environment_travels_after_the_header_as_nul_ended_entries() -> None
 )
 def test_code_transfer_mode(code: bytes, mode: str) -> None:
     header = make_payload(None, "main.py", code).header("n", 2)
-    assert header == f"n 0 {len(code)} {mode} main.py 2 1\n".encode()
+    assert header == f"n 0 {len(code)} {mode} main.py 2 1 0 0\n".encode()
 
 
 def test_with_files_the_code_travels_inside_the_tar(project: Path) -> None:
     payload = make_payload(project, "main.py", b"print(1)\n")
     assert payload.code == b""
-    assert payload.header("n", 0) == f"n {len(payload.tar)} 0 tar main.py 0 1\n".encode()
+    assert payload.header("n", 0) == f"n {len(payload.tar)} 0 tar main.py 0 1 0 0\n".encode()
     assert members(payload.tar)["main.py"].size == 9
+
+
+def test_the_output_patterns_travel_after_the_environment_with_the_tar_allowance() -> None:
+    chunks = list(
+        stdin_stream(NONCE, make_payload(None, "main.py", b"C"), {"A": "1"}, [], outputs=["/sandbox/*.png"], out_max=99)
+    )
+    assert chunks == [f"{NONCE} 0 1 read main.py 1 1 1 99\n".encode() + b"A=1\0/sandbox/*.png\0", b"C"]
 
 
 def test_stdin_stream_reads_user_stdin_lazily() -> None:

@@ -253,7 +253,7 @@ def test_a_request_refuses_an_environment_an_exec_could_not_take(env: dict[str, 
     """Too large, the program's exec fails after isol8 said it started (exit 126, not 125); too many
     variables, the wrapper spends seconds reading them before the time limit even counts."""
     from isol8 import runtimes
-    from isol8.core.runner import ENV_BYTES_MAX, RunRequest
+    from isol8.core.request import ENV_BYTES_MAX, RunRequest
 
     for field in ("env", "secrets"):
         with pytest.raises(UsageError, match=message):

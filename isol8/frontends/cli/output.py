@@ -76,3 +76,31 @@ def open_out(path: str | None) -> Iterator[BinaryIO | None]:
         raise UsageError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
     with f:
         yield f
+
+
+def write_output_files(out_dir: str, files: dict[str, bytes]) -> None:
+    """The run's output files under out_dir, at their paths relative to /sandbox (folders made).
+
+    Never outside out_dir: each path was checked inside the sandbox, and a symlink already in
+    out_dir, as a folder or as the file, is refused rather than followed."""
+    import os
+
+    os.makedirs(out_dir, exist_ok=True)
+    root = os.path.realpath(out_dir)
+    for path, data in sorted(files.items()):
+        target = os.path.normpath(os.path.join(root, path.removeprefix("/sandbox/")))
+        if not path.startswith("/sandbox/") or os.path.commonpath([root, target]) != root or target == root:
+            raise UsageError(f"--out-dir: not a path inside /sandbox: {path!r}")
+        folder = root
+        for part in os.path.relpath(os.path.dirname(target), root).split(os.sep):
+            folder = os.path.join(folder, part) if part != "." else folder
+            if os.path.islink(folder):
+                raise UsageError(f"--out-dir: {folder} is a symlink: not writing {path} through it")
+            if not os.path.isdir(folder):
+                os.mkdir(folder)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise UsageError(f"--out-dir: cannot write {target}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)

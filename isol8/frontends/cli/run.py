@@ -7,7 +7,7 @@ import os
 from isol8 import runtimes
 from isol8.core.plan import plan_run
 from isol8.core.runner import Execution, RunRequest, signals_raise, stdin_chunks
-from isol8.errors import ImageMissing, Interrupted, LimitRefused, UsageError
+from isol8.errors import ImageMissing, Interrupted, LimitRefused, OutputFilesError, UsageError
 from isol8.frontends.cli.app import App
 from isol8.frontends.cli.inputs import parse_assignments, parse_secrets, read_code
 from isol8.frontends.cli.output import ProgramOutput, open_out, program_outputs
@@ -34,6 +34,10 @@ LIMIT_FLAGS = {
 
 def cmd_run(app: App) -> int:
     """The request from the flags, the --out file opened, then a local or a remote run."""
+    if app.args.output_path and not (app.args.out_dir or app.args.json):
+        raise UsageError("--output-path needs --out-dir DIR (or --json) to put the files somewhere")
+    if app.args.out_dir and not app.args.output_path:
+        raise UsageError("--out-dir needs --output-path: which files to copy out")
     request = request_from_args(app)
     if app.args.install and not app.args.host:  # validate before any engine is chosen: bad specs are usage errors
         from isol8.core.provision import check_install
@@ -92,6 +96,7 @@ def request_from_args(app: App) -> RunRequest:
             image=args.image,
             persist=args.persist,
             setup="\n".join(args.setup) or None,
+            output_paths=tuple(args.output_path),
         )
     except LimitRefused as exc:
         flag = next(dest for dest, key in LIMIT_FLAGS.items() if key == exc.key)
@@ -151,12 +156,15 @@ def _pump(
         )
 
     execution = Execution(app.backend, request, ensure_image=ensure_image)
-    for chunk in execution:
-        if out_file is not None and chunk.stream == "stdout":
-            out_file.write(chunk.data)
-            out_file.flush()
-        if live:
-            sinks[chunk.stream].write(chunk.data)
+    try:
+        for chunk in execution:
+            if out_file is not None and chunk.stream == "stdout":
+                out_file.write(chunk.data)
+                out_file.flush()
+            if live:
+                sinks[chunk.stream].write(chunk.data)
+    except OutputFilesError:  # the run ended: its output is reported, then this error (execution.files_error)
+        pass
     return execution
 
 
@@ -189,7 +197,15 @@ def _report(app: App, request: RunRequest, execution: Execution, sinks: dict[str
             app.stderr.write(f"isol8: a process was killed: out of memory at the {memory} limit\n")
     if request.persist:
         app.stderr.write(f"isol8: container kept: {execution.name}\n")
+    for pattern in result.missing_files:
+        app.stderr.write(f"isol8: no file matches output path {pattern}\n")
+    if app.args.out_dir and result.files:
+        from isol8.frontends.cli.output import write_output_files
+
+        write_output_files(app.args.out_dir, dict(result.files))
     app.stderr.flush()
+    if execution.files_error is not None:
+        raise execution.files_error
     return result.exit_code
 
 
@@ -207,9 +223,10 @@ def _run_remote(app: App, request: RunRequest, out_file: BinaryIO | None, sinks:
         if show:
             sinks[stream].write(data)
 
-    if app.args.json or app.args.no_stream:
+    if app.args.json or app.args.no_stream or request.output_paths:  # files come only with a whole result
         result = client.execute(body)
         put("stdout", str(result.get("stdout", "")).encode(), show=not app.args.json)
+        _remote_files(app, result)
         if app.args.json:
             import json
 
@@ -228,3 +245,14 @@ def _run_remote(app: App, request: RunRequest, out_file: BinaryIO | None, sinks:
         elif kind == "exit":
             code = int(data)
     return code
+
+
+def _remote_files(app: App, result: dict[str, object]) -> None:
+    import base64
+
+    files = result.get("files")
+    if not app.args.out_dir or not isinstance(files, dict):
+        return
+    from isol8.frontends.cli.output import write_output_files
+
+    write_output_files(app.args.out_dir, {str(k): base64.b64decode(str(v)) for k, v in files.items()})

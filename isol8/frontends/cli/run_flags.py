@@ -50,7 +50,7 @@ def add_run(
         ),
     )
     p.add_argument("file", nargs="?", metavar="FILE", help="script to run; its extension picks the runtime")
-    for add in (_code, _limits, _environment, _packages, _output, _remote):
+    for add in (_code, _limits, _environment, _packages, _output, _output_files, _remote):
         add(p)
     p.set_defaults(handler="run")
 
@@ -199,7 +199,8 @@ def _output(p: argparse.ArgumentParser) -> None:
         "--json",
         action="store_true",
         help="print one JSON object instead of the streams: stdout, stderr, exitCode, timedOut, "
-        "oomKilled, truncated, durationMs, runtime, image, containerId, executionId, timestamp",
+        "oomKilled, truncated, durationMs, runtime, image, containerId, executionId, timestamp, usage "
+        "(cpuTimeMs, memoryPeakBytes, pidsPeak), and files and missingFiles with --output-path",
     )
     out.add_argument(
         "--no-stream",
@@ -221,6 +222,27 @@ def _output(p: argparse.ArgumentParser) -> None:
         "character as \\u00NN. Pipes and files always get the bytes unchanged",
     )
     out.add_argument("--persist", action="store_true", help="keep the container after the run and print its name")
+
+
+def _output_files(p: argparse.ArgumentParser) -> None:
+    """Files the program made, copied out before its container goes."""
+    files = p.add_argument_group("output files")
+    files.add_argument(
+        "--output-path",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="once the program ends, copy out the regular files at PATH, under /sandbox (relative to it if "
+        "not absolute); PATH may be a pattern, whose * also matches / (find -path). Symlinks are never "
+        "followed. A PATH that matches no file is reported, not an error; a file over the config's "
+        "outputFiles caps (16m per file, 64m per run) is an error naming it (exit 1). Repeatable",
+    )
+    files.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="write the --output-path files under DIR at their paths relative to /sandbox (with --json they "
+        "are also in its files object, as base64)",
+    )
 
 
 def _remote(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from isol8.core.runner import Chunk, Execution, RunRequest, RunResult
-from isol8.errors import Isol8Error, RequestError
+from isol8.errors import Isol8Error, OutputFilesError, RequestError
 from isol8.frontends import wire
 from isol8.frontends.server import sessions
 from isol8.frontends.server.policy import prepare
@@ -48,7 +48,10 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
         execution = Execution(state.backend, run, container=session.container)
         ended = True
         try:
-            yield from execution
+            try:
+                yield from execution
+            except OutputFilesError:  # the execution ended as usual: the session lives on
+                pass
             # a timeout kills the container; a wrapper the program disturbed may have left processes
             ended = execution.result is None or execution.result.timed_out or not execution.intact
             if not ended and not session.keep_background:
@@ -57,6 +60,8 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
             session.touch()
             if ended:  # killed or interrupted: the container is gone, and so is the session
                 state.sessions.remove(session_id)
+    if execution.files_error is not None:
+        raise execution.files_error
     assert execution.result is not None
     yield execution.result
 
@@ -71,7 +76,10 @@ def items(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Itera
 def execute(state: ServerState, body: Mapping[str, Any]) -> dict[str, Any]:
     """POST /execute: the whole result, once the execution has ended."""
     with state.slot(), tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
-        results = [item for item in items(state, body, Path(tmp)) if isinstance(item, RunResult)]
+        try:
+            results = [item for item in items(state, body, Path(tmp)) if isinstance(item, RunResult)]
+        except OutputFilesError as exc:
+            raise RequestError(413, str(exc)) from None
     if not results:
         raise RequestError(500, "the execution ended without a result")
     result = results[-1]
@@ -84,6 +92,10 @@ def execute(state: ServerState, body: Mapping[str, Any]) -> dict[str, Any]:
 def stream(state: ServerState, body: Mapping[str, Any]) -> Iterator[bytes]:
     """POST /execute/stream's events; the caller has taken a slot, released here when the stream ends."""
     try:
+        if isinstance(body.get("request"), dict) and body["request"].get("outputPaths"):
+            yield wire.event("error", "outputPaths: files are returned by POST /execute, not by a stream")
+            yield wire.event("exit", "125")
+            return
         with tempfile.TemporaryDirectory(prefix="isol8-files-") as tmp:
             result: RunResult | None = None
             try:

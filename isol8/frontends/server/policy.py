@@ -71,6 +71,7 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
             labels={L.SERVER_ID: state.server_id},
             keep_background=asked.keep_background,
             setup=asked.setup_script,
+            output_paths=asked.output_paths,
             filename=asked.filename,
             allow=asked.allow,
             deny=asked.deny,
