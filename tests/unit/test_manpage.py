@@ -62,6 +62,7 @@ def test_man_page_documents_every_command_and_option() -> None:
         "resolve",
         "setup",
         "serve",
+        "mcp",
         "config",
         "doctor",
         "cleanup",

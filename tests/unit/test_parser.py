@@ -24,7 +24,7 @@ from isol8.frontends.cli.parser import (
     command_in,
 )
 
-COMMANDS = ["run", "build", "images", "list-custom", "resolve", "setup", "serve", "config", "doctor", "cleanup"]
+COMMANDS = ["run", "build", "images", "list-custom", "resolve", "setup", "serve", "mcp", "config", "doctor", "cleanup"]
 
 # argv that name a command: command_in() finds it, and main() builds only that command
 PARSED = [
@@ -176,7 +176,7 @@ def test_an_unknown_command_lists_every_command() -> None:
     assert status == 2
     assert err.endswith(
         "isol8: error: argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'build', 'images', "
-        "'list-custom', 'resolve', 'setup', 'serve', 'config', 'doctor', 'cleanup')\n"
+        "'list-custom', 'resolve', 'setup', 'serve', 'mcp', 'config', 'doctor', 'cleanup')\n"
     )
 
 

@@ -50,6 +50,7 @@ SUMMARIES = {
     "resolve": "show which image `run --install` would use, and why",
     "setup": "build the runtime base images and the config's prebuilt images",
     "serve": "serve an HTTP API for running code (needs isol8[server])",
+    "mcp": "serve the Model Context Protocol on stdio, for agents (needs isol8[mcp])",
     "config": "print the merged configuration and where each key came from",
     "doctor": "check that isol8 can run here, and say what to fix",
     "cleanup": "remove containers (and with --images, images) that isol8 made",

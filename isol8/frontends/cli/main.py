@@ -75,6 +75,12 @@ def _serve(app: App) -> int:
     return cmd_serve(app)
 
 
+def _mcp(app: App) -> int:
+    from isol8.frontends.cli.serve import cmd_mcp
+
+    return cmd_mcp(app)
+
+
 def _config(app: App) -> int:
     from isol8.frontends.cli.maintenance import cmd_config
 
@@ -100,6 +106,7 @@ HANDLERS: dict[str, Callable[[App], int]] = {
     "resolve": _resolve,
     "setup": _setup,
     "serve": _serve,
+    "mcp": _mcp,
     "config": _config,
     "cleanup": _cleanup,
     "doctor": _doctor,

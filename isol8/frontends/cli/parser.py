@@ -313,6 +313,23 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     p.set_defaults(handler="serve")
 
 
+def _add_mcp(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    p = _command(
+        sub,
+        common,
+        "mcp",
+        (
+            "Serve the Model Context Protocol on stdin/stdout for an agent that starts isol8 mcp:\n"
+            "tools execute, session_create, session_execute, session_put_file, session_get_file and\n"
+            "session_delete, under the same policy as isol8 serve (the config's defaults and server\n"
+            "settings as ceilings) with its warm pools and sessions. It prepares images as serve\n"
+            "does; it ends when the client closes stdin, or on SIGINT/SIGTERM, removing its containers."
+        ),
+    )
+    p.add_argument("--strict", action="store_true", help="as for serve: fail when a runtime image cannot be updated")
+    p.set_defaults(handler="mcp")
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     add_run(sub, common, _Formatter, SUMMARIES["run"])
 
@@ -326,6 +343,7 @@ _COMMANDS: dict[str, _Adder] = {
     "resolve": _add_resolve,
     "setup": _add_setup,
     "serve": _add_serve,
+    "mcp": _add_mcp,
     "config": _add_config,
     "doctor": _add_doctor,
     "cleanup": _add_cleanup,

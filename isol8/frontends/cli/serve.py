@@ -1,4 +1,5 @@
-"""`isol8 serve`: check the key and address, build what the server needs, then serve until a signal."""
+"""`isol8 serve` and `isol8 mcp`: check the key and address, build what serving needs, then serve
+(HTTP, or MCP on stdio) until a signal or the client's end."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from isol8.errors import UsageError
 from isol8.frontends.cli.app import App
 from isol8.frontends.cli.packages import build_prebuilt_images
 from isol8.status import ExitStatus
+
+TYPE_CHECKING = False  # imports for annotations only
+if TYPE_CHECKING:
+    from isol8.frontends.server.state import ServerState
 
 
 def _port(value: object) -> int:
@@ -38,14 +43,39 @@ def _api_key(app: App) -> str | None:
 
 
 def cmd_serve(app: App) -> int:
-    from isol8.core.base_images import PROXY, ensure_base_images
-
     key, port, host = _api_key(app), _port(app.args.port), app.args.host
     try:
         from isol8.frontends.server.app import serve
-        from isol8.frontends.server.state import ServerState
     except ImportError:
         raise UsageError("isol8 serve needs the server extra: pip install 'isol8[server]'") from None
+    state = _prepare(app, key)
+    serve(
+        state,
+        host,
+        port,
+        ready=lambda: app.progress(f"listening on http://{host}:{port} (server id {state.server_id})"),
+    )
+    app.progress("stopped; this server's containers were removed")
+    return ExitStatus.OK
+
+
+def cmd_mcp(app: App) -> int:
+    try:
+        from isol8.frontends.mcp import serve_stdio
+    except ImportError:
+        raise UsageError("isol8 mcp needs the mcp extra: pip install 'isol8[mcp]'") from None
+    state = _prepare(app, None)
+    app.progress(f"serving MCP on stdio (server id {state.server_id})")
+    serve_stdio(state)
+    app.progress("stopped; this server's containers were removed")
+    return ExitStatus.OK
+
+
+def _prepare(app: App, key: str | None) -> ServerState:
+    """What serving needs, before the first request: the engine, the base and prebuilt images."""
+    from isol8.core.base_images import PROXY, ensure_base_images
+    from isol8.frontends.server.state import ServerState
+
     backend = app.backend
     backend.version()
     base_images = dict(app.config.base_images)
@@ -58,11 +88,4 @@ def cmd_serve(app: App) -> int:
     build_prebuilt_images(app, base_images)
     state = ServerState(backend, app.config, key, app.packages())
     app.progress(f"starting warm pools ({state.pool.size} containers per runtime)")
-    serve(
-        state,
-        host,
-        port,
-        ready=lambda: app.progress(f"listening on http://{host}:{port} (server id {state.server_id})"),
-    )
-    app.progress("stopped; this server's containers were removed")
-    return ExitStatus.OK
+    return state

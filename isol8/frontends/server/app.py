@@ -23,7 +23,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from isol8 import __version__
-from isol8 import labels as L
 from isol8.errors import Isol8Error, RequestError
 from isol8.frontends.server import executions, sessions
 from isol8.frontends.server.state import ServerState, busy
@@ -137,7 +136,7 @@ async def read_file(request: Request) -> Response:
 
 async def cleanup(request: Request) -> Response:
     state = _check_auth(request)
-    removed = await run_in_threadpool(remove_server_containers, state)
+    removed = await run_in_threadpool(state.remove_containers)
     return JSONResponse({"ok": True, "containers": {"removed": removed}})
 
 
@@ -156,13 +155,6 @@ def create_app(state: ServerState) -> Starlette:
     )
     app.state.isol8 = state
     return app
-
-
-def remove_server_containers(state: ServerState) -> int:
-    ids = state.backend.list_containers({L.SERVER_ID: state.server_id})
-    state.backend.remove_containers(ids)
-    state.backend.remove_volumes(state.backend.list_volumes({L.SERVER_ID: state.server_id}))  # filtered runs'
-    return len(ids)
 
 
 def serve(
@@ -184,7 +176,7 @@ def serve(
         server.should_exit = True
         if not stopping.is_set():
             stopping.set()
-            killer = threading.Timer(grace_s, remove_server_containers, args=(state,))
+            killer = threading.Timer(grace_s, state.remove_containers)
             killer.daemon = True
             killer.start()
 
@@ -196,7 +188,4 @@ def serve(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        state.sessions.close()
-        state.pool.close()
-        remove_server_containers(state)
-        state.backend.disown()
+        state.close()

@@ -43,6 +43,20 @@ class ServerState:
     def slot(self) -> Slot:
         return Slot(self)
 
+    def remove_containers(self) -> int:
+        """Remove this server's containers and volumes (found by its label); how many containers."""
+        ids = self.backend.list_containers({L.SERVER_ID: self.server_id})
+        self.backend.remove_containers(ids)
+        self.backend.remove_volumes(self.backend.list_volumes({L.SERVER_ID: self.server_id}))  # filtered runs'
+        return len(ids)
+
+    def close(self) -> None:
+        """The end of serving: no more expiry or warming, and none of this server's containers left."""
+        self.sessions.close()
+        self.pool.close()
+        self.remove_containers()
+        self.backend.disown()
+
 
 class Slot:
     """A place among maxConcurrent executions, waited for at most the queue timeout (else 429)."""
