@@ -664,3 +664,21 @@ def test_run_host_writes_output_files_to_the_out_dir(server: Server, tmp_path: P
     )
     assert (done.status, done.stdout) == (0, "ok\n"), done.stderr
     assert (tmp_path / "r.bin").read_bytes() == b"\x00remote\xff"
+
+
+def test_a_later_session_request_for_packages_its_image_lacks_is_refused_not_ignored(server: Server) -> None:
+    sid = f"pkgs-{os.getpid()}-{server.engine}"
+    client = server.client()
+    try:
+        client.execute({"sessionId": sid, "request": {"code": "print(1)", "runtime": "python"}})
+        with pytest.raises(
+            RemoteError, match=f"session {sid} runs .*, which lacks what this request asks for"
+        ) as caught:
+            client.execute(
+                {"sessionId": sid, "request": {"code": "import six", "runtime": "python", "installPackages": ["six"]}}
+            )
+        assert caught.value.status == 409
+        still = client.execute({"sessionId": sid, "request": {"code": "print(2)", "runtime": "python"}})
+        assert still["stdout"] == "2\n"  # the session itself is untouched
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")

@@ -44,6 +44,7 @@ class Session:
     container: str
     runtime: str
     keep_background: bool = False
+    image: str = ""  # the image its container runs: its first request's
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)  # for expiry: the monotonic clock
     last_access: float = field(default_factory=time.time)  # for listings: the wall clock
@@ -95,19 +96,26 @@ class Sessions:
             created = session is None
             if session is None:
                 name = L.container_name("session")
-                session = Session(session_id, name, run.runtime.name, run.keep_background)
+                image = run.image or self.backend.local_image(run.runtime.image)
+                session = Session(session_id, name, run.runtime.name, run.keep_background, image)
                 self._sessions[session_id] = session
         if created:
             self._start(session, run)
         elif session.runtime != run.runtime.name:
             raise RequestError(409, f"session {session_id} runs {session.runtime}, not {run.runtime.name}")
+        elif run.image is not None and run.image != session.image:
+            # a later request's packages (or image) are not in the session's container: refused, never ignored
+            raise RequestError(
+                409,
+                f"session {session_id} runs {session.image}, which lacks what this request asks for "
+                f"(its packages are in {run.image}): ask for them in the session's first request",
+            )
         return session
 
     def _start(self, session: Session, run: RunRequest) -> None:
         labels = {L.SERVER_ID: self.server_id, L.SESSION_ID: session.id, **L.run_labels(session.container)}
-        image = run.image or self.backend.local_image(run.runtime.image)
         try:
-            self.backend.start_standby(ContainerSpec(session.container, image, run.policy, labels))
+            self.backend.start_standby(ContainerSpec(session.container, session.image, run.policy, labels))
         except EngineError as exc:
             with self._lock:
                 self._sessions.pop(session.id, None)
