@@ -28,7 +28,7 @@ class Trailer(NamedTuple):
 
 
 def _figure(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None  # "²" is a digit too, not a number
 
 
 class TrailerFilter:

@@ -252,6 +252,7 @@ def filter_chunks(chunks: Sequence[bytes], nonce: str = NONCE) -> tuple[bytes, T
         ("exit:0:0:999:4096:", Trailer("exit", 0, 0, usage=Usage(0, 4096, None))),  # cgroup v1: no pids peak
         ("exit:0:0:::", Trailer("exit", 0, 0, usage=Usage())),
         ("exit:0:0:-5:1e9:x", Trailer("exit", 0, 0, usage=Usage())),  # never a figure the kernel gives
+        ("exit:0:0:\u00b2:\u0663:", Trailer("exit", 0, 0, usage=Usage())),  # digits, but not ASCII ones
         ("setup:files could not be unpacked", Trailer("setup", message="files could not be unpacked")),
         (
             "setup:working directory /sandbox/a:b is not usable",
