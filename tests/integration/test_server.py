@@ -21,6 +21,7 @@ import pytest
 
 from isol8.frontends.remote import Isol8Remote, RemoteError
 from tests.integration.conftest import ISOL8, run_isol8
+from tests.unit.test_server_policy import ORIGINAL_CLIENT_OPTIONS
 
 KEY = "test-key-" + os.urandom(8).hex()
 
@@ -501,17 +502,7 @@ def test_executions_in_standby_containers_run_as_the_sandbox_user_without_capabi
 
 # ---- the original isol8's clients, as its README uses them ------------------------------------
 
-ORIGINAL_OPTIONS = {  # what its RemoteIsol8 sends with every request
-    "persist": False,
-    "readonlyRootFs": True,
-    "security": {"seccomp": "strict"},
-    "mode": "ephemeral",
-    "debug": False,
-    "poolStrategy": "fast",
-    "poolSize": 1,
-    "audit": {"enabled": False},
-    "remoteCode": {"enabled": False},
-}
+ORIGINAL_OPTIONS = ORIGINAL_CLIENT_OPTIONS  # what its RemoteIsol8 sends with every request (one list)
 SETUP = "echo setup-out; echo from-setup > /sandbox/s.txt; id -u > /sandbox/setup-uid"
 READS_SETUP = (
     "const fs = require('fs'), path = require('path');"
