@@ -10,6 +10,9 @@ TYPE_CHECKING = False  # imports for annotations only: the run path never loads 
 if TYPE_CHECKING:
     from typing import Any
 
+# how --install gets packages into a run: a cached image that has them, or installed into the sandbox
+INSTALL_STRATEGIES = ("image", "runtime")
+
 DEFAULTS: dict[str, Any] = {
     "engine": None,
     "debug": False,
@@ -28,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "network": {"whitelist": [], "blacklist": [], "allowPrivate": [], "hosts": {}},
     "outputFiles": {"maxFileSize": "16m", "maxTotalSize": "64m"},
     "security": {"seccompProfile": None},
-    "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": "auto"},
+    "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": "auto", "strategy": "image"},
     "server": {
         "allowHostNetwork": False,
         "allowedHosts": [],

@@ -75,6 +75,14 @@ class Backend(Protocol):
         backstop_s: when the in-container watchdog fires; a backend may add a kill of its own after it."""
         ...
 
+    def run_installer(
+        self, spec: ContainerSpec, command: Sequence[str], *, stdin: Iterable[bytes], backstop_s: int
+    ) -> Process:
+        """Like run (removed when done), but on the network the backend's builds have: for isol8's
+        run-time package installers (isol8.core.installs) alone, never a program. spec's policy has
+        network none; its other limits hold."""
+        ...
+
     def start_standby(self, spec: ContainerSpec) -> None:
         """Start a container that idles (its keeper as PID 1) until executions are exec'd into it."""
         ...

@@ -94,6 +94,7 @@ class PackageSettings(NamedTuple):
     pip_index_url: str | None = None
     npm_registry: str | None = None
     ca_bundle: str | None = None
+    strategy: str = "image"  # INSTALL_STRATEGIES: a cached image with the packages, or installs into the sandbox
 
     def ca_file(self) -> Path | None:
         from pathlib import Path  # only for builds: the run path never needs pathlib
@@ -211,6 +212,7 @@ class Config:
             section.get("pipIndexUrl"),
             section.get("npmRegistry"),
             section.get("caBundle") or DEFAULTS["packages"]["caBundle"],  # null: the built-in default
+            section.get("strategy") or DEFAULTS["packages"]["strategy"],
         )
 
     @property

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from isol8 import units
 from isol8.backends import ENGINES
+from isol8.defaults import INSTALL_STRATEGIES
 from isol8.errors import ConfigError
 from isol8.runtimes import NAMES as RUNTIME_NAMES
 
@@ -131,7 +132,12 @@ SCHEMA: dict[str, Any] = {
     },
     "outputFiles": {"maxFileSize": units.output_size, "maxTotalSize": units.output_size},
     "security": {"seccompProfile": _nullable(_STR)},
-    "packages": {"pipIndexUrl": _nullable(_STR), "npmRegistry": _nullable(_STR), "caBundle": _nullable(_STR)},
+    "packages": {
+        "pipIndexUrl": _nullable(_STR),
+        "npmRegistry": _nullable(_STR),
+        "caBundle": _nullable(_STR),
+        "strategy": _choice(*INSTALL_STRATEGIES),
+    },
     "server": {
         "allowHostNetwork": _BOOL,
         "allowedHosts": _list_of(_host),

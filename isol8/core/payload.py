@@ -68,7 +68,7 @@ for ((i = 0; i < ${outcount:-0}; i++)); do
   outs+=("$pattern")
 done
 if [ "$tarsize" -gt 0 ]; then
-  head -c "$tarsize" | tar -x -p -f - -C /sandbox || { status "setup:files could not be unpacked"; exit 125; }
+  head -c "$tarsize" | tar -x -p -i -f - -C /sandbox || { status "setup:files could not be unpacked"; exit 125; }
 fi
 case $mode in
   read) LC_ALL=C read -r -N "$codesize" code; printf '%s' "$code" >"/sandbox/$name" ;;
@@ -230,13 +230,19 @@ class Payload(NamedTuple):
 
 
 def make_payload(
-    files_dir: str | os.PathLike[str] | None, code_name: str, code: bytes, extra: Mapping[str, bytes] | None = None
+    files_dir: str | os.PathLike[str] | None,
+    code_name: str,
+    code: bytes,
+    extra: Mapping[str, bytes] | None = None,
+    packages: bytes = b"",
 ) -> Payload:
-    """extra: more files for /sandbox (name -> content), such as a setup script."""
-    if files_dir is None and not extra:
+    """extra: more files for /sandbox (name -> content), such as a setup script; packages: a tar of
+    run-time installed packages (isol8.core.installs), unpacked first (the wrapper's tar reads
+    one archive after another)."""
+    if files_dir is None and not extra and not packages:
         return Payload(b"", code, code_name, sandbox_bytes(len(code)))
     tar, used = build_tar(files_dir, code_name, code, extra=extra)
-    return Payload(tar, b"", code_name, used)
+    return Payload(packages + tar, b"", code_name, used + len(packages))
 
 
 def env_block(env: Mapping[str, str]) -> bytes:

@@ -12,7 +12,7 @@ from isol8 import labels as L
 from isol8.core.caches import ResolutionCache
 from isol8.core.runner import RunRequest
 from isol8.ecosystems import Spec, parse_specs, screen
-from isol8.errors import BuildFailed, RunFailed, UsageError
+from isol8.errors import BuildFailed, ImageMissing, RunFailed, UsageError
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from isol8.backends.base import Backend
     from isol8.config import PackageSettings
     from isol8.core.discovery import Resolution
+    from isol8.core.installs import PackageTree
 
 
 def check_install(runtime: Runtime, install: Sequence[str]) -> None:
@@ -42,8 +43,10 @@ def provide(
     notice: Callable[[str], None] = lambda line: None,
     on_failure: Callable[[str], None] = lambda output: None,
     remembered: bool = True,
+    strategy: str = "image",
 ) -> RunRequest:
-    """The request with `image` set to one that has the packages.
+    """The request with `image` set to one that has the packages (strategy "image"), or with the
+    packages installed for it at run time (strategy "runtime": see install_at_run_time).
 
     A package set resolved before reuses that answer without any engine call (the answers are
     dropped whenever isol8 builds or removes images). Install output goes to `debug` when given,
@@ -51,6 +54,8 @@ def provide(
     """
     runtime = request.runtime
     check_install(runtime, install)
+    if strategy == "runtime":
+        return install_at_run_time(backend, request, install, registry, Output(debug, notice, on_failure))
     base = backend.local_image(request.runtime.image)
     answers = ResolutionCache(backend.cache_key)
     raw_key = answers.key(runtime.name, base, ["raw", *install])  # these exact values, resolved before
@@ -79,6 +84,39 @@ def provide(
         answers.put(answer_key, image)
         answers.put(raw_key, image)
     return request._replace(image=image)
+
+
+def install_at_run_time(
+    backend: Backend, request: RunRequest, install: Sequence[str], registry: PackageSettings, out: Output
+) -> RunRequest:
+    """The request with the packages installed for it by an installer of its image (isol8.core.installs):
+    no image is built, and the sandbox gets no network."""
+    from isol8.core.installs import install_tree
+
+    specs = parse_specs(request.runtime, install)
+    image = request.image or backend.local_image(request.runtime.image)
+    out.notice(f"installing {', '.join(s.text for s in specs)} into the sandbox")
+    try:
+        tree = install_tree(
+            backend,
+            request.runtime,
+            image,
+            specs,
+            policy=request.policy,
+            registry=registry,
+            progress=out.debug,
+            labels=request.labels,
+        )
+    except RunFailed as exc:
+        if not out.debug and not isinstance(exc, ImageMissing):
+            out.on_failure(exc.stderr)
+        raise
+    return with_packages(request, tree)
+
+
+def with_packages(request: RunRequest, tree: PackageTree) -> RunRequest:
+    """request with tree unpacked into its /sandbox first, and the variables that make its program find it."""
+    return request._replace(packages=tree.tar, env={**tree.env, **request.env})
 
 
 @dataclass(frozen=True)

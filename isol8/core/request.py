@@ -55,6 +55,8 @@ class RunRequest(NamedTuple):
     # /sandbox paths or patterns (isol8.core.outputs) of the files to return once the program ends
     output_paths: tuple[str, ...] = ()
     output_limits: OutputLimits = OutputLimits()
+    # run-time installed packages (isol8.core.installs.PackageTree.tar): unpacked into /sandbox first
+    packages: bytes = b""
 
     def check(self) -> RunRequest:
         """self, if it is a request isol8 can run; UsageError otherwise."""

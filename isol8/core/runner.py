@@ -91,7 +91,7 @@ class Execution:
         body = request.code if request.code is not None else (request.cmd or "").encode()
         self.nonce = payload.new_nonce()
         extra = {payload.SETUP_NAME: request.setup.encode()} if request.setup is not None else {}
-        self.payload = payload.make_payload(request.files_dir, code_name, body, extra)
+        self.payload = payload.make_payload(request.files_dir, code_name, body, extra, request.packages)
         interpreter = (
             ["bash", f"{SANDBOX_DIR}/{code_name}"]
             if request.cmd is not None

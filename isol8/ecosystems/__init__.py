@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 
 from isol8.errors import UsageError
@@ -64,6 +65,12 @@ if TYPE_CHECKING:
             """
             ...
 
+        def runtime_installer(self, runtime: Runtime, registry: Registry, ca: bool) -> Installer:
+            """How packages are installed into a sandbox at run time (isol8.core.installs); `ca` as for install_lines.
+
+            Only called where RUN_TIME_REFUSAL is None; the command reads the specs from context_files only."""
+            ...
+
         def version_query(self, runtime: Runtime, names: Sequence[str]) -> list[str]:
             """The command that prints {name: installed version or null} for the names, as one JSON line."""
             ...
@@ -82,6 +89,15 @@ class Probe(NamedTuple):
     label: str  # what it reaches: "package index"
     command: str  # fixed text: user values reach it only through env
     env: dict[str, str]
+
+
+class Installer(NamedTuple):
+    """A run-time install: `command` (fixed text, run in /sandbox with CONTEXT_DIR holding the
+    context files) installs into /sandbox/`directory`, which the program finds with `env` added."""
+
+    directory: str
+    command: str
+    env: Mapping[str, str] = MappingProxyType({})
 
 
 CONTEXT_DIR = "/tmp/isol8-build"  # where a custom image's build copies the context's isol8-build/

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from isol8.ecosystems import CONTEXT_DIR, Probe, Spec, no_requirements, refuse, split_commas
+from isol8.ecosystems import CONTEXT_DIR, Installer, Probe, Spec, no_requirements, refuse, split_commas
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
@@ -47,6 +47,10 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
         f"RUN apt-get update && xargs -a {CONTEXT_DIR}/apt.txt apt-get install -y --no-install-recommends"
         " && apt-get clean && rm -rf /var/lib/apt/lists/*"
     ]
+
+
+def runtime_installer(runtime: Runtime, registry: Registry, ca: bool) -> Installer:
+    raise AssertionError(RUN_TIME_REFUSAL)  # never asked: RUN_TIME_REFUSAL says why
 
 
 def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:

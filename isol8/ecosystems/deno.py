@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from isol8.ecosystems import CONTEXT_DIR, PREFIX, Probe, Spec, no_requirements, npm, refuse, split_commas
+from isol8.ecosystems import CONTEXT_DIR, PREFIX, Installer, Probe, Spec, no_requirements, npm, refuse, split_commas
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 RUN_TIME_REFUSAL = None
 
 DENO_DIR = f"{PREFIX}/deno"
+RUNTIME_DENO_DIR = "/sandbox/.deno"  # the base image's own DENO_DIR
 
 _JSR = re.compile(rf"(?P<name>@[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*)(?:@(?P<range>{npm.RANGE}))?")
 
@@ -56,6 +57,20 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
         f"deno cache {PREFIX}/deps.ts && chmod -R a+rX {PREFIX}",
         f"ENV DENO_DIR={DENO_DIR}",
     ]
+
+
+def runtime_installer(runtime: Runtime, registry: Registry, ca: bool) -> Installer:
+    """deno cache into /sandbox/.deno, which starts as a copy of the image's own cache (a custom image's
+    packages stay found once the program's DENO_DIR is /sandbox/.deno)."""
+    env = f"DENO_CERT={CONTEXT_DIR}/ca.pem " if ca else ""
+    if registry.npm_registry:
+        env += f"NPM_CONFIG_USERCONFIG={CONTEXT_DIR}/npmrc "
+    return Installer(
+        ".deno",
+        f'mkdir -p .deno && {{ [ "${{DENO_DIR:-{RUNTIME_DENO_DIR}}}" = {RUNTIME_DENO_DIR} ] || [ ! -d "$DENO_DIR" ] || '
+        f'cp -a "$DENO_DIR/." .deno/; }} && {env}DENO_DIR={RUNTIME_DENO_DIR} deno cache {CONTEXT_DIR}/deps.ts',
+        {"DENO_DIR": RUNTIME_DENO_DIR},
+    )
 
 
 def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:

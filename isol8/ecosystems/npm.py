@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from isol8.ecosystems import CONTEXT_DIR, PREFIX, Probe, Spec, parse_specs, refuse, split_commas
+from isol8.ecosystems import CONTEXT_DIR, PREFIX, Installer, Probe, Spec, parse_specs, refuse, split_commas
 from isol8.errors import UsageError
 from isol8.runtimes import Runtime
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from isol8.ecosystems import Registry
 
 RUN_TIME_REFUSAL = None
+STAGING = "/sandbox/.isol8-install"  # a run-time install's package.json and lock file, left in the installer
 
 NAME = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*"
 RANGE = r"[A-Za-z0-9.^~<>=*+_-]+(?:\|\|[A-Za-z0-9.^~<>=*+_-]+)*"
@@ -102,6 +103,18 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
         f" && cd {PREFIX} && {install}"
         f" && ln -sfn {PREFIX}/node_modules /node_modules && chmod -R a+rX {PREFIX}"
     ]
+
+
+def runtime_installer(runtime: Runtime, registry: Registry, ca: bool) -> Installer:
+    """The install of an image's PREFIX, made beside and moved to /sandbox/node_modules: the folder
+    that both require() and import (which ignores NODE_PATH) search for a program in /sandbox."""
+    env = f"NODE_EXTRA_CA_CERTS={CONTEXT_DIR}/ca.pem " if ca else ""
+    copy_npmrc = f" && cp {CONTEXT_DIR}/npmrc .npmrc" if registry.npm_registry else ""
+    return Installer(
+        "node_modules",
+        f"mkdir -p {STAGING} && cd {STAGING} && cp {CONTEXT_DIR}/package.json .{copy_npmrc}"
+        f" && {env}{_tools(runtime).install} && mv node_modules /sandbox/node_modules",
+    )
 
 
 def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from isol8.ecosystems import CONTEXT_DIR, Probe, Spec, parse_specs, refuse
+from isol8.ecosystems import CONTEXT_DIR, Installer, Probe, Spec, parse_specs, refuse
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False
@@ -86,6 +86,19 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
         f"RUN {env}python3 -m pip install --no-cache-dir --break-system-packages --disable-pip-version-check "
         f"--root-user-action=ignore -r {CONTEXT_DIR}/requirements.txt"
     ]
+
+
+def runtime_installer(runtime: Runtime, registry: Registry, ca: bool) -> Installer:
+    """pip's user scheme: /sandbox/.local, which the runtime's image already names (PYTHONUSERBASE)."""
+    env = f"PIP_CERT={CONTEXT_DIR}/ca.pem " if ca else ""
+    if registry.pip_index_url:
+        env += f"PIP_CONFIG_FILE={CONTEXT_DIR}/pip.conf "
+    return Installer(
+        ".local",
+        f"{env}PYTHONUSERBASE=/sandbox/.local python3 -m pip install --user --no-cache-dir --disable-pip-version-check "
+        f"--no-warn-script-location -r {CONTEXT_DIR}/requirements.txt",
+        {"PYTHONUSERBASE": "/sandbox/.local"},
+    )
 
 
 def version_query(runtime: Runtime, names: Sequence[str]) -> list[str]:

@@ -658,19 +658,116 @@ def test_run_host_writes_output_files_to_the_out_dir(server: Server, tmp_path: P
     assert (tmp_path / "r.bin").read_bytes() == b"\x00remote\xff"
 
 
-def test_a_later_session_request_for_packages_its_image_lacks_is_refused_not_ignored(server: Server) -> None:
+# a background process of the session: every 0.1 s, the interfaces it has and whether it reaches the
+# host's listener on the engine's default network (where the installer runs), one line each
+WATCH_NETWORK = r"""
+import os, socket, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open("/sandbox/watch.log", "a", buffering=1) as log:
+            while True:
+                nets = ",".join(sorted(os.listdir("/sys/class/net")))
+                try:
+                    socket.create_connection((%r, %d), timeout=0.5).close()
+                    got = "connected"
+                except OSError as exc:
+                    got = type(exc).__name__
+                log.write(f"{time.time():.3f} {nets} {got}\n")
+                time.sleep(0.1)
+    os._exit(0)
+print("watching")
+"""
+
+
+def _gateway(engine: str) -> str:
+    """The host's address on the engine's default network, which its containers reach."""
+    argv = {
+        "docker": ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
+        "podman": ["podman", "network", "inspect", "podman", "--format", "{{(index .Subnets 0).Gateway}}"],
+    }[engine]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr
+    return done.stdout.strip()
+
+
+def _reaches(engine: str, address: str, port: int) -> str:
+    """What a container on the default network gets when it connects: the listener is really there."""
+    image = "isol8:python" if engine == "docker" else "localhost/isol8:python"
+    code = f"import socket; socket.create_connection(({address!r}, {port}), timeout=5); print('connected')"
+    done = subprocess.run([engine, "run", "--rm", image, "python3", "-c", code], capture_output=True, text=True)
+    return done.stdout.strip() or done.stderr.strip()
+
+
+def test_a_later_session_request_gets_its_packages_and_no_background_process_gets_network(server: Server) -> None:
     sid = f"pkgs-{os.getpid()}-{server.engine}"
     client = server.client()
-    try:
-        client.execute({"sessionId": sid, "request": {"code": "print(1)", "runtime": "python"}})
-        with pytest.raises(
-            RemoteError, match=f"session {sid} runs .*, which lacks what this request asks for"
-        ) as caught:
-            client.execute(
-                {"sessionId": sid, "request": {"code": "import six", "runtime": "python", "installPackages": ["six"]}}
+    address = _gateway(server.engine)
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        assert _reaches(server.engine, address, port) == "connected"  # the way out the installer has
+        listener.setblocking(False)
+        while True:  # the control's connection is not the session's
+            try:
+                listener.accept()[0].close()
+            except BlockingIOError:
+                break
+        try:
+            first = client.execute(
+                {
+                    "sessionId": sid,
+                    "request": {"code": WATCH_NETWORK % (address, port), "runtime": "python"},
+                    "options": {"keepBackground": True},
+                }
             )
-        assert caught.value.status == 409
-        still = client.execute({"sessionId": sid, "request": {"code": "print(2)", "runtime": "python"}})
-        assert still["stdout"] == "2\n"  # the session itself is untouched
+            assert first["stdout"] == "watching\n", first
+            began = time.time()
+            second = client.execute(
+                {
+                    "sessionId": sid,
+                    "request": {
+                        "code": "import six; print(six.__file__)",
+                        "runtime": "python",
+                        "installPackages": ["six"],
+                    },
+                }
+            )
+            ended = time.time()
+            assert second["exitCode"] == 0 and second["stdout"].startswith("/sandbox/.local/"), second
+            read_log = "import six; print(open('watch.log').read())"
+            third = client.execute({"sessionId": sid, "request": {"code": read_log, "runtime": "python"}})
+            assert third["exitCode"] == 0, third
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # nothing in the session ever reached the host
+        finally:
+            listing = _session_call(server, "GET", "/sessions")
+            _session_call(server, "DELETE", f"/session/{sid}")
+    lines = [line.split() for line in third["stdout"].splitlines() if line.strip()]
+    during = [line for line in lines if began <= float(line[0]) <= ended]
+    assert len(during) >= 5, (began, ended, lines[-5:])  # it was watching all through the install
+    assert {(nets, got) for _, nets, got in lines} <= {("lo", "OSError"), ("lo", "ConnectionRefusedError")}, lines
+    assert not any(got == "connected" for _, _, got in lines)
+    (mine,) = [s for s in listing["sessions"] if s["id"] == sid]  # type: ignore[union-attr]
+    assert mine["packages"] == ["six"]
+
+
+def test_a_failed_install_into_a_session_is_an_error_and_the_session_lives_on(server: Server) -> None:
+    sid = f"badpkg-{os.getpid()}-{server.engine}"
+    client = server.client()
+    try:
+        client.execute({"sessionId": sid, "request": {"code": "open('kept', 'w').write('1')", "runtime": "python"}})
+        with pytest.raises(RemoteError, match="package install failed") as caught:
+            client.execute(
+                {
+                    "sessionId": sid,
+                    "request": {"code": "print(1)", "runtime": "python", "installPackages": ["isol8-no-such-pkg-zz9"]},
+                }
+            )
+        assert caught.value.status == 500
+        read_back = "print(open('kept').read())"
+        still = client.execute({"sessionId": sid, "request": {"code": read_back, "runtime": "python"}})
+        assert still["stdout"] == "1\n"  # the session itself is untouched
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")

@@ -408,3 +408,36 @@ def test_sweep_argv_exact(d: Dialect) -> None:
         "-c",
         "kill -KILL -1",
     ]
+
+
+@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
+def test_installer_argv_is_a_run_on_the_engines_default_network(d: Dialect) -> None:
+    """A run-time install's installer: every hardening flag of a run, and no --network at all."""
+    without_network = [f for f in expected_sandbox_flags(d) if f not in ("--network", "none")]
+    assert default_run_argv(d, network=A.ENGINE_NETWORK) == [
+        d.binary, "run", "--rm", "-i",
+        "--name", "isol8-0123",
+        "--pull", "never",
+        "--log-driver", "none",
+        "--label", "org.isol8.managed=true",
+        "--label", "org.isol8.run.id=isol8-0123",
+        *without_network,
+        "--init",
+        *(["--timeout", "45"] if d is PODMAN else []),
+        "--workdir", "/sandbox",
+        "--entrypoint", "/bin/bash",
+        IMAGE,
+        *COMMAND,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "keeper"),
+    [
+        (SandboxPolicy(network="host"), False),  # an installer never widens a policy's own network
+        (SandboxPolicy(), True),  # nor is one kept as a standby container
+    ],
+)
+def test_installer_network_only_for_a_one_shot_policy_without_network(policy: SandboxPolicy, keeper: bool) -> None:
+    with pytest.raises(ValueError, match="installer"):
+        sandbox_flags(DOCKER, policy, keeper=keeper, network=A.ENGINE_NETWORK)

@@ -191,6 +191,37 @@ def test_run_install_usage_errors_do_not_need_an_engine(
     assert len(fp.calls) == 0
 
 
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["run", "--install-strategy", "runtime", "-e", "1"], "--install-strategy needs --install"),
+        (
+            ["run", "--host", "http://127.0.0.1:1", "--install", "six", "--install-strategy", "runtime", "-e", "1"],
+            "--install-strategy is the server's choice",
+        ),
+        (["run", "-r", "bash", "--install", "jq", "--install-strategy", "runtime", "-e", "1"], "no run-time installs"),
+    ],
+    ids=["no-install", "host", "bash"],
+)
+def test_run_install_strategy_usage_errors(run_cli: RunCli, docker: Any, argv: list[str], fragment: str) -> None:
+    assert_usage_error(run_cli(*argv), fragment)
+    assert len(docker.calls) == 0
+
+
+def test_run_install_strategy_takes_image_or_runtime_only(run_cli: RunCli, docker: Any) -> None:
+    status, out, err = run_cli("run", "--install", "six", "--install-strategy", "lazy", "-e", "1")
+    assert (status, out) == (2, "")
+    assert "invalid choice: 'lazy' (choose from 'image', 'runtime')" in err
+
+
+def test_the_config_chooses_the_strategy_and_image_is_the_default(isolated: Path, tmp_path: Path) -> None:
+    from isol8.config import load_config
+
+    (isolated / "isol8.config.json").write_text('{"packages": {"strategy": "runtime"}}')
+    assert load_config().packages.strategy == "runtime"
+    assert load_config(cwd=tmp_path).packages.strategy == "image"
+
+
 # ---- resolve -------------------------------------------------------------------------------------
 
 

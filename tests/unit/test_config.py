@@ -297,6 +297,7 @@ def names_key(message: str, key_path: str) -> bool:
         ("server:\n  queueTimeoutMs: 0\n", "server.queueTimeoutMs", "out of range"),
         ("prebuiltImages:\n  - tag: x//y\n    runtime: python\n", "prebuiltImages[0].tag", "not a valid image name"),
         ("defaults:\n  network: bridge\n", "defaults.network", "none, host"),
+        ("packages:\n  strategy: lazy\n", "packages.strategy", "image, runtime"),
         ("network:\n  whitelist: a.com\n", "network.whitelist", "list"),
         ("network:\n  blacklist: [a.com, 3]\n", "network.blacklist[1]", "string"),
         ("security:\n  seccompProfile: [a]\n", "security.seccompProfile", "string"),

@@ -13,7 +13,7 @@ import pytest
 
 from isol8 import ecosystems
 from isol8.config import PackageSettings
-from isol8.ecosystems import apt, deno, npm, pip
+from isol8.ecosystems import Installer, apt, deno, npm, pip
 from isol8.errors import UsageError
 from isol8.runtimes import RUNTIMES, Runtime
 
@@ -29,6 +29,7 @@ PROTOCOL = (
     "read_requirements",
     "context_files",
     "install_lines",
+    "runtime_installer",
     "version_query",
 )
 
@@ -276,6 +277,84 @@ NODE_COPY = f"RUN mkdir -p /opt/isol8 && cp {CTX}/package.json /opt/isol8/"
 def test_install_lines(runtime: str, registry: PackageSettings, ca: bool, lines: list[str]) -> None:
     rt = RUNTIMES[runtime]
     assert ecosystems.of(rt).install_lines(rt, registry, ca) == lines
+
+
+PIP_USER = (
+    "PYTHONUSERBASE=/sandbox/.local python3 -m pip install --user --no-cache-dir --disable-pip-version-check "
+    f"--no-warn-script-location -r {CTX}/requirements.txt"
+)
+DENO_SEED = (
+    'mkdir -p .deno && { [ "${DENO_DIR:-/sandbox/.deno}" = /sandbox/.deno ] || [ ! -d "$DENO_DIR" ] || '
+    'cp -a "$DENO_DIR/." .deno/; } && '
+)
+DENO_RUNTIME_CACHE = f"DENO_DIR=/sandbox/.deno deno cache {CTX}/deps.ts"
+DENO_ENV = {"DENO_DIR": "/sandbox/.deno"}
+STAGE = "mkdir -p /sandbox/.isol8-install && cd /sandbox/.isol8-install"
+MOVE = "mv node_modules /sandbox/node_modules"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "registry", "ca", "expected"),
+    [
+        ("python", NO_REGISTRY, False, Installer(".local", PIP_USER, {"PYTHONUSERBASE": "/sandbox/.local"})),
+        (
+            "python",
+            REGISTRIES,
+            True,
+            Installer(
+                ".local",
+                f"PIP_CERT={CTX}/ca.pem PIP_CONFIG_FILE={CTX}/pip.conf {PIP_USER}",
+                {"PYTHONUSERBASE": "/sandbox/.local"},
+            ),
+        ),
+        (
+            "node",
+            NO_REGISTRY,
+            False,
+            Installer("node_modules", f"{STAGE} && cp {CTX}/package.json . && {NPM_INSTALL} && {MOVE}"),
+        ),
+        (
+            "node",
+            REGISTRIES,
+            True,
+            Installer(
+                "node_modules",
+                f"{STAGE} && cp {CTX}/package.json . && cp {CTX}/npmrc .npmrc"
+                f" && NODE_EXTRA_CA_CERTS={CTX}/ca.pem {NPM_INSTALL} && {MOVE}",
+            ),
+        ),
+        (
+            "bun",
+            NO_REGISTRY,
+            False,
+            Installer("node_modules", f"{STAGE} && cp {CTX}/package.json . && bun install --production && {MOVE}"),
+        ),
+        ("deno", NO_REGISTRY, False, Installer(".deno", DENO_SEED + DENO_RUNTIME_CACHE, DENO_ENV)),
+        (
+            "deno",
+            REGISTRIES,
+            True,
+            Installer(
+                ".deno",
+                f"{DENO_SEED}DENO_CERT={CTX}/ca.pem NPM_CONFIG_USERCONFIG={CTX}/npmrc {DENO_RUNTIME_CACHE}",
+                {"DENO_DIR": "/sandbox/.deno"},
+            ),
+        ),
+    ],
+)
+def test_runtime_installer(runtime: str, registry: PackageSettings, ca: bool, expected: Installer) -> None:
+    """Fixed commands: the specs and the registry reach them only through the context files."""
+    rt = RUNTIMES[runtime]
+    got = ecosystems.of(rt).runtime_installer(rt, registry, ca)
+    assert (got.directory, got.command, dict(got.env)) == (expected.directory, expected.command, dict(expected.env))
+    assert "example" not in got.command
+
+
+def test_the_images_find_what_run_time_installs_put_under_sandbox() -> None:
+    """The python and deno Dockerfiles name the folders their installers fill (node_modules needs no name)."""
+    wanted = {"python": "PYTHONUSERBASE=/sandbox/.local", "deno": "DENO_DIR=/sandbox/.deno"}
+    for runtime, needle in wanted.items():
+        assert needle in (ROOT / "dockerfiles" / runtime / "Dockerfile").read_text()
 
 
 def test_an_npm_runtime_other_than_bun_installs_with_npm_and_queries_with_node() -> None:

@@ -18,6 +18,7 @@ import pytest
 from isol8.core.payload import (
     INLINE_CODE_MAX,
     SETUP_NAME,
+    WRAPPER,
     build_tar,
     env_block,
     make_payload,
@@ -500,6 +501,25 @@ def test_the_payload_knows_what_it_takes_in_the_sandbox(project: Path) -> None:
     write(project / "big.bin", b"\0" * 10_000)
     used = make_payload(project, "main.py", b"print(1)").sandbox_bytes
     assert used >= 12288 + 4096 and used % 4096 == 0
+
+
+def test_run_time_packages_travel_first_and_the_wrappers_tar_unpacks_both_archives(tmp_path: Path) -> None:
+    """A packages tree (GNU tar's, as an installer writes it) and the files tar, one after the other:
+    the wrapper's `tar -x -i` reads past the first archive's end into the second."""
+    tree_src = tmp_path / "src"
+    write(tree_src / ".local" / "lib" / "six.py", b"SIX = 6\n")
+    tar_c = ["tar", "-c", "-f", "-", "-C", str(tree_src), ".local"]
+    tree = subprocess.run(tar_c, capture_output=True, check=True).stdout
+    payload = make_payload(None, "main.py", b"import six\n", packages=tree)
+    assert payload.tar.startswith(tree) and payload.code == b""
+    assert payload.sandbox_bytes >= len(tree) + 4096
+    assert payload.header("n", 0).split()[3] == b"tar"  # the code is inside the second archive
+    out = tmp_path / "sandbox"
+    out.mkdir()
+    subprocess.run(["tar", "-x", "-p", "-i", "-f", "-", "-C", str(out)], input=payload.tar, check=True)
+    assert (out / ".local" / "lib" / "six.py").read_bytes() == b"SIX = 6\n"
+    assert (out / "main.py").read_bytes() == b"import six\n"
+    assert "tar -x -p -i -f - -C /sandbox" in WRAPPER
 
 
 # ---- stdin_stream -------------------------------------------------------------------------------

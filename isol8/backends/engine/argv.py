@@ -110,13 +110,22 @@ def kill_argv(d: Dialect, *names: str) -> list[str]:
     return [d.binary, "kill", *names]
 
 
+# the network of a run-time install's installer (isol8.core.installs): the engine's default one, as
+# its builds have; no --network flag at all. Only isol8's installer runs there, never a program.
+ENGINE_NETWORK = ""
+
+
 def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False, network: str | None = None) -> list[str]:
     """Every hardening flag of a run; tests/unit/test_argv.py pins them so none can slip out.
 
     keeper: a standby container, whose PID 1 and end-of-execution sweeps run as root with only
     CAP_KILL and CAP_CHOWN, out of reach of the sandbox user its executions run as (exec_argv).
-    network: a filtered run's, `container:<its relay>` (relay_argv); no other run has one."""
-    if (policy.network == "filtered") != (network is not None):
+    network: a filtered run's, `container:<its relay>` (relay_argv), or ENGINE_NETWORK for an
+    installer, whose policy has none; no other run has one."""
+    installer = network == ENGINE_NETWORK
+    if installer and (policy.network != "none" or keeper):
+        raise ValueError("an installer is a one-shot run whose policy has no network of its own")
+    if not installer and (policy.network == "filtered") != (network is not None):
         raise ValueError("a filtered run, and only it, runs on its relay's network")
     memory = str(policy.memory)
     return [
@@ -146,8 +155,7 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False, ne
         memory,
         "--cpus",
         f"{policy.cpus:g}",
-        "--network",
-        network or policy.network,
+        *([] if installer else ["--network", network or policy.network]),
         *repeat("--ulimit", (f"nproc={SANDBOX_NPROC}:{SANDBOX_NPROC}", f"nofile={SANDBOX_NOFILE}:{SANDBOX_NOFILE}")),
         # POSIX message queues are accounted per uid across the host: none at all in a sandbox
         "--ulimit",

@@ -110,12 +110,34 @@ class EngineBackend:
         remove: bool,
         backstop_s: int,
     ) -> StreamingProcess | FilteredRun:
-        egress = network = None
-        if spec.policy.egress is not None:
-            from isol8.backends.engine.egress import EgressProxy
+        if spec.policy.egress is None:
+            return self._run(spec, command, stdin, remove, backstop_s, None)
+        from isol8.backends.engine.egress import EgressProxy, FilteredRun
 
-            egress = EgressProxy(self, spec.name, spec.policy.egress, spec.labels)
-            network = egress.start()
+        egress = EgressProxy(self, spec.name, spec.policy.egress, spec.labels)
+        network = egress.start()
+        try:
+            return FilteredRun(self, spec.name, self._run(spec, command, stdin, remove, backstop_s, network), egress)
+        except BaseException:
+            egress.close()
+            raise
+
+    def run_installer(
+        self, spec: ContainerSpec, command: Sequence[str], *, stdin: Iterable[bytes], backstop_s: int
+    ) -> StreamingProcess:
+        if spec.policy.network != "none":
+            raise ValueError("an installer's policy has no network: it gets the engine's default one")
+        return self._run(spec, command, stdin, True, backstop_s, A.ENGINE_NETWORK)
+
+    def _run(
+        self,
+        spec: ContainerSpec,
+        command: Sequence[str],
+        stdin: Iterable[bytes],
+        remove: bool,
+        backstop_s: int,
+        network: str | None,
+    ) -> StreamingProcess:
         argv = A.run_argv(
             self.dialect,
             name=spec.name,
@@ -128,15 +150,7 @@ class EngineBackend:
             network=network,
         )
         reaper.watch(self.dialect, spec.name)
-        if egress is None:
-            return StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd())
-        from isol8.backends.engine.egress import FilteredRun
-
-        try:
-            return FilteredRun(self, spec.name, StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd()), egress)
-        except BaseException:
-            egress.close()
-            raise
+        return StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd())
 
     def start_standby(self, spec: ContainerSpec) -> None:
         if spec.policy.egress is not None:

@@ -21,6 +21,7 @@ def prepare_packages(app: App, request: RunRequest, install: list[str], *, remem
         notice=app.progress if app.stderr.isatty() else (lambda line: None),
         on_failure=lambda output: app.progress("\n".join(output.splitlines()[-25:]).replace("\n", "\nisol8: ")),
         remembered=remembered,
+        strategy=app.args.install_strategy or app.packages().strategy,
     )
 
 

@@ -39,6 +39,10 @@ def cmd_run(app: App) -> int:
     if app.args.out_dir and not app.args.output_path:
         raise UsageError("--out-dir needs --output-path: which files to copy out")
     request = request_from_args(app)
+    if app.args.install_strategy and not app.args.install:
+        raise UsageError("--install-strategy needs --install: which packages to install")
+    if app.args.install_strategy and app.args.host:
+        raise UsageError("--install-strategy is the server's choice (its packages.strategy), not --host's")
     if app.args.install and not app.args.host:  # validate before any engine is chosen: bad specs are usage errors
         from isol8.core.provision import check_install
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from isol8.defaults import RUN
+from isol8.defaults import INSTALL_STRATEGIES, RUN
 from isol8.units import format_duration, format_size
 
 RUNTIMES = ("python", "node", "bun", "deno", "bash")
@@ -189,6 +189,13 @@ def _packages(p: argparse.ArgumentParser) -> None:
         help="package to provide (repeatable, comma-separated too): numpy==2.1.3, 'requests[socks]>=2.31', "
         "lodash@4, @scope/pkg@^1, npm:zod@3, jsr:@std/path. An image that has them is used as is; "
         "otherwise one is built once, cached, and found by later runs. The program still runs with --net",
+    )
+    pkg.add_argument(
+        "--install-strategy",
+        choices=INSTALL_STRATEGIES,
+        help="image (the default, or the config's packages.strategy): the cached image above; runtime: "
+        "installed into this run's /sandbox by an installer container on the engine's default network, "
+        "every run, with no image built (the program's network is still --net's)",
     )
 
 

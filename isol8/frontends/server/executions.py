@@ -12,8 +12,12 @@ from isol8.core.runner import Chunk, Execution, RunRequest, RunResult
 from isol8.errors import Isol8Error, OutputFilesError, RequestError
 from isol8.frontends import wire
 from isol8.frontends.server import sessions
-from isol8.frontends.server.policy import prepare
+from isol8.frontends.server.policy import build_run, install_specs, prepare, provide_packages
 from isol8.frontends.server.state import ServerState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from isol8.ecosystems import Spec
 
 Item = Chunk | RunResult
 
@@ -41,10 +45,17 @@ def _fresh(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iter
 def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iterator[Item]:
     """Run one request in its named session (created on first use): chunks, then the result."""
     session_id = sessions.check_id(body.get("sessionId"))
-    run = prepare(state, body, files_dir)
-    session = state.sessions.get_or_create(session_id, run)
+    run, install = build_run(state, body, files_dir)
+    specs, asked_image = install_specs(run, install), run.image
+    provided: tuple[Spec, ...] = ()
+    if specs and state.packages.strategy == "image" and state.sessions.find(session_id) is None:
+        run, provided = provide_packages(state, run, install, "image"), specs  # a new session's image has them
+    session = state.sessions.get_or_create(session_id, run, asked_image, provided)
     run = run._replace(keep_background=session.keep_background)  # the session's, from its first request
     with session.lock:
+        # what its container lacks is installed into it (the container never gets a network)
+        state.sessions.add_packages(session, run, specs, state.packages)
+        run = run._replace(env={**session.env, **run.env})
         execution = Execution(state.backend, run, container=session.container)
         ended = True
         try:

@@ -15,6 +15,10 @@ from isol8.errors import LimitRefused, RequestError, UsageError
 from isol8.frontends import wire
 from isol8.frontends.server.state import ServerState
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from isol8.ecosystems import Spec
+
 
 def _write_files(files: Mapping[str, bytes], into: Path) -> None:
     for raw, data in files.items():
@@ -89,13 +93,39 @@ def build_run(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> t
 
 
 def prepare(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> RunRequest:
-    """The request to run: checked, and with its packages provided (an image that has them)."""
+    """The request to run: checked, and with its packages provided (packages.strategy: an image
+    that has them, or installed into its sandbox)."""
     run, install = build_run(state, body, files_dir)
+    return provide_packages(state, run, install, state.packages.strategy)
+
+
+def provide_packages(state: ServerState, run: RunRequest, install: tuple[str, ...], strategy: str) -> RunRequest:
     if not install:
         return run
     from isol8.core.provision import provide
 
     try:
-        return provide(state.backend, run, install, base_images=state.config.base_images, registry=state.packages)
+        return provide(
+            state.backend,
+            run,
+            install,
+            base_images=state.config.base_images,
+            registry=state.packages,
+            strategy=strategy,
+        )
+    except UsageError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+def install_specs(run: RunRequest, install: tuple[str, ...]) -> tuple[Spec, ...]:
+    """A request's packages, parsed (400 for a bad spec, or a runtime that has no installs)."""
+    if not install:
+        return ()
+    from isol8.core.provision import check_install
+    from isol8.ecosystems import parse_specs
+
+    try:
+        check_install(run.runtime, install)
+        return parse_specs(run.runtime, install)
     except UsageError as exc:
         raise RequestError(400, str(exc)) from None

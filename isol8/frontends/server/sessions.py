@@ -6,6 +6,7 @@ import posixpath
 import re
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,8 +14,13 @@ from isol8 import labels as L
 from isol8.backends.base import Backend
 from isol8.core.runner import RunRequest
 from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec
+from isol8.ecosystems import Spec
 from isol8.errors import EngineError, FileTooLarge, Isol8Error, RequestError
 from isol8.log import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from isol8.config import PackageSettings
 
 log = get_logger(__name__)
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -45,6 +51,9 @@ class Session:
     runtime: str
     keep_background: bool = False
     image: str = ""  # the image its container runs: its first request's
+    provided: frozenset[Spec] = frozenset()  # the packages it has: its image's, then those installed into it
+    installed: tuple[Spec, ...] = ()  # those installed at run time (isol8.core.installs), in /sandbox
+    env: Mapping[str, str] = field(default_factory=dict)  # what makes its programs find them
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)  # for expiry: the monotonic clock
     last_access: float = field(default_factory=time.time)  # for listings: the wall clock
@@ -61,6 +70,7 @@ class Session:
             "runtime": self.runtime,
             "keepBackground": self.keep_background,
             "busy": busy,
+            "packages": sorted(s.text for s in self.provided),
             "isActive": busy,  # the original isol8's name
             "idleSeconds": round(time.monotonic() - self.last_used, 1),
             "lastAccessedAt": timestamp(self.last_access),
@@ -90,27 +100,51 @@ class Sessions:
             raise RequestError(404, f"Session not found: {session_id}")
         return session
 
-    def get_or_create(self, session_id: str, run: RunRequest) -> Session:
+    def find(self, session_id: str) -> Session | None:
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    def get_or_create(
+        self, session_id: str, run: RunRequest, asked_image: str | None, provided: Iterable[Spec] = ()
+    ) -> Session:
+        """The session, started with run's image (which has `provided`) if it is new; asked_image:
+        the image the request named itself, which a running session's must be."""
         with self._lock:
             session = self._sessions.get(session_id)
             created = session is None
             if session is None:
                 name = L.container_name("session")
                 image = run.image or self.backend.local_image(run.runtime.image)
-                session = Session(session_id, name, run.runtime.name, run.keep_background, image)
+                session = Session(session_id, name, run.runtime.name, run.keep_background, image, frozenset(provided))
                 self._sessions[session_id] = session
         if created:
             self._start(session, run)
         elif session.runtime != run.runtime.name:
             raise RequestError(409, f"session {session_id} runs {session.runtime}, not {run.runtime.name}")
-        elif run.image is not None and run.image != session.image:
-            # a later request's packages (or image) are not in the session's container: refused, never ignored
-            raise RequestError(
-                409,
-                f"session {session_id} runs {session.image}, which lacks what this request asks for "
-                f"(its packages are in {run.image}): ask for them in the session's first request",
-            )
+        elif asked_image is not None and asked_image != session.image:
+            raise RequestError(409, f"session {session_id} runs {session.image}, not {asked_image}")
         return session
+
+    def add_packages(self, session: Session, run: RunRequest, specs: Sequence[Spec], registry: PackageSettings) -> None:
+        """Install into the session (its lock held) the specs it lacks: the union of its run-time
+        installs is installed afresh and replaces the earlier one. On failure the session is unchanged,
+        unless the new tree could not be unpacked, which ends it."""
+        missing = [s for s in specs if s not in session.provided]
+        if not missing:
+            return
+        from isol8.core.installs import install_tree, replace_in
+
+        union = tuple(sorted({*session.installed, *missing}))
+        tree = install_tree(
+            self.backend, run.runtime, session.image, union, policy=run.policy, registry=registry, labels=run.labels
+        )
+        try:
+            replace_in(self.backend, session.container, tree)
+        except Isol8Error:
+            self.remove(session.id)
+            raise
+        session.installed, session.env = union, dict(tree.env)
+        session.provided = session.provided | set(missing)
 
     def _start(self, session: Session, run: RunRequest) -> None:
         labels = {L.SERVER_ID: self.server_id, L.SESSION_ID: session.id, **L.run_labels(session.container)}

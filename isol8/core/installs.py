@@ -1,0 +1,165 @@
+"""Run-time installs (`--install-strategy runtime`, a session's later packages): the packages are
+installed by a one-shot installer container of the sandbox's own image, on the network the engine's
+builds have, and its installed folder travels into the sandbox as files. The sandbox itself never
+gets a network: no program, and no process an earlier execution of a session left behind, can
+reach out while the packages are fetched."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+from isol8 import ecosystems
+from isol8 import labels as L
+from isol8.core.sandbox import ContainerSpec, SandboxPolicy
+from isol8.ecosystems import CONTEXT_DIR, Spec
+from isol8.errors import EngineError, ImageMissing, ImageNotFound, RunFailed, UsageError
+from isol8.log import get_logger
+from isol8.runtimes import Runtime
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from isol8.backends.base import Backend
+    from isol8.config import PackageSettings
+
+log = get_logger(__name__)
+
+INSTALL_TIMEOUT_S = 600  # an install's own limit: the run's time limit is the program's
+STDERR_KEPT = 64 * 1024  # of the installer's words, the end is what explains a failure
+# bash -c INSTALLER isol8-install DIRECTORY COMMAND: the context files from stdin into CONTEXT_DIR,
+# the ecosystem's fixed COMMAND (its words on stderr), then /sandbox/DIRECTORY as a tar on stdout.
+INSTALLER = f"""
+mkdir -p {CONTEXT_DIR} && tar -x -f - -C {CONTEXT_DIR} || {{ echo "isol8: no install files" >&2; exit 125; }}
+cd /sandbox && bash -c "$2" >&2 || exit
+mkdir -p -- "/sandbox/$1" && tar -c -f - -C /sandbox -- "$1"
+"""
+# bash -c REPLACE isol8-packages DIRECTORY, as the sandbox user in a session: its earlier run-time
+# installs give way to the new tree (the union of all of them) on stdin
+REPLACE = 'rm -rf -- "/sandbox/$1" && tar -x -f - -C /sandbox'
+
+
+class PackageTree(NamedTuple):
+    """Installed packages as a tar of /sandbox/`directory`; `env` makes the program find them."""
+
+    specs: tuple[Spec, ...]
+    directory: str
+    tar: bytes
+    env: Mapping[str, str]
+
+
+def refusal(runtime: Runtime) -> str | None:
+    return ecosystems.of(runtime).RUN_TIME_REFUSAL
+
+
+def install_tree(
+    backend: Backend,
+    runtime: Runtime,
+    image: str,
+    specs: Sequence[Spec],
+    *,
+    policy: SandboxPolicy,
+    registry: PackageSettings,
+    progress: Callable[[str], None] | None = None,
+    timeout_s: int = INSTALL_TIMEOUT_S,
+    labels: Mapping[str, str] | None = None,
+) -> PackageTree:
+    """Install specs with the image's own installer, within policy's limits (memory, pids, and
+    /sandbox's size, which bounds the tree); RunFailed with the installer's last words if it fails."""
+    plugin = ecosystems.of(runtime)
+    if plugin.RUN_TIME_REFUSAL:
+        raise UsageError(plugin.RUN_TIME_REFUSAL)
+    ca = registry.ca_file()
+    installer = plugin.runtime_installer(runtime, registry, ca is not None)
+    files = {name: text.encode() for name, text in plugin.context_files(specs, (), registry).items()}
+    if ca is not None:
+        files["ca.pem"] = ca.read_bytes()
+    name = L.container_name("install")
+    tags = {**L.run_labels(name), L.RUNTIME: runtime.name, **(labels or {})}
+    spec = ContainerSpec(name, image, policy._replace(network="none", egress=None), tags)
+    command = ["-c", INSTALLER, "isol8-install", installer.directory, installer.command]
+    argv, code, tree, said = _collect(backend, spec, command, _tar(files), policy.sandbox_size, progress, timeout_s)
+    if code != 0:
+        words = said.decode("utf-8", "replace").strip()
+        if isinstance(backend.classify(argv, code, "", words), ImageNotFound):
+            raise ImageMissing(argv, 125, "", words, message=f"image {image} not found", hint="run `isol8 setup`")
+        raise RunFailed(argv, 125, "", words, message=f"package install failed (exit {code}): {_last_line(words)}")
+    log.debug("installed %s into /sandbox/%s: %d bytes", [s.text for s in specs], installer.directory, len(tree))
+    return PackageTree(tuple(specs), installer.directory, tree, installer.env)
+
+
+def _collect(
+    backend: Backend,
+    spec: ContainerSpec,
+    command: Sequence[str],
+    stdin: bytes,
+    limit: int,
+    progress: Callable[[str], None] | None,
+    timeout_s: int,
+) -> tuple[tuple[str, ...], int, bytes, bytes]:
+    """(argv, exit status, stdout, the end of stderr) of the installer; the container is gone afterwards."""
+    out, said = bytearray(), bytearray()
+    deadline = time.monotonic() + timeout_s
+    code: int | None = None
+    argv: tuple[str, ...] = ()
+    try:
+        with backend.run_installer(spec, command, stdin=[stdin], backstop_s=timeout_s) as proc:
+            argv = proc.argv
+            for stream, data in proc.chunks(deadline):
+                if stream == "stdout":
+                    out += data
+                    if len(out) > limit:
+                        raise RunFailed(proc.argv, 125, message=f"the packages exceed /sandbox's {limit} bytes")
+                    continue
+                said = (said + data)[-STDERR_KEPT:]
+                if progress:
+                    for line in data.decode("utf-8", "replace").splitlines():
+                        progress(line)
+            code = proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
+            if code is None:
+                raise RunFailed(proc.argv, 124, message=f"package install took longer than {timeout_s}s")
+    finally:
+        if code == 0:
+            backend.disown([spec.name])  # gone with the engine's --rm
+        else:
+            try:
+                backend.remove_containers([spec.name])
+            except EngineError as exc:
+                log.warning("could not remove installer %s: %s", spec.name, exc)
+    assert code is not None  # a wait that timed out raised
+    return argv, code, bytes(out), bytes(said)
+
+
+def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: float = 120) -> None:
+    """Unpack tree into a standby container's /sandbox (a session), in place of its earlier one."""
+    said = bytearray()
+    with backend.exec(container, ["-c", REPLACE, "isol8-packages", tree.directory], stdin=[tree.tar]) as proc:
+        deadline = time.monotonic() + timeout_s
+        for stream, data in proc.chunks(deadline):
+            if stream == "stderr":
+                said = (said + data)[-STDERR_KEPT:]
+        code = proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
+    if code != 0:
+        words = said.decode("utf-8", "replace").strip()
+        raise RunFailed(
+            proc.argv, 125, "", words, message=f"the installed packages could not be unpacked: {_last_line(words)}"
+        )
+
+
+def _tar(files: Mapping[str, bytes]) -> bytes:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _last_line(words: str) -> str:
+    lines = [line for line in words.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
