@@ -66,7 +66,10 @@ def install_tree(
     labels: Mapping[str, str] | None = None,
 ) -> PackageTree:
     """Install specs with the image's own installer, within policy's limits (memory, pids, and
-    /sandbox's size, which bounds the tree); RunFailed with the installer's last words if it fails."""
+    /sandbox's size); RunFailed with the installer's last words if it fails.
+
+    The tree is held in memory on its way into the sandbox, where it takes as much of /sandbox
+    (a tmpfs: memory too), so it may be no larger than the smaller of the two limits."""
     plugin = ecosystems.of(runtime)
     if plugin.RUN_TIME_REFUSAL:
         raise UsageError(plugin.RUN_TIME_REFUSAL)
@@ -79,7 +82,8 @@ def install_tree(
     tags = {**L.run_labels(name), L.RUNTIME: runtime.name, **(labels or {})}
     spec = ContainerSpec(name, image, policy._replace(network="none", egress=None), tags)
     command = ["-c", INSTALLER, "isol8-install", installer.directory, installer.command]
-    argv, code, tree, said = _collect(backend, spec, command, _tar(files), policy.sandbox_size, progress, timeout_s)
+    limit = min(policy.sandbox_size, policy.memory)
+    argv, code, tree, said = _collect(backend, spec, command, _tar(files), limit, progress, timeout_s)
     if code != 0:
         words = said.decode("utf-8", "replace").strip()
         if isinstance(backend.classify(argv, code, "", words), ImageNotFound):
@@ -99,7 +103,9 @@ def _collect(
     timeout_s: int,
 ) -> tuple[tuple[str, ...], int, bytes, bytes]:
     """(argv, exit status, stdout, the end of stderr) of the installer; the container is gone afterwards."""
-    out, said = bytearray(), bytearray()
+    out: list[bytes] = []
+    size = 0
+    said = bytearray()
     deadline = time.monotonic() + timeout_s
     code: int | None = None
     argv: tuple[str, ...] = ()
@@ -108,9 +114,12 @@ def _collect(
             argv = proc.argv
             for stream, data in proc.chunks(deadline):
                 if stream == "stdout":
-                    out += data
-                    if len(out) > limit:
-                        raise RunFailed(proc.argv, 125, message=f"the packages exceed /sandbox's {limit} bytes")
+                    out.append(data)
+                    size += len(data)
+                    if size > limit:
+                        raise RunFailed(
+                            proc.argv, 125, message=f"the installed packages exceed {limit} bytes (/sandbox or memory)"
+                        )
                     continue
                 said = (said + data)[-STDERR_KEPT:]
                 if progress:
@@ -128,7 +137,7 @@ def _collect(
             except EngineError as exc:
                 log.warning("could not remove installer %s: %s", spec.name, exc)
     assert code is not None  # a wait that timed out raised
-    return argv, code, bytes(out), bytes(said)
+    return argv, code, b"".join(out), bytes(said)
 
 
 def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: float = 120) -> None:

@@ -92,7 +92,7 @@ def build(state: ServerState) -> MCPServer:
     ) -> dict[str, Any]:
         """Run code (or a bash command, `cmd`) once in a fresh locked-down sandbox.
 
-        runtime: python, node, bun, deno or bash. packages: installed first (pip, npm or apt).
+        runtime: python, node, bun, deno or bash. packages: installed first (pip, npm or deno's npm:/jsr:).
         files: /sandbox paths -> text, written before the run. output_paths: /sandbox files or
         patterns to return (base64, in `files`). Limits may only tighten the server's. Returns
         stdout, stderr, exitCode, timedOut, oomKilled, usage and the rest of isol8's result."""
@@ -127,7 +127,9 @@ def _session_tools(app: MCPServer, state: ServerState) -> None:
         env: dict[str, str] | None = None,
         timeout_ms: int | None = None,
     ) -> dict[str, Any]:
-        """Run code (or a bash command, `cmd`) in a session, in its runtime; same result as `execute`."""
+        """Run code (or a bash command, `cmd`) in a session, in its runtime; same result as `execute`.
+
+        packages: those the session lacks are installed into it first, and stay for later executions."""
         body = _body(code, cmd, runtime, packages, None, output_paths, stdin, env, timeout_ms, None)
         result: dict[str, Any] = await _call(executions.execute, state, {**body, "sessionId": session_id})
         return result
