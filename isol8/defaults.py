@@ -31,7 +31,13 @@ DEFAULTS: dict[str, Any] = {
     "network": {"whitelist": [], "blacklist": [], "allowPrivate": [], "hosts": {}},
     "outputFiles": {"maxFileSize": "16m", "maxTotalSize": "64m"},
     "security": {"seccompProfile": None},
-    "packages": {"pipIndexUrl": None, "npmRegistry": None, "caBundle": "auto", "strategy": "image"},
+    "packages": {
+        "pipIndexUrl": None,
+        "npmRegistry": None,
+        "caBundle": "auto",
+        "strategy": "image",
+        "installTimeoutMs": 300_000,
+    },
     "server": {
         "allowHostNetwork": False,
         "allowedHosts": [],

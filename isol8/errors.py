@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from isol8.status import ExitStatus
 
@@ -117,6 +118,15 @@ class RunFailed(EngineError):
     """isol8 or the engine failed before the program ran (exit 125, as `docker run`)."""
 
     exit_status = ExitStatus.ENGINE_FAILURE
+
+
+class PackagesNotUnpacked(RunFailed):
+    """Run-time installed packages that could not be unpacked into a session's container;
+    `unchanged`: it still has what it had (they did not fit), else it lost its earlier ones."""
+
+    def __init__(self, *args: Any, unchanged: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unchanged = unchanged
 
 
 class PayloadTooLarge(Isol8Error):

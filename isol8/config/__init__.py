@@ -95,6 +95,11 @@ class PackageSettings(NamedTuple):
     npm_registry: str | None = None
     ca_bundle: str | None = None
     strategy: str = "image"  # INSTALL_STRATEGIES: a cached image with the packages, or installs into the sandbox
+    install_timeout_ms: int = 300_000  # a run-time install's own time limit (the run's is the program's)
+
+    @property
+    def install_timeout_s(self) -> int:
+        return -(-self.install_timeout_ms // 1000)
 
     def ca_file(self) -> Path | None:
         from pathlib import Path  # only for builds: the run path never needs pathlib
@@ -213,6 +218,7 @@ class Config:
             section.get("npmRegistry"),
             section.get("caBundle") or DEFAULTS["packages"]["caBundle"],  # null: the built-in default
             section.get("strategy") or DEFAULTS["packages"]["strategy"],
+            units.duration_ms(section.get("installTimeoutMs") or DEFAULTS["packages"]["installTimeoutMs"]),
         )
 
     @property

@@ -137,6 +137,7 @@ SCHEMA: dict[str, Any] = {
         "npmRegistry": _nullable(_STR),
         "caBundle": _nullable(_STR),
         "strategy": _choice(*INSTALL_STRATEGIES),
+        "installTimeoutMs": units.duration_ms,
     },
     "server": {
         "allowHostNetwork": _BOOL,

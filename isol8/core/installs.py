@@ -15,7 +15,7 @@ from isol8 import ecosystems
 from isol8 import labels as L
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.ecosystems import CONTEXT_DIR, Spec
-from isol8.errors import EngineError, ImageMissing, ImageNotFound, RunFailed, UsageError
+from isol8.errors import EngineError, ImageMissing, PackagesNotUnpacked, RunFailed, UsageError
 from isol8.log import get_logger
 from isol8.runtimes import Runtime
 
@@ -26,18 +26,29 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-INSTALL_TIMEOUT_S = 600  # an install's own limit: the run's time limit is the program's
 STDERR_KEPT = 64 * 1024  # of the installer's words, the end is what explains a failure
-# bash -c INSTALLER isol8-install DIRECTORY COMMAND: the context files from stdin into CONTEXT_DIR,
-# the ecosystem's fixed COMMAND (its words on stderr), then /sandbox/DIRECTORY as a tar on stdout.
+SYSTEM_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# bash -c INSTALLER isol8-install DIRECTORY COMMAND BACKSTOP: a watchdog that ends everything after
+# BACKSTOP seconds, the context files from stdin into CONTEXT_DIR, the ecosystem's fixed COMMAND
+# (its words on stderr), then /sandbox/DIRECTORY as a tar on stdout.
 INSTALLER = f"""
+{SYSTEM_PATH}
+(sleep "$3"; kill -KILL -1) >/dev/null 2>&1 </dev/null &
 mkdir -p {CONTEXT_DIR} && tar -x -f - -C {CONTEXT_DIR} || {{ echo "isol8: no install files" >&2; exit 125; }}
 cd /sandbox && bash -c "$2" >&2 || exit
 mkdir -p -- "/sandbox/$1" && tar -c -f - -C /sandbox -- "$1"
 """
-# bash -c REPLACE isol8-packages DIRECTORY, as the sandbox user in a session: its earlier run-time
-# installs give way to the new tree (the union of all of them) on stdin
-REPLACE = 'rm -rf -- "/sandbox/$1" && tar -x -f - -C /sandbox'
+# bash -c REPLACE isol8-packages DIRECTORY, as the sandbox user in a session (with the system's
+# tools, never ones the session put on its PATH): the new tree (the union of all its run-time
+# installs) is unpacked aside, then takes the earlier one's place. Exit 3: it did not fit, and the
+# session is as it was; any other failure leaves it without its packages.
+REPLACE = f"""
+{SYSTEM_PATH}
+new=/sandbox/.isol8-new
+rm -rf -- "$new" && mkdir -- "$new" && tar -x -f - -C "$new" || {{ rm -rf -- "$new"; exit 3; }}
+rm -rf -- "/sandbox/$1" && mv -- "$new/$1" "/sandbox/$1" && rmdir -- "$new"
+"""
+NOT_UNPACKED = 3
 
 
 class PackageTree(NamedTuple):
@@ -49,10 +60,6 @@ class PackageTree(NamedTuple):
     env: Mapping[str, str]
 
 
-def refusal(runtime: Runtime) -> str | None:
-    return ecosystems.of(runtime).RUN_TIME_REFUSAL
-
-
 def install_tree(
     backend: Backend,
     runtime: Runtime,
@@ -61,8 +68,8 @@ def install_tree(
     *,
     policy: SandboxPolicy,
     registry: PackageSettings,
+    timeout_s: int,
     progress: Callable[[str], None] | None = None,
-    timeout_s: int = INSTALL_TIMEOUT_S,
     labels: Mapping[str, str] | None = None,
 ) -> PackageTree:
     """Install specs with the image's own installer, within policy's limits (memory, pids, and
@@ -73,6 +80,8 @@ def install_tree(
     plugin = ecosystems.of(runtime)
     if plugin.RUN_TIME_REFUSAL:
         raise UsageError(plugin.RUN_TIME_REFUSAL)
+    if backend.image(image) is None:  # asked here: what the installer prints is the packages' to choose
+        raise ImageMissing(("install",), 125, message=f"image {image} not found", hint="run `isol8 setup`")
     ca = registry.ca_file()
     installer = plugin.runtime_installer(runtime, registry, ca is not None)
     files = {name: text.encode() for name, text in plugin.context_files(specs, (), registry).items()}
@@ -81,13 +90,11 @@ def install_tree(
     name = L.container_name("install")
     tags = {**L.run_labels(name), L.RUNTIME: runtime.name, **(labels or {})}
     spec = ContainerSpec(name, image, policy._replace(network="none", egress=None), tags)
-    command = ["-c", INSTALLER, "isol8-install", installer.directory, installer.command]
+    command = ["-c", INSTALLER, "isol8-install", installer.directory, installer.command, str(timeout_s + 5)]
     limit = min(policy.sandbox_size, policy.memory)
     argv, code, tree, said = _collect(backend, spec, command, _tar(files), limit, progress, timeout_s)
     if code != 0:
         words = said.decode("utf-8", "replace").strip()
-        if isinstance(backend.classify(argv, code, "", words), ImageNotFound):
-            raise ImageMissing(argv, 125, "", words, message=f"image {image} not found", hint="run `isol8 setup`")
         raise RunFailed(argv, 125, "", words, message=f"package install failed (exit {code}): {_last_line(words)}")
     log.debug("installed %s into /sandbox/%s: %d bytes", [s.text for s in specs], installer.directory, len(tree))
     return PackageTree(tuple(specs), installer.directory, tree, installer.env)
@@ -125,8 +132,10 @@ def _collect(
                 if progress:
                     for line in data.decode("utf-8", "replace").splitlines():
                         progress(line)
+            # the pipes ended (both, unless the deadline cut the reading short: then it is a timeout)
             code = proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
-            if code is None:
+            if code is None or time.monotonic() >= deadline:
+                code = None
                 raise RunFailed(proc.argv, 124, message=f"package install took longer than {timeout_s}s")
     finally:
         if code == 0:
@@ -141,7 +150,8 @@ def _collect(
 
 
 def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: float = 120) -> None:
-    """Unpack tree into a standby container's /sandbox (a session), in place of its earlier one."""
+    """Unpack tree into a standby container's /sandbox (a session), in place of its earlier one;
+    PackagesNotUnpacked if it could not, which says whether the container kept what it had."""
     said = bytearray()
     with backend.exec(container, ["-c", REPLACE, "isol8-packages", tree.directory], stdin=[tree.tar]) as proc:
         deadline = time.monotonic() + timeout_s
@@ -149,11 +159,11 @@ def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: f
             if stream == "stderr":
                 said = (said + data)[-STDERR_KEPT:]
         code = proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
-    if code != 0:
-        words = said.decode("utf-8", "replace").strip()
-        raise RunFailed(
-            proc.argv, 125, "", words, message=f"the installed packages could not be unpacked: {_last_line(words)}"
-        )
+    if code == 0 and time.monotonic() < deadline:
+        return
+    words = said.decode("utf-8", "replace").strip() or "it took too long"
+    message = f"the installed packages could not be unpacked: {_last_line(words)}"
+    raise PackagesNotUnpacked(proc.argv, 125, "", words, message=message, unchanged=code == NOT_UNPACKED)
 
 
 def _tar(files: Mapping[str, bytes]) -> bytes:

@@ -215,6 +215,7 @@ class Payload(NamedTuple):
     code: bytes
     code_name: str
     sandbox_bytes: int  # what the files take in /sandbox once unpacked
+    packages: bytes = b""  # run-time installed packages: a tar sent before `tar` (one archive after another)
 
     def header(self, nonce: str, env_count: int, reap: bool = True, outputs: int = 0, out_max: int = 0) -> bytes:
         if self.tar:
@@ -225,7 +226,8 @@ class Payload(NamedTuple):
             mode = "read"
         else:
             mode = "head"
-        fields = (nonce, len(self.tar), len(self.code), mode, self.code_name, env_count, int(reap), outputs, out_max)
+        tar_size = len(self.packages) + len(self.tar)
+        fields = (nonce, tar_size, len(self.code), mode, self.code_name, env_count, int(reap), outputs, out_max)
         return " ".join(map(str, fields)).encode() + b"\n"
 
 
@@ -242,7 +244,7 @@ def make_payload(
     if files_dir is None and not extra and not packages:
         return Payload(b"", code, code_name, sandbox_bytes(len(code)))
     tar, used = build_tar(files_dir, code_name, code, extra=extra)
-    return Payload(packages + tar, b"", code_name, used + len(packages))
+    return Payload(tar, b"", code_name, used + len(packages), packages)
 
 
 def env_block(env: Mapping[str, str]) -> bytes:
@@ -264,7 +266,7 @@ def stdin_stream(
     out_max the most tar bytes to send back."""
     head = payload.header(nonce, len(env), reap, len(outputs), out_max) + env_block(env)
     yield head + b"".join(p.encode() + b"\0" for p in outputs)
-    for part in (payload.tar, payload.code):
+    for part in (payload.packages, payload.tar, payload.code):
         if part:
             yield part
     yield from user_stdin

@@ -104,6 +104,7 @@ def install_at_run_time(
             specs,
             policy=request.policy,
             registry=registry,
+            timeout_s=registry.install_timeout_s,
             progress=out.debug,
             labels=request.labels,
         )

@@ -100,7 +100,9 @@ class Execution:
         if request.setup is not None:
             interpreter = [*payload.setup_first(f"{SANDBOX_DIR}/{payload.SETUP_NAME}"), *interpreter]
         self._check_fits(request)
-        self.backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S
+        # unpacking run-time installed packages comes before the program: a second per 8 MiB of them
+        unpack_s = len(request.packages) >> 23
+        self.backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S + unpack_s
         self.command = [
             "-c",
             payload.WRAPPER,

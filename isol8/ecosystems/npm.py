@@ -107,13 +107,14 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
 
 def runtime_installer(runtime: Runtime, registry: Registry, ca: bool) -> Installer:
     """The install of an image's PREFIX, made beside and moved to /sandbox/node_modules: the folder
-    that both require() and import (which ignores NODE_PATH) search for a program in /sandbox."""
+    that both require() and import (which ignores NODE_PATH) search for a program in /sandbox.
+    No package's own scripts (install, postinstall) run in the installer."""
     env = f"NODE_EXTRA_CA_CERTS={CONTEXT_DIR}/ca.pem " if ca else ""
     copy_npmrc = f" && cp {CONTEXT_DIR}/npmrc .npmrc" if registry.npm_registry else ""
     return Installer(
         "node_modules",
         f"mkdir -p {STAGING} && cd {STAGING} && cp {CONTEXT_DIR}/package.json .{copy_npmrc}"
-        f" && {env}{_tools(runtime).install} && mv node_modules /sandbox/node_modules",
+        f" && {env}{_tools(runtime).install} --ignore-scripts && mv node_modules /sandbox/node_modules",
     )
 
 

@@ -89,14 +89,16 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
 
 
 def runtime_installer(runtime: Runtime, registry: Registry, ca: bool) -> Installer:
-    """pip's user scheme: /sandbox/.local, which the runtime's image already names (PYTHONUSERBASE)."""
+    """pip's user scheme: /sandbox/.local, which the runtime's image already names (PYTHONUSERBASE).
+
+    Wheels only: no package's own code (a setup.py, a build backend) runs in the installer."""
     env = f"PIP_CERT={CONTEXT_DIR}/ca.pem " if ca else ""
     if registry.pip_index_url:
         env += f"PIP_CONFIG_FILE={CONTEXT_DIR}/pip.conf "
     return Installer(
         ".local",
-        f"{env}PYTHONUSERBASE=/sandbox/.local python3 -m pip install --user --no-cache-dir --disable-pip-version-check "
-        f"--no-warn-script-location -r {CONTEXT_DIR}/requirements.txt",
+        f"{env}PYTHONUSERBASE=/sandbox/.local python3 -m pip install --user --only-binary=:all: --no-cache-dir "
+        f"--disable-pip-version-check --no-warn-script-location -r {CONTEXT_DIR}/requirements.txt",
         {"PYTHONUSERBASE": "/sandbox/.local"},
     )
 

@@ -117,14 +117,16 @@ def test_packages_bigger_than_the_sandbox_are_a_clear_error(isol8: Isol8) -> Non
     assert "No space left on device" in done.stderr or "installed packages exceed" in done.stderr, done.stderr
 
 
-def test_an_interrupted_install_leaves_no_installer_behind(engine: str) -> None:
-    """SIGINT while the installer fetches: isol8 removes it (the reaper would, were isol8 killed)."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_install_leaves_no_installer_behind(engine: str, signum: int) -> None:
+    """A signal while the installer fetches: isol8 removes it, and says so."""
     proc = start_run(engine, *RUNTIME, "--install", "requests,six,idna,certifi", "-e", "print('never')")
     deadline = time.monotonic() + 60
     while not [c for c in isol8_containers(engine, proc.pid)] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert isol8_containers(engine, proc.pid), "the installer never started"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "never" not in out, err
+    assert (proc.returncode, out) == (128 + signum, ""), err
+    assert "received; the container was removed" in err
     assert_no_containers(engine)

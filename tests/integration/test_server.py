@@ -771,3 +771,47 @@ def test_a_failed_install_into_a_session_is_an_error_and_the_session_lives_on(se
         assert still["stdout"] == "1\n"  # the session itself is untouched
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
+
+
+def test_a_package_asked_again_with_another_version_replaces_it_in_the_session(server: Server) -> None:
+    sid = f"pkgver-{os.getpid()}-{server.engine}"
+    client = server.client()
+    ask = "import six; print(six.__version__)"
+    try:
+        first = client.execute(
+            {"sessionId": sid, "request": {"code": ask, "runtime": "python", "installPackages": ["six==1.16.0"]}}
+        )
+        assert first["stdout"] == "1.16.0\n", first
+        # the session's own run-time installs, reinstalled with this one: six==1.16.0 gives way
+        second = client.execute(
+            {"sessionId": sid, "request": {"code": ask, "runtime": "python", "installPackages": ["six==1.17.0"]}}
+        )
+        assert second["stdout"] == "1.17.0\n", second
+        listing = _session_call(server, "GET", "/sessions")
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
+    (mine,) = [s for s in listing["sessions"] if s["id"] == sid]  # type: ignore[union-attr]
+    assert mine["packages"] == ["six==1.17.0"]
+
+
+def test_packages_that_do_not_fit_beside_the_sessions_files_leave_the_session_as_it_was(server: Server) -> None:
+    """The installer's sandbox is as large as the session's but empty: the tree is made, then found
+    not to fit in the session beside its files, which are all still there afterwards."""
+    sid = f"pkgfull-{os.getpid()}-{server.engine}"
+    client = server.client()
+    fill = "open('filler', 'wb').write(b'x' * (2 * 1024 * 1024 - 48 * 1024)); print('full')"
+    try:
+        first = client.execute(
+            {"sessionId": sid, "request": {"code": fill, "runtime": "python"}, "options": {"sandboxSize": "2m"}}
+        )
+        assert first["stdout"] == "full\n", first
+        with pytest.raises(RemoteError, match="could not be unpacked") as caught:
+            client.execute(
+                {"sessionId": sid, "request": {"code": "print(1)", "runtime": "python", "installPackages": ["six"]}}
+            )
+        assert caught.value.status == 500
+        left = "import os; print(os.path.getsize('filler'), sorted(os.listdir('.')))"
+        still = client.execute({"sessionId": sid, "request": {"code": left, "runtime": "python"}})
+        assert still["stdout"] == f"{2 * 1024 * 1024 - 48 * 1024} ['filler', 'main.py']\n", still
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")

@@ -280,8 +280,8 @@ def test_install_lines(runtime: str, registry: PackageSettings, ca: bool, lines:
 
 
 PIP_USER = (
-    "PYTHONUSERBASE=/sandbox/.local python3 -m pip install --user --no-cache-dir --disable-pip-version-check "
-    f"--no-warn-script-location -r {CTX}/requirements.txt"
+    "PYTHONUSERBASE=/sandbox/.local python3 -m pip install --user --only-binary=:all: --no-cache-dir "
+    f"--disable-pip-version-check --no-warn-script-location -r {CTX}/requirements.txt"
 )
 DENO_SEED = (
     'mkdir -p .deno && { [ "${DENO_DIR:-/sandbox/.deno}" = /sandbox/.deno ] || [ ! -d "$DENO_DIR" ] || '
@@ -291,6 +291,7 @@ DENO_RUNTIME_CACHE = f"DENO_DIR=/sandbox/.deno deno cache {CTX}/deps.ts"
 DENO_ENV = {"DENO_DIR": "/sandbox/.deno"}
 STAGE = "mkdir -p /sandbox/.isol8-install && cd /sandbox/.isol8-install"
 MOVE = "mv node_modules /sandbox/node_modules"
+COPY = f"cp {CTX}/package.json ."
 
 
 @pytest.mark.parametrize(
@@ -311,7 +312,7 @@ MOVE = "mv node_modules /sandbox/node_modules"
             "node",
             NO_REGISTRY,
             False,
-            Installer("node_modules", f"{STAGE} && cp {CTX}/package.json . && {NPM_INSTALL} && {MOVE}"),
+            Installer("node_modules", f"{STAGE} && {COPY} && {NPM_INSTALL} --ignore-scripts && {MOVE}"),
         ),
         (
             "node",
@@ -320,14 +321,14 @@ MOVE = "mv node_modules /sandbox/node_modules"
             Installer(
                 "node_modules",
                 f"{STAGE} && cp {CTX}/package.json . && cp {CTX}/npmrc .npmrc"
-                f" && NODE_EXTRA_CA_CERTS={CTX}/ca.pem {NPM_INSTALL} && {MOVE}",
+                f" && NODE_EXTRA_CA_CERTS={CTX}/ca.pem {NPM_INSTALL} --ignore-scripts && {MOVE}",
             ),
         ),
         (
             "bun",
             NO_REGISTRY,
             False,
-            Installer("node_modules", f"{STAGE} && cp {CTX}/package.json . && bun install --production && {MOVE}"),
+            Installer("node_modules", f"{STAGE} && {COPY} && bun install --production --ignore-scripts && {MOVE}"),
         ),
         ("deno", NO_REGISTRY, False, Installer(".deno", DENO_SEED + DENO_RUNTIME_CACHE, DENO_ENV)),
         (

@@ -511,12 +511,15 @@ def test_run_time_packages_travel_first_and_the_wrappers_tar_unpacks_both_archiv
     tar_c = ["tar", "-c", "-f", "-", "-C", str(tree_src), ".local"]
     tree = subprocess.run(tar_c, capture_output=True, check=True).stdout
     payload = make_payload(None, "main.py", b"import six\n", packages=tree)
-    assert payload.tar.startswith(tree) and payload.code == b""
+    assert (payload.packages, payload.code) == (tree, b"")
     assert payload.sandbox_bytes >= len(tree) + 4096
-    assert payload.header("n", 0).split()[3] == b"tar"  # the code is inside the second archive
+    header = payload.header("n", 0).split()
+    assert (int(header[1]), header[3]) == (len(tree) + len(payload.tar), b"tar")  # the code is in the second one
+    sent = b"".join(stdin_stream("n", payload, {}, []))
+    assert sent == payload.header("n", 0) + tree + payload.tar
     out = tmp_path / "sandbox"
     out.mkdir()
-    subprocess.run(["tar", "-x", "-p", "-i", "-f", "-", "-C", str(out)], input=payload.tar, check=True)
+    subprocess.run(["tar", "-x", "-p", "-i", "-f", "-", "-C", str(out)], input=tree + payload.tar, check=True)
     assert (out / ".local" / "lib" / "six.py").read_bytes() == b"SIX = 6\n"
     assert (out / "main.py").read_bytes() == b"import six\n"
     assert "tar -x -p -i -f - -C /sandbox" in WRAPPER

@@ -118,13 +118,13 @@ def _program_stdin(app: App, *, uses_stdin_for_code: bool) -> Iterable[bytes]:
 
 def _run_local(app: App, request: RunRequest, out_file: BinaryIO | None, sinks: dict[str, ProgramOutput]) -> int:
     asked = request
-    if app.args.install:
-        from isol8.frontends.cli.packages import prepare_packages
-
-        request = prepare_packages(app, asked, app.args.install)
     live = not (app.args.json or app.args.no_stream)
-    restore = signals_raise()
+    restore = signals_raise()  # from here SIGINT and SIGTERM remove what isol8 started (an installer too)
     try:
+        if app.args.install:
+            from isol8.frontends.cli.packages import prepare_packages
+
+            request = prepare_packages(app, asked, app.args.install)
         try:
             execution = _pump(app, request, out_file, sinks, live=live)
         except ImageMissing:

@@ -53,8 +53,10 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
     session = state.sessions.get_or_create(session_id, run, asked_image, provided)
     run = run._replace(keep_background=session.keep_background)  # the session's, from its first request
     with session.lock:
-        # what its container lacks is installed into it (the container never gets a network)
-        state.sessions.add_packages(session, run, specs, state.packages)
+        try:  # what its container lacks is installed into it (the container never gets a network)
+            state.sessions.add_packages(session, run, specs, state.packages)
+        finally:
+            session.touch()
         run = run._replace(env={**session.env, **run.env})
         execution = Execution(state.backend, run, container=session.container)
         ended = True
@@ -70,7 +72,7 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
         finally:
             session.touch()
             if ended:  # killed or interrupted: the container is gone, and so is the session
-                state.sessions.remove(session_id)
+                state.sessions.remove(session_id, only=session)
     if execution.files_error is not None:
         raise execution.files_error
     assert execution.result is not None

@@ -13,9 +13,9 @@ from typing import Any
 from isol8 import labels as L
 from isol8.backends.base import Backend
 from isol8.core.runner import RunRequest
-from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec
+from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec, SandboxPolicy
 from isol8.ecosystems import Spec
-from isol8.errors import EngineError, FileTooLarge, Isol8Error, RequestError
+from isol8.errors import EngineError, FileTooLarge, Isol8Error, PackagesNotUnpacked, RequestError
 from isol8.log import get_logger
 
 TYPE_CHECKING = False
@@ -51,6 +51,8 @@ class Session:
     runtime: str
     keep_background: bool = False
     image: str = ""  # the image its container runs: its first request's
+    asked_image: str | None = None  # the image its first request named, if it named one
+    policy: SandboxPolicy = field(default_factory=SandboxPolicy)  # its container's sandbox: its first request's
     provided: frozenset[Spec] = frozenset()  # the packages it has: its image's, then those installed into it
     installed: tuple[Spec, ...] = ()  # those installed at run time (isol8.core.installs), in /sandbox
     env: Mapping[str, str] = field(default_factory=dict)  # what makes its programs find them
@@ -115,36 +117,56 @@ class Sessions:
             if session is None:
                 name = L.container_name("session")
                 image = run.image or self.backend.local_image(run.runtime.image)
-                session = Session(session_id, name, run.runtime.name, run.keep_background, image, frozenset(provided))
+                session = Session(
+                    session_id,
+                    name,
+                    run.runtime.name,
+                    run.keep_background,
+                    image,
+                    asked_image,
+                    run.policy,
+                    frozenset(provided),
+                )
                 self._sessions[session_id] = session
         if created:
             self._start(session, run)
         elif session.runtime != run.runtime.name:
             raise RequestError(409, f"session {session_id} runs {session.runtime}, not {run.runtime.name}")
-        elif asked_image is not None and asked_image != session.image:
-            raise RequestError(409, f"session {session_id} runs {session.image}, not {asked_image}")
+        elif asked_image is not None and asked_image != session.asked_image:
+            runs = session.asked_image or session.image
+            raise RequestError(409, f"session {session_id} runs {runs}, not {asked_image}")
         return session
 
     def add_packages(self, session: Session, run: RunRequest, specs: Sequence[Spec], registry: PackageSettings) -> None:
-        """Install into the session (its lock held) the specs it lacks: the union of its run-time
-        installs is installed afresh and replaces the earlier one. On failure the session is unchanged,
-        unless the new tree could not be unpacked, which ends it."""
+        """Install into the session (its lock held) the specs it lacks, within its container's own
+        sandbox: its run-time installs and these are installed afresh together, and replace the
+        earlier ones (a package asked for again with another version replaces it). On failure the
+        session is as it was, unless its earlier packages were already gone: then it ends."""
         missing = [s for s in specs if s not in session.provided]
         if not missing:
             return
         from isol8.core.installs import install_tree, replace_in
 
-        union = tuple(sorted({*session.installed, *missing}))
+        names = {s.name for s in missing}
+        union = tuple(sorted({*(s for s in session.installed if s.name not in names), *missing}))
         tree = install_tree(
-            self.backend, run.runtime, session.image, union, policy=run.policy, registry=registry, labels=run.labels
+            self.backend,
+            run.runtime,
+            session.image,
+            union,
+            policy=session.policy,
+            registry=registry,
+            timeout_s=registry.install_timeout_s,
+            labels=run.labels,
         )
         try:
             replace_in(self.backend, session.container, tree)
-        except Isol8Error:
-            self.remove(session.id)
+        except PackagesNotUnpacked as exc:
+            if not exc.unchanged:
+                self.remove(session.id, only=session)
             raise
         session.installed, session.env = union, dict(tree.env)
-        session.provided = session.provided | set(missing)
+        session.provided = frozenset({*(s for s in session.provided if s.name not in names), *missing})
 
     def _start(self, session: Session, run: RunRequest) -> None:
         labels = {L.SERVER_ID: self.server_id, L.SESSION_ID: session.id, **L.run_labels(session.container)}
@@ -165,12 +187,15 @@ class Sessions:
             return False
         return True
 
-    def remove(self, session_id: str) -> bool:
+    def remove(self, session_id: str, *, only: Session | None = None) -> bool:
+        """End the session of that id (only: if it is still that one, not a newer one of the same id)."""
         with self._lock:
-            session = self._sessions.pop(session_id, None)
-        if session is not None:
-            self.backend.remove_containers([session.container])
-        return session is not None
+            session = self._sessions.get(session_id)
+            if session is None or (only is not None and session is not only):
+                return False
+            del self._sessions[session_id]
+        self.backend.remove_containers([session.container])
+        return True
 
     def listing(self) -> list[dict[str, Any]]:
         with self._lock:
