@@ -195,16 +195,15 @@ def test_sandbox_flags_exact(d: Dialect) -> None:
     assert sandbox_flags(d, SandboxPolicy()) == expected_sandbox_flags(d)
 
 
-@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
-def test_run_argv_exact(d: Dialect) -> None:
-    assert default_run_argv(d) == [
+def expected_run_argv(d: Dialect, sandbox: list[str]) -> list[str]:
+    return [
         d.binary, "run", "--rm", "-i",
         "--name", "isol8-0123",
         "--pull", "never",
         "--log-driver", "none",
         "--label", "org.isol8.managed=true",
         "--label", "org.isol8.run.id=isol8-0123",
-        *expected_sandbox_flags(d),
+        *sandbox,
         "--init",
         *(["--timeout", "45"] if d is PODMAN else []),
         "--workdir", "/sandbox",
@@ -212,6 +211,11 @@ def test_run_argv_exact(d: Dialect) -> None:
         IMAGE,
         *COMMAND,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
+def test_run_argv_exact(d: Dialect) -> None:
+    assert default_run_argv(d) == expected_run_argv(d, expected_sandbox_flags(d))
 
 
 @pytest.mark.parametrize(
@@ -414,21 +418,7 @@ def test_sweep_argv_exact(d: Dialect) -> None:
 def test_installer_argv_is_a_run_on_the_engines_default_network(d: Dialect) -> None:
     """A run-time install's installer: every hardening flag of a run, and no --network at all."""
     without_network = [f for f in expected_sandbox_flags(d) if f not in ("--network", "none")]
-    assert default_run_argv(d, network=A.ENGINE_NETWORK) == [
-        d.binary, "run", "--rm", "-i",
-        "--name", "isol8-0123",
-        "--pull", "never",
-        "--log-driver", "none",
-        "--label", "org.isol8.managed=true",
-        "--label", "org.isol8.run.id=isol8-0123",
-        *without_network,
-        "--init",
-        *(["--timeout", "45"] if d is PODMAN else []),
-        "--workdir", "/sandbox",
-        "--entrypoint", "/bin/bash",
-        IMAGE,
-        *COMMAND,
-    ]  # fmt: skip
+    assert default_run_argv(d, network=A.ENGINE_NETWORK) == expected_run_argv(d, without_network)
 
 
 @pytest.mark.parametrize(
