@@ -30,12 +30,14 @@ STDERR_KEPT = 64 * 1024  # of the installer's words, the end is what explains a 
 SYSTEM_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # bash -c INSTALLER isol8-install DIRECTORY COMMAND BACKSTOP: a watchdog that ends everything after
 # BACKSTOP seconds, the context files from stdin into CONTEXT_DIR, the ecosystem's fixed COMMAND
-# (its words on stderr), then /sandbox/DIRECTORY as a tar on stdout.
+# (its words on stderr) with the image's PATH (where its interpreter is), then /sandbox/DIRECTORY as
+# a tar on stdout, by the system's tools (never a script the install put on that PATH).
 INSTALLER = f"""
+image_path=$PATH
 {SYSTEM_PATH}
 (sleep "$3"; kill -KILL -1) >/dev/null 2>&1 </dev/null &
 mkdir -p {CONTEXT_DIR} && tar -x -f - -C {CONTEXT_DIR} || {{ echo "isol8: no install files" >&2; exit 125; }}
-cd /sandbox && bash -c "$2" >&2 || exit
+cd /sandbox && PATH=$image_path bash -c "$2" >&2 || exit
 mkdir -p -- "/sandbox/$1" && tar -c -f - -C /sandbox -- "$1"
 """
 # bash -c REPLACE isol8-packages DIRECTORY, as the sandbox user in a session (with the system's

@@ -85,6 +85,9 @@ def test_the_installer_gets_the_fixed_script_the_specs_as_files_and_no_network_o
     tree = install(backend, labels={"org.isol8.server.id": "s1"})
     assert (tree.directory, tree.tar, dict(tree.env)) == (".local", b"TREE", {"PYTHONUSERBASE": "/sandbox/.local"})
     assert backend.command[:3] == ["-c", INSTALLER, "isol8-install"]
+    # the install finds the image's interpreter; isol8's own tar after it, only the system's
+    assert 'PATH=$image_path bash -c "$2"' in INSTALLER
+    assert INSTALLER.index("image_path=$PATH") < INSTALLER.index("PATH=/usr/local/sbin")
     assert backend.command[3] == ".local" and "--only-binary=:all:" in backend.command[4]
     assert backend.command[5] == "35"  # the in-container watchdog: the time limit and a grace
     assert "six" not in " ".join(backend.command)  # the specs travel as files only
