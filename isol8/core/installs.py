@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 STDERR_KEPT = 64 * 1024  # of the installer's words, the end is what explains a failure
+MEMORY_MARGIN_KIB = 8192  # for tar and the shell while a tree is unpacked
 SYSTEM_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # bash -c INSTALLER isol8-install DIRECTORY COMMAND BACKSTOP: a watchdog that ends everything after
 # BACKSTOP seconds, the context files from stdin into CONTEXT_DIR, the ecosystem's fixed COMMAND
@@ -40,12 +41,21 @@ mkdir -p {CONTEXT_DIR} && tar -x -f - -C {CONTEXT_DIR} || {{ echo "isol8: no ins
 cd /sandbox && PATH=$image_path bash -c "$2" >&2 || exit
 mkdir -p -- "/sandbox/$1" && tar -c -f - -C /sandbox -- "$1"
 """
-# bash -c REPLACE isol8-packages DIRECTORY, as the sandbox user in a session (with the system's
+# bash -c REPLACE isol8-packages DIRECTORY KIB, as the sandbox user in a session (with the system's
 # tools, never ones the session put on its PATH): the new tree (the union of all its run-time
-# installs) is unpacked aside, then takes the earlier one's place. Exit 3: it did not fit, and the
-# session is as it was; any other failure leaves it without its packages.
+# installs, KIB once unpacked) is unpacked aside, then takes the earlier one's place. Its room is
+# checked first, in /sandbox and in the memory limit that /sandbox's tmpfs counts against: a tree
+# that fills the memory would end in an OOM kill that ends the session, not in ENOSPC. Exit 3: it
+# did not fit, and the session is as it was; any other failure leaves it without its packages.
 REPLACE = f"""
 {SYSTEM_PATH}
+free=$(df -Pk /sandbox | {{ read -r _ && read -r _ _ _ kib _ && echo "$kib"; }})
+[ "${{free:-0}}" -gt "$2" ] || {{ echo "isol8: $2 KiB do not fit in /sandbox (${{free:-0}} KiB free)" >&2; exit 3; }}
+if read -r max 2>/dev/null </sys/fs/cgroup/memory.max && [ "$max" != max ] &&
+  read -r used </sys/fs/cgroup/memory.current; then
+  spare=$(( (max - used) / 1024 - {MEMORY_MARGIN_KIB} ))
+  [ "$spare" -gt "$2" ] || {{ echo "isol8: $2 KiB do not fit in the memory limit ($spare KiB spare)" >&2; exit 3; }}
+fi
 new=/sandbox/.isol8-new
 rm -rf -- "$new" && mkdir -- "$new" && tar -x -f - -C "$new" || {{ rm -rf -- "$new"; exit 3; }}
 rm -rf -- "/sandbox/$1" && mv -- "$new/$1" "/sandbox/$1" && rmdir -- "$new"
@@ -155,7 +165,8 @@ def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: f
     """Unpack tree into a standby container's /sandbox (a session), in place of its earlier one;
     PackagesNotUnpacked if it could not, which says whether the container kept what it had."""
     said = bytearray()
-    with backend.exec(container, ["-c", REPLACE, "isol8-packages", tree.directory], stdin=[tree.tar]) as proc:
+    argv = ["-c", REPLACE, "isol8-packages", tree.directory, str(unpacked_kib(tree.tar))]
+    with backend.exec(container, argv, stdin=[tree.tar]) as proc:
         deadline = time.monotonic() + timeout_s
         for stream, data in proc.chunks(deadline):
             if stream == "stderr":
@@ -166,6 +177,19 @@ def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: f
     words = said.decode("utf-8", "replace").strip() or "it took too long"
     message = f"the installed packages could not be unpacked: {_last_line(words)}"
     raise PackagesNotUnpacked(proc.argv, 125, "", words, message=message, unchanged=code == NOT_UNPACKED)
+
+
+def unpacked_kib(tar: bytes) -> int:
+    """What a tar takes once unpacked in a tmpfs, in KiB: each file in whole 4 KiB pages, and about
+    1 KiB of the kernel's memory for every entry (the memory limit counts both)."""
+    import tarfile
+
+    pages = entries = 0
+    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as archive:
+        for member in archive:
+            entries += 1
+            pages += -(-member.size // 4096) if member.isreg() else 0
+    return pages * 4 + entries
 
 
 def _tar(files: Mapping[str, bytes]) -> bytes:

@@ -815,3 +815,26 @@ def test_packages_that_do_not_fit_beside_the_sessions_files_leave_the_session_as
         assert still["stdout"] == f"{2 * 1024 * 1024 - 48 * 1024} ['filler', 'main.py']\n", still
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
+
+
+def test_packages_that_would_exhaust_the_memory_limit_leave_the_session_as_it_was(server: Server) -> None:
+    """/sandbox is a tmpfs the memory limit counts: a session whose files take nearly all of its
+    memory still has room in /sandbox, but unpacking a tree there would end in an OOM kill that
+    takes the session with it. The room in memory is checked first, and the session keeps its files."""
+    sid = f"pkgmem-{os.getpid()}-{server.engine}"
+    client = server.client()
+    fill = "import os; os.system('head -c 60m /dev/zero > filler') or print('full')"
+    options = {"sandboxSize": "256m", "memoryLimit": "64m"}
+    try:
+        first = client.execute({"sessionId": sid, "request": {"code": fill, "runtime": "python"}, "options": options})
+        assert first["stdout"] == "full\n", first
+        with pytest.raises(RemoteError, match="could not be unpacked: .*memory limit") as caught:
+            client.execute(
+                {"sessionId": sid, "request": {"code": "print(1)", "runtime": "python", "installPackages": ["six"]}}
+            )
+        assert caught.value.status == 500
+        left = "import os; print(os.path.getsize('filler'), sorted(os.listdir('.')))"
+        still = client.execute({"sessionId": sid, "request": {"code": left, "runtime": "python"}})
+        assert still["stdout"] == f"{60 * 1024 * 1024} ['filler', 'main.py']\n", still
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")

@@ -50,9 +50,8 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
     provided: tuple[Spec, ...] = ()
     if specs and state.packages.strategy == "image" and state.sessions.find(session_id) is None:
         run, provided = provide_packages(state, run, install, "image"), specs  # a new session's image has them
-    session = state.sessions.get_or_create(session_id, run, asked_image, provided)
-    run = run._replace(keep_background=session.keep_background)  # the session's, from its first request
-    with session.lock:
+    with state.sessions.held(session_id, run, asked_image, provided) as session:
+        run = run._replace(keep_background=session.keep_background)  # the session's, from its first request
         try:  # what its container lacks is installed into it (the container never gets a network)
             state.sessions.add_packages(session, run, specs, state.packages)
         finally:

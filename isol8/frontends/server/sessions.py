@@ -6,7 +6,8 @@ import posixpath
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,8 @@ class Sessions:
     def get(self, session_id: str) -> Session:
         with self._lock:
             session = self._sessions.get(session_id)
+            if session is not None:
+                session.touch()  # under the lock the reaper decides by: it cannot expire now
         if session is None:
             raise RequestError(404, f"Session not found: {session_id}")
         return session
@@ -106,11 +109,25 @@ class Sessions:
         with self._lock:
             return self._sessions.get(session_id)
 
+    @contextmanager
+    def held(
+        self, session_id: str, run: RunRequest, asked_image: str | None, provided: Iterable[Spec] = ()
+    ) -> Iterator[Session]:
+        """The session (see get_or_create), its lock held: executions take turns. One that ended
+        while this waited for it (its start failed, it timed out, it expired) is made anew."""
+        while True:
+            session = self.get_or_create(session_id, run, asked_image, provided)
+            with session.lock:
+                if self.find(session_id) is session:
+                    yield session
+                    return
+
     def get_or_create(
         self, session_id: str, run: RunRequest, asked_image: str | None, provided: Iterable[Spec] = ()
     ) -> Session:
         """The session, started with run's image (which has `provided`) if it is new; asked_image:
-        the image the request named itself, which a running session's must be."""
+        the image the request named itself, which a running session's must be. A new session is
+        listed at once, busy (its lock held) until its container has started."""
         with self._lock:
             session = self._sessions.get(session_id)
             created = session is None
@@ -127,9 +144,14 @@ class Sessions:
                     run.policy,
                     frozenset(provided),
                 )
+                session.lock.acquire()  # uncontended: nobody else has seen it yet
                 self._sessions[session_id] = session
+            session.touch()  # under the lock the reaper decides by: it cannot expire now
         if created:
-            self._start(session, run)
+            try:
+                self._start(session, run)
+            finally:
+                session.lock.release()
         elif session.runtime != run.runtime.name:
             raise RequestError(409, f"session {session_id} runs {session.runtime}, not {run.runtime.name}")
         elif asked_image is not None and asked_image != session.asked_image:
@@ -202,40 +224,57 @@ class Sessions:
             return [s.to_json() for s in self._sessions.values()]
 
     def put_file(self, session_id: str, path: str, data: bytes) -> None:
-        session = self.get(session_id)
-        with session.lock:
+        with self._existing(session_id) as session:
             try:
                 self.backend.write_file(session.container, path, data)
             except EngineError as exc:
                 raise RequestError(400, f"could not write {path}: {exc.stderr.strip() or exc}") from None
-            finally:
-                session.touch()
 
     def get_file(self, session_id: str, path: str, limit: int) -> bytes:
-        session = self.get(session_id)
-        with session.lock:
+        with self._existing(session_id) as session:
             try:
                 return self.backend.read_file(session.container, path, limit=limit)
             except FileTooLarge as exc:
                 raise RequestError(413, str(exc)) from None
             except EngineError as exc:
                 raise RequestError(404, f"cannot read {path}: {exc.stderr.strip() or exc}") from None
+
+    @contextmanager
+    def _existing(self, session_id: str) -> Iterator[Session]:
+        """The session of that id, its lock held, touched afterwards; 404 if there is none, or if
+        it ended while this waited for its turn."""
+        session = self.get(session_id)
+        with session.lock:
+            if self.find(session_id) is not session:
+                raise RequestError(404, f"Session not found: {session_id}")
+            try:
+                yield session
             finally:
                 session.touch()
 
     def _reap_forever(self) -> None:
         while not self._stop.wait(min(30.0, max(self.idle_s / 4, 0.5))):
-            with self._lock:
-                idle = [
-                    s.id
-                    for s in self._sessions.values()
-                    if not s.lock.locked() and time.monotonic() - s.last_used > self.idle_s
-                ]
-            for session_id in idle:
+            for session in self._expire():
                 try:
-                    self.remove(session_id)
-                except Isol8Error:
-                    pass
+                    self.backend.remove_containers([session.container])
+                except Isol8Error as exc:
+                    log.warning("could not remove expired session %s: %s", session.id, exc)
+
+    def _expire(self) -> list[Session]:
+        """Take out the sessions idle too long: decided and done under the lock that a request's
+        get_or_create touches them under, and only those not busy (their lock is free)."""
+        expired = []
+        with self._lock:
+            for session in list(self._sessions.values()):
+                if time.monotonic() - session.last_used <= self.idle_s or not session.lock.acquire(blocking=False):
+                    continue
+                try:
+                    if time.monotonic() - session.last_used > self.idle_s:
+                        del self._sessions[session.id]
+                        expired.append(session)
+                finally:
+                    session.lock.release()
+        return expired
 
     def close(self) -> None:
         self._stop.set()
