@@ -161,7 +161,7 @@ def _collect(
     return argv, code, b"".join(out), bytes(said)
 
 
-def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: float = 120) -> None:
+def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: float) -> None:
     """Unpack tree into a standby container's /sandbox (a session), in place of its earlier one;
     PackagesNotUnpacked if it could not, which says whether the container kept what it had."""
     said = bytearray()

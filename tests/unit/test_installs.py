@@ -178,7 +178,7 @@ def test_a_sessions_tree_is_unpacked_by_the_fixed_script_told_its_room() -> None
 
     backend.exec = exec_  # type: ignore[attr-defined]
     tree = PackageTree(SIX, ".local", _tar_of({".local": None, ".local/six.py": b"x" * 5000}), {})
-    replace_in(backend, "sess", tree)  # type: ignore[arg-type]
+    replace_in(backend, "sess", tree, 60)  # type: ignore[arg-type]
     assert execs == [("sess", ["-c", REPLACE, "isol8-packages", ".local", "10"], [tree.tar])]
 
 
@@ -188,5 +188,5 @@ def test_a_tree_that_does_not_fit_says_the_session_is_unchanged() -> None:
     backend.exec = lambda container, argv, *, stdin: backend.installer  # type: ignore[attr-defined]
     tree = PackageTree(SIX, ".local", _tar_of({".local": None}), {})
     with pytest.raises(PackagesNotUnpacked, match="do not fit in the memory limit") as caught:
-        replace_in(backend, "sess", tree)  # type: ignore[arg-type]
+        replace_in(backend, "sess", tree, 60)  # type: ignore[arg-type]
     assert caught.value.unchanged

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from isol8 import runtimes
+from isol8.config import PackageSettings
 from isol8.core.runner import RunRequest
+from isol8.ecosystems import parse_specs
 from isol8.errors import EngineError, RequestError
 from isol8.frontends.server.sessions import Sessions
 
@@ -165,3 +167,19 @@ def test_a_file_request_that_waited_for_a_session_that_ended_is_a_404(sessions: 
         sessions.remove("s", only=session)
     writer.join(5)
     assert answer == [404]
+
+
+def test_a_package_asked_for_without_a_version_is_not_lacking_in_a_session_that_has_any_version(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what the session lacks is installed; nothing here reaches an installer."""
+    python = runtimes.get("python")
+    session = sessions.get_or_create("s", PYTHON, asked_image=None, provided=parse_specs(python, ["six==1.17.0"]))
+    asked: list[tuple[str, ...]] = []
+    monkeypatch.setattr("isol8.core.installs.install_tree", lambda *a, **k: asked.append(a[3]) or 1 / 0)
+    sessions.add_packages(session, PYTHON, parse_specs(python, ["six"]), PackageSettings())
+    sessions.add_packages(session, PYTHON, parse_specs(python, ["six==1.17.0"]), PackageSettings())
+    assert asked == []
+    with pytest.raises(ZeroDivisionError):  # another version is lacking
+        sessions.add_packages(session, PYTHON, parse_specs(python, ["six==1.16.0"]), PackageSettings())
+    assert [s.text for s in asked[0]] == ["six==1.16.0"]

@@ -162,9 +162,11 @@ class Sessions:
     def add_packages(self, session: Session, run: RunRequest, specs: Sequence[Spec], registry: PackageSettings) -> None:
         """Install into the session (its lock held) the specs it lacks, within its container's own
         sandbox: its run-time installs and these are installed afresh together, and replace the
-        earlier ones (a package asked for again with another version replaces it). On failure the
+        earlier ones (a package asked for again with another version replaces it). A package asked
+        for without a version is not lacking if the session has it in any version. On failure the
         session is as it was, unless its earlier packages were already gone: then it ends."""
-        missing = [s for s in specs if s not in session.provided]
+        has = {s.name for s in session.provided}
+        missing = [s for s in specs if s not in session.provided and (s.constraint or s.name not in has)]
         if not missing:
             return
         from isol8.core.installs import install_tree, replace_in
@@ -182,7 +184,7 @@ class Sessions:
             labels=run.labels,
         )
         try:
-            replace_in(self.backend, session.container, tree)
+            replace_in(self.backend, session.container, tree, timeout_s=registry.install_timeout_s)
         except PackagesNotUnpacked as exc:
             if not exc.unchanged:
                 self.remove(session.id, only=session)
