@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from isol8.ecosystems import Registry
 
 RUN_TIME_REFUSAL = None
+NO_GIT = "npm_config_git=/nonexistent/git"  # the git that npm (and bun) would clone git dependencies with
 STAGING = "/sandbox/.isol8-install"  # a run-time install's package.json and lock file, left in the installer
 
 NAME = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*"
@@ -108,8 +109,9 @@ def install_lines(runtime: Runtime, registry: Registry, ca: bool) -> list[str]:
 def runtime_installer(runtime: Runtime, registry: Registry, ca: bool) -> Installer:
     """The install of an image's PREFIX, made beside and moved to /sandbox/node_modules: the folder
     that both require() and import (which ignores NODE_PATH) search for a program in /sandbox.
-    No package's own scripts (install, postinstall) run in the installer."""
-    env = f"NODE_EXTRA_CA_CERTS={CONTEXT_DIR}/ca.pem " if ca else ""
+    No package's own scripts (install, postinstall) run in the installer, nor git: npm would run a
+    git dependency's `prepare` script despite --ignore-scripts, so git dependencies fail instead."""
+    env = f"{NO_GIT} NODE_EXTRA_CA_CERTS={CONTEXT_DIR}/ca.pem " if ca else f"{NO_GIT} "
     copy_npmrc = f" && cp {CONTEXT_DIR}/npmrc .npmrc" if registry.npm_registry else ""
     return Installer(
         "node_modules",

@@ -289,6 +289,7 @@ DENO_SEED = (
 )
 DENO_RUNTIME_CACHE = f"DENO_DIR=/sandbox/.deno deno cache {CTX}/deps.ts"
 DENO_ENV = {"DENO_DIR": "/sandbox/.deno"}
+NO_GIT = "npm_config_git=/nonexistent/git"  # git dependencies fail: their prepare script would run
 STAGE = "mkdir -p /sandbox/.isol8-install && cd /sandbox/.isol8-install"
 MOVE = "mv node_modules /sandbox/node_modules"
 COPY = f"cp {CTX}/package.json ."
@@ -312,7 +313,7 @@ COPY = f"cp {CTX}/package.json ."
             "node",
             NO_REGISTRY,
             False,
-            Installer("node_modules", f"{STAGE} && {COPY} && {NPM_INSTALL} --ignore-scripts && {MOVE}"),
+            Installer("node_modules", f"{STAGE} && {COPY} && {NO_GIT} {NPM_INSTALL} --ignore-scripts && {MOVE}"),
         ),
         (
             "node",
@@ -321,14 +322,16 @@ COPY = f"cp {CTX}/package.json ."
             Installer(
                 "node_modules",
                 f"{STAGE} && cp {CTX}/package.json . && cp {CTX}/npmrc .npmrc"
-                f" && NODE_EXTRA_CA_CERTS={CTX}/ca.pem {NPM_INSTALL} --ignore-scripts && {MOVE}",
+                f" && {NO_GIT} NODE_EXTRA_CA_CERTS={CTX}/ca.pem {NPM_INSTALL} --ignore-scripts && {MOVE}",
             ),
         ),
         (
             "bun",
             NO_REGISTRY,
             False,
-            Installer("node_modules", f"{STAGE} && {COPY} && bun install --production --ignore-scripts && {MOVE}"),
+            Installer(
+                "node_modules", f"{STAGE} && {COPY} && {NO_GIT} bun install --production --ignore-scripts && {MOVE}"
+            ),
         ),
         ("deno", NO_REGISTRY, False, Installer(".deno", DENO_SEED + DENO_RUNTIME_CACHE, DENO_ENV)),
         (
