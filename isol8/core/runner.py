@@ -100,15 +100,16 @@ class Execution:
         if request.setup is not None:
             interpreter = [*payload.setup_first(f"{SANDBOX_DIR}/{payload.SETUP_NAME}"), *interpreter]
         self._check_fits(request)
-        # unpacking run-time installed packages comes before the program: a second per 8 MiB of them
-        unpack_s = len(request.packages) >> 23
-        self.backstop_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S + unpack_s
+        watchdog_s = -(-request.timeout_ms // 1000) + BACKSTOP_GRACE_S  # it starts once files are unpacked
+        # the engine's backstop starts with the container: unpacking run-time installed packages
+        # comes before the program, a second per 8 MiB of them
+        self.backstop_s = watchdog_s + (len(request.packages) >> 23)
         self.command = [
             "-c",
             payload.WRAPPER,
             "isol8",
             resolve_workdir(request.workdir),
-            str(self.backstop_s),
+            str(watchdog_s),
             *interpreter,
         ]
         self.program_env = {**request.env, **request.secrets}

@@ -642,3 +642,19 @@ def test_the_setup_script_is_a_file_never_parsed_by_isol8s_shell(tmp_path: Path)
     done = _setup_then(tmp_path, "echo '$(touch pwned)' \"'\"\n", "true")
     assert (done.returncode, done.stdout) == (0, "$(touch pwned) '\n")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_the_in_container_watchdog_gets_the_runs_time_and_only_the_engines_backstop_the_unpacking() -> None:
+    """The wrapper's watchdog starts once everything is unpacked; the engine's backstop (podman's
+    --timeout) starts with the container, so it alone allows a second per 8 MiB of packages."""
+    from isol8 import runtimes
+    from isol8.core.runner import BACKSTOP_GRACE_S, Execution, RunRequest
+
+    class NoEngine:
+        def local_image(self, ref: str) -> str:
+            return ref
+
+    request = RunRequest(runtimes.get("python"), code=b"1", timeout_ms=2500, packages=b"\0" * (16 << 20))
+    execution = Execution(NoEngine(), request)  # type: ignore[arg-type]
+    assert execution.command[:5] == ["-c", WRAPPER, "isol8", "/sandbox", str(3 + BACKSTOP_GRACE_S)]
+    assert execution.backstop_s == 3 + BACKSTOP_GRACE_S + 2
