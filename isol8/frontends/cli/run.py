@@ -141,7 +141,7 @@ def _run_local(app: App, request: RunRequest, out_file: BinaryIO | None, sinks: 
     except Interrupted as exc:
         for sink in sinks.values():
             sink.close()
-        app.stderr.write(f"isol8: {exc} received; the container was removed\n")
+        app.stderr.write(f"isol8: {exc} received; what isol8 had started was removed\n")
         return ExitStatus.SIGINT if exc.signum == 2 else ExitStatus.SIGTERM
     finally:
         restore()
