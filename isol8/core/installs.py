@@ -122,8 +122,7 @@ def _collect(
     timeout_s: int,
 ) -> tuple[tuple[str, ...], int, bytes, bytes]:
     """(argv, exit status, stdout, the end of stderr) of the installer; the container is gone afterwards."""
-    out: list[bytes] = []
-    size = 0
+    out = io.BytesIO()  # the tree: its getvalue() hands over its buffer, never a second copy
     said = bytearray()
     deadline = time.monotonic() + timeout_s
     code: int | None = None
@@ -133,9 +132,8 @@ def _collect(
             argv = proc.argv
             for stream, data in proc.chunks(deadline):
                 if stream == "stdout":
-                    out.append(data)
-                    size += len(data)
-                    if size > limit:
+                    out.write(data)
+                    if out.tell() > limit:
                         raise RunFailed(
                             proc.argv, 125, message=f"the installed packages exceed {limit} bytes (/sandbox or memory)"
                         )
@@ -158,7 +156,7 @@ def _collect(
             except EngineError as exc:
                 log.warning("could not remove installer %s: %s", spec.name, exc)
     assert code is not None  # a wait that timed out raised
-    return argv, code, b"".join(out), bytes(said)
+    return argv, code, out.getvalue(), bytes(said)
 
 
 def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: float) -> None:
