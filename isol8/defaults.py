@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     "network": {"whitelist": [], "blacklist": [], "allowPrivate": [], "hosts": {}},
     "outputFiles": {"maxFileSize": "16m", "maxTotalSize": "64m"},
     "security": {"seccompProfile": None},
+    # where the engine's client is pointed (isol8.backends.open_backend): docker's context, host
+    # and tlsCertPath, or podman's connection, url and identity; unset, the client's own choice
+    "backend": {"context": None, "host": None, "tlsCertPath": None, "connection": None, "url": None, "identity": None},
     "packages": {
         "pipIndexUrl": None,
         "npmRegistry": None,

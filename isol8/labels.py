@@ -23,6 +23,9 @@ RESOLVED = "org.isol8.resolved"
 AUTO = "org.isol8.auto"
 SERVER_ID = "org.isol8.server.id"
 SESSION_ID = "org.isol8.session.id"
+# isol8's seccomp profile itself (compact JSON) on the images it builds, for an engine that cannot
+# read the profile's file: a remote podman's --seccomp-policy=image (backends/engine/dialect.py)
+SECCOMP_PROFILE = "io.containers.seccomp.profile"
 EGRESS_OF = "org.isol8.egress.of"  # a filtered run's proxy, relay and volume: the sandbox they serve
 
 

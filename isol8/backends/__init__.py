@@ -14,9 +14,23 @@ if TYPE_CHECKING:
 ENGINES = ("docker", "podman")
 
 
-def open_backend(engine: str | None, env: Mapping[str, str] | None = None) -> Backend:
-    """The backend for an engine name (--engine / ISOL8_ENGINE / the config), else the one that answers."""
+def open_backend(
+    engine: str | None, endpoint: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None
+) -> Backend:
+    """The backend for an engine name (--engine / ISOL8_ENGINE / the config), else the engine whose
+    endpoint keys are set, else the one that answers; endpoint: the config's `backend` keys or
+    the global options of the same names (context, host, tlsCertPath; connection, url, identity)."""
+    import os
+
     from isol8.backends.engine.backend import EngineBackend
     from isol8.backends.engine.detect import select_dialect
+    from isol8.backends.engine.dialect import endpoint_from, with_endpoint
+    from isol8.errors import UsageError
 
-    return EngineBackend(select_dialect(engine, env))
+    env = os.environ if env is None else env
+    owner, where = endpoint_from(endpoint or {})
+    if engine and owner and engine != owner:
+        keys = ", ".join(sorted(k for k, v in (endpoint or {}).items() if v))
+        raise UsageError(f"{keys}: {owner}'s endpoint options, but the engine is {engine}")
+    dialect = select_dialect(engine or owner, env)
+    return EngineBackend(with_endpoint(dialect, where, env))

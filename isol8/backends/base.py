@@ -49,6 +49,12 @@ class Backend(Protocol):
         """Names this backend's engine in isol8's on-disk caches, so two engines never share an answer."""
         ...
 
+    @property
+    def endpoint(self) -> str | None:
+        """Where its engine is, for people ("ssh://build-box", "context ci"); None: this machine's
+        default engine. Anything but None may be another machine: nothing local is assumed of it."""
+        ...
+
     def version(self) -> str:
         """The engine's version; raises EngineUnavailable when nothing answers."""
         ...

@@ -133,10 +133,12 @@ def _certificates_only(path: Path) -> Path:
 
 
 class BackendSettings(NamedTuple):
-    """What runs the containers: `engine` (else ISOL8_ENGINE, else auto-detected) and the seccomp profile."""
+    """What runs the containers: `engine` (else ISOL8_ENGINE, else auto-detected), the seccomp
+    profile, and the `backend` section's endpoint keys (isol8.backends.open_backend)."""
 
     engine: str | None
     seccomp_profile: str | None
+    endpoint: Mapping[str, str | None] = {}
 
 
 class PrebuiltImage(NamedTuple):
@@ -200,7 +202,8 @@ class Config:
     @cached_property
     def backend(self) -> BackendSettings:
         engine = self.data.get("engine")
-        return BackendSettings(str(engine) if engine else None, self.data["security"].get("seccompProfile"))
+        endpoint = dict(self.data.get("backend") or {})
+        return BackendSettings(str(engine) if engine else None, self.data["security"].get("seccompProfile"), endpoint)
 
     @property
     def debug(self) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from isol8 import units
 from isol8.backends import ENGINES
+from isol8.backends.engine.dialect import ENDPOINT_KEYS
 from isol8.defaults import INSTALL_STRATEGIES
 from isol8.errors import ConfigError
 from isol8.runtimes import NAMES as RUNTIME_NAMES
@@ -132,6 +133,7 @@ SCHEMA: dict[str, Any] = {
     },
     "outputFiles": {"maxFileSize": units.output_size, "maxTotalSize": units.output_size},
     "security": {"seccompProfile": _nullable(_STR)},
+    "backend": {key: _nullable(_STR) for key in ENDPOINT_KEYS},
     "packages": {
         "pipIndexUrl": _nullable(_STR),
         "npmRegistry": _nullable(_STR),

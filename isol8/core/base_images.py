@@ -66,6 +66,16 @@ def proxy_base(base_images: Mapping[str, str]) -> str | None:
     return base_images.get(PROXY) or base_images.get("bash")
 
 
+def seccomp_label() -> str:
+    """isol8's seccomp profile as compact JSON: the value of L.SECCOMP_PROFILE on its images."""
+    import json
+
+    from isol8.core.sandbox import default_seccomp_profile
+
+    with open(default_seccomp_profile(), encoding="utf-8") as f:
+        return json.dumps(json.load(f), separators=(",", ":"), sort_keys=True)
+
+
 def build_hash(runtime: str, base_image: str) -> str:
     """SHA-256 of the base image ref and every file of the build context (names and bytes, length-framed)."""
     digest = hashlib.sha256()
@@ -74,9 +84,10 @@ def build_hash(runtime: str, base_image: str) -> str:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
 
-    frame(b"isol8-base-v1")
+    frame(b"isol8-base-v2")
     frame(runtime.encode())
     frame(base_image.encode())
+    frame(seccomp_label().encode())
     root = context_dir(runtime)
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         frame(path.relative_to(root).as_posix().encode())
@@ -130,6 +141,7 @@ def ensure_base_image(
             **({L.RUNTIME: runtime} if runtime != PROXY else {}),
             L.BUILD_HASH: wanted,
             L.BASE_IMAGE: base,
+            L.SECCOMP_PROFILE: seccomp_label(),
         },
         on_output=lambda line: progress(f"  {line}"),
     )

@@ -89,7 +89,7 @@ def candidates(backend: Backend, runtime: Runtime, cache_dir: Path | None = None
     if unknown:
         for info in backend.inspect_images(unknown):
             cache.entries[info.id] = {
-                "labels": dict(info.labels),
+                "labels": {k: v for k, v in info.labels.items() if k != L.SECCOMP_PROFILE},  # 11 KB, unused here
                 "created": info.created.isoformat() if info.created else None,
                 "tags": list(info.tags),
             }

@@ -219,15 +219,32 @@ def test_removed_containers_are_no_longer_watched(fp: Any, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize(
-    ("env", "key"),
-    [({}, "docker"), ({"DOCKER_HOST": "ssh://a"}, "docker-"), ({"CONTAINER_HOST": "ssh://b"}, "docker-")],
+    ("engine", "env", "flags", "key"),
+    [
+        (DOCKER, {}, (), "docker"),
+        (DOCKER, {"DOCKER_HOST": "ssh://a"}, (), "docker-"),
+        (DOCKER, {"DOCKER_CONTEXT": "ci"}, (), "docker-"),
+        (DOCKER, {}, ("--context", "ci"), "docker-"),
+        (DOCKER, {"CONTAINER_HOST": "ssh://b"}, (), "docker"),  # podman's: docker's client ignores it
+        (PODMAN, {"CONTAINER_HOST": "ssh://b"}, (), "podman-"),
+        (PODMAN, {}, ("--url", "unix:///s.sock"), "podman-"),
+    ],
 )
 def test_the_cache_key_names_the_engine_and_its_endpoint(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], key: str
+    monkeypatch: pytest.MonkeyPatch, engine: Dialect, env: dict[str, str], flags: tuple[str, ...], key: str
 ) -> None:
-    for name in ("DOCKER_HOST", "CONTAINER_HOST"):
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "CONTAINER_HOST", "CONTAINER_CONNECTION"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    got = backend(DOCKER).cache_key
-    assert got == key if key == "docker" else (got.startswith(key) and len(got) == len(key) + 8)
+    got = backend(engine._replace(global_flags=flags)).cache_key
+    assert got == key if key in ("docker", "podman") else (got.startswith(key) and len(got) == len(key) + 8)
+
+
+def test_two_endpoints_of_one_engine_never_share_a_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    keys = {backend(DOCKER._replace(global_flags=("--context", c))).cache_key for c in ("a", "b")}
+    monkeypatch.setenv("DOCKER_HOST", "ssh://a")
+    keys.add(backend(DOCKER).cache_key)
+    assert len(keys) == 3

@@ -15,14 +15,8 @@ import pytest
 
 import isol8.frontends.cli.main as cli_main
 from isol8.frontends.cli import help as P
-from isol8.frontends.cli.parser import (
-    _COMMANDS,
-    SUMMARIES,
-    _Formatter,
-    _terminal_columns,
-    build_parser,
-    command_in,
-)
+from isol8.frontends.cli.help import Formatter, _terminal_columns
+from isol8.frontends.cli.parser import _COMMANDS, SUMMARIES, build_parser, command_in
 
 COMMANDS = ["run", "build", "images", "list-custom", "resolve", "setup", "serve", "mcp", "config", "doctor", "cleanup"]
 
@@ -187,7 +181,7 @@ def test_help_width_is_argparse_own(columns: str | None, monkeypatch: pytest.Mon
     else:
         monkeypatch.setenv("COLUMNS", columns)
     assert _terminal_columns() == shutil.get_terminal_size().columns
-    assert _Formatter("isol8")._width == argparse.RawDescriptionHelpFormatter("isol8")._width
+    assert Formatter("isol8")._width == argparse.RawDescriptionHelpFormatter("isol8")._width
 
 
 @pytest.mark.parametrize(("columns", "size", "width"), [(None, 123, 123), ("33", 123, 33), (None, 0, 80)])
@@ -207,7 +201,7 @@ def test_help_width_on_a_terminal_is_argparse_own(
         full = build_parser()
         assert _parse(build_parser("run"), ["run", "-h"]) == _parse(full, ["run", "-h"])
         with monkeypatch.context() as m:
-            m.setattr(_Formatter, "__init__", lambda self, prog: argparse.HelpFormatter.__init__(self, prog, 2, 32))
+            m.setattr(Formatter, "__init__", lambda self, prog: argparse.HelpFormatter.__init__(self, prog, 2, 32))
             argparse_width = _parse(build_parser(), ["run", "-h"])
         assert _parse(full, ["run", "-h"]) == argparse_width
     os.close(leader)

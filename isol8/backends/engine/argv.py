@@ -40,19 +40,19 @@ def label_filters(labels: Mapping[str, str | None]) -> list[str]:
 
 
 def version_argv(d: Dialect) -> list[str]:
-    return [d.binary, "version", "--format", d.version_format]
+    return [*d.cli, "version", "--format", d.version_format]
 
 
 def image_inspect_argv(d: Dialect, refs: Sequence[str]) -> list[str]:
-    return [d.binary, "image", "inspect", *refs]
+    return [*d.cli, "image", "inspect", *refs]
 
 
 def images_argv(d: Dialect, labels: Mapping[str, str | None]) -> list[str]:
-    return [d.binary, "images", "-q", "--no-trunc", *label_filters(labels)]
+    return [*d.cli, "images", "-q", "--no-trunc", *label_filters(labels)]
 
 
 def dangling_images_argv(d: Dialect) -> list[str]:
-    return [d.binary, "images", "-q", "--no-trunc", "--filter", "dangling=true"]
+    return [*d.cli, "images", "-q", "--no-trunc", "--filter", "dangling=true"]
 
 
 def build_argv(
@@ -67,7 +67,7 @@ def build_argv(
     pull: bool = False,
 ) -> list[str]:
     return [
-        d.binary,
+        *d.cli,
         "build",
         "--force-rm",
         *flag("--pull", pull),
@@ -82,32 +82,32 @@ def build_argv(
 
 
 def info_argv(d: Dialect) -> list[str]:
-    return [d.binary, "info", "--format", INFO_FORMAT[d.name]]
+    return [*d.cli, "info", "--format", INFO_FORMAT[d.name]]
 
 
 def pull_argv(d: Dialect, ref: str) -> list[str]:
-    return [d.binary, "pull", "-q", ref]
+    return [*d.cli, "pull", "-q", ref]
 
 
 def rmi_argv(d: Dialect, refs: Sequence[str]) -> list[str]:
-    return [d.binary, "rmi", *refs]
+    return [*d.cli, "rmi", *refs]
 
 
 def ps_argv(d: Dialect, labels: Mapping[str, str | None]) -> list[str]:
-    return [d.binary, "ps", "-a", "-q", "--no-trunc", *label_filters(labels)]
+    return [*d.cli, "ps", "-a", "-q", "--no-trunc", *label_filters(labels)]
 
 
 def container_inspect_argv(d: Dialect, ids: Sequence[str]) -> list[str]:
-    return [d.binary, "container", "inspect", *ids]
+    return [*d.cli, "container", "inspect", *ids]
 
 
 def rm_argv(d: Dialect, ids: Sequence[str]) -> list[str]:
-    return [d.binary, "rm", *d.rm_force, *ids]
+    return [*d.cli, "rm", *d.rm_force, *ids]
 
 
 def kill_argv(d: Dialect, *names: str) -> list[str]:
     """`kill` (SIGKILL)."""
-    return [d.binary, "kill", *names]
+    return [*d.cli, "kill", *names]
 
 
 # the network of a run-time install's installer (isol8.core.installs): the engine's default one, as
@@ -145,8 +145,7 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False, ne
         *(["--cap-add", "KILL", "--cap-add", "CHOWN"] if keeper else []),
         "--security-opt",
         "no-new-privileges",
-        "--security-opt",
-        f"seccomp={policy.seccomp_profile or default_seccomp_profile()}",
+        *d.seccomp_flags(policy.seccomp_profile, default_seccomp_profile()),
         "--pids-limit",
         str(policy.pids_limit + OWN_PIDS),
         "--memory",
@@ -209,7 +208,7 @@ def run_argv(
     after that long, a backstop that needs neither isol8 nor the container."""
     timeout = opt(d.run_timeout_flag, engine_timeout_s) if d.run_timeout_flag else []
     return [
-        d.binary,
+        *d.cli,
         "run",
         *(["--rm"] if remove else []),
         "-i",
@@ -226,7 +225,7 @@ def run_argv(
 
 def exec_argv(d: Dialect, *, name: str, command: Sequence[str]) -> list[str]:
     """`exec` of one execution, as the sandbox user, in a started standby container (see standby_argv)."""
-    return [d.binary, "exec", "-i", "--user", SANDBOX_USER, "--workdir", SANDBOX_DIR, name, "/bin/bash", *command]
+    return [*d.cli, "exec", "-i", "--user", SANDBOX_USER, "--workdir", SANDBOX_DIR, name, "/bin/bash", *command]
 
 
 def sweep_argv(d: Dialect, *, name: str) -> list[str]:
@@ -234,13 +233,13 @@ def sweep_argv(d: Dialect, *, name: str) -> list[str]:
 
     The sandbox user can neither stop nor read a root process, so unlike the wrapper's own
     `kill -KILL -1` (which a program may disturb: it shares the wrapper's uid) this one holds."""
-    return [d.binary, "exec", "--user", "0:0", name, "/bin/bash", "-c", "kill -KILL -1"]
+    return [*d.cli, "exec", "--user", "0:0", name, "/bin/bash", "-c", "kill -KILL -1"]
 
 
 def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, labels: Mapping[str, str]) -> list[str]:
     """`run -d` of a locked-down container that idles until executions are exec'd into it."""
     return [
-        d.binary,
+        *d.cli,
         "run",
         "-d",
         *_container_flags(d, name, policy, labels, keeper=True),
@@ -259,7 +258,7 @@ def probe_argv(
 ) -> list[str]:
     """`run --rm` of a short command (reading an image's installed versions) in the sandbox, output captured."""
     return [
-        d.binary,
+        *d.cli,
         "run",
         "--rm",
         *_container_flags(d, name, policy, labels),
@@ -276,7 +275,7 @@ WRITE_FILE = 'mkdir -p -- "$(dirname -- "$1")" && cat >"$1"'
 
 def write_file_argv(d: Dialect, *, name: str, path: str) -> list[str]:
     """`exec -i` as the sandbox user that writes its stdin to path."""
-    return [d.binary, "exec", "-i", "--user", SANDBOX_USER, name, "/bin/bash", "-c", WRITE_FILE, "isol8", path]
+    return [*d.cli, "exec", "-i", "--user", SANDBOX_USER, name, "/bin/bash", "-c", WRITE_FILE, "isol8", path]
 
 
 # a regular file only (not a FIFO that never ends, nor a device), and at most $2 bytes of it, read by the
@@ -291,7 +290,7 @@ READ_FILE = (
 
 def read_file_argv(d: Dialect, *, name: str, path: str, limit: int) -> list[str]:
     """`exec` as the sandbox user that prints the first limit bytes of path, a regular file."""
-    return [d.binary, "exec", "--user", SANDBOX_USER, name, "/bin/bash", "-c", READ_FILE, "isol8", path, str(limit)]
+    return [*d.cli, "exec", "--user", SANDBOX_USER, name, "/bin/bash", "-c", READ_FILE, "isol8", path, str(limit)]
 
 
 # -- a filtered run's egress (backends/engine/egress.py) -------------------------------------------
@@ -329,19 +328,19 @@ def _egress_flags(d: Dialect, name: str, labels: Mapping[str, str], volume: str,
 
 
 def volume_create_argv(d: Dialect, *, name: str, labels: Mapping[str, str]) -> list[str]:
-    return [d.binary, "volume", "create", *repeat("--label", (f"{k}={v}" for k, v in labels.items())), name]
+    return [*d.cli, "volume", "create", *repeat("--label", (f"{k}={v}" for k, v in labels.items())), name]
 
 
 def volume_rm_argv(d: Dialect, names: Sequence[str]) -> list[str]:
-    return [d.binary, "volume", "rm", "-f", *names]
+    return [*d.cli, "volume", "rm", "-f", *names]
 
 
 def volumes_argv(d: Dialect, labels: Mapping[str, str | None]) -> list[str]:
-    return [d.binary, "volume", "ls", "-q", *label_filters(labels)]
+    return [*d.cli, "volume", "ls", "-q", *label_filters(labels)]
 
 
 def volume_inspect_argv(d: Dialect, names: Sequence[str]) -> list[str]:
-    return [d.binary, "volume", "inspect", *names]
+    return [*d.cli, "volume", "inspect", *names]
 
 
 def proxy_argv(
@@ -350,7 +349,7 @@ def proxy_argv(
     """`run -i` of a filtered run's egress proxy: on the engine's default network, its squid.conf
     read from stdin, its access log on stdout (isol8.core.egress)."""
     return [
-        d.binary,
+        *d.cli,
         "run",
         "-i",
         *_egress_flags(d, name, labels, volume, memory="256m"),
@@ -368,7 +367,7 @@ def relay_argv(d: Dialect, *, name: str, image: str, labels: Mapping[str, str], 
     """`run` of the relay whose network (loopback alone) a filtered sandbox joins: its port on
     127.0.0.1 leads to the proxy's socket in the shared volume, and nowhere else."""
     return [
-        d.binary,
+        *d.cli,
         "run",
         *_egress_flags(d, name, labels, volume, memory="64m"),
         "--network",

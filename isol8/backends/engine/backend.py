@@ -10,7 +10,7 @@ from isol8 import labels as L
 from isol8.backends.engine import argv as A
 from isol8.backends.engine import reaper
 from isol8.backends.engine.classify import classify
-from isol8.backends.engine.dialect import Dialect
+from isol8.backends.engine.dialect import Dialect, endpoint_key, endpoint_shown
 from isol8.backends.engine.retry import RetryPolicy
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import (
@@ -87,19 +87,19 @@ class EngineBackend:
         return path
 
     def classify(self, argv: Sequence[str], returncode: int | None, stdout: str, stderr: str) -> EngineError:
-        return classify(argv, returncode, stdout, stderr, self.name)
+        at = len(self.dialect.cli)
+        return classify(argv, returncode, stdout, stderr, self.name, argv[at] if len(argv) > at else "")
 
     def local_image(self, ref: str) -> str:
         return self.dialect.local_image(ref)
 
     @property
-    def cache_key(self) -> str:
-        where = os.environ.get("DOCKER_HOST", "") + os.environ.get("CONTAINER_HOST", "")
-        if not where:
-            return self.name
-        import hashlib
+    def endpoint(self) -> str | None:
+        return endpoint_shown(self.dialect, os.environ)
 
-        return f"{self.name}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+    @property
+    def cache_key(self) -> str:
+        return endpoint_key(self.dialect, os.environ)
 
     def run(
         self,

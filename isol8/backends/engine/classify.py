@@ -61,6 +61,8 @@ _REGISTRY_DOWN = (
     "tls handshake timeout",
     "context deadline exceeded",
 )
+# a remote podman's --seccomp-policy=image on an image without the io.containers.seccomp.profile label
+NO_SECCOMP_LABEL = "no seccomp policy defined by image"
 _NO_IMAGE = ("no such image", "image not known", "unable to find image", "manifest unknown")
 _NO_CONTAINER = ("no such container", "no container with name or id")
 _DOWN_HINTS = {
@@ -69,9 +71,13 @@ _DOWN_HINTS = {
 }
 
 
-def classify(argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, engine: str) -> EngineError:
-    """The typed error for a failed engine call, chosen from the engine's stderr."""
+def classify(
+    argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, engine: str, command: str | None = None
+) -> EngineError:
+    """The typed error for a failed engine call, chosen from the engine's stderr; command: the
+    engine's command (`pull`...), which follows the endpoint's options (argv[1] without any)."""
     low = stderr.lower()
+    command = argv[1] if command is None and len(argv) > 1 else command
     if any(pattern in low for pattern in _PERMISSION):
         return EnginePermissionDenied(
             argv,
@@ -91,7 +97,16 @@ def classify(argv: Sequence[str], returncode: int | None, stdout: str, stderr: s
             hint=_DOWN_HINTS.get(engine, ""),
         )
     message = _first_error_line(stderr)
-    if "pull" in argv[1:2] and any(pattern in low for pattern in _REGISTRY_DOWN):
+    if NO_SECCOMP_LABEL in low:
+        return EngineError(
+            argv,
+            returncode,
+            stdout,
+            stderr,
+            message="the image carries no seccomp profile, which a remote podman needs (it cannot read isol8's file)",
+            hint="use an image built by isol8 (`isol8 setup`, `isol8 build`, or FROM isol8:<runtime>) on that engine",
+        )
+    if command == "pull" and any(pattern in low for pattern in _REGISTRY_DOWN):
         return RegistryUnreachable(argv, returncode, stdout, stderr, message=message)
     if any(pattern in low for pattern in _NO_IMAGE):
         return ImageNotFound(argv, returncode, stdout, stderr, message=message)

@@ -6,7 +6,7 @@ import _socket  # socket.py's enum wrappers cost every auto-detected run ~4 ms; 
 import os
 from collections.abc import Mapping
 
-from isol8.backends.engine.dialect import DIALECTS, DOCKER, PODMAN, Dialect
+from isol8.backends.engine.dialect import DIALECTS, DOCKER, PODMAN, REMOTE_ENV, Dialect
 from isol8.errors import EngineNotFound, UsageError
 
 
@@ -36,7 +36,9 @@ def _on_path(name: str) -> bool:
 
 
 def select_dialect(choice: str | None, env: Mapping[str, str] | None = None) -> Dialect:
-    """--engine / ISOL8_ENGINE / config value if given, else a docker that answers, else podman."""
+    """--engine / ISOL8_ENGINE / config value (or the engine whose endpoint options were given) if
+    given, else podman if only its client's environment points it somewhere, else a docker that
+    answers, else podman."""
     env = os.environ if env is None else env
     if choice:
         try:
@@ -44,6 +46,9 @@ def select_dialect(choice: str | None, env: Mapping[str, str] | None = None) -> 
         except KeyError:
             raise UsageError(f"unknown engine {choice!r} (choose docker or podman)") from None
     has_docker, has_podman = _on_path("docker"), _on_path("podman")
+    pointed = [name for name, keys in REMOTE_ENV.items() if any(env.get(k) for k in keys)]
+    if pointed == ["podman"] and has_podman:
+        return PODMAN  # CONTAINER_HOST or CONTAINER_CONNECTION alone: podman's client is pointed somewhere
     if has_docker and _docker_daemon_answers(env):
         return DOCKER
     if has_podman:

@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
+from isol8.errors import UsageError
+
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     from typing import Any
@@ -38,6 +40,28 @@ class Dialect(NamedTuple):
     # podman 4's conmon drops an empty file named `oom` in its working directory after an OOM kill
     # (containers/conmon#504): its client runs in a folder of isol8's own
     private_cwd: bool
+    # the options that choose the engine's endpoint (Endpoint, with_endpoint): docker's context
+    # and host, podman's connection and url; they come before the command
+    context_flag: str
+    host_flag: str
+    # what the client passes before every command: the endpoint's options (with_endpoint)
+    global_flags: tuple[str, ...] = ()
+    # podman's client in remote mode sends `seccomp=PATH` for the service to open on its own
+    # host (docker's client reads the file and sends its contents): a remote podman takes isol8's
+    # profile from the image's io.containers.seccomp.profile label instead (--seccomp-policy=image)
+    seccomp_from_image: bool = False
+
+    @property
+    def cli(self) -> tuple[str, ...]:
+        """The client and the options every command starts with."""
+        return (self.binary, *self.global_flags)
+
+    def seccomp_flags(self, profile: str | None, default: str) -> list[str]:
+        """The sandbox's seccomp options: a configured profile (a path where the engine reads it),
+        else isol8's own, from its file or, for a remote podman, from the image's label."""
+        if profile is None and self.seccomp_from_image:
+            return ["--seccomp-policy", "image"]
+        return ["--security-opt", f"seccomp={profile or default}"]
 
     def local_image(self, ref: str) -> str:
         """The name under which a locally built `ref` is stored and found."""
@@ -63,6 +87,8 @@ DOCKER = Dialect(
     run_timeout_flag=None,
     rm_force=("-f",),
     private_cwd=False,
+    context_flag="--context",
+    host_flag="--host",
 )
 
 PODMAN = Dialect(
@@ -76,9 +102,95 @@ PODMAN = Dialect(
     run_timeout_flag="--timeout",
     rm_force=("-f", "-t", "0", "--depend"),
     private_cwd=True,
+    context_flag="--connection",
+    host_flag="--url",
 )
 
 DIALECTS = {d.name: d for d in (DOCKER, PODMAN)}
+
+
+class Endpoint(NamedTuple):
+    """Which engine the client drives (the config's `backend` section, the global options): a
+    docker context or podman connection by name, or a docker host or podman url (unix://,
+    ssh://, tcp://); None leaves it to the client (DOCKER_HOST, DOCKER_CONTEXT, CONTAINER_HOST,
+    CONTAINER_CONNECTION, the client's default). tls: docker's folder of ca.pem, cert.pem and
+    key.pem for a tcp:// host; identity: podman's ssh key."""
+
+    context: str | None = None
+    host: str | None = None
+    tls: str | None = None
+    identity: str | None = None
+
+
+# the config's `backend` keys (and the global options of the same names) that choose an endpoint:
+# each is one engine's, and names an Endpoint field
+ENDPOINT_KEYS = {
+    "context": ("docker", "context"),
+    "host": ("docker", "host"),
+    "tlsCertPath": ("docker", "tls"),
+    "connection": ("podman", "context"),
+    "url": ("podman", "host"),
+    "identity": ("podman", "identity"),
+}
+
+
+def endpoint_from(values: Mapping[str, str | None]) -> tuple[str | None, Endpoint]:
+    """The engine those endpoint keys belong to (None if none is set) and their Endpoint."""
+    given = {key: value for key, value in values.items() if value}
+    engines = sorted({ENDPOINT_KEYS[key][0] for key in given})
+    if len(engines) > 1:
+        mixed = ", ".join(sorted(given))
+        raise UsageError(
+            f"{mixed}: docker's (context, host, tlsCertPath) and podman's (connection, url, identity) do not mix"
+        )
+    return (engines[0] if engines else None), Endpoint(**{ENDPOINT_KEYS[key][1]: value for key, value in given.items()})
+
+
+# the environment through which each client is pointed elsewhere
+REMOTE_ENV = {"docker": ("DOCKER_HOST", "DOCKER_CONTEXT"), "podman": ("CONTAINER_HOST", "CONTAINER_CONNECTION")}
+
+
+def with_endpoint(d: Dialect, endpoint: Endpoint, env: Mapping[str, str]) -> Dialect:
+    """d driving that endpoint: its options before every command; a podman whose client is
+    remote (by those options or its environment) takes isol8's seccomp profile from the image."""
+    if endpoint.context and endpoint.host:
+        raise UsageError(f"{d.context_flag} and {d.host_flag} name two endpoints: give one")
+    if endpoint.tls and d.name != "docker" or endpoint.identity and d.name != "podman":
+        which = "tlsCertPath is docker's" if endpoint.tls else "identity is podman's"
+        raise UsageError(f"backend.{which}, not {d.name}'s")
+    flags = [*_opt(d.context_flag, endpoint.context), *_opt(d.host_flag, endpoint.host)]
+    if endpoint.tls:
+        tls = endpoint.tls.rstrip("/")
+        flags += [
+            "--tlsverify",
+            *(f"--tls{k}={tls}/{f}.pem" for k, f in (("cacert", "ca"), ("cert", "cert"), ("key", "key"))),
+        ]
+    flags += _opt("--identity", endpoint.identity)
+    remote = d.name == "podman" and bool(flags or any(env.get(k) for k in REMOTE_ENV["podman"]))
+    return d._replace(global_flags=tuple(flags), seccomp_from_image=remote)
+
+
+def endpoint_shown(d: Dialect, env: Mapping[str, str]) -> str | None:
+    """Where d's client is pointed, as its options or environment say; None: the client's default."""
+    if d.global_flags:
+        return " ".join(d.global_flags)
+    return " ".join(f"{k}={env[k]}" for k in REMOTE_ENV[d.name] if env.get(k)) or None
+
+
+def endpoint_key(d: Dialect, env: Mapping[str, str]) -> str:
+    """The engine's name, and a digest of where its client is pointed unless that is its default:
+    isol8's on-disk answers about one engine's images are never another's."""
+    where = [*d.global_flags, *(env.get(k, "") for k in REMOTE_ENV[d.name])]
+    if not any(where):
+        return d.name
+    import hashlib
+
+    return f"{d.name}-{hashlib.sha256(chr(0).join(where).encode()).hexdigest()[:8]}"
+
+
+def _opt(name: str, value: str | None) -> list[str]:
+    return [] if value is None else [name, value]
+
 
 # `info` as JSON: docker takes a Go template, podman a format name
 INFO_FORMAT = {"docker": "{{json .}}", "podman": "json"}

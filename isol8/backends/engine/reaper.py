@@ -19,23 +19,27 @@ from isol8 import labels as L
 from isol8.backends.engine.dialect import Dialect
 from isol8.process import Watcher
 
-# Only isol8's own values reach this script: the engine binary and a token of hex digits.
+# Only isol8's own values reach this script: a label made of a token of hex digits, then the
+# engine client and the endpoint's options (from the config or the command line: never parsed by
+# the shell, each its own word in "$@").
 SCRIPT = r"""
 set -f
 IFS= read -r word
 [ "$word" = done ] && exit 0
+label=$1
+shift
 for pass in 1 2; do
-  ids=$("$1" ps -a -q --no-trunc --filter "label=$2")
-  [ -z "$ids" ] || "$1" rm -f $ids
-  vols=$("$1" volume ls -q --filter "label=$2")
-  [ -z "$vols" ] || "$1" volume rm -f $vols
+  ids=$("$@" ps -a -q --no-trunc --filter "label=$label")
+  [ -z "$ids" ] || "$@" rm -f $ids
+  vols=$("$@" volume ls -q --filter "label=$label")
+  [ -z "$vols" ] || "$@" volume rm -f $vols
   [ "$pass" = 2 ] || sleep 2
 done
 """
 
 _lock = threading.Lock()
 _owner = os.urandom(8).hex()
-_watchers: dict[str, Watcher] = {}
+_watchers: dict[tuple[str, ...], Watcher] = {}
 _live: set[str] = set()
 
 
@@ -44,15 +48,17 @@ def owner_label() -> dict[str, str]:
     return {L.RUN_OWNER: _owner}
 
 
+def watcher_argv(dialect: Dialect) -> list[str]:
+    return ["/bin/sh", "-c", SCRIPT, "isol8-reaper", f"{L.RUN_OWNER}={_owner}", *dialect.cli]
+
+
 def watch(dialect: Dialect, name: str) -> None:
     """Call before starting container `name`: from now on it is removed if this process dies."""
     with _lock:
-        if dialect.binary not in _watchers:
+        if dialect.cli not in _watchers:  # one per engine endpoint
             if not _watchers:
                 atexit.register(_at_exit)
-            _watchers[dialect.binary] = Watcher(
-                ["/bin/sh", "-c", SCRIPT, "isol8-reaper", dialect.binary, f"{L.RUN_OWNER}={_owner}"]
-            )
+            _watchers[dialect.cli] = Watcher(watcher_argv(dialect))
         _live.add(name)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from functools import cached_property
 
 from isol8.config import Config, PackageSettings, load_config
@@ -35,7 +36,14 @@ class App:
     def backend(self) -> Backend:
         from isol8.backends import open_backend
 
-        return open_backend(self.args.engine or self.config.backend.engine)
+        return open_backend(self.args.engine or self.config.backend.engine, self.endpoint(self.config))
+
+    def endpoint(self, config: Config) -> Mapping[str, str | None]:
+        """The endpoint keys: the command line's if it gave any, else the config's `backend` section."""
+        from isol8.frontends.cli.help import ENDPOINT_DESTS
+
+        given = {key: getattr(self.args, dest, None) for dest, key in ENDPOINT_DESTS.items()}
+        return given if any(given.values()) else config.backend.endpoint
 
     def packages(self) -> PackageSettings:
         return self.config.packages

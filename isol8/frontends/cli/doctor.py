@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 from isol8.config import Config
@@ -42,7 +41,7 @@ def checks(app: App) -> Iterator[Check]:
     from isol8.backends import open_backend
 
     try:
-        backend = open_backend(app.args.engine or config.backend.engine)
+        backend = open_backend(app.args.engine or config.backend.engine, app.endpoint(config))
     except Isol8Error as exc:
         yield Check("engine", False, str(exc), exc.hint or "install docker or podman")
         return
@@ -52,8 +51,7 @@ def checks(app: App) -> Iterator[Check]:
         return
     yield from doctor.image_checks(backend, config.base_images)
     yield doctor.sandbox_check(backend, config)
-    remote = bool(os.environ.get("DOCKER_HOST") or os.environ.get("CONTAINER_HOST"))
-    yield doctor.disk_check(info, remote)
+    yield doctor.disk_check(info, backend.endpoint is not None)
     if app.args.network:
         yield from doctor.network_checks(backend, config)
 

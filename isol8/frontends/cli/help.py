@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+
 DESCRIPTION = """\
 Run untrusted code snippets (Python, Node.js, Bun, Deno, Bash) in locked-down
 Docker or Podman containers: read-only root, no network, no capabilities, a
@@ -9,8 +13,13 @@ non-root user, and limits on time, memory, processes and output."""
 
 EPILOG = """\
 engine selection:
-  --engine, else ISOL8_ENGINE, else `engine` in the config file, else a docker
-  whose daemon answers, else podman.
+  --engine, else ISOL8_ENGINE, else `engine` in the config file, else the
+  engine whose endpoint options are given, else podman when only
+  CONTAINER_HOST or CONTAINER_CONNECTION is set, else a docker whose daemon
+  answers, else podman. The endpoint (--context, --docker-host, --connection,
+  --url, or the config's `backend` section, else the client's own DOCKER_HOST,
+  DOCKER_CONTEXT, CONTAINER_HOST) may be another machine: isol8 assumes
+  nothing of it is local (docs/engines.md).
 
 configuration (each level over the one before, like git's):
   built-in defaults, the user file ~/.isol8/config.{json,yaml,yml}, the project
@@ -57,3 +66,37 @@ SUMMARIES = {
 }
 ALIASES = {"images": ["list-custom"]}
 COMMANDS = frozenset([*SUMMARIES, *(alias for names in ALIASES.values() for alias in names)])
+
+
+# the global options that point the engine's client elsewhere: each sets the config's `backend`
+# key of its name (isol8.backends.open_backend), and any of them replaces the config's endpoint
+ENDPOINT_OPTIONS = (
+    ("--context", "NAME", "docker context to use (config backend.context; also DOCKER_CONTEXT)"),
+    ("--docker-host", "URL", "docker endpoint: unix://, ssh://USER@HOST or tcp://HOST:2376 (config backend.host)"),
+    ("--connection", "NAME", "podman system connection to use (config backend.connection)"),
+    ("--url", "URL", "podman service: unix:///PATH or ssh://USER@HOST/PATH (config backend.url)"),
+)
+ENDPOINT_DESTS = {"context": "context", "docker_host": "host", "connection": "connection", "url": "url"}
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns, which argparse asks for (then takes 2) whenever it makes a
+    formatter, once per argument: the same answer without importing shutil and its bz2 and lzma."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    if stdout is None:
+        return 80
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80

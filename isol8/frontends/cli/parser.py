@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from isol8 import __version__
 from isol8.backends import ENGINES
-from isol8.frontends.cli.help import ALIASES, DESCRIPTION, EPILOG, SUMMARIES
+from isol8.frontends.cli.help import ALIASES, DESCRIPTION, ENDPOINT_OPTIONS, EPILOG, SUMMARIES, Formatter
 from isol8.frontends.cli.run_flags import RUNTIMES, add_run
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
@@ -18,31 +16,8 @@ if TYPE_CHECKING:
     _Adder = Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32, width=_terminal_columns() - 2)
-
-
-def _terminal_columns() -> int:
-    """shutil.get_terminal_size().columns, which argparse asks for (then takes 2) whenever it makes a
-    formatter, once per argument: the same answer without importing shutil and its bz2 and lzma."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns > 0:
-        return columns
-    stdout = sys.__stdout__
-    if stdout is None:
-        return 80
-    try:
-        return os.get_terminal_size(stdout.fileno()).columns or 80
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """--engine/--config/--no-user-config/--debug, accepted before and after the command name."""
+    """--engine, the endpoint options, --config/--no-user-config/--debug, accepted before and after the command name."""
 
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
@@ -53,6 +28,8 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=default(None),
         help="container engine to use (default: ISOL8_ENGINE, the config, then auto-detect)",
     )
+    for option, metavar, says in ENDPOINT_OPTIONS:
+        parser.add_argument(option, metavar=metavar, default=default(None), help=says)
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -85,7 +62,7 @@ def _command(
     return sub.add_parser(
         name,
         parents=[common],
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help=SUMMARIES[name],
         description=description,
         aliases=list(aliases),
@@ -331,7 +308,7 @@ def _add_mcp(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    add_run(sub, common, _Formatter, SUMMARIES["run"])
+    add_run(sub, common, Formatter, SUMMARIES["run"])
 
 
 # Every command name (aliases too) and what adds its parser, in the order --help lists them.
@@ -350,21 +327,25 @@ _COMMANDS: dict[str, _Adder] = {
 }
 
 
+_VALUED = ("--engine", "--config", *(option for option, _, _ in ENDPOINT_OPTIONS))
+
+
 def command_in(argv: Sequence[str]) -> str | None:
     """The command argv names after the global options, when that is certain without parsing; else None.
 
     Only the exact global options are skipped (--engine X, --engine=X, --config FILE, --config=FILE,
-    --no-user-config, --debug), and only values that cannot be taken for options. Anything else (-h, --version, an
+    the endpoint options likewise, --no-user-config, --debug), and only values that cannot be
+    taken for options. Anything else (-h, --version, an
     abbreviation, --, an unknown command) is None: the full parser then answers, listing every
     command in its help and its errors."""
     rest = iter(argv)
     for arg in rest:
         if arg in _COMMANDS:
             return arg
-        if arg in ("--engine", "--config"):
+        if arg in _VALUED:
             if next(rest, "-").startswith("-"):
                 return None
-        elif arg not in ("--debug", "--no-user-config") and not arg.startswith(("--engine=", "--config=")):
+        elif arg not in ("--debug", "--no-user-config") and not arg.startswith(tuple(f"{v}=" for v in _VALUED)):
             return None
     return None
 
@@ -380,11 +361,11 @@ def build_parser(command: str | None = None, *, listing: bool = False) -> argpar
         prog="isol8",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     parser.add_argument("--version", action="version", version=f"isol8 {__version__}")
     _global_options(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=Formatter)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     if listing:
