@@ -143,7 +143,9 @@ def ensure_base_image(
             L.BASE_IMAGE: base,
             L.SECCOMP_PROFILE: seccomp_label(),
         },
-        on_output=lambda line: progress(f"  {line}"),
+        on_output=lambda line: progress(
+            f"  {line if len(line) <= 200 else line[:200] + ' ...'}"
+        ),  # the profile's label
     )
     if current is not None and current.id != new_id:
         _drop_replaced(backend, current.id)

@@ -431,3 +431,93 @@ def test_installer_argv_is_a_run_on_the_engines_default_network(d: Dialect) -> N
 def test_installer_network_only_for_a_one_shot_policy_without_network(policy: SandboxPolicy, keeper: bool) -> None:
     with pytest.raises(ValueError, match="installer"):
         sandbox_flags(DOCKER, policy, keeper=keeper, network=A.ENGINE_NETWORK)
+
+
+# ---- endpoints -----------------------------------------------------------------------------------
+
+from isol8.backends.engine import reaper  # noqa: E402
+from isol8.backends.engine.dialect import Endpoint, endpoint_from, with_endpoint  # noqa: E402
+from isol8.errors import UsageError  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("dialect", "endpoint", "env", "flags", "from_image"),
+    [
+        (DOCKER, Endpoint(), {}, (), False),
+        (DOCKER, Endpoint(context="ci"), {}, ("--context", "ci"), False),
+        (DOCKER, Endpoint(host="ssh://u@box"), {}, ("--host", "ssh://u@box"), False),
+        (
+            DOCKER,
+            Endpoint(host="tcp://box:2376", tls="/c/"),
+            {},
+            (
+                "--host",
+                "tcp://box:2376",
+                "--tlsverify",
+                "--tlscacert=/c/ca.pem",
+                "--tlscert=/c/cert.pem",
+                "--tlskey=/c/key.pem",
+            ),
+            False,
+        ),
+        (DOCKER, Endpoint(), {"DOCKER_HOST": "ssh://box"}, (), False),  # docker's client reads the profile itself
+        (PODMAN, Endpoint(), {}, (), False),
+        (PODMAN, Endpoint(context="box"), {}, ("--connection", "box"), True),
+        (
+            PODMAN,
+            Endpoint(host="ssh://u@box/run/p.sock", identity="/k"),
+            {},
+            ("--url", "ssh://u@box/run/p.sock", "--identity", "/k"),
+            True,
+        ),
+        (PODMAN, Endpoint(), {"CONTAINER_HOST": "unix:///s.sock"}, (), True),
+        (PODMAN, Endpoint(), {"CONTAINER_CONNECTION": "box"}, (), True),
+    ],
+)
+def test_an_endpoint_is_options_before_every_command(
+    dialect: Dialect, endpoint: Endpoint, env: dict[str, str], flags: tuple[str, ...], from_image: bool
+) -> None:
+    d = with_endpoint(dialect, endpoint, env)
+    assert (d.global_flags, d.seccomp_from_image) == (flags, from_image)
+    assert A.ps_argv(d, {"a": "1"}) == [dialect.binary, *flags, "ps", "-a", "-q", "--no-trunc", "--filter", "label=a=1"]
+    run = A.run_argv(d, name="n", image="i", policy=SandboxPolicy(), labels={}, command=["-c", "x"])
+    assert run[: len(flags) + 2] == [dialect.binary, *flags, "run"]
+    seccomp = ["--seccomp-policy", "image"] if from_image else ["--security-opt", f"seccomp={SECCOMP}"]
+    at = run.index("no-new-privileges") + 1
+    assert run[at : at + 2] == seccomp
+    assert reaper.watcher_argv(d)[4:] == [f"org.isol8.run.owner={reaper._owner}", dialect.binary, *flags]
+
+
+def test_a_remote_podman_still_takes_a_configured_profile_as_a_path_on_its_host() -> None:
+    d = with_endpoint(PODMAN, Endpoint(host="unix:///s.sock"), {})
+    run = A.run_argv(d, name="n", image="i", policy=SandboxPolicy(seccomp_profile="/etc/p.json"), labels={}, command=[])
+    assert "--seccomp-policy" not in run and "seccomp=/etc/p.json" in run
+
+
+@pytest.mark.parametrize(
+    ("values", "engine", "endpoint"),
+    [
+        ({}, None, Endpoint()),
+        ({"context": None, "host": ""}, None, Endpoint()),
+        ({"context": "ci"}, "docker", Endpoint(context="ci")),
+        ({"host": "ssh://b", "tlsCertPath": "/c"}, "docker", Endpoint(host="ssh://b", tls="/c")),
+        ({"connection": "box"}, "podman", Endpoint(context="box")),
+        ({"url": "unix:///s", "identity": "/k"}, "podman", Endpoint(host="unix:///s", identity="/k")),
+    ],
+)
+def test_endpoint_keys_name_their_engine(values: dict[str, str | None], engine: str | None, endpoint: Endpoint) -> None:
+    assert endpoint_from(values) == (engine, endpoint)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "endpoint", "says"),
+    [
+        (DOCKER, Endpoint(context="a", host="ssh://b"), "--context and --host name two endpoints"),
+        (PODMAN, Endpoint(context="a", host="unix:///s"), "--connection and --url name two endpoints"),
+        (PODMAN, Endpoint(tls="/c"), "backend.tlsCertPath is docker's, not podman's"),
+        (DOCKER, Endpoint(identity="/k"), "backend.identity is podman's, not docker's"),
+    ],
+)
+def test_contradicting_endpoints_are_refused(dialect: Dialect, endpoint: Endpoint, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        with_endpoint(dialect, endpoint, {})

@@ -165,7 +165,8 @@ def test_config_json_with_config_flag(
     status, out, err = run_cli(*placement(str(path)))
     assert (status, err) == (0, "")
     shown = json.loads(out)
-    assert set(shown) == {"source", "sources", "config", "origins"}
+    assert set(shown) == {"source", "sources", "config", "origins", "endpoint"}
+    assert shown["endpoint"] == {"engine": "podman", "where": None}  # the engine chosen, never asked anything
     assert (shown["source"], shown["sources"]) == (str(path), [str(path)])
     assert shown["origins"]["defaults.timeoutMs"] == str(path)
     assert shown["origins"]["defaults.memoryLimit"] == "built-in"
@@ -360,3 +361,55 @@ def test_python_m_isol8_usage_error_exits_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "endpoint"),
+    [
+        (["--context", "ci"], "", {"engine": "docker", "where": "--context ci"}),
+        (["--docker-host", "ssh://u@box"], "", {"engine": "docker", "where": "--host ssh://u@box"}),
+        (["--url", "unix:///s.sock"], "", {"engine": "podman", "where": "--url unix:///s.sock"}),
+        ([], "backend:\n  connection: box\n", {"engine": "podman", "where": "--connection box"}),
+        (
+            [],
+            "backend:\n  host: tcp://box:2376\n  tlsCertPath: /certs\n",
+            {
+                "engine": "docker",
+                "where": "--host tcp://box:2376 --tlsverify --tlscacert=/certs/ca.pem --tlscert=/certs/cert.pem"
+                " --tlskey=/certs/key.pem",
+            },
+        ),
+        (["--context", "ci"], "backend:\n  url: unix:///s.sock\n", {"engine": "docker", "where": "--context ci"}),
+    ],
+)
+def test_config_shows_the_engine_endpoint_the_options_or_the_config_choose(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], config: str, endpoint: object
+) -> None:
+    """Each endpoint key belongs to one engine, which it chooses; the command line's replace the config's."""
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "CONTAINER_HOST", "CONTAINER_CONNECTION"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    status, out, err = run_cli(*args, "--config", str(path), "config", "--json")
+    assert (status, err) == (0, "")
+    assert json.loads(out)["endpoint"] == endpoint
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "says"),
+    [
+        (["--engine", "podman", "--context", "ci"], "", "context: docker's endpoint options, but the engine is podman"),
+        ([], "backend:\n  context: ci\n  url: unix:///s\n", "docker's (context, host, tlsCertPath) and podman's"),
+        (["--context", "a", "--docker-host", "ssh://b"], "", "--context and --host name two endpoints"),
+        (["--engine", "podman"], "backend:\n  tlsCertPath: /c\n", "tlsCertPath: docker's endpoint options, but"),
+    ],
+)
+def test_endpoint_options_that_contradict_each_other_are_refused(
+    run_cli: RunCli, tmp_path: Path, args: list[str], config: str, says: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    status, out, err = run_cli(*args, "--config", str(path), "config", "--json")
+    assert (status, err) == (0, "")
+    shown = json.loads(out)["endpoint"]
+    assert shown["engine"] is None and says in shown["error"]

@@ -181,3 +181,47 @@ def test_a_pull_that_cannot_reach_the_registry_is_told_from_an_answer(
     assert error.message == stderr.strip().splitlines()[0]
     not_a_pull = classify([engine, "run", "x"], 1, "", stderr, engine)
     assert type(not_a_pull).__name__ != "RegistryUnreachable"
+
+
+# recorded here from endpoints that do not answer (tests/integration/test_remote_engines.py reaches them for real)
+@pytest.mark.parametrize(
+    ("engine", "stderr"),
+    [
+        (
+            "docker",
+            'error during connect: Get "http://docker.example.com/v1.50/version": command [ssh -o '
+            "ConnectTimeout=30 -T -p 1 -- 127.0.0.1 docker system dial-stdio] has exited with exit status 255, "
+            "make sure the URL is valid, and Docker 18.09 or later is installed on the remote host: "
+            "stderr=ssh: connect to host 127.0.0.1 port 1: Connection refused",
+        ),
+        (
+            "podman",
+            'Error: unable to connect to Podman socket: Get "http://d/v4.3.1/libpod/_ping": dial unix '
+            "/tmp/none.sock: connect: no such file or directory",
+        ),
+        ("podman", "Error: failed to connect: dial tcp 127.0.0.1:1: connect: connection refused"),
+        (
+            "podman",
+            "Error: failed to connect: ssh: handshake failed: ssh: unable to authenticate, attempted methods "
+            "[none], no supported methods remain",
+        ),
+    ],
+)
+def test_an_endpoint_that_does_not_answer_is_the_engine_unavailable(engine: str, stderr: str) -> None:
+    error = classify([engine, "--url", "x", "run"], 125, "", stderr, engine, "run")
+    assert type(error) is EngineUnavailable, error
+
+
+def test_the_command_after_the_endpoints_options_decides_a_pull() -> None:
+    stderr = "Error: dial tcp: lookup registry.example.com: no such host"
+    assert (
+        type(classify(["docker", "--context", "ci", "pull", "-q", "x"], 1, "", stderr, "docker", "pull")).__name__
+        == "RegistryUnreachable"
+    )
+    assert type(classify(["docker", "--context", "ci", "run", "x"], 1, "", stderr, "docker", "run")) is EngineError
+
+
+def test_an_image_without_the_profile_label_on_a_remote_podman_says_so() -> None:
+    stderr = "Error: no seccomp policy defined by image"
+    error = classify(["podman", "--url", "unix:///s", "run", "alpine"], 125, "", stderr, "podman", "run")
+    assert "carries no seccomp profile" in error.message and "isol8 build" in error.hint

@@ -33,6 +33,7 @@ _UNAVAILABLE = (
     "is the docker daemon running",
     "cannot connect to podman",
     "unable to connect to podman",
+    "error: failed to connect: ",  # podman's remote client (--url ssh://, --connection)
 )
 _PERMISSION = (
     "permission denied while trying to connect to the docker daemon socket",

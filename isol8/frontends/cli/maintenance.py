@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 
 from isol8 import labels as L
+from isol8.errors import Isol8Error
 from isol8.frontends.cli.app import App
 from isol8.status import ExitStatus
 
@@ -14,9 +15,16 @@ def cmd_config(app: App) -> int:
     from isol8.config.layers import leaves
 
     config = app.config
+    endpoint = _endpoint(app)
     if app.args.json:
         origins = {path: origin for origin, path, _ in leaves(config.data, config.origins)}
-        document = {"source": config.source, "sources": list(config.sources), "config": config.data, "origins": origins}
+        document = {
+            "source": config.source,
+            "sources": list(config.sources),
+            "config": config.data,
+            "origins": origins,
+            "endpoint": endpoint,
+        }
         app.say(json.dumps(document, indent=2))
         return ExitStatus.OK
     if app.args.show_origin:
@@ -29,10 +37,28 @@ def cmd_config(app: App) -> int:
         app.say(f"source: {path}")
     if not config.sources:
         app.say("source: built-in defaults (no config file found)")
+    where = endpoint["where"] or "the client's default endpoint"
+    app.say(
+        f"engine: none ({endpoint['error']})"
+        if endpoint["engine"] is None
+        else f"engine: {endpoint['engine']}, {where}"
+    )
     import yaml
 
     app.stdout.write(yaml.safe_dump(dict(config.data), sort_keys=False, default_flow_style=False))
     return ExitStatus.OK
+
+
+def _endpoint(app: App) -> dict[str, str | None]:
+    """Which engine commands would use, and where it is (its client's options or environment;
+    None: the client's default), as the config and the command line choose; nothing is asked of it."""
+    from isol8.backends import open_backend
+
+    try:  # opened, never asked anything (auto-detection only tries docker's socket)
+        backend = open_backend(app.args.engine or app.config.backend.engine, app.endpoint(app.config))
+    except Isol8Error as exc:
+        return {"engine": None, "where": None, "error": str(exc)}
+    return {"engine": backend.name, "where": backend.endpoint}
 
 
 def _confirm(app: App, question: str) -> bool:
