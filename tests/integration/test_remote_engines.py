@@ -99,8 +99,15 @@ def test_an_endpoint_that_does_not_answer_is_the_engine_unavailable(endpoint: En
 
 
 def test_limits_hold_through_the_endpoint(endpoint: Endpoint) -> None:
-    code = "print(*(open('/sys/fs/cgroup/' + f).read().strip() for f in ('memory.max', 'pids.max', 'cpu.max')))"
-    done = through(endpoint, "run", "--memory", "64m", "--pids-limit", "16", "--cpus", "0.5", "-e", code)
+    code = " ".join(
+        f"cat /sys/fs/cgroup/{v2} 2>/dev/null || cat /sys/fs/cgroup/{v1};"
+        for v2, v1 in (
+            ("memory.max", "memory/memory.limit_in_bytes"),
+            ("pids.max", "pids/pids.max"),
+            ("cpu.max", "cpu/cpu.cfs_quota_us"),
+        )
+    )
+    done = through(endpoint, "run", "-r", "bash", "--memory", "64m", "--pids-limit", "16", "--cpu", "0.5", "-e", code)
     assert done.status == 0, done.stderr
     memory, pids, cpu = done.stdout.split(maxsplit=2)
     assert (memory, cpu.split()[0]) == (str(64 << 20), "50000")
