@@ -40,6 +40,26 @@ def run_labels(name: str) -> dict[str, str]:
         MANAGED: "true",
         RUN_ID: name,
         RUN_PID: str(os.getpid()),
-        RUN_HOST: os.uname().nodename,
+        RUN_HOST: host_identity(),
         RUN_STARTED: str(int(time.time())),
     }
+
+
+_host: str | None = None
+
+
+def host_identity() -> str:
+    """This host as owner labels name it: its name, then the pid namespace its pids count in (the
+    kernel's boot id and the namespace's inode). A pid is only checked where it means the same
+    process: never across two machines of one name, nor two containers of one kernel sharing an
+    engine's socket."""
+    global _host
+    if _host is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                boot = f.read().strip()[:8]
+            space = f"{boot}-{os.stat('/proc/self/ns/pid').st_ino}"
+        except OSError:  # no /proc to tell: the name alone, as before
+            space = ""
+        _host = f"{os.uname().nodename}/{space}" if space else os.uname().nodename
+    return _host

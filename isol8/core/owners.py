@@ -56,4 +56,28 @@ def owner_gone(
 
 
 def this_host() -> str:
-    return os.uname().nodename
+    return L.host_identity()
+
+
+def cleanup_scope(*, everyone: bool = False, stale_after_ms: int | None = None) -> Callable[[Mapping[str, str]], bool]:
+    """What `isol8 cleanup` removes, by labels: what an ended owner of this host left; with
+    everyone, all; with stale_after_ms, also what any owner created longer ago than that."""
+    import time
+
+    host, now = this_host(), time.time()
+
+    def removable(labels: Mapping[str, str]) -> bool:
+        if everyone or owner_gone(labels, host=host):
+            return True
+        return stale_after_ms is not None and older_than(labels, stale_after_ms / 1000, now=now)
+
+    return removable
+
+
+def older_than(labels: Mapping[str, str], seconds: float, *, now: float) -> bool:
+    """Created (its org.isol8.run.started label) more than `seconds` ago, by any owner on any host;
+    labels that do not say when: old."""
+    try:
+        return now - float(labels[L.RUN_STARTED]) > seconds
+    except (KeyError, ValueError):
+        return True

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import (
+    ISOL8,
     Isol8,
     assert_no_containers,
     isol8_containers,
@@ -18,6 +22,7 @@ from tests.integration.conftest import (
     start_run,
     watcher_of,
 )
+from tests.integration.remote import podman_service
 
 
 def _wait_for_output(proc: subprocess.Popen[str], expected: str) -> None:
@@ -121,3 +126,52 @@ def test_missing_base_image_is_built_on_first_run(engine: str, isol8: Isol8) -> 
     assert (done.status, done.stdout) == (0, "built and ran\n"), done.stderr
     assert "isol8:bash is missing; building it first" in done.stderr
     assert_no_containers(engine)
+
+
+def test_cleanup_spares_a_run_of_another_pid_namespace_sharing_the_engine(engine: str, tmp_path: Path) -> None:
+    """Two "hosts" with one name and one engine: an isol8 in its own pid namespace (as in a CI
+    container beside this one) runs a program; its pid means nothing here, so cleanup from here
+    leaves the run alone, and only --stale-after (any owner, by age) removes it. podman is shared
+    through its service's socket, as a remote podman is (its containers' monitors then belong to
+    the service, not to the pid namespace of the client that asked)."""
+    with contextlib.ExitStack() as stack:
+        where: tuple[str, ...] = ()
+        if engine == "podman":
+            where = ("--url", f"unix://{stack.enter_context(podman_service(tmp_path / 'p.sock'))}")
+        code = "import time; print('ready', flush=True); time.sleep(120)"
+        # inside, isol8 gets a pid that no process has out here: checked here, it would look gone
+        free = next(p for p in range(30000, 20000, -1) if not os.path.exists(f"/proc/{p}"))
+        inner = f'echo {free - 1} >/proc/sys/kernel/ns_last_pid && "$@"'
+        proc = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", inner, "sh"]
+            + [ISOL8, "--engine", engine, *where, "run", "--timeout", "2m", "-e", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        stack.callback(proc.wait)
+        stack.callback(proc.kill)
+        _wait_for_output(proc, "ready")
+        assert len(isol8_containers(engine)) == 1
+        assert _labels_of(engine)["org.isol8.run.pid"] == str(free)
+        spared = run_isol8(engine, *where, "cleanup", "--force")
+        assert (spared.status, spared.stdout) == (0, "nothing to remove\n"), spared.stderr
+        assert len(isol8_containers(engine)) == 1 and proc.poll() is None
+        young = run_isol8(engine, *where, "cleanup", "--force", "--stale-after", "1h")
+        assert young.stdout == "nothing to remove\n" and proc.poll() is None
+        time.sleep(1.1)
+        stale = run_isol8(engine, *where, "cleanup", "--force", "--stale-after", "1s")
+        assert stale.status == 0 and "removed 1 container(s)" in stale.stdout, stale.stdout + stale.stderr
+        assert proc.wait(timeout=30) != 0  # its container went away under it
+    assert_no_containers(engine)
+
+
+def _labels_of(engine: str) -> dict[str, str]:
+    (only,) = isol8_containers(engine)
+    done = subprocess.run(
+        [engine, "inspect", "--format", "{{json .Config.Labels}}", only], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    labels: dict[str, str] = json.loads(done.stdout)
+    return labels

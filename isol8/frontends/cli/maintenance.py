@@ -75,12 +75,10 @@ def _owner(labels: Mapping[str, str]) -> str:
 
 
 def cmd_cleanup(app: App) -> int:
-    from isol8.core.owners import owner_gone, this_host
+    from isol8.core.owners import cleanup_scope
 
-    backend, host = app.backend, this_host()
-
-    def removable(labels: Mapping[str, str]) -> bool:
-        return bool(app.args.all) or owner_gone(labels, host=host)
+    backend = app.backend
+    removable = cleanup_scope(everyone=bool(app.args.all), stale_after_ms=app.args.stale_after)
 
     found = backend.inspect_containers(backend.list_containers({L.RUN_ID: None}))
     containers = [c for c in found if removable(c.labels)]
@@ -96,7 +94,7 @@ def cmd_cleanup(app: App) -> int:
         owners = sorted({_owner(c.labels) for c in in_use})
         app.progress(
             f"left {len(in_use)} container(s) whose isol8 process is still running ({', '.join(owners)}): "
-            "--all removes them too"
+            "--all removes them too, --stale-after those older than a duration"
         )
     images = []
     if app.args.images:

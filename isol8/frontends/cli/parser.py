@@ -162,6 +162,15 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
     p.set_defaults(handler="doctor")
 
 
+def _duration(value: str) -> int:
+    from isol8 import units
+
+    try:
+        return units.duration_ms(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = _command(
         sub,
@@ -171,7 +180,9 @@ def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
             "Remove the containers isol8 created (found by the org.isol8.run.id label, never by\n"
             "name or image) whose isol8 process has ended, for example after isol8 itself was\n"
             "killed. A running isol8 serve keeps its warm pool and sessions, a run in progress\n"
-            "its container, and another host's isol8 its own: --all removes those too. With\n"
+            "its container, and another host's isol8 its own (a host is a machine, or a\n"
+            "container with its own pids, sharing one engine): --all removes those too, and\n"
+            "--stale-after those of any owner created longer ago than a duration. With\n"
             "--images, also remove isol8's images (label org.isol8.managed=true: bases, custom\n"
             "and cached images); an image a container still uses is kept. Asks first when\n"
             "standard input is a terminal."
@@ -181,6 +192,12 @@ def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     p.add_argument(
         "--all", action="store_true", help="also remove the containers of isol8 processes still running, on any host"
+    )
+    p.add_argument(
+        "--stale-after",
+        metavar="DURATION",
+        type=_duration,
+        help="also remove containers of any owner, on any host, created longer ago than DURATION (30m, 12h)",
     )
     p.add_argument("--images", action="store_true", help="also remove isol8's images")
     p.add_argument("--keep-base", action="store_true", help="with --images: keep the isol8:<runtime> base images")
