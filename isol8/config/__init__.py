@@ -252,6 +252,10 @@ def read_layer(path: str, text: str | None = None) -> Layer:
         value = (data.get(section) or {}).get(key)
         if isinstance(value, str) and value not in CA_KEYWORDS and not os.path.isabs(os.path.expanduser(value)):
             data[section][key] = os.path.join(folder, value)
+    for key in ("tlsCertPath", "identity"):  # handed to the engine's client, which expands no ~
+        value = (data.get("backend") or {}).get(key)
+        if isinstance(value, str) and value:
+            data["backend"][key] = os.path.join(folder, os.path.expanduser(value))
     return Layer(path, data)
 
 

@@ -640,3 +640,16 @@ def test_load_config_without_a_file_does_not_import_yaml(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_the_backends_key_and_certificate_paths_are_the_config_files_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's client expands no ~ and runs from anywhere: the paths reach it absolute."""
+    from isol8.config import read_layer
+
+    monkeypatch.setenv("HOME", "/home/me")
+    path = tmp_path / "isol8.config.yaml"
+    path.write_text("backend:\n  identity: ~/.ssh/id\n  tlsCertPath: certs\n")
+    backend = read_layer(str(path)).data["backend"]
+    assert backend == {"identity": "/home/me/.ssh/id", "tlsCertPath": str(tmp_path / "certs")}
