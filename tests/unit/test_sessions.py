@@ -87,6 +87,18 @@ class SlowStart(RecordingBackend):
         super().start_standby(spec)
 
 
+def _waiter(sessions: Sessions, got: list[str]) -> threading.Thread:
+    """A second request for session "s", started: it writes down the container it ran in."""
+
+    def second() -> None:
+        with sessions.held("s", PYTHON, None) as session:
+            got.append(session.container)
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    return waiter
+
+
 def test_a_session_is_busy_until_its_container_has_started_and_a_second_request_waits(sessions: Sessions) -> None:
     sessions.backend = backend = SlowStart()
     first = threading.Thread(target=lambda: sessions.get_or_create("s", PYTHON, asked_image=None))
@@ -95,13 +107,7 @@ def test_a_session_is_busy_until_its_container_has_started_and_a_second_request_
         time.sleep(0.01)
     assert sessions.listing()[0]["busy"] is True
     got: list[str] = []
-
-    def second() -> None:
-        with sessions.held("s", PYTHON, None) as session:
-            got.append(session.container)
-
-    waiter = threading.Thread(target=second)
-    waiter.start()
+    waiter = _waiter(sessions, got)
     time.sleep(0.2)
     assert got == []  # it has not run in a container that is not there yet
     backend.go.set()
@@ -124,13 +130,7 @@ def test_a_request_that_waited_for_a_session_whose_start_failed_gets_a_new_one(s
     while sessions.find("s") is None:
         time.sleep(0.01)
     got: list[str] = []
-
-    def second() -> None:
-        with sessions.held("s", PYTHON, None) as session:
-            got.append(session.container)
-
-    waiter = threading.Thread(target=second)
-    waiter.start()
+    waiter = _waiter(sessions, got)
     time.sleep(0.1)
     backend.go.set()
     starter.join(5), waiter.join(5)
