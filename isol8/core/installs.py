@@ -51,8 +51,10 @@ REPLACE = f"""
 {SYSTEM_PATH}
 free=$(df -Pk /sandbox | {{ read -r _ && read -r _ _ _ kib _ && echo "$kib"; }})
 [ "${{free:-0}}" -gt "$2" ] || {{ echo "isol8: $2 KiB do not fit in /sandbox (${{free:-0}} KiB free)" >&2; exit 3; }}
-if read -r max 2>/dev/null </sys/fs/cgroup/memory.max && [ "$max" != max ] &&
-  read -r used </sys/fs/cgroup/memory.current; then
+cg=/sys/fs/cgroup
+[ -r $cg/memory.max ] && max=$cg/memory.max used=$cg/memory.current ||
+  max=$cg/memory/memory.limit_in_bytes used=$cg/memory/memory.usage_in_bytes  # cgroup v1
+if read -r max 2>/dev/null <"$max" && [ "$max" != max ] && read -r used 2>/dev/null <"$used"; then
   spare=$(( (max - used) / 1024 - {MEMORY_MARGIN_KIB} ))
   [ "$spare" -gt "$2" ] || {{ echo "isol8: $2 KiB do not fit in the memory limit ($spare KiB spare)" >&2; exit 3; }}
 fi

@@ -86,8 +86,9 @@ def _where(endpoint: Endpoint) -> str:
     """The client's own options, as isol8 passes them."""
     if endpoint.name == "podman-ssh":
         backend = json.loads(Path(endpoint.args[1]).read_text())["backend"]
-        return f"--url {backend['url']} --identity {backend['identity']}"
-    return " ".join(endpoint.args).replace("--docker-host", "--host")
+        return f"--url={backend['url']} --identity={backend['identity']}"
+    option, value = endpoint.args
+    return f"{option.replace('--docker-host', '--host')}={value}"
 
 
 def test_an_endpoint_that_does_not_answer_is_the_engine_unavailable(endpoint: Endpoint, tmp_path: Path) -> None:

@@ -444,15 +444,14 @@ from isol8.errors import UsageError  # noqa: E402
     ("dialect", "endpoint", "env", "flags", "from_image"),
     [
         (DOCKER, Endpoint(), {}, (), False),
-        (DOCKER, Endpoint(context="ci"), {}, ("--context", "ci"), False),
-        (DOCKER, Endpoint(host="ssh://u@box"), {}, ("--host", "ssh://u@box"), False),
+        (DOCKER, Endpoint(context="ci"), {}, ("--context=ci",), False),
+        (DOCKER, Endpoint(host="ssh://u@box"), {}, ("--host=ssh://u@box",), False),
         (
             DOCKER,
             Endpoint(host="tcp://box:2376", tls="/c/"),
             {},
             (
-                "--host",
-                "tcp://box:2376",
+                "--host=tcp://box:2376",
                 "--tlsverify",
                 "--tlscacert=/c/ca.pem",
                 "--tlscert=/c/cert.pem",
@@ -462,12 +461,12 @@ from isol8.errors import UsageError  # noqa: E402
         ),
         (DOCKER, Endpoint(), {"DOCKER_HOST": "ssh://box"}, (), False),  # docker's client reads the profile itself
         (PODMAN, Endpoint(), {}, (), False),
-        (PODMAN, Endpoint(context="box"), {}, ("--connection", "box"), True),
+        (PODMAN, Endpoint(context="box"), {}, ("--connection=box",), True),
         (
             PODMAN,
             Endpoint(host="ssh://u@box/run/p.sock", identity="/k"),
             {},
-            ("--url", "ssh://u@box/run/p.sock", "--identity", "/k"),
+            ("--url=ssh://u@box/run/p.sock", "--identity=/k"),
             True,
         ),
         (PODMAN, Endpoint(), {"CONTAINER_HOST": "unix:///s.sock"}, (), True),
@@ -521,3 +520,9 @@ def test_endpoint_keys_name_their_engine(values: dict[str, str | None], engine: 
 def test_contradicting_endpoints_are_refused(dialect: Dialect, endpoint: Endpoint, says: str) -> None:
     with pytest.raises(UsageError, match=says):
         with_endpoint(dialect, endpoint, {})
+
+
+def test_an_endpoint_value_that_looks_like_an_option_stays_a_value() -> None:
+    """A config's `context: --tlsverify` must not become an option of the engine's client."""
+    d = with_endpoint(DOCKER, Endpoint(context="--tlsverify"), {})
+    assert A.version_argv(d)[:2] == ["docker", "--context=--tlsverify"]

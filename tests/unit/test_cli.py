@@ -366,20 +366,20 @@ def test_python_m_isol8_usage_error_exits_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "config", "endpoint"),
     [
-        (["--context", "ci"], "", {"engine": "docker", "where": "--context ci"}),
-        (["--docker-host", "ssh://u@box"], "", {"engine": "docker", "where": "--host ssh://u@box"}),
-        (["--url", "unix:///s.sock"], "", {"engine": "podman", "where": "--url unix:///s.sock"}),
-        ([], "backend:\n  connection: box\n", {"engine": "podman", "where": "--connection box"}),
+        (["--context", "ci"], "", {"engine": "docker", "where": "--context=ci"}),
+        (["--docker-host", "ssh://u@box"], "", {"engine": "docker", "where": "--host=ssh://u@box"}),
+        (["--url", "unix:///s.sock"], "", {"engine": "podman", "where": "--url=unix:///s.sock"}),
+        ([], "backend:\n  connection: box\n", {"engine": "podman", "where": "--connection=box"}),
         (
             [],
             "backend:\n  host: tcp://box:2376\n  tlsCertPath: /certs\n",
             {
                 "engine": "docker",
-                "where": "--host tcp://box:2376 --tlsverify --tlscacert=/certs/ca.pem --tlscert=/certs/cert.pem"
+                "where": "--host=tcp://box:2376 --tlsverify --tlscacert=/certs/ca.pem --tlscert=/certs/cert.pem"
                 " --tlskey=/certs/key.pem",
             },
         ),
-        (["--context", "ci"], "backend:\n  url: unix:///s.sock\n", {"engine": "docker", "where": "--context ci"}),
+        (["--context", "ci"], "backend:\n  url: unix:///s.sock\n", {"engine": "docker", "where": "--context=ci"}),
     ],
 )
 def test_config_shows_the_engine_endpoint_the_options_or_the_config_choose(

@@ -189,7 +189,8 @@ def endpoint_key(d: Dialect, env: Mapping[str, str]) -> str:
 
 
 def _opt(name: str, value: str | None) -> list[str]:
-    return [] if value is None else [name, value]
+    """One word, NAME=VALUE: a value that begins with "-" is never taken for an option."""
+    return [] if value is None else [f"{name}={value}"]
 
 
 # `info` as JSON: docker takes a Go template, podman a format name
