@@ -128,6 +128,22 @@ def no_leftovers(engine: str) -> Iterator[None]:
     assert_no_containers(engine)
 
 
+def default_gateway(engine: str) -> str:
+    """The host's address on the engine's default network, which its containers reach: as inspected, else the
+    subnet's first address (a freshly started docker may report no gateway)."""
+    import ipaddress
+    import json
+
+    if engine == "docker":
+        argv = ["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"]
+    else:
+        argv = ["podman", "network", "inspect", "podman", "--format", "{{json .Subnets}}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    first = {key.lower(): value for key, value in json.loads(done.stdout)[0].items()}
+    return str(first.get("gateway") or next(ipaddress.ip_network(first["subnet"]).hosts()))
+
+
 def watcher_of(pid: int) -> int | None:
     """The pid of the watcher (isol8/backends/engine/reaper.py) that the isol8 process `pid` started, if any."""
     for child in Path("/proc").glob("[0-9]*"):

@@ -25,7 +25,15 @@ from typing import NamedTuple
 
 import pytest
 
-from tests.integration.conftest import ISOL8, Isol8, assert_no_containers, isol8_containers, run_isol8, watcher_of
+from tests.integration.conftest import (
+    ISOL8,
+    Isol8,
+    assert_no_containers,
+    default_gateway,
+    isol8_containers,
+    run_isol8,
+    watcher_of,
+)
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 NAMES = ("allowed.test", "other.test", "denied.test", "api.wild.test", *(f"host{i}.test" for i in range(20)))
@@ -75,26 +83,9 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, i
     tls.shutdown()
 
 
-def _gateway(engine: str) -> str:
-    """The engine's default network's gateway (this machine): as inspected, else its subnet's first address."""
-    import ipaddress
-
-    if engine == "docker":
-        argv = ["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"]
-        subnets = [{"subnet": c.get("Subnet"), "gateway": c.get("Gateway")} for c in json.loads(_out(argv))]
-    else:
-        subnets = json.loads(_out(["podman", "network", "inspect", "podman"]))[0]["subnets"]
-    first = subnets[0]
-    return str(first.get("gateway") or next(ipaddress.ip_network(first["subnet"]).hosts()))
-
-
-def _out(argv: list[str]) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-
-
 @pytest.fixture
 def hosts(engine: str, stand_ins: tuple[int, int]) -> Hosts:
-    return Hosts(_gateway(engine), *stand_ins)
+    return Hosts(default_gateway(engine), *stand_ins)
 
 
 def _config(tmp_path: Path, hosts: Hosts, *, private: bool = True, **extra: object) -> str:

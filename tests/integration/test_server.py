@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from isol8.frontends.remote import Isol8Remote, RemoteError
-from tests.integration.conftest import ISOL8, run_isol8
+from tests.integration.conftest import ISOL8, default_gateway, run_isol8
 from tests.unit.test_server_policy import ORIGINAL_CLIENT_OPTIONS
 
 KEY = "test-key-" + os.urandom(8).hex()
@@ -680,17 +680,6 @@ print("watching")
 """
 
 
-def _gateway(engine: str) -> str:
-    """The host's address on the engine's default network, which its containers reach."""
-    argv = {
-        "docker": ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
-        "podman": ["podman", "network", "inspect", "podman", "--format", "{{(index .Subnets 0).Gateway}}"],
-    }[engine]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip(), done.stderr
-    return done.stdout.strip()
-
-
 def _reaches(engine: str, address: str, port: int) -> str:
     """What a container on the default network gets when it connects: the listener is really there."""
     image = "isol8:python" if engine == "docker" else "localhost/isol8:python"
@@ -702,7 +691,7 @@ def _reaches(engine: str, address: str, port: int) -> str:
 def test_a_later_session_request_gets_its_packages_and_no_background_process_gets_network(server: Server) -> None:
     sid = f"pkgs-{os.getpid()}-{server.engine}"
     client = server.client()
-    address = _gateway(server.engine)
+    address = default_gateway(server.engine)
     with socket.socket() as listener:
         listener.bind(("0.0.0.0", 0))
         listener.listen(64)
