@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
         "maxBodyBytes": 10_485_760,
         "poolSize": 2,
         "sessionIdleMs": 600_000,
+        "fleet": None,  # replicas of one fleet share their sessions (found in the engine by label)
+        "drainMs": None,  # after SIGTERM: how long /health?ready=1 says 503 before the listener closes
     },
     "baseImages": {},
     "prebuiltImages": [],

@@ -87,6 +87,10 @@ class ContainerNotFound(EngineError):
     pass
 
 
+class ContainerNameInUse(EngineError):
+    """Another container has the name: a create lost its race to it."""
+
+
 class BuildFailed(EngineError):
     pass
 

@@ -23,6 +23,10 @@ RESOLVED = "org.isol8.resolved"
 AUTO = "org.isol8.auto"
 SERVER_ID = "org.isol8.server.id"
 SESSION_ID = "org.isol8.session.id"
+SESSION = "org.isol8.session"  # what a session's first request made of it (JSON: frontends/server/sessions.py)
+# the sessions of a server fleet (server.fleet), found by any of its replicas: a server without one
+# is a fleet of its own (its server id), and its sessions also carry its SERVER_ID
+FLEET = "org.isol8.server.fleet"
 # isol8's seccomp profile itself (compact JSON) on the images it builds, for an engine that cannot
 # read the profile's file: a remote podman's --seccomp-policy=image (backends/engine/dialect.py)
 SECCOMP_PROFILE = "io.containers.seccomp.profile"

@@ -68,6 +68,12 @@ class ContainerInfo:
     exit_code: int | None
     oom_killed: bool
     image: str
+    status: str = ""  # the engine's word: created, running, exited...
+
+    @property
+    def ended(self) -> bool:
+        """It ran and stopped (not one still being created and started)."""
+        return self.status in ("exited", "dead", "stopped")
 
     @classmethod
     def from_inspect(cls, obj: Mapping[str, Any]) -> ContainerInfo:
@@ -81,6 +87,7 @@ class ContainerInfo:
             exit_code=state.get("ExitCode"),
             oom_killed=bool(state.get("OOMKilled")),
             image=str(config.get("Image") or obj.get("ImageName") or obj.get("Image") or ""),
+            status=str(state.get("Status") or ""),
         )
 
 

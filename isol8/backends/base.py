@@ -89,16 +89,21 @@ class Backend(Protocol):
         network none; its other limits hold."""
         ...
 
-    def start_standby(self, spec: ContainerSpec) -> None:
-        """Start a container that idles (its keeper as PID 1) until executions are exec'd into it."""
+    def start_standby(self, spec: ContainerSpec, *, outlives: bool = False) -> str:
+        """Start a container that idles (its keeper as PID 1) until executions are exec'd into it;
+        its id. outlives: it is not this process's (a server fleet's session): never removed when
+        this process dies. Raises ContainerNameInUse, removing nothing, when the name is taken."""
+        ...
+
+    def session_control(
+        self, name: str, verb: str, args: Sequence[str] = (), *, data: bytes = b"", timeout: float = 30.0
+    ) -> str:
+        """One verb of a standby container's session record, run as root there (backends/engine/argv.py's
+        SESSION_CONTROL, whose docstring lists them): what it printed."""
         ...
 
     def exec(self, name: str, command: Sequence[str], *, stdin: Iterable[bytes]) -> Process:
         """Exec command (/bin/bash's arguments) as the sandbox user in a standby container."""
-        ...
-
-    def sweep(self, name: str) -> None:
-        """End every process in a standby container but its keeper."""
         ...
 
     def probe(self, image: str, command: Sequence[str], policy: SandboxPolicy, *, timeout: float) -> Captured:

@@ -53,6 +53,8 @@ class ServerSettings(NamedTuple):
     pool_size: int
     session_idle_s: float
     max_concurrent: int
+    fleet: str | None = None  # the name replicas sharing their sessions have in common
+    drain_s: float = 0.0
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], max_concurrent: object) -> ServerSettings:
@@ -65,6 +67,8 @@ class ServerSettings(NamedTuple):
             pool_size=int(data["poolSize"]),
             session_idle_s=units.duration_ms(data["sessionIdleMs"]) / 1000,
             max_concurrent=int(str(max_concurrent)),
+            fleet=data.get("fleet"),
+            drain_s=units.duration_ms(data["drainMs"]) / 1000 if data.get("drainMs") is not None else 0.0,
         )
 
 

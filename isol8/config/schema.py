@@ -97,6 +97,14 @@ def _host(value: Any) -> Any:
     return value
 
 
+def _fleet(value: Any) -> Any:
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+        raise ValueError("expected a fleet name: 1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
 _STR = _type(str, "a string")
 _BOOL = _type(bool, "true or false")
 _INT = _positive_int
@@ -149,6 +157,8 @@ SCHEMA: dict[str, Any] = {
         "maxBodyBytes": _INT,
         "poolSize": _type(int, "an integer"),
         "sessionIdleMs": units.duration_ms,
+        "fleet": _nullable(_fleet),
+        "drainMs": _nullable(units.duration_ms),
     },
     "baseImages": _map_of(_choice(*RUNTIME_NAMES, "proxy"), _STR),
     "prebuiltImages": _list_of(

@@ -44,9 +44,12 @@ def owner_gone(
 ) -> bool:
     """True when what carries these labels was created on `host` by an isol8 process that has
     ended. Another host's owner cannot be checked from here: never gone. Labels too damaged to
-    name an owner: gone (nothing can be waiting for it)."""
+    name an owner: gone (nothing can be waiting for it). A server fleet's session is the fleet's,
+    not its creator's: never gone (its replicas expire it; --all or --stale-after remove it)."""
     if labels.get(L.RUN_HOST) != host:
         return False
+    if L.FLEET in labels and L.SERVER_ID not in labels:
+        return False  # a server fleet's session: any replica serves it, the one that made it or not
     try:
         pid, created = int(labels[L.RUN_PID]), float(labels[L.RUN_STARTED])
     except (KeyError, ValueError):

@@ -107,6 +107,10 @@ def valid_env_name(name: str) -> bool:
 # takes no uid=), outlives every `kill -KILL -1` (the kernel spares a namespace's init; the sandbox
 # user cannot signal, trace or read it) and reaps the orphans executions leave (bash waits for any).
 KEEPER = f"chown {SANDBOX_USER} {SANDBOX_DIR} || exit 1; while :; do sleep 86400 & wait $!; done"
+# A standby container's own record, root's alone (mode 0700; the sandbox user can neither read nor
+# fill it): a server session's turn, last use and run-time packages (backends/engine/argv.py's
+# SESSION_CONTROL), so that any server replica sharing the engine finds them there.
+CONTROL_DIR = "/run/isol8"
 
 
 class ContainerSpec(NamedTuple):

@@ -16,7 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from isol8.errors import Isol8Error, RequestError
-from isol8.frontends.server import executions, sessions
+from isol8.frontends.server import executions, session
 from isol8.frontends.server.state import ServerState
 
 INSTRUCTIONS = (
@@ -64,14 +64,14 @@ async def _call(function: Any, *args: Any) -> Any:
 
 
 def _put(state: ServerState, session_id: str, path: str, data: bytes) -> str:
-    where = sessions.sandbox_path(path)
-    state.sessions.put_file(sessions.check_id(session_id), where, data)
+    where = session.sandbox_path(path)
+    state.sessions.put_file(session.check_id(session_id), where, data)
     return where
 
 
 def _get(state: ServerState, session_id: str, path: str) -> tuple[str, bytes]:
-    where = sessions.sandbox_path(path)
-    return where, state.sessions.get_file(sessions.check_id(session_id), where, state.settings.max_body_bytes)
+    where = session.sandbox_path(path)
+    return where, state.sessions.get_file(session.check_id(session_id), where, state.settings.max_body_bytes)
 
 
 def build(state: ServerState) -> MCPServer:
@@ -158,7 +158,7 @@ def _session_tools(app: MCPServer, state: ServerState) -> None:
     @app.tool()
     async def session_delete(session_id: str) -> dict[str, Any]:
         """End a session and remove its sandbox."""
-        removed = await _call(lambda: state.sessions.remove(sessions.check_id(session_id)))
+        removed = await _call(lambda: state.sessions.remove(session.check_id(session_id)))
         return {"ok": True, "removed": removed}
 
 

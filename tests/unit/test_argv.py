@@ -11,8 +11,9 @@ import pytest
 
 import isol8.data
 from isol8.backends.engine import argv as A
-from isol8.backends.engine.argv import exec_argv, run_argv, sandbox_flags, standby_argv, sweep_argv
+from isol8.backends.engine.argv import exec_argv, run_argv, sandbox_flags, standby_argv
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
+from isol8.backends.engine.session_record import SESSION_CONTROL, session_control_argv
 from isol8.core.sandbox import KEEPER, OWN_PIDS, SandboxPolicy, default_seccomp_profile
 
 SECCOMP = str(Path(isol8.data.__file__).resolve().parent / "seccomp.json")
@@ -379,6 +380,8 @@ def test_standby_argv_exact(d: Dialect) -> None:
         "KILL",
         "--cap-add",
         "CHOWN",
+        "--tmpfs",
+        "/run/isol8:rw,noexec,nosuid,nodev,size=1m,mode=0700",  # root's own: a session's record
         *flags[at + 4 :],
     ]
     assert standby_argv(d, name="isol8-warm", image=IMAGE, policy=SandboxPolicy(), labels=LABELS) == [
@@ -401,17 +404,12 @@ def test_exec_argv_exact_with_user_values_as_single_elements(d: Dialect) -> None
 
 
 @pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
-def test_sweep_argv_exact(d: Dialect) -> None:
-    assert sweep_argv(d, name="isol8-s") == [
-        d.binary,
-        "exec",
-        "--user",
-        "0:0",
-        "isol8-s",
-        "/bin/bash",
-        "-c",
-        "kill -KILL -1",
-    ]
+def test_session_control_argv_exact_runs_as_root_with_isol8s_own_arguments(d: Dialect) -> None:
+    assert session_control_argv(d, name="isol8-s", verb="claim", args=["ab12", "960"]) == [
+        d.binary, "exec", "-i", "--user", "0:0", "isol8-s", "/bin/bash", "-c", SESSION_CONTROL,
+        "isol8", "claim", "ab12", "960",
+    ]  # fmt: skip
+    assert "\nd=/run/isol8\n" in SESSION_CONTROL  # the root-only tmpfs of standby_argv
 
 
 @pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)

@@ -15,7 +15,7 @@ from isol8.backends.engine import reaper
 from isol8.backends.engine.backend import EngineBackend, RetryPolicy
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
 from isol8.core.sandbox import SANDBOX_USER, ContainerSpec, SandboxPolicy
-from isol8.errors import ContainerNotFound, EngineError, EngineTimeout, FileTooLarge
+from isol8.errors import ContainerNameInUse, ContainerNotFound, EngineError, EngineTimeout, FileTooLarge
 
 DIALECTS = pytest.mark.parametrize("d", [DOCKER, PODMAN], ids=lambda d: d.name)
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -152,10 +152,17 @@ def test_runs_and_standbys_carry_the_owner_label(fp: Any, d: Dialect) -> None:
 
 
 @DIALECTS
-def test_sweep_is_a_root_kill_of_everything_but_pid_1(fp: Any, d: Dialect) -> None:
-    fp.register(A.sweep_argv(d, name="c"))
-    backend(d).sweep("c")
-    assert fp.call_count(A.sweep_argv(d, name="c")) == 1
+def test_a_session_that_outlives_isol8_has_no_owner_and_a_taken_name_removes_nothing(
+    fp: Any, d: Dialect, watched: list[str]
+) -> None:
+    s = spec()
+    argv = A.standby_argv(d, name=s.name, image=s.image, policy=s.policy, labels=s.labels)
+    fp.register(argv, returncode=125, stderr='Error: the container name "x" is already in use by 0123')
+    with pytest.raises(ContainerNameInUse):
+        backend(d).start_standby(s, outlives=True)
+    assert watched == [] and fp.call_count(A.rm_argv(d, [s.name])) == 0  # it is another's
+    fp.register(argv, stdout="0123abcd\n")
+    assert backend(d).start_standby(s, outlives=True) == "0123abcd"  # its id
 
 
 def probe_argv(d: Dialect, name: str, policy: SandboxPolicy, command: list[str]) -> list[str]:

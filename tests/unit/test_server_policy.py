@@ -154,7 +154,7 @@ def test_a_refused_request_writes_no_files(tmp_path: Path) -> None:
     [("a.txt", "/sandbox/a.txt"), ("/sandbox/sub/b", "/sandbox/sub/b"), ("sub/../c", "/sandbox/c")],
 )
 def test_a_file_path_inside_the_sandbox_is_normalised(raw: str, expected: str) -> None:
-    from isol8.frontends.server.sessions import sandbox_path
+    from isol8.frontends.server.session import sandbox_path
 
     assert sandbox_path(raw) == expected
 
@@ -162,7 +162,7 @@ def test_a_file_path_inside_the_sandbox_is_normalised(raw: str, expected: str) -
 @pytest.mark.parametrize("raw", ["", "../etc/passwd", "/etc/passwd", "/sandbox", "a\0b", "/sandbox/x\0", 7, None])
 def test_a_file_path_outside_the_sandbox_or_unusable_is_400(raw: object) -> None:
     """A NUL byte would reach the engine client's argv and fail there as a 500."""
-    from isol8.frontends.server.sessions import sandbox_path
+    from isol8.frontends.server.session import sandbox_path
 
     with pytest.raises(RequestError) as caught:
         sandbox_path(raw)

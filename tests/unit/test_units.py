@@ -191,7 +191,7 @@ def test_script_name_with_a_trailing_newline_becomes_main() -> None:
 def test_session_ids_full_match() -> None:
     pytest.importorskip("starlette")
     from isol8.errors import RequestError
-    from isol8.frontends.server.sessions import check_id
+    from isol8.frontends.server.session import check_id
 
     assert check_id("abc-1") == "abc-1"
     with pytest.raises(RequestError) as caught:

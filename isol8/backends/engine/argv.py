@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from isol8.backends.engine.dialect import INFO_FORMAT, Dialect
 from isol8.core.sandbox import (
+    CONTROL_DIR,
     KEEPER,
     MASKED_DIRS,
     OWN_PIDS,
@@ -143,6 +144,7 @@ def sandbox_flags(d: Dialect, policy: SandboxPolicy, *, keeper: bool = False, ne
         "--cap-drop",
         "ALL",
         *(["--cap-add", "KILL", "--cap-add", "CHOWN"] if keeper else []),
+        *(["--tmpfs", f"{CONTROL_DIR}:rw,noexec,nosuid,nodev,size=1m,mode=0700"] if keeper else []),
         "--security-opt",
         "no-new-privileges",
         *d.seccomp_flags(policy.seccomp_profile, default_seccomp_profile()),
@@ -226,14 +228,6 @@ def run_argv(
 def exec_argv(d: Dialect, *, name: str, command: Sequence[str]) -> list[str]:
     """`exec` of one execution, as the sandbox user, in a started standby container (see standby_argv)."""
     return [*d.cli, "exec", "-i", "--user", SANDBOX_USER, "--workdir", SANDBOX_DIR, name, "/bin/bash", *command]
-
-
-def sweep_argv(d: Dialect, *, name: str) -> list[str]:
-    """`exec` as root with CAP_KILL: ends every process in a standby container but its PID 1.
-
-    The sandbox user can neither stop nor read a root process, so unlike the wrapper's own
-    `kill -KILL -1` (which a program may disturb: it shares the wrapper's uid) this one holds."""
-    return [*d.cli, "exec", "--user", "0:0", name, "/bin/bash", "-c", "kill -KILL -1"]
 
 
 def standby_argv(d: Dialect, *, name: str, image: str, policy: SandboxPolicy, labels: Mapping[str, str]) -> list[str]:

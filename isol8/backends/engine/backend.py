@@ -12,8 +12,10 @@ from isol8.backends.engine import reaper
 from isol8.backends.engine.classify import classify
 from isol8.backends.engine.dialect import Dialect, endpoint_key, endpoint_shown
 from isol8.backends.engine.retry import RetryPolicy
+from isol8.backends.engine.session_record import session_control_argv
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import (
+    ContainerNameInUse,
     ContainerNotFound,
     EngineError,
     EngineNotFound,
@@ -63,11 +65,12 @@ class EngineBackend:
         input: bytes | None = None,
         idempotent: bool = False,
         env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
     ) -> Completed:
         """Run one engine command; raise the classified EngineError when it fails."""
 
         def once() -> Completed:
-            done = run_process(argv, timeout=timeout, input=input, env=env)
+            done = run_process(argv, timeout=timeout, input=input, env=env, cwd=cwd)
             if done.returncode != 0:
                 raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
             return done
@@ -152,31 +155,33 @@ class EngineBackend:
         reaper.watch(self.dialect, spec.name)
         return StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd())
 
-    def start_standby(self, spec: ContainerSpec) -> None:
+    def start_standby(self, spec: ContainerSpec, *, outlives: bool = False) -> str:
         if spec.policy.egress is not None:
             raise UsageError("a filtered network is for single runs: a standby container (a session) cannot have one")
+        owner = {} if outlives else reaper.owner_label()
         argv = A.standby_argv(
-            self.dialect,
-            name=spec.name,
-            image=spec.image,
-            policy=spec.policy,
-            labels={**spec.labels, **reaper.owner_label()},
+            self.dialect, name=spec.name, image=spec.image, policy=spec.policy, labels={**spec.labels, **owner}
         )
-        reaper.watch(self.dialect, spec.name)
+        if not outlives:
+            reaper.watch(self.dialect, spec.name)
         try:
-            done = run_process(argv, timeout=START_TIMEOUT, cwd=self.client_cwd())
-            if done.returncode != 0:
-                raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
+            done = self.call(argv, timeout=START_TIMEOUT, cwd=self.client_cwd())
+        except ContainerNameInUse:
+            raise  # another's container of that name: never removed here
         except EngineError:
             self._remove_quietly(spec.name)
             raise
+        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else spec.name
+
+    def session_control(
+        self, name: str, verb: str, args: Sequence[str] = (), *, data: bytes = b"", timeout: float = QUERY_TIMEOUT
+    ) -> str:
+        argv = session_control_argv(self.dialect, name=name, verb=verb, args=args)
+        return self.call(argv, input=data, timeout=timeout, cwd=self.client_cwd()).stdout
 
     def exec(self, name: str, command: Sequence[str], *, stdin: Iterable[bytes]) -> StreamingProcess:
         argv = A.exec_argv(self.dialect, name=name, command=command)
         return StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd())
-
-    def sweep(self, name: str) -> None:
-        self.call(A.sweep_argv(self.dialect, name=name), timeout=QUERY_TIMEOUT)
 
     def probe(self, image: str, command: Sequence[str], policy: SandboxPolicy, *, timeout: float) -> Captured:
         from isol8.models import Captured  # the run path never needs the models (~2 ms to import)
@@ -203,9 +208,7 @@ class EngineBackend:
 
     def write_file(self, name: str, path: str, data: bytes) -> None:
         argv = A.write_file_argv(self.dialect, name=name, path=path)
-        done = run_process(argv, input=data, timeout=START_TIMEOUT, cwd=self.client_cwd())
-        if done.returncode != 0:
-            raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
+        self.call(argv, input=data, timeout=START_TIMEOUT, cwd=self.client_cwd())
 
     def read_file(self, name: str, path: str, *, limit: int) -> bytes:
         argv = A.read_file_argv(self.dialect, name=name, path=path, limit=limit + 1)
@@ -346,36 +349,24 @@ class EngineBackend:
         """
 
         def once() -> str:
-            return self._build_once(tag, context, dockerfile, build_args, labels, on_output, timeout)
+            import tempfile
+
+            from isol8.backends.engine.build import run_build
+
+            with tempfile.TemporaryDirectory(prefix="isol8-build-") as tmp:
+                iidfile = os.path.join(tmp, "iid")
+                argv = A.build_argv(
+                    self.dialect,
+                    tag=tag,
+                    context=context,
+                    dockerfile=dockerfile,
+                    build_args=build_args,
+                    labels=labels,
+                    iidfile=iidfile,
+                )
+                return run_build(self, argv, tag, iidfile, on_output, timeout)
 
         return self._retry.retrying(self._sleep)(once)
-
-    def _build_once(
-        self,
-        tag: str,
-        context: str,
-        dockerfile: str | None,
-        build_args: Mapping[str, str] | None,
-        labels: Mapping[str, str] | None,
-        on_output: Callable[[str], None] | None,
-        timeout: float,
-    ) -> str:
-        import tempfile
-
-        from isol8.backends.engine.build import run_build
-
-        with tempfile.TemporaryDirectory(prefix="isol8-build-") as tmp:
-            iidfile = os.path.join(tmp, "iid")
-            argv = A.build_argv(
-                self.dialect,
-                tag=tag,
-                context=context,
-                dockerfile=dockerfile,
-                build_args=build_args,
-                labels=labels,
-                iidfile=iidfile,
-            )
-            return run_build(self, argv, tag, iidfile, on_output, timeout)
 
     def kill(self, name: str) -> None:
         """`kill NAME`; a container that is gone or already stopped is fine."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from isol8.errors import (
+    ContainerNameInUse,
     ContainerNotFound,
     EngineError,
     EnginePermissionDenied,
@@ -113,6 +114,8 @@ def classify(
         return ImageNotFound(argv, returncode, stdout, stderr, message=message)
     if any(pattern in low for pattern in _NO_CONTAINER):
         return ContainerNotFound(argv, returncode, stdout, stderr, message=message)
+    if "container name" in low and "already in use" in low:
+        return ContainerNameInUse(argv, returncode, stdout, stderr, message=message)
     if any(pattern in low for pattern in _TRANSIENT):
         return EngineTransient(argv, returncode, stdout, stderr, message=message)
     return EngineError(argv, returncode, stdout, stderr, message=message)

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from isol8 import __version__
 from isol8.errors import Isol8Error, RequestError
-from isol8.frontends.server import executions, sessions
+from isol8.frontends.server import executions, session
 from isol8.frontends.server.state import ServerState, busy
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -84,7 +84,14 @@ def _errors(handler: Handler) -> Handler:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    """Liveness, and with ?ready=1 readiness for a load balancer: 503 once the server is draining."""
+    state: ServerState = request.app.state.isol8
+    draining = state.draining.is_set()
+    body = {"status": "draining" if draining else "ok", "version": __version__, "ready": not draining}
+    if state.settings.fleet is not None:
+        body["fleet"] = state.settings.fleet
+    ready_asked = request.query_params.get("ready") not in (None, "", "0", "false")
+    return JSONResponse(body, status_code=503 if draining and ready_asked else 200)
 
 
 async def execute(request: Request) -> Response:
@@ -108,7 +115,7 @@ async def list_sessions(request: Request) -> Response:
 
 async def delete_session(request: Request) -> Response:
     state = _check_auth(request)
-    session_id = sessions.check_id(request.path_params["session_id"])
+    session_id = session.check_id(request.path_params["session_id"])
     removed = await run_in_threadpool(state.sessions.remove, session_id)
     return JSONResponse({"ok": True, "removed": removed})
 
@@ -116,8 +123,8 @@ async def delete_session(request: Request) -> Response:
 async def post_file(request: Request) -> Response:
     state = _check_auth(request)
     body = await _read_json(request, state)
-    session_id = sessions.check_id(body.get("sessionId"))
-    path = sessions.sandbox_path(body.get("path"))
+    session_id = session.check_id(body.get("sessionId"))
+    path = session.sandbox_path(body.get("path"))
     try:
         data = base64.b64decode(str(body.get("content", "")), validate=True)
     except ValueError:
@@ -128,8 +135,8 @@ async def post_file(request: Request) -> Response:
 
 async def read_file(request: Request) -> Response:
     state = _check_auth(request)
-    session_id = sessions.check_id(request.query_params.get("sessionId"))
-    path = sessions.sandbox_path(request.query_params.get("path"))
+    session_id = session.check_id(request.query_params.get("sessionId"))
+    path = session.sandbox_path(request.query_params.get("path"))
     data = await run_in_threadpool(state.sessions.get_file, session_id, path, state.settings.max_body_bytes)
     return JSONResponse({"content": base64.b64encode(data).decode()})
 
@@ -160,8 +167,10 @@ def create_app(state: ServerState) -> Starlette:
 def serve(
     state: ServerState, host: str, port: int, *, grace_s: float = 10.0, ready: Callable[[], None] = lambda: None
 ) -> None:
-    """Listen until SIGINT/SIGTERM; then stop accepting, let in-flight executions finish for up to
-    grace_s, kill what still runs, and remove this server's containers (found by label). Images stay."""
+    """Listen until SIGINT/SIGTERM; then drain: /health?ready=1 answers 503 while requests are still
+    served for server.drainMs (a balancer's health checks take it out), then stop accepting, let
+    in-flight executions finish for up to grace_s, kill what still runs, and remove this server's
+    containers (found by label; a fleet's sessions stay for the other replicas). Images stay."""
     import signal
 
     import uvicorn
@@ -173,12 +182,17 @@ def serve(
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
-        server.should_exit = True
-        if not stopping.is_set():
-            stopping.set()
-            killer = threading.Timer(grace_s, state.remove_containers)
-            killer.daemon = True
-            killer.start()
+        if stopping.is_set():  # a second signal: stop listening now
+            server.should_exit = True
+            return
+        stopping.set()
+        state.draining.set()  # balancers see /health?ready=1 fail while requests are still served
+        closer = threading.Timer(state.settings.drain_s, lambda: setattr(server, "should_exit", True))
+        closer.daemon = True
+        closer.start()
+        killer = threading.Timer(state.settings.drain_s + grace_s, state.abandon)
+        killer.daemon = True
+        killer.start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

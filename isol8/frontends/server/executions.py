@@ -11,8 +11,8 @@ from typing import Any
 from isol8.core.runner import Chunk, Execution, RunRequest, RunResult
 from isol8.errors import Isol8Error, OutputFilesError, RequestError
 from isol8.frontends import wire
-from isol8.frontends.server import sessions
 from isol8.frontends.server.policy import build_run, install_specs, prepare, provide_packages
+from isol8.frontends.server.session import check_id
 from isol8.frontends.server.state import ServerState
 
 TYPE_CHECKING = False
@@ -44,7 +44,7 @@ def _fresh(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iter
 
 def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iterator[Item]:
     """Run one request in its named session (created on first use): chunks, then the result."""
-    session_id = sessions.check_id(body.get("sessionId"))
+    session_id = check_id(body.get("sessionId"))
     run, install = build_run(state, body, files_dir)
     specs, asked_image = install_specs(run, install), run.image
     provided: tuple[Spec, ...] = ()
@@ -52,10 +52,8 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
         run, provided = provide_packages(state, run, install, "image"), specs  # a new session's image has them
     with state.sessions.held(session_id, run, asked_image, provided) as session:
         run = run._replace(keep_background=session.keep_background)  # the session's, from its first request
-        try:  # what its container lacks is installed into it (the container never gets a network)
-            state.sessions.add_packages(session, run, specs, state.packages)
-        finally:
-            session.touch()
+        # what its container lacks is installed into it (the container never gets a network)
+        state.sessions.add_packages(session, run, specs, state.packages)
         run = run._replace(env={**session.env, **run.env})
         execution = Execution(state.backend, run, container=session.container)
         ended = True
@@ -66,12 +64,8 @@ def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) ->
                 pass
             # a timeout kills the container; a wrapper the program disturbed may have left processes
             ended = execution.result is None or execution.result.timed_out or not execution.intact
-            if not ended and not session.keep_background:
-                ended = not state.sessions.sweep(session)
-        finally:
-            session.touch()
-            if ended:  # killed or interrupted: the container is gone, and so is the session
-                state.sessions.remove(session_id, only=session)
+        finally:  # killed or interrupted: the container is gone, and so is the session
+            state.sessions.finish(session, ended=ended)
     if execution.files_error is not None:
         raise execution.files_error
     assert execution.result is not None

@@ -1,22 +1,39 @@
-"""Server sessions: named standby containers kept between executions, their files, and their expiry."""
+"""Server sessions: named standby containers kept between executions, their files, and their expiry.
+
+A session lives in the engine, not in a server's memory, so that replicas of one fleet
+(server.fleet) sharing an engine serve any session, whichever made it:
+- its container's name comes from its fleet and id, so creating it is the engine's atomic act;
+- its labels say what its first request made of it (runtime, image, sandbox, packages);
+- its record in the container (backends/engine/argv.py's SESSION_CONTROL, root's alone: its
+  programs can neither read nor change it) holds whose turn it is, its last use and the packages
+  installed into it since.
+A replica keeps a cache of what labels said, and a lock per session so that its own requests
+take turns before they ask the engine for one."""
 
 from __future__ import annotations
 
-import posixpath
-import re
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from isol8 import labels as L
 from isol8.backends.base import Backend
 from isol8.core.runner import RunRequest
-from isol8.core.sandbox import SANDBOX_DIR, ContainerSpec, SandboxPolicy
+from isol8.core.sandbox import ContainerSpec
 from isol8.ecosystems import Spec
-from isol8.errors import EngineError, FileTooLarge, Isol8Error, PackagesNotUnpacked, RequestError
+from isol8.errors import (
+    ContainerNameInUse,
+    ContainerNotFound,
+    EngineError,
+    FileTooLarge,
+    Isol8Error,
+    PackagesNotUnpacked,
+    RequestError,
+)
+from isol8.frontends.server.session import Session, _Gone, container_name
 from isol8.log import get_logger
 
 TYPE_CHECKING = False
@@ -24,60 +41,9 @@ if TYPE_CHECKING:
     from isol8.config import PackageSettings
 
 log = get_logger(__name__)
-_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-def check_id(session_id: object) -> str:
-    if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
-        raise RequestError(400, "sessionId: 1-64 letters, digits, '.', '_' or '-'")
-    return session_id
-
-
-def sandbox_path(raw: object) -> str:
-    """A file path of a /file request, which must stay inside /sandbox."""
-    if not isinstance(raw, str) or not raw:
-        raise RequestError(400, "path: a file under /sandbox")
-    if "\0" in raw:  # no file name holds one, and no command line can carry it
-        raise RequestError(400, f"path contains a NUL byte: {raw!r}")
-    path = posixpath.normpath(posixpath.join(SANDBOX_DIR, raw))
-    if not path.startswith(SANDBOX_DIR + "/"):
-        raise RequestError(400, f"path must be inside /sandbox: {raw!r}")
-    return path
-
-
-@dataclass
-class Session:
-    id: str
-    container: str
-    runtime: str
-    keep_background: bool = False
-    image: str = ""  # the image its container runs: its first request's
-    asked_image: str | None = None  # the image its first request named, if it named one
-    policy: SandboxPolicy = field(default_factory=SandboxPolicy)  # its container's sandbox: its first request's
-    provided: frozenset[Spec] = frozenset()  # the packages it has: its image's, then those installed into it
-    installed: tuple[Spec, ...] = ()  # those installed at run time (isol8.core.installs), in /sandbox
-    env: Mapping[str, str] = field(default_factory=dict)  # what makes its programs find them
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    last_used: float = field(default_factory=time.monotonic)  # for expiry: the monotonic clock
-    last_access: float = field(default_factory=time.time)  # for listings: the wall clock
-
-    def touch(self) -> None:
-        self.last_used, self.last_access = time.monotonic(), time.time()
-
-    def to_json(self) -> dict[str, Any]:
-        from isol8.frontends.wire import timestamp
-
-        busy = self.lock.locked()
-        return {
-            "id": self.id,
-            "runtime": self.runtime,
-            "keepBackground": self.keep_background,
-            "busy": busy,
-            "packages": sorted(s.text for s in self.provided),
-            "isActive": busy,  # the original isol8's name
-            "idleSeconds": round(time.monotonic() - self.last_used, 1),
-            "lastAccessedAt": timestamp(self.last_access),
-        }
+BUSY_EXIT = 3  # SESSION_CONTROL's claim: the turn is another's
+START_WAIT_S = 120.0  # how long a session another request is starting is waited for
+MAX_RECORD_BYTES = 65536  # what the server saves is its own; what it reads back is bounded all the same
 
 
 class Sessions:
@@ -85,88 +51,189 @@ class Sessions:
 
     A session starts with the sandbox, image and runtime of its first request; an execution
     that times out ends it (its container is killed). Sessions idle longer than
-    server.sessionIdleMs are removed."""
+    server.sessionIdleMs are removed by whichever replica sees it first. Without a fleet, a
+    server's sessions are its own, and go with it."""
 
-    def __init__(self, backend: Backend, server_id: str, idle_s: float) -> None:
+    def __init__(
+        self, backend: Backend, server_id: str, idle_s: float, *, fleet: str | None = None, lease_s: float = 900.0
+    ) -> None:
         self.backend = backend
         self.server_id = server_id
         self.idle_s = idle_s
-        self._sessions: dict[str, Session] = {}
+        self.fleet = fleet or server_id
+        self.shared = fleet is not None
+        self.lease_s = lease_s  # the longest turn: an execution's, with its installs, and a margin
+        self._cache: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._reap_forever, daemon=True).start()
 
-    def get(self, session_id: str) -> Session:
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is not None:
-                session.touch()  # under the lock the reaper decides by: it cannot expire now
-        if session is None:
-            raise RequestError(404, f"Session not found: {session_id}")
-        return session
+    # -- finding and making ---------------------------------------------------------------------
 
     def find(self, session_id: str) -> Session | None:
+        """The session of that id: the one this replica knows, else the engine's, else None."""
         with self._lock:
-            return self._sessions.get(session_id)
+            session = self._cache.get(session_id)
+        return session if session is not None else self._lookup(session_id)
 
-    @contextmanager
-    def held(
-        self, session_id: str, run: RunRequest, asked_image: str | None, provided: Iterable[Spec] = ()
-    ) -> Iterator[Session]:
-        """The session (see get_or_create), its lock held: executions take turns. One that ended
-        while this waited for it (its start failed, it timed out, it expired) is made anew."""
+    def _lookup(self, session_id: str) -> Session | None:
+        """The session's container as the engine has it; one being started (by a request here or
+        on another replica) is waited for, one whose keeper died (out of memory) removed."""
+        deadline = time.monotonic() + START_WAIT_S
         while True:
-            session = self.get_or_create(session_id, run, asked_image, provided)
-            with session.lock:
-                if self.find(session_id) is session:
-                    yield session
-                    return
+            name = container_name(self.fleet, session_id)
+            found = [
+                info
+                for info in self.backend.inspect_containers([name])
+                if info.labels.get(L.FLEET) == self.fleet and info.labels.get(L.SESSION_ID) == session_id
+            ]
+            if not found:
+                return None
+            info = found[0]
+            if info.running:
+                try:
+                    return self._remember(Session.from_labels(info.id, info.labels))
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.warning("session %s: unreadable labels, removed: %s", session_id, exc)
+            elif not info.ended and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            self.backend.remove_containers([info.id])
+            return None
+
+    def _remember(self, session: Session) -> Session:
+        """The cached session, if it is this container's (its lock is the one requests take), else this one."""
+        with self._lock:
+            known = self._cache.get(session.id)
+            if known is not None and known.container == session.container:
+                return known
+            self._cache[session.id] = session
+            return session
+
+    def _forget(self, session: Session) -> None:
+        with self._lock:
+            if self._cache.get(session.id) is session:
+                del self._cache[session.id]
 
     def get_or_create(
         self, session_id: str, run: RunRequest, asked_image: str | None, provided: Iterable[Spec] = ()
     ) -> Session:
         """The session, started with run's image (which has `provided`) if it is new; asked_image:
-        the image the request named itself, which a running session's must be. A new session is
-        listed at once, busy (its lock held) until its container has started."""
-        with self._lock:
-            session = self._sessions.get(session_id)
-            created = session is None
-            if session is None:
-                name = L.container_name("session")
-                image = run.image or self.backend.local_image(run.runtime.image)
-                session = Session(
-                    session_id,
-                    name,
-                    run.runtime.name,
-                    run.keep_background,
-                    image,
-                    asked_image,
-                    run.policy,
-                    frozenset(provided),
-                )
-                session.lock.acquire()  # uncontended: nobody else has seen it yet
-                self._sessions[session_id] = session
-            session.touch()  # under the lock the reaper decides by: it cannot expire now
-        if created:
-            try:
-                self._start(session, run)
-            finally:
-                session.lock.release()
-        elif session.runtime != run.runtime.name:
+        the image the request named itself, which a running session's must be."""
+        session = self.find(session_id) or self._create(session_id, run, asked_image, provided)
+        if session.runtime != run.runtime.name:
             raise RequestError(409, f"session {session_id} runs {session.runtime}, not {run.runtime.name}")
-        elif asked_image is not None and asked_image != session.asked_image:
+        if asked_image is not None and asked_image != session.asked_image:
             runs = session.asked_image or session.image
             raise RequestError(409, f"session {session_id} runs {runs}, not {asked_image}")
         return session
 
+    def _create(self, session_id: str, run: RunRequest, asked_image: str | None, provided: Iterable[Spec]) -> Session:
+        image = run.image or self.backend.local_image(run.runtime.image)
+        name = container_name(self.fleet, session_id)
+        session = Session(
+            session_id, name, run.runtime.name, run.keep_background, image, asked_image, run.policy, frozenset(provided)
+        )
+        labels = {L.FLEET: self.fleet, L.SESSION_ID: session_id, L.SESSION: session.meta(), **L.run_labels(name)}
+        if not self.shared:
+            labels[L.SERVER_ID] = self.server_id  # its server's alone: removed with it
+        try:
+            session.container = self.backend.start_standby(
+                ContainerSpec(name, image, run.policy, labels), outlives=self.shared
+            )
+        except ContainerNameInUse:  # another request (here or on another replica) made it first
+            found = self._lookup(session_id)
+            if found is None:
+                raise RequestError(503, f"session {session_id} was ended while it started: try again") from None
+            return found
+        except EngineError as exc:
+            raise RequestError(500, f"could not start the session container: {exc.stderr.strip() or exc}") from None
+        return self._remember(session)
+
+    # -- turns ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def held(
+        self, session_id: str, run: RunRequest, asked_image: str | None, provided: Iterable[Spec] = ()
+    ) -> Iterator[Session]:
+        """The session (see get_or_create) with its turn: this replica's lock, then the engine's.
+        One that ended before this got its turn is made anew. On leaving, a turn the caller did not
+        finish is given back, its processes left alone (nothing of a program ran)."""
+        for _ in range(3):
+            session = self.get_or_create(session_id, run, asked_image, provided)
+            with session.lock:
+                try:
+                    self._claim(session)
+                except _Gone:
+                    self._forget(session)
+                    continue
+                try:
+                    yield session
+                finally:
+                    if session.turn is not None:
+                        self.finish(session, ended=False, sweep=False)
+                return
+        raise RequestError(503, f"session {session_id} kept ending before its turn: try again")
+
+    def _claim(self, session: Session) -> None:
+        """Take the session's turn in the engine, waiting while another replica holds it (polled
+        from here: a wait inside the container would end with the holder's sweep), and read its record."""
+        token, deadline, pause, failures = os.urandom(8).hex(), time.monotonic() + self.lease_s, 0.05, 0
+        while True:
+            try:
+                record = self.backend.session_control(session.container, "claim", [token, str(int(self.lease_s))])
+                break
+            except ContainerNotFound:
+                raise _Gone() from None
+            except EngineError as exc:
+                if exc.returncode != BUSY_EXIT:  # ended by another turn's sweep, or the container is going
+                    if not self._running(session):
+                        raise _Gone() from None
+                    failures += 1
+                    if failures >= 3:
+                        raise RequestError(503, f"session {session.id}: could not take its turn: {exc}") from None
+            if time.monotonic() > deadline:
+                raise RequestError(409, f"session {session.id} is busy: its turn was not free in time")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.4)
+        session.turn = token
+        try:
+            session.load(record[:MAX_RECORD_BYTES])
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("session %s: unreadable record, taken as empty: %s", session.id, exc)
+            session.installed, session.env = (), {}
+        session.touch()
+
+    def _running(self, session: Session) -> bool:
+        return any(info.running for info in self.backend.inspect_containers([session.container]))
+
+    def finish(self, session: Session, *, ended: bool, sweep: bool | None = None) -> bool:
+        """The end of a turn: the session ends (ended: its execution was killed or disturbed
+        isol8's wrapper), or every process the execution left ends (sweep; by default unless the
+        session keeps them) and the turn is given back. False if the session has ended."""
+        token, session.turn = session.turn, None
+        session.touch()
+        if ended or token is None:
+            self.remove(session.id, only=session)
+            return False
+        keep = session.keep_background if sweep is None else not sweep
+        try:
+            self.backend.session_control(session.container, "release", [token, "0" if keep else "1"])
+        except Isol8Error as exc:
+            log.warning("could not end the turn of session %s: %s", session.id, exc)
+            self.remove(session.id, only=session)
+            return False
+        return True
+
     def add_packages(self, session: Session, run: RunRequest, specs: Sequence[Spec], registry: PackageSettings) -> None:
-        """Install into the session (its lock held) the specs it lacks, within its container's own
+        """Install into the session (its turn held) the specs it lacks, within its container's own
         sandbox: its run-time installs and these are installed afresh together, and replace the
         earlier ones (a package asked for again with another version replaces it). A package asked
         for without a version is not lacking if the session has it in any version. On failure the
         session is as it was, unless its earlier packages were already gone: then it ends."""
-        has = {s.name for s in session.provided}
-        missing = [s for s in specs if s not in session.provided and (s.constraint or s.name not in has)]
+        provided = session.provided
+        has = {s.name for s in provided}
+        missing = [s for s in specs if s not in provided and (s.constraint or s.name not in has)]
         if not missing:
             return
         from isol8.core.installs import install_tree, replace_in
@@ -187,43 +254,49 @@ class Sessions:
             replace_in(self.backend, session.container, tree, timeout_s=registry.install_timeout_s)
         except PackagesNotUnpacked as exc:
             if not exc.unchanged:
-                self.remove(session.id, only=session)
+                self.finish(session, ended=True)
             raise
         session.installed, session.env = union, dict(tree.env)
-        session.provided = frozenset({*(s for s in session.provided if s.name not in names), *missing})
-
-    def _start(self, session: Session, run: RunRequest) -> None:
-        labels = {L.SERVER_ID: self.server_id, L.SESSION_ID: session.id, **L.run_labels(session.container)}
         try:
-            self.backend.start_standby(ContainerSpec(session.container, session.image, run.policy, labels))
-        except EngineError as exc:
-            with self._lock:
-                self._sessions.pop(session.id, None)
-            raise RequestError(500, f"could not start the session container: {exc.stderr.strip() or exc}") from None
+            self.backend.session_control(session.container, "save", [session.turn or ""], data=session.record())
+        except Isol8Error as exc:  # its packages are in, unrecorded: no later turn would know them
+            self.finish(session, ended=True)
+            raise RequestError(500, f"session {session.id} ended: could not record its packages: {exc}") from None
 
-    def sweep(self, session: Session) -> bool:
-        """End every process an execution left in the session's container (a root exec the
-        sandbox user cannot stop); False if that failed, and the session must end."""
-        try:
-            self.backend.sweep(session.container)
-        except Isol8Error as exc:
-            log.warning("could not sweep session %s: %s", session.id, exc)
-            return False
-        return True
+    # -- the other routes -------------------------------------------------------------------------
 
     def remove(self, session_id: str, *, only: Session | None = None) -> bool:
-        """End the session of that id (only: if it is still that one, not a newer one of the same id)."""
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None or (only is not None and session is not only):
-                return False
-            del self._sessions[session_id]
+        """End the session of that id (only: if it is still that container, not a newer one of the same id)."""
+        session = only or self.find(session_id)
+        if session is None:
+            return False
+        self._forget(session)
         self.backend.remove_containers([session.container])
         return True
 
     def listing(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [s.to_json() for s in self._sessions.values()]
+        """Every session of the fleet, from the engine, with its record's busy and idle time."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        ids = self.backend.list_containers({L.FLEET: self.fleet, L.SESSION_ID: None})
+        infos = [info for info in self.backend.inspect_containers(ids) if L.SESSION in info.labels]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            listed = pool.map(lambda info: self._status(info.id, info.labels), infos)
+            return [entry for entry in listed if entry is not None]
+
+    def _status(self, container: str, labels: Mapping[str, str]) -> dict[str, Any] | None:
+        try:
+            session = Session.from_labels(container, labels)
+        except (KeyError, TypeError, ValueError):
+            return None
+        try:
+            said = self.backend.session_control(container, "status")
+            first, _, record = said.partition("\n")
+            busy, used, now = (int(word) for word in first.split())
+            session.load(record[:MAX_RECORD_BYTES])
+        except (Isol8Error, ValueError, TypeError, AttributeError):
+            return session.to_json(busy=True, idle_s=0.0)  # starting, or its record is in use: busy
+        return session.to_json(busy=bool(busy), idle_s=max(now - used, 0))
 
     def put_file(self, session_id: str, path: str, data: bytes) -> None:
         with self._existing(session_id) as session:
@@ -243,40 +316,58 @@ class Sessions:
 
     @contextmanager
     def _existing(self, session_id: str) -> Iterator[Session]:
-        """The session of that id, its lock held, touched afterwards; 404 if there is none, or if
-        it ended while this waited for its turn."""
-        session = self.get(session_id)
+        """The session of that id, its turn held; 404 if there is none, or if it ended before its turn."""
+        session = self.find(session_id)
+        if session is None:
+            raise RequestError(404, f"Session not found: {session_id}")
         with session.lock:
-            if self.find(session_id) is not session:
-                raise RequestError(404, f"Session not found: {session_id}")
+            try:
+                self._claim(session)
+            except _Gone:
+                self._forget(session)
+                raise RequestError(404, f"Session not found: {session_id}") from None
             try:
                 yield session
             finally:
-                session.touch()
+                self.finish(session, ended=False, sweep=False)
+
+    # -- expiry and the end -----------------------------------------------------------------------
 
     def _reap_forever(self) -> None:
         while not self._stop.wait(min(30.0, max(self.idle_s / 4, 0.5))):
-            for session in self._expire():
-                try:
-                    self.backend.remove_containers([session.container])
-                except Isol8Error as exc:
-                    log.warning("could not remove expired session %s: %s", session.id, exc)
+            try:
+                self.expire_idle()
+            except Isol8Error as exc:
+                log.warning("could not expire idle sessions: %s", exc)
 
-    def _expire(self) -> list[Session]:
-        """Take out the sessions idle too long: decided and done under the lock that a request's
-        get_or_create touches them under, and only those not busy (their lock is free)."""
-        expired = []
+    def expire_idle(self) -> list[str]:
+        """Remove the fleet's sessions idle too long (by their records: any replica's use counts),
+        never one whose turn is held; the ids of the containers removed."""
+        removed = []
         with self._lock:
-            for session in list(self._sessions.values()):
-                if time.monotonic() - session.last_used <= self.idle_s or not session.lock.acquire(blocking=False):
-                    continue
-                try:
-                    if time.monotonic() - session.last_used > self.idle_s:
-                        del self._sessions[session.id]
-                        expired.append(session)
-                finally:
-                    session.lock.release()
-        return expired
+            known = {s.container: s for s in self._cache.values()}
+        for container in self.backend.list_containers({L.FLEET: self.fleet, L.SESSION_ID: None}):
+            session = known.get(container)
+            if session is not None and (session.lock.locked() or time.monotonic() - session.last_used <= self.idle_s):
+                continue  # in use here, or used here lately: its record says no less
+            try:
+                said = self.backend.session_control(container, "expire", [str(int(self.idle_s))])
+            except ContainerNotFound:
+                continue
+            except EngineError as exc:
+                log.warning("could not check session container %s: %s", container, exc)
+                continue
+            if said.strip() == "expired":
+                if session is not None:
+                    self._forget(session)
+                self.backend.remove_containers([container])
+                removed.append(container)
+        return removed
+
+    def held_containers(self) -> list[str]:
+        """The containers of the sessions whose turn this replica holds (for a stop that cannot wait)."""
+        with self._lock:
+            return [s.container for s in self._cache.values() if s.turn is not None]
 
     def close(self) -> None:
         self._stop.set()

@@ -33,7 +33,12 @@ class ServerState:
         # a filtered run has a proxy of its own: no standby container can wait with one
         size = 0 if policy.egress is not None else settings.pool_size
         self.pool = WarmPool(self.backend, policy, size, {L.SERVER_ID: self.server_id})
-        self.sessions = Sessions(self.backend, self.server_id, settings.session_idle_s)
+        # a session's longest turn: the longest execution a request may ask for, its installs, a margin
+        lease_s = run.timeout_ms / 1000 + self.packages.install_timeout_s + 60
+        self.sessions = Sessions(
+            self.backend, self.server_id, settings.session_idle_s, fleet=settings.fleet, lease_s=lease_s
+        )
+        self.draining = threading.Event()  # set on SIGTERM: /health?ready=1 answers 503 from then on
 
     def warm_pools(self) -> None:
         """A pool per runtime base image: executions with the default limits exec into one."""
@@ -44,11 +49,18 @@ class ServerState:
         return Slot(self)
 
     def remove_containers(self) -> int:
-        """Remove this server's containers and volumes (found by its label); how many containers."""
+        """Remove this server's containers and volumes (found by its label; not its fleet's
+        sessions, which other replicas serve); how many containers."""
         ids = self.backend.list_containers({L.SERVER_ID: self.server_id})
         self.backend.remove_containers(ids)
         self.backend.remove_volumes(self.backend.list_volumes({L.SERVER_ID: self.server_id}))  # filtered runs'
         return len(ids)
+
+    def abandon(self) -> None:
+        """A stop that cannot wait any longer: what still runs here is killed, also in the fleet's
+        sessions whose turn this replica holds (they end, as a timed-out execution's does)."""
+        self.remove_containers()
+        self.backend.remove_containers(self.sessions.held_containers())
 
     def close(self) -> None:
         """The end of serving: no more expiry or warming, and none of this server's containers left."""
