@@ -32,6 +32,7 @@ class Engine:
         self.containers: dict[str, dict[str, Any]] = {}
         self.started: list[tuple[str, bool]] = []  # (name, outlives)
         self.now = 1000
+        self.crowded: set[str] = set()  # containers whose programs took every pid: no exec starts
         self._ids = itertools.count(1)
 
     def local_image(self, ref: str) -> str:
@@ -75,7 +76,9 @@ class Engine:
                 pass
 
     def session_control(self, name: str, verb: str, args: Sequence[str] = (), *, data: bytes = b"", **_: Any) -> str:
-        c = self._get(name)[1]
+        cid, c = self._get(name)
+        if cid in self.crowded:
+            raise EngineError(["docker", "exec"], 126, "", "fork: resource temporarily unavailable")
         turn = c["turn"]
         free = turn is None or self.now > turn[1]
         if verb == "claim":
@@ -257,6 +260,31 @@ def test_expiry_counts_any_replicas_use_and_spares_a_turn_in_progress(engine: En
     worker.join(5)
     assert removed == [idle]
     assert {c["labels"][L.SESSION_ID] for c in engine.containers.values()} == {"busy", "used"}
+
+
+def test_a_session_whose_programs_took_every_pid_ends_at_its_next_turn_instead_of_failing_forever(
+    engine: Engine, sessions: Sessions
+) -> None:
+    with sessions.held("s", PYTHON, None) as session:
+        sessions.finish(session, ended=False)
+    engine.crowded.add(session.container)
+    with pytest.raises(RequestError, match="ended: its record is out of reach") as caught:
+        with sessions.held("s", PYTHON, None):
+            pass
+    assert caught.value.status == 500 and engine.containers == {}
+    with sessions.held("s", PYTHON, None) as anew:  # the id starts afresh
+        assert anew.container in engine.containers
+
+
+def test_a_session_out_of_reach_for_longer_than_it_may_idle_expires(engine: Engine) -> None:
+    one, two = _sessions(engine, "r1", fleet="f"), _sessions(engine, "r2", fleet="f")
+    with one.held("s", PYTHON, None) as session:
+        one.finish(session, ended=False)
+    engine.crowded.add(session.container)
+    two.idle_s = 0.2
+    assert two.expire_idle() == []  # out of reach for a moment: maybe busy forking, not ended
+    time.sleep(0.3)
+    assert two.expire_idle() == [session.container] and engine.containers == {}
 
 
 def test_a_package_asked_for_without_a_version_is_not_lacking_in_a_session_that_has_any_version(

@@ -64,6 +64,7 @@ class Sessions:
         self.shared = fleet is not None
         self.lease_s = lease_s  # the longest turn: an execution's, with its installs, and a margin
         self._cache: dict[str, Session] = {}
+        self._unreachable: dict[str, float] = {}  # containers whose record expiry could not read, since when
         self._lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._reap_forever, daemon=True).start()
@@ -190,8 +191,11 @@ class Sessions:
                     if not self._running(session):
                         raise _Gone() from None
                     failures += 1
-                    if failures >= 3:
-                        raise RequestError(503, f"session {session.id}: could not take its turn: {exc}") from None
+                    if failures >= 3:  # its programs may have used up its pids: a session out of reach ends
+                        self.remove(session.id, only=session)
+                        raise RequestError(
+                            500, f"session {session.id} ended: its record is out of reach: {exc}"
+                        ) from None
             if time.monotonic() > deadline:
                 raise RequestError(409, f"session {session.id} is busy: its turn was not free in time")
             time.sleep(pause)
@@ -352,12 +356,15 @@ class Sessions:
                 continue  # in use here, or used here lately: its record says no less
             try:
                 said = self.backend.session_control(container, "expire", [str(int(self.idle_s))])
+                self._unreachable.pop(container, None)
             except ContainerNotFound:
                 continue
-            except EngineError as exc:
+            except EngineError as exc:  # out of reach for longer than it may idle: it has ended
+                since = self._unreachable.setdefault(container, time.monotonic())
                 log.warning("could not check session container %s: %s", container, exc)
-                continue
+                said = "expired" if time.monotonic() - since > self.idle_s else ""
             if said.strip() == "expired":
+                self._unreachable.pop(container, None)
                 if session is not None:
                     self._forget(session)
                 self.backend.remove_containers([container])
