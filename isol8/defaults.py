@@ -52,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
         "fleet": None,  # replicas of one fleet share their sessions (found in the engine by label)
         "drainMs": None,  # after SIGTERM: how long /health?ready=1 says 503 before the listener closes
     },
+    "registry": {
+        "repository": None,  # where a fleet of engines shares custom images (build --push, run --install)
+        "tlsVerify": True,
+    },
     "baseImages": {},
     "prebuiltImages": [],
 }

@@ -100,6 +100,11 @@ class RegistryUnreachable(EngineError):
     connection): the image may well exist, isol8 just cannot check."""
 
 
+class RegistryUnreadable(Isol8Error):
+    """A registry whose images could not be listed or read (skopeo missing, the registry
+    unreachable or refusing): nothing shared is found there."""
+
+
 class BaseImageUnavailable(BuildFailed):
     """A runtime image is out of date and its base image cannot be had: with --strict, a failure."""
 

@@ -28,6 +28,23 @@ def check_image_name(ref: str) -> str:
     return ref
 
 
+def names_registry(ref: str) -> bool:
+    """Whether ref begins with a registry host (as the engines tell one: a dot, a port or localhost):
+    a push of a name without one would go to the engine's default registry."""
+    host, slash, _ = ref.partition("/")
+    return bool(slash) and ("." in host or ":" in host or host == "localhost") and bool(_HOST.fullmatch(host))
+
+
+def check_repository(value: str) -> str:
+    """value itself if it is a registry host[:port] followed by /path (no tag): where pushed images go."""
+    if not isinstance(value, str) or not names_registry(value):
+        raise ValueError(f"not a registry repository: {value!r} (expected host[:port]/path, such as localhost:5000/a)")
+    path = value.partition("/")[2]
+    if not _PATH.fullmatch(path) or len(value) > NAME_MAX - 32:
+        raise ValueError(f"not a registry repository: {value!r} (its path: lowercase name components joined by '/')")
+    return value
+
+
 def _valid(ref: str) -> bool:
     name, tag = ref, None
     last = ref.rfind(":")

@@ -181,8 +181,17 @@ class Backend(Protocol):
         """The engine's version, rootless mode, cgroups and storage: for `isol8 doctor`."""
         ...
 
-    def pull(self, ref: str) -> None:
+    def pull(self, ref: str, *, tls_verify: bool = True) -> None:
         """Fetch ref from its registry; EngineError when it cannot be had (unknown, unreachable...)."""
+        ...
+
+    def push(self, image: str, ref: str, *, tls_verify: bool = True) -> None:
+        """Name a local image ref (a registry's repository and tag) and send it there."""
+        ...
+
+    def registry_images(self, repository: str, *, tls_verify: bool = True, limit: int = 200) -> list[ImageInfo]:
+        """The images of a registry's repository (up to limit tags), labels included, read from
+        isol8's host without pulling them; their ids are digests. RegistryUnreadable if it cannot be read."""
         ...
 
     def remove_images(self, refs: Sequence[str]) -> list[EngineError]:

@@ -150,6 +150,15 @@ class PrebuiltImage(NamedTuple):
     runtime: str
     install_packages: tuple[str, ...] = ()
     setup_script: str | None = None
+    push: str | bool = False  # a reference to push to, or True: the registry's repository
+
+
+class RegistrySettings(NamedTuple):
+    """`registry`: the repository a fleet of engines shares custom images through (isol8 build
+    --push, prebuiltImages[].push; run --install looks there before it builds)."""
+
+    repository: str | None = None
+    tls_verify: bool = True
 
 
 class Config:
@@ -228,6 +237,11 @@ class Config:
             units.duration_ms(section.get("installTimeoutMs") or DEFAULTS["packages"]["installTimeoutMs"]),
         )
 
+    @cached_property
+    def registry(self) -> RegistrySettings:
+        section = self.data.get("registry") or {}
+        return RegistrySettings(section.get("repository"), section.get("tlsVerify", True) is not False)
+
     @property
     def prebuilt_images(self) -> tuple[PrebuiltImage, ...]:
         return tuple(
@@ -236,6 +250,7 @@ class Config:
                 runtime=entry["runtime"],
                 install_packages=tuple(entry.get("installPackages") or ()),
                 setup_script=entry.get("setupScript"),
+                push=entry.get("push") or False,
             )
             for entry in self.data["prebuiltImages"]
         )
@@ -298,6 +313,7 @@ __all__ = [
     "Config",
     "PackageSettings",
     "PrebuiltImage",
+    "RegistrySettings",
     "RunDefaults",
     "ServerSettings",
     "load_config",

@@ -86,6 +86,20 @@ def _image_name(value: Any) -> Any:
     return check_image_name(value)
 
 
+def _repository(value: Any) -> Any:
+    from isol8.reference import check_repository
+
+    return check_repository(value)
+
+
+def _push(value: Any) -> Any:
+    from isol8.reference import names_registry
+
+    if isinstance(value, bool) or (_image_name(value) and names_registry(value)):
+        return value
+    raise ValueError(f"expected true, false or HOST[:PORT]/NAME[:TAG] (a registry host first), got {value!r}")
+
+
 def _host(value: Any) -> Any:
     from isol8.core.egress import InvalidHost, host_regex
 
@@ -160,6 +174,7 @@ SCHEMA: dict[str, Any] = {
         "fleet": _nullable(_fleet),
         "drainMs": _nullable(units.duration_ms),
     },
+    "registry": {"repository": _nullable(_repository), "tlsVerify": _BOOL},
     "baseImages": _map_of(_choice(*RUNTIME_NAMES, "proxy"), _STR),
     "prebuiltImages": _list_of(
         {
@@ -167,6 +182,7 @@ SCHEMA: dict[str, Any] = {
             "runtime": _choice(*RUNTIME_NAMES),
             "installPackages": _list_of(_STR),
             "setupScript": _STR,
+            "push": _push,
         }
     ),
 }

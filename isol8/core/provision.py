@@ -18,7 +18,7 @@ from isol8.runtimes import Runtime
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.backends.base import Backend
-    from isol8.config import PackageSettings
+    from isol8.config import PackageSettings, RegistrySettings
     from isol8.core.discovery import Resolution
     from isol8.core.installs import PackageTree
 
@@ -44,12 +44,14 @@ def provide(
     on_failure: Callable[[str], None] = lambda output: None,
     remembered: bool = True,
     strategy: str = "image",
+    shared: RegistrySettings | None = None,
 ) -> RunRequest:
     """The request with `image` set to one that has the packages (strategy "image"), or with the
     packages installed for it at run time (strategy "runtime": see install_at_run_time).
 
     A package set resolved before reuses that answer without any engine call (the answers are
-    dropped whenever isol8 builds or removes images). Install output goes to `debug` when given,
+    dropped whenever isol8 builds or removes images). Before it builds, the `shared` registry's
+    images are looked at (isol8.core.shared_images). Install output goes to `debug` when given,
     else to `on_failure` when the install fails.
     """
     runtime = request.runtime
@@ -74,6 +76,10 @@ def provide(
         answers.put(raw_key, image)
         return request._replace(image=image)
     resolution = resolve(backend, runtime, specs, base=base, image=request.image)
+    if resolution.install and request.image is None and shared is not None and shared.repository:
+        from isol8.core.shared_images import from_registry
+
+        resolution = from_registry(backend, runtime, specs, resolution, shared, debug or notice) or resolution
     if debug:
         left = ", ".join(s.text for s in resolution.install) or "nothing"
         debug(f"resolve: {resolution.match} {resolution.image} ({resolution.reason}); to install: {left}")

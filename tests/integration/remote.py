@@ -113,3 +113,32 @@ def podman_service(path: Path) -> Iterator[Path]:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
         path.unlink(missing_ok=True)
+
+
+REGISTRY = "/usr/bin/docker-registry"
+
+
+@contextmanager
+def registry(root: Path) -> Iterator[str]:
+    """A registry (Debian's docker-registry) on a free local port, storing in root; its host:port.
+    Plain HTTP: docker's daemon allows that for 127.0.0.0/8, podman and skopeo are told to."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        [REGISTRY, "serve", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "registry.log").open("w"),
+        start_new_session=True,
+    )
+    try:
+        _wait_for(lambda: _connects(port), "docker-registry")
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)

@@ -2,7 +2,8 @@
 
 Sessions live in the engine: one made through a replica is used, filed, listed and deleted
 through the other; 50 mixed executions through the balancer all succeed; an idle session
-expires whichever replica sees it; a replica stopped gracefully loses no execution in flight."""
+expires whichever replica sees it; a session's programs can neither read nor change its record;
+a replica stopped gracefully loses no execution in flight."""
 
 from __future__ import annotations
 
@@ -244,6 +245,79 @@ def test_an_idle_session_expires_through_whichever_replica_sees_it(fleet: Fleet)
         time.sleep(1)
     assert "idle-a" not in listed and "idle-b" in listed
     call(one, "DELETE", "/session/idle-b")
+
+
+# What a session's program tries against its record (/run/isol8): each attempt's exit status, and
+# what it could tell of the folder without entering it
+PROBE_RECORD = r"""
+import json, os, subprocess
+fake = json.dumps({"installed": ["forged==6.6.6"], "env": {"PYTHONPATH": "/tmp/forged"}})
+attempts = {
+    "cat": ["cat", "/run/isol8/state"],
+    "ls": ["ls", "-A", "/run/isol8"],
+    "touch": ["touch", "/run/isol8/x"],
+    "write": ["bash", "-c", 'printf %s "$1" > /run/isol8/state', "-", fake],
+    "replace": ["bash", "-c", 'printf %s "$1" > /tmp/state && mv -f /tmp/state /run/isol8/state', "-", fake],
+    "idle": ["touch", "-d", "@0", "/run/isol8/used"],
+}
+st = os.stat("/run/isol8")
+print(json.dumps({
+    "uid": os.getuid(),
+    "owner": st.st_uid,
+    "mode": oct(st.st_mode & 0o777),
+    "attempts": {k: subprocess.run(a, capture_output=True).returncode for k, a in attempts.items()},
+}))
+"""
+
+
+def _session_container(fleet: Fleet, sid: str) -> str:
+    done = subprocess.run(
+        [fleet.engine, "ps", "-q", "--filter", f"label=org.isol8.server.fleet={fleet.name}"]
+        + ["--filter", f"label=org.isol8.session.id={sid}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    (container,) = done.stdout.split()
+    return container
+
+
+def _as_root(fleet: Fleet, container: str, *argv: str) -> str:
+    """What argv prints, run as root in the container: the engine's view, not a program's."""
+    done = subprocess.run(
+        [fleet.engine, "exec", "--user", "0:0", container, *argv], capture_output=True, text=True, timeout=60
+    )
+    return done.stdout
+
+
+def test_a_sessions_programs_can_neither_read_nor_change_its_record(fleet: Fleet) -> None:
+    """/run/isol8 is root's alone: a session's program can neither list, read, create nor replace
+    anything in it, and the other replica's next turn still sees the real record (its packages)."""
+    one, two = (r.url for r in fleet.replicas)
+    sid = "record"
+
+    def python(url: str, code: str, **request: Any) -> dict[str, Any]:
+        body = {"sessionId": sid, "request": {"code": code, "runtime": "python", **request}}
+        status, answer, _ = call(url, "POST", "/execute", body)
+        assert status == 200 and answer["exitCode"] == 0, answer
+        return dict(answer)
+
+    try:
+        python(one, "print('made')")
+        python(one, "import six; print(six.__version__)", installPackages=["six"])  # a run-time install: recorded
+        probe = json.loads(python(one, PROBE_RECORD)["stdout"])
+        assert (probe["uid"], probe["owner"], probe["mode"]) == (1100, 0, "0o700"), probe
+        assert all(code != 0 for code in probe["attempts"].values()), probe
+        assert python(two, "import six; print(six.__file__)")["stdout"].startswith("/sandbox/"), "lost its packages"
+        (listed,) = [s for s in call(two, "GET", "/sessions")[1]["sessions"] if s["id"] == sid]
+        assert listed["packages"] == ["six"] and listed["idleSeconds"] < IDLE_MS / 1000, listed
+        container = _session_container(fleet, sid)
+        assert "x" not in _as_root(fleet, container, "ls", "-A", "/run/isol8").split()
+        record = json.loads(_as_root(fleet, container, "cat", "/run/isol8/state"))
+        assert [spec.split("=")[0] for spec in record["installed"]] == ["six"], record
+        assert "/tmp/forged" not in json.dumps(record["env"]), record
+    finally:
+        call(one, "DELETE", f"/session/{sid}")
 
 
 def test_stopping_a_replica_gracefully_loses_no_execution_in_flight(fleet: Fleet) -> None:

@@ -125,6 +125,15 @@ BUILDERS = [
     # podman's rm -f would stop politely first and wait 10 s for a PID 1 that ignores SIGTERM
     one(PODMAN, "rm", lambda d: A.rm_argv(d, ["c1", "c2"]), ["podman", "rm", "-f", "-t", "0", "--depend", "c1", "c2"]),
     *both("kill", lambda d: A.kill_argv(d, "isol8-1"), lambda exe: [exe, "kill", "isol8-1"]),
+    *both("pull", lambda d: A.pull_argv(d, "r:5000/a:1"), lambda exe: [exe, "pull", "-q", "r:5000/a:1"]),
+    *both("push", lambda d: A.push_argv(d, "r:5000/a:1"), lambda exe: [exe, "push", "-q", "r:5000/a:1"]),
+    *both("tag", lambda d: A.tag_argv(d, "sha256:ab", "r/a:1"), lambda exe: [exe, "tag", "sha256:ab", "r/a:1"]),
+    # a registry without verified TLS: podman is told; docker's daemon decides (insecure-registries)
+    one(PODMAN, "pull-no-tls", lambda d: A.pull_argv(d, "r/a", tls_verify=False),
+        ["podman", "pull", "-q", "--tls-verify=false", "r/a"]),
+    one(PODMAN, "push-no-tls", lambda d: A.push_argv(d, "r/a", tls_verify=False),
+        ["podman", "push", "-q", "--tls-verify=false", "r/a"]),
+    one(DOCKER, "push-no-tls", lambda d: A.push_argv(d, "r/a", tls_verify=False), ["docker", "push", "-q", "r/a"]),
 ]  # fmt: skip
 
 

@@ -255,3 +255,24 @@ def test_two_endpoints_of_one_engine_never_share_a_cache_key(monkeypatch: pytest
     monkeypatch.setenv("DOCKER_HOST", "ssh://a")
     keys.add(backend(DOCKER).cache_key)
     assert len(keys) == 3
+
+
+def test_a_registrys_images_are_read_with_skopeo_and_an_empty_repository_has_none(fp: Any) -> None:
+    repo = "127.0.0.1:5000/team/python"
+    fp.register(["skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}"], stdout='{"Tags": ["a"]}')
+    inspected = '{"Digest": "sha256:d1", "Created": "2026-12-01T10:00:00Z", "Labels": {"org.isol8.runtime": "python"}}'
+    fp.register(["skopeo", "inspect", "--tls-verify=false", f"docker://{repo}:a"], stdout=inspected)
+    [info] = backend(PODMAN).registry_images(repo, tls_verify=False)
+    assert (info.id, info.tags, info.labels) == ("sha256:d1", (f"{repo}:a",), {"org.isol8.runtime": "python"})
+    unknown = "FATA[0000] Error listing repository tags: fetching tags list: repository name not known to registry"
+    fp.register(["skopeo", "list-tags", f"docker://{repo}"], returncode=1, stderr=unknown)
+    assert backend(DOCKER).registry_images(repo) == []
+
+
+def test_a_registry_that_refuses_is_unreadable_and_says_why(fp: Any) -> None:
+    from isol8.errors import RegistryUnreadable
+
+    refused = "FATA[0000] Error listing repository tags: pinging container registry r:1: connection refused"
+    fp.register(["skopeo", "list-tags", "docker://r:1/t/python"], returncode=1, stderr=refused)
+    with pytest.raises(RegistryUnreadable, match="connection refused"):
+        backend(DOCKER).registry_images("r:1/t/python")

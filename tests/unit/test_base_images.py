@@ -25,7 +25,7 @@ class Engine:
     def image(self, ref: str) -> ImageInfo | None:
         return self.images.get(ref)
 
-    def pull(self, ref: str) -> None:
+    def pull(self, ref: str, *, tls_verify: bool = True) -> None:
         self.calls.append(f"pull {ref}")
         if self.pull_error is not None:
             raise self.pull_error

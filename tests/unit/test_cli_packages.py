@@ -66,6 +66,22 @@ def test_build_with_neither_packages_nor_setup_returns_2(run_cli: RunCli, docker
     assert len(docker.calls) <= 1
 
 
+@pytest.mark.parametrize(
+    ("push", "fragment"),
+    [
+        ([], "--push without a reference needs the config's registry.repository"),
+        (["me/img:1"], "names no registry host"),  # it would go to the engine's default registry
+        (["localhost:5000/Bad"], "not a valid image name"),
+    ],
+)
+def test_a_push_that_cannot_happen_is_refused_before_any_engine_call(
+    run_cli: RunCli, docker: Any, push: list[str], fragment: str
+) -> None:
+    result = run_cli("build", "--base", "python", "--tag", "my-py", "--install", "six", "--push", *push)
+    assert_usage_error(result, fragment)
+    assert not docker.calls
+
+
 def test_build_with_neither_packages_nor_setup_returns_2_when_the_daemon_is_down(run_cli: RunCli, docker: Any) -> None:
     register_unreachable(docker, VERSION)
     assert_usage_error(run_cli("build", "--base", "python", "--tag", "my-py"), "nothing to build")

@@ -653,3 +653,29 @@ def test_the_backends_key_and_certificate_paths_are_the_config_files_own(
     path.write_text("backend:\n  identity: ~/.ssh/id\n  tlsCertPath: certs\n")
     backend = read_layer(str(path)).data["backend"]
     assert backend == {"identity": "/home/me/.ssh/id", "tlsCertPath": str(tmp_path / "certs")}
+
+
+def test_the_shared_registry_and_a_prebuilt_images_push_are_read_and_checked() -> None:
+    text = (
+        '{"registry": {"repository": "localhost:5000/team", "tlsVerify": false}, "prebuiltImages": ['
+        '{"tag": "a", "runtime": "python", "push": true},'
+        '{"tag": "b", "runtime": "python", "push": "localhost:5000/x/b:1"}]}'
+    )
+    config = Config({**DEFAULTS, **parse_config_text(text, "f.json")})
+    assert config.registry == ("localhost:5000/team", False)
+    assert [p.push for p in config.prebuilt_images] == [True, "localhost:5000/x/b:1"]
+    assert Config().registry == (None, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('{"registry": {"repository": "team/images"}}', "registry.repository: not a registry repository"),
+        ('{"registry": {"repository": "localhost:5000/Team"}}', "its path"),
+        ('{"prebuiltImages": [{"tag": "a", "runtime": "python", "push": "me/a:1"}]}', "a registry host first"),
+    ],
+)
+def test_a_registry_reference_without_a_host_is_refused(text: str, said: str) -> None:
+    """Without a host, the engines push to their default registry: a public one, by accident."""
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        parse_config_text(text, "f.json")

@@ -20,6 +20,7 @@ from isol8.config import PackageSettings
 from isol8.core.runner import RunRequest
 from isol8.ecosystems import parse_specs
 from isol8.errors import ContainerNameInUse, ContainerNotFound, EngineError, RequestError
+from isol8.frontends.server import sessions as sessions_module
 from isol8.frontends.server.session import container_name
 from isol8.frontends.server.sessions import Sessions
 from isol8.models import ContainerInfo
@@ -33,6 +34,7 @@ class Engine:
         self.started: list[tuple[str, bool]] = []  # (name, outlives)
         self.now = 1000
         self.crowded: set[str] = set()  # containers whose programs took every pid: no exec starts
+        self.killed = 0  # the next execs killed by another turn's sweep
         self._ids = itertools.count(1)
 
     def local_image(self, ref: str) -> str:
@@ -79,6 +81,9 @@ class Engine:
         cid, c = self._get(name)
         if cid in self.crowded:
             raise EngineError(["docker", "exec"], 126, "", "fork: resource temporarily unavailable")
+        if self.killed:
+            self.killed -= 1
+            raise EngineError(["docker", "exec"], 137, "", "")
         turn = c["turn"]
         free = turn is None or self.now > turn[1]
         if verb == "claim":
@@ -263,8 +268,9 @@ def test_expiry_counts_any_replicas_use_and_spares_a_turn_in_progress(engine: En
 
 
 def test_a_session_whose_programs_took_every_pid_ends_at_its_next_turn_instead_of_failing_forever(
-    engine: Engine, sessions: Sessions
+    engine: Engine, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sessions_module, "OUT_OF_REACH_S", 0.2)
     with sessions.held("s", PYTHON, None) as session:
         sessions.finish(session, ended=False)
     engine.crowded.add(session.container)
@@ -274,6 +280,14 @@ def test_a_session_whose_programs_took_every_pid_ends_at_its_next_turn_instead_o
     assert caught.value.status == 500 and engine.containers == {}
     with sessions.held("s", PYTHON, None) as anew:  # the id starts afresh
         assert anew.container in engine.containers
+
+
+def test_claims_killed_by_another_turns_sweep_are_tried_again(engine: Engine, sessions: Sessions) -> None:
+    with sessions.held("s", PYTHON, None) as session:
+        sessions.finish(session, ended=False)
+    engine.killed = 5  # more than three, within less than OUT_OF_REACH_S
+    with sessions.held("s", PYTHON, None) as again:
+        assert again.container == session.container
 
 
 def test_a_session_out_of_reach_for_longer_than_it_may_idle_expires(engine: Engine) -> None:

@@ -86,8 +86,16 @@ def info_argv(d: Dialect) -> list[str]:
     return [*d.cli, "info", "--format", INFO_FORMAT[d.name]]
 
 
-def pull_argv(d: Dialect, ref: str) -> list[str]:
-    return [*d.cli, "pull", "-q", ref]
+def pull_argv(d: Dialect, ref: str, *, tls_verify: bool = True) -> list[str]:
+    return [*d.cli, "pull", "-q", *d.registry_flags(tls_verify), ref]
+
+
+def push_argv(d: Dialect, ref: str, *, tls_verify: bool = True) -> list[str]:
+    return [*d.cli, "push", "-q", *d.registry_flags(tls_verify), ref]
+
+
+def tag_argv(d: Dialect, image: str, ref: str) -> list[str]:
+    return [*d.cli, "tag", image, ref]
 
 
 def rmi_argv(d: Dialect, refs: Sequence[str]) -> list[str]:

@@ -266,8 +266,19 @@ class EngineBackend:
         data = _inspected(done.stdout)
         return parse_info(self.dialect, data if isinstance(data, dict) else {})
 
-    def pull(self, ref: str) -> None:
-        self.call(A.pull_argv(self.dialect, ref), timeout=BUILD_TIMEOUT)
+    def pull(self, ref: str, *, tls_verify: bool = True) -> None:
+        self.call(A.pull_argv(self.dialect, ref, tls_verify=tls_verify), timeout=BUILD_TIMEOUT)
+
+    def registry_images(self, repository: str, *, tls_verify: bool = True, limit: int = 200) -> list[ImageInfo]:
+        from isol8.backends import registry
+
+        tags = registry.list_tags(repository, tls_verify=tls_verify)[:limit]
+        return [registry.inspect(f"{repository}:{tag}", tls_verify=tls_verify) for tag in tags]
+
+    def push(self, image: str, ref: str, *, tls_verify: bool = True) -> None:
+        if image != ref:
+            self.call(A.tag_argv(self.dialect, image, ref))
+        self.call(A.push_argv(self.dialect, ref, tls_verify=tls_verify), timeout=BUILD_TIMEOUT)
 
     def remove_images(self, refs: Sequence[str]) -> list[EngineError]:
         """`rmi` each ref; returns the failures (in use, already gone...) instead of raising them."""

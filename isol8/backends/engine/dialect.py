@@ -50,6 +50,9 @@ class Dialect(NamedTuple):
     # host (docker's client reads the file and sends its contents): a remote podman takes isol8's
     # profile from the image's io.containers.seccomp.profile label instead (--seccomp-policy=image)
     seccomp_from_image: bool = False
+    # podman asks for HTTPS with verified certificates unless told otherwise (--tls-verify=false);
+    # docker has no such option: its daemon's insecure-registries decide (127.0.0.0/8 by default)
+    tls_verify_option: bool = False
 
     @property
     def cli(self) -> tuple[str, ...]:
@@ -71,6 +74,10 @@ class Dialect(NamedTuple):
         if _IMAGE_ID.fullmatch(ref):
             return ref  # an image ID, not a name
         return self.local_prefix + ref
+
+    def registry_flags(self, tls_verify: bool) -> list[str]:
+        """The options of a push or pull for a registry whose certificate is not to be verified."""
+        return ["--tls-verify=false"] if self.tls_verify_option and not tls_verify else []
 
     def tmpfs_owner(self, uid: int, gid: int) -> str:
         return f"uid={uid},gid={gid}" if self.tmpfs_owner_by_uid else "U"
@@ -104,6 +111,7 @@ PODMAN = Dialect(
     private_cwd=True,
     context_flag="--connection",
     host_flag="--url",
+    tls_verify_option=True,
 )
 
 DIALECTS = {d.name: d for d in (DOCKER, PODMAN)}

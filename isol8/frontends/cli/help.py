@@ -1,4 +1,5 @@
-"""What `isol8 --help` says: the description, the epilog, each command's one-line summary."""
+"""What `isol8 --help` says: the description, the epilog, each command's one-line summary, and
+`isol8 serve --help`'s own text."""
 
 from __future__ import annotations
 
@@ -49,6 +50,36 @@ examples:
   isol8 --engine podman setup -r python
   isol8 config --show-origin           every setting, and where it came from
   isol8 doctor                         what works here, and what to fix"""
+
+
+# `isol8 serve --help` beyond its options: routes, start-up, policy, fleets and draining (docs/server.md)
+SERVE_HELP = {
+    "description": """\
+Serve isol8 over HTTP: GET /health (no auth), POST /execute, POST /execute/stream
+(Server-Sent Events of {type: stdout|stderr|error|exit, data}), POST /cleanup, and for
+named sessions (sessionId in an execute request) GET /sessions, DELETE /session/ID,
+POST /file and GET /file; with `Authorization: Bearer KEY`. Before listening it checks
+the engine, builds missing base images and the config's prebuiltImages, and starts warm
+pools (server.poolSize containers per runtime). Requests may tighten the config's
+defaults (timeoutMs, memoryLimit, cpuLimit, pidsLimit, sandboxSize, tmpSize, shmSize,
+maxOutputSize) but never exceed them; host network and other images only when the
+config's server.allowHostNetwork / server.allowImages allow them. At most
+maxConcurrent executions run; others wait up to server.queueTimeoutMs, then get 429.
+Every process an execution starts ends with it, unless the first request of a session
+sets options.keepBackground (its processes then outlive executions, and see theirs).
+Replicas with the same server.fleet driving one engine share their sessions, which
+live in the engine and outlive any replica (isol8 cleanup removes them only with --all
+or --stale-after); each keeps its own warm pool and maxConcurrent. GET /health?ready=1
+is 503 once SIGINT/SIGTERM start the drain: requests are still served for
+server.drainMs, then it stops accepting, gives in-flight executions 10 s, kills the
+rest and removes its containers (not a fleet's sessions); its images are kept. A
+second signal stops at once. Behind HAProxy: examples/haproxy.cfg.""",
+    "epilog": """\
+examples:
+  ISOL8_API_KEY=s3cret isol8 serve --port 3000
+  isol8 --config fleet.json serve --port 3001   # server.fleet set in fleet.json
+  curl -s 'localhost:3001/health?ready=1'       # 503 while draining""",
+}
 
 
 # What `isol8 --help` says of each command (aliases: the same command under another name).

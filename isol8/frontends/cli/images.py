@@ -9,7 +9,7 @@ from isol8 import runtimes
 from isol8.errors import UsageError
 from isol8.frontends.cli.app import App
 from isol8.frontends.cli.inputs import check_tag, parse_assignments
-from isol8.frontends.cli.packages import build_prebuilt_images
+from isol8.frontends.cli.packages import build_prebuilt_images, check_push, push_image
 from isol8.status import ExitStatus
 
 
@@ -58,6 +58,8 @@ def cmd_build(app: App) -> int:
     setup = read_setup(args.setup)
     if not specs and setup is None:
         raise UsageError("nothing to build: give at least one package (--install/--requirements) or --setup")
+    if args.push is not None:
+        check_push(app, args.push)
     app.backend.version()
     outcome = build_image(
         app.backend,
@@ -72,6 +74,8 @@ def cmd_build(app: App) -> int:
     app.say(f"{args.tag}: {state} ({outcome.image_id[:12]})")
     if outcome.resolved:
         app.say(f"  installed: {outcome.resolved}")
+    if args.push is not None:
+        push_image(app, runtime.name, outcome.image_id, args.push)
     return ExitStatus.OK
 
 

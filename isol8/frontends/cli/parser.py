@@ -6,7 +6,7 @@ import argparse
 
 from isol8 import __version__
 from isol8.backends import ENGINES
-from isol8.frontends.cli.help import ALIASES, DESCRIPTION, ENDPOINT_OPTIONS, EPILOG, SUMMARIES, Formatter
+from isol8.frontends.cli.help import ALIASES, DESCRIPTION, ENDPOINT_OPTIONS, EPILOG, SERVE_HELP, SUMMARIES, Formatter
 from isol8.frontends.cli.run_flags import RUNTIMES, add_run
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
@@ -221,7 +221,8 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
             "examples:\n"
             "  isol8 build --base python --tag my-py --install numpy --install 'pandas>=2'\n"
             "  isol8 build --base node --tag my-node --requirements package.json\n"
-            "  isol8 build --base bash --tag my-bash --install jq --setup 'jq --version'"
+            "  isol8 build --base bash --tag my-bash --install jq --setup 'jq --version'\n"
+            "  isol8 build --base python --tag my-py --install numpy --push   # to registry.repository"
         ),
     )
     p.add_argument("--base", required=True, choices=RUNTIMES, metavar="RUNTIME", help="runtime to build on")
@@ -239,6 +240,8 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     )
     p.add_argument("--setup", action="append", default=[], metavar="CMD|FILE", help="setup script or file (repeatable)")
     p.add_argument("--force", action="store_true", help="rebuild even when the image is up to date")
+    push = "then push it to REF (HOST[:PORT]/NAME[:TAG]), or to registry.repository, where run --install finds it"
+    p.add_argument("--push", nargs="?", const="", metavar="REF", help=push)
     p.set_defaults(handler="build")
 
 
@@ -274,26 +277,7 @@ def _add_resolve(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = _command(
-        sub,
-        common,
-        "serve",
-        (
-            "Serve isol8 over HTTP: GET /health (no auth), POST /execute, POST /execute/stream\n"
-            "(Server-Sent Events of {type: stdout|stderr|error|exit, data}), POST /cleanup, and for\n"
-            "named sessions (sessionId in an execute request) GET /sessions, DELETE /session/ID,\n"
-            "POST /file and GET /file; with `Authorization: Bearer KEY`. Before listening it checks\n"
-            "the engine, builds missing base images and the config's prebuiltImages, and starts warm\n"
-            "pools (server.poolSize containers per runtime). Requests may tighten the config's\n"
-            "defaults (timeoutMs, memoryLimit, cpuLimit, pidsLimit, sandboxSize, tmpSize, shmSize,\n"
-            "maxOutputSize) but never exceed them; host network and other images only when the\n"
-            "config's server.allowHostNetwork / server.allowImages allow them. At most\n"
-            "maxConcurrent executions run; others wait up to server.queueTimeoutMs, then get 429.\n"
-            "Every process an execution starts ends with it, unless the first request of a session\n"
-            "sets options.keepBackground (its processes then outlive executions, and see theirs).\n"
-            "SIGINT/SIGTERM stop it; its containers are removed, its images kept."
-        ),
-    )
+    p = _command(sub, common, "serve", **SERVE_HELP)
     p.add_argument("--host", default="127.0.0.1", metavar="ADDR", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, metavar="N", help="port (default: ISOL8_PORT, then PORT, then 3000)")
     p.add_argument("--key", metavar="KEY", help="API key clients must send (default: ISOL8_API_KEY; required)")

@@ -182,8 +182,9 @@ def serve(
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
-        if stopping.is_set():  # a second signal: stop listening now
+        if stopping.is_set():  # a second signal: stop listening and end what still runs, now
             server.should_exit = True
+            threading.Thread(target=state.abandon, daemon=True).start()
             return
         stopping.set()
         state.draining.set()  # balancers see /health?ready=1 fail while requests are still served

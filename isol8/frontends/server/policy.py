@@ -112,6 +112,7 @@ def provide_packages(state: ServerState, run: RunRequest, install: tuple[str, ..
             base_images=state.config.base_images,
             registry=state.packages,
             strategy=strategy,
+            shared=state.config.registry,
         )
     except UsageError as exc:
         raise RequestError(400, str(exc)) from None

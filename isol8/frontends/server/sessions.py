@@ -4,7 +4,7 @@ A session lives in the engine, not in a server's memory, so that replicas of one
 (server.fleet) sharing an engine serve any session, whichever made it:
 - its container's name comes from its fleet and id, so creating it is the engine's atomic act;
 - its labels say what its first request made of it (runtime, image, sandbox, packages);
-- its record in the container (backends/engine/argv.py's SESSION_CONTROL, root's alone: its
+- its record in the container (backends/engine/session_record.py's SESSION_CONTROL, root's alone: its
   programs can neither read nor change it) holds whose turn it is, its last use and the packages
   installed into it since.
 A replica keeps a cache of what labels said, and a lock per session so that its own requests
@@ -28,6 +28,8 @@ from isol8.errors import (
     ContainerNameInUse,
     ContainerNotFound,
     EngineError,
+    EngineTimeout,
+    EngineUnavailable,
     FileTooLarge,
     Isol8Error,
     PackagesNotUnpacked,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 BUSY_EXIT = 3  # SESSION_CONTROL's claim: the turn is another's
+OUT_OF_REACH_S = 2.0  # how long a session's claims fail (not busy) before it counts as ended
 START_WAIT_S = 120.0  # how long a session another request is starting is waited for
 MAX_RECORD_BYTES = 65536  # what the server saves is its own; what it reads back is bounded all the same
 
@@ -179,7 +182,8 @@ class Sessions:
     def _claim(self, session: Session) -> None:
         """Take the session's turn in the engine, waiting while another replica holds it (polled
         from here: a wait inside the container would end with the holder's sweep), and read its record."""
-        token, deadline, pause, failures = os.urandom(8).hex(), time.monotonic() + self.lease_s, 0.05, 0
+        token, deadline, pause = os.urandom(8).hex(), time.monotonic() + self.lease_s, 0.05
+        failures, failing_since = 0, 0.0
         while True:
             try:
                 record = self.backend.session_control(session.container, "claim", [token, str(int(self.lease_s))])
@@ -187,11 +191,15 @@ class Sessions:
             except ContainerNotFound:
                 raise _Gone() from None
             except EngineError as exc:
-                if exc.returncode != BUSY_EXIT:  # ended by another turn's sweep, or the container is going
+                if exc.returncode == BUSY_EXIT:
+                    failures = 0  # within reach
+                else:  # killed by another turn's sweep, the container going, or no pid left for it
                     if not self._running(session):
                         raise _Gone() from None
                     failures += 1
-                    if failures >= 3:  # its programs may have used up its pids: a session out of reach ends
+                    failing_since = failing_since if failures > 1 else time.monotonic()
+                    # out of reach for seconds, not one sweep's moment: its programs used up its pids
+                    if failures >= 3 and time.monotonic() - failing_since >= OUT_OF_REACH_S:
                         self.remove(session.id, only=session)
                         raise RequestError(
                             500, f"session {session.id} ended: its record is out of reach: {exc}"
@@ -350,7 +358,10 @@ class Sessions:
         removed = []
         with self._lock:
             known = {s.container: s for s in self._cache.values()}
-        for container in self.backend.list_containers({L.FLEET: self.fleet, L.SESSION_ID: None}):
+        listed = self.backend.list_containers({L.FLEET: self.fleet, L.SESSION_ID: None})
+        for gone in set(self._unreachable) - set(listed):
+            del self._unreachable[gone]
+        for container in listed:
             session = known.get(container)
             if session is not None and (session.lock.locked() or time.monotonic() - session.last_used <= self.idle_s):
                 continue  # in use here, or used here lately: its record says no less
@@ -358,6 +369,9 @@ class Sessions:
                 said = self.backend.session_control(container, "expire", [str(int(self.idle_s))])
                 self._unreachable.pop(container, None)
             except ContainerNotFound:
+                continue
+            except (EngineUnavailable, EngineTimeout) as exc:  # the engine's trouble, not the session's
+                log.warning("could not check session container %s: %s", container, exc)
                 continue
             except EngineError as exc:  # out of reach for longer than it may idle: it has ended
                 since = self._unreachable.setdefault(container, time.monotonic())
