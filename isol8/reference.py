@@ -28,6 +28,11 @@ def check_image_name(ref: str) -> str:
     return ref
 
 
+def is_tag(value: str) -> bool:
+    """Whether value is a tag (the part after NAME:), as the engines accept one."""
+    return bool(_TAG.fullmatch(value))
+
+
 def names_registry(ref: str) -> bool:
     """Whether ref begins with a registry host (as the engines tell one: a dot, a port or localhost):
     a push of a name without one would go to the engine's default registry."""

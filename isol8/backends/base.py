@@ -185,8 +185,12 @@ class Backend(Protocol):
         """Fetch ref from its registry; EngineError when it cannot be had (unknown, unreachable...)."""
         ...
 
-    def push(self, image: str, ref: str, *, tls_verify: bool = True) -> None:
-        """Name a local image ref (a registry's repository and tag) and send it there."""
+    def push(self, ref: str, *, tls_verify: bool = True) -> None:
+        """Send the local image ref (a registry's repository and tag, given with tag()) there."""
+        ...
+
+    def tag(self, image: str, ref: str) -> None:
+        """Give a local image one more name."""
         ...
 
     def registry_images(self, repository: str, *, tls_verify: bool = True, limit: int = 200) -> list[ImageInfo]:

@@ -4,12 +4,35 @@ image's labels, without pulling it. The engines push and pull; only reading need
 from __future__ import annotations
 
 import json
+import time
 
 from isol8.errors import EngineNotFound, EngineTimeout, RegistryUnreadable
+from isol8.log import get_logger
 from isol8.models import ImageInfo, parse_time
 from isol8.process import run_process
+from isol8.reference import is_tag
 
-TIMEOUT_S = 60.0
+log = get_logger(__name__)
+
+TIMEOUT_S = 60.0  # one skopeo call
+DEADLINE_S = 60.0  # all of a repository's images: then discovery goes on without the rest
+
+
+def images(repository: str, *, tls_verify: bool = True, limit: int = 200) -> list[ImageInfo]:
+    """The images of up to `limit` tags (only tags the engines accept); an image that cannot be
+    read is skipped, with a warning (RegistryUnreadable only when the tags cannot be listed)."""
+    tags = [t for t in list_tags(repository, tls_verify=tls_verify) if is_tag(t)][:limit]
+    found: list[ImageInfo] = []
+    deadline = time.monotonic() + DEADLINE_S
+    for tag in tags:
+        if time.monotonic() > deadline:
+            log.warning("%s: %d of its %d tags read within %gs", repository, len(found), len(tags), DEADLINE_S)
+            break
+        try:
+            found.append(inspect(f"{repository}:{tag}", tls_verify=tls_verify))
+        except RegistryUnreadable as exc:  # one bad image hides none of the others
+            log.warning("%s", exc)
+    return found
 
 
 def skopeo_argv(verb: str, ref: str, *, tls_verify: bool) -> list[str]:

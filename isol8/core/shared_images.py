@@ -17,6 +17,7 @@ from isol8.core.discovery import Candidate, Resolution, choose
 from isol8.ecosystems import Spec
 from isol8.errors import EngineError, RegistryUnreadable
 from isol8.log import get_logger
+from isol8.models import ImageInfo
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
@@ -86,23 +87,35 @@ def from_registry(
     )
     if not better:
         return None
-    present = backend.image(found.image)
+    # by the digest skopeo read: the engine gets the very manifest whose labels were ranked,
+    # whatever the tag names by then
+    repo = found.image.rpartition(":")[0]
+    pinned = f"{repo}@{found.image_id}" if found.image_id and found.image_id.startswith("sha256:") else found.image
+    present = backend.image(pinned)
     if present is None:
         say(f"pulling {found.image} ({found.reason})")
         try:
-            backend.pull(found.image, tls_verify=settings.tls_verify)
+            backend.pull(pinned, tls_verify=settings.tls_verify)
         except EngineError as exc:
-            log.warning("could not pull %s: %s", found.image, exc.message)
+            log.warning("could not pull %s: %s", pinned, exc.message)
             return None
-        present = backend.image(found.image)
+        present = backend.image(pinned)
     pulled = Candidate.from_image(runtime, present) if present is not None else None
     claimed = [s for s in specs if s not in found.install]
-    if (
-        present is None
-        or pulled is None
-        or not carries_isol8s_labels(runtime, present.labels)
-        or not all(pulled.covers(runtime, s) for s in claimed)
-    ):
-        log.warning("%s is not what the registry described: not used", found.image)
+    if pulled is None or not carries_isol8s_labels(runtime, pulled.info.labels):
+        _refuse(backend, found.image, present)
         return None
-    return Resolution(runtime, found.image, found.match, found.install, found.reason, found.has_setup, present.id)
+    if not all(pulled.covers(runtime, s) for s in claimed):
+        _refuse(backend, found.image, present)
+        return None
+    if found.image not in pulled.info.tags:
+        backend.tag(pulled.info.id, found.image)  # named as in the registry, for `isol8 images`
+    return Resolution(runtime, found.image, found.match, found.install, found.reason, found.has_setup, pulled.info.id)
+
+
+def _refuse(backend: Backend, ref: str, present: ImageInfo | None) -> None:
+    """A pulled image that is not what the registry described is removed: left in the engine,
+    local discovery could choose it later."""
+    log.warning("%s is not what the registry described: removed, not used", ref)
+    if present is not None:
+        backend.remove_images([present.id])

@@ -48,6 +48,12 @@ def _images(engine: str, *filters: str) -> set[str]:
     return set(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split())
 
 
+def _remove_iniconfig_images(engine: str) -> None:
+    """The images with iniconfig (only this file's tests use it)."""
+    for image in _images(engine, "label=org.isol8.dependencies=iniconfig"):
+        subprocess.run([engine, "rmi", "-f", image], capture_output=True)
+
+
 def test_an_image_pushed_from_one_engine_is_pulled_by_another_instead_of_built(fleet: tuple[Path, Path]) -> None:
     config, sock = fleet
     tag = f"isol8-test-shared-{os.getpid()}:1"
@@ -65,6 +71,7 @@ def test_an_image_pushed_from_one_engine_is_pulled_by_another_instead_of_built(f
         ["docker", "build", "-q", "-t", forged, "-"], input=dockerfile, text=True, check=True, capture_output=True
     )
     subprocess.run(["docker", "push", "-q", forged], check=True, capture_output=True)
+    _remove_iniconfig_images("podman")  # a leftover would be found locally, not pulled
     auto_before = _images("podman", "label=org.isol8.auto=true")
     try:
         podman = ("--engine", "podman", "--url", f"unix://{sock}")
@@ -79,8 +86,36 @@ def test_an_image_pushed_from_one_engine_is_pulled_by_another_instead_of_built(f
         again = _isol8(config, *podman, "--debug", "run", "--install", "iniconfig", "-e", program)
         assert again.returncode == 0 and "pulling" not in again.stderr, again.stderr  # it has it now
     finally:
-        subprocess.run(["podman", "rmi", "-f", pushed, forged], capture_output=True)
+        _remove_iniconfig_images("podman")  # pulled by digest: they may have no name
         subprocess.run(["docker", "rmi", "-f", tag, pushed, forged], capture_output=True)
+
+
+def test_setup_pushes_the_prebuilt_images_that_ask_for_it(fleet: tuple[Path, Path], tmp_path: Path) -> None:
+    config, _ = fleet
+    settings = json.loads(config.read_text())
+    repository = settings["registry"]["repository"]
+    tag = f"isol8-test-prebuilt-{os.getpid()}:1"
+    explicit = f"{repository}/elsewhere:{os.getpid()}"
+    settings["prebuiltImages"] = [
+        {"tag": tag, "runtime": "python", "installPackages": ["iniconfig"], "push": True},
+        {"tag": f"{tag}b", "runtime": "python", "installPackages": ["iniconfig"], "push": explicit},
+    ]
+    with_prebuilt = tmp_path / "isol8.json"
+    with_prebuilt.write_text(json.dumps(settings))
+    done = _isol8(with_prebuilt, "--engine", "docker", "setup", "--runtime", "python")
+    pushed: list[str] = []
+    try:
+        assert done.returncode == 0, done.stderr
+        pushed = [line.split("pushed: ")[1] for line in done.stdout.splitlines() if "pushed: " in line]
+        assert len(pushed) == 2 and pushed[0].startswith(f"{repository}/python:") and pushed[1] == explicit
+        listed = subprocess.run(
+            ["skopeo", "list-tags", "--tls-verify=false", f"docker://{repository}/elsewhere"],
+            capture_output=True,
+            text=True,
+        )
+        assert json.loads(listed.stdout)["Tags"] == [str(os.getpid())], listed.stderr  # in the registry
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag, f"{tag}b", *pushed], capture_output=True)
 
 
 def test_a_push_without_a_registry_host_is_refused_before_anything_is_built(fleet: tuple[Path, Path]) -> None:

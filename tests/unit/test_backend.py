@@ -257,9 +257,13 @@ def test_two_endpoints_of_one_engine_never_share_a_cache_key(monkeypatch: pytest
     assert len(keys) == 3
 
 
-def test_a_registrys_images_are_read_with_skopeo_and_an_empty_repository_has_none(fp: Any) -> None:
+def test_a_registrys_images_are_read_with_skopeo_skipping_one_that_cannot_be_and_an_empty_repository_has_none(
+    fp: Any,
+) -> None:
     repo = "127.0.0.1:5000/team/python"
-    fp.register(["skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}"], stdout='{"Tags": ["a"]}')
+    tags = '{"Tags": ["a", "--help", "b"]}'  # a tag the engines would refuse is never asked about
+    fp.register(["skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}"], stdout=tags)
+    fp.register(["skopeo", "inspect", "--tls-verify=false", f"docker://{repo}:b"], returncode=1, stderr="FATA bad")
     inspected = '{"Digest": "sha256:d1", "Created": "2026-12-01T10:00:00Z", "Labels": {"org.isol8.runtime": "python"}}'
     fp.register(["skopeo", "inspect", "--tls-verify=false", f"docker://{repo}:a"], stdout=inspected)
     [info] = backend(PODMAN).registry_images(repo, tls_verify=False)

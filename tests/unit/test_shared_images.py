@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -53,6 +54,7 @@ class Engine:
         self.reg = reg
         self.local: dict[str, ImageInfo] = {}
         self.pulled: list[tuple[str, bool]] = []
+        self.removed: list[str] = []
         self.fails = False
 
     def registry_images(self, repository: str, *, tls_verify: bool = True, limit: int = 200) -> list[ImageInfo]:
@@ -65,8 +67,17 @@ class Engine:
         if self.fails:
             raise EngineError(["podman", "pull"], 125, "", "connection refused")
         self.pulled.append((ref, tls_verify))
-        tag = ref.rsplit(":", 1)[1]
-        self.local[ref] = ImageInfo("id-" + tag, (ref,), self.reg.images[tag], None)
+        tag = ref.rsplit("@sha256:", 1)[1]  # pulled by the digest skopeo read
+        self.local[ref] = ImageInfo("id-" + tag, (), self.reg.images[tag], None)
+
+    def tag(self, image: str, ref: str) -> None:
+        info = next(i for i in self.local.values() if i.id == image)
+        self.local[ref] = dataclasses.replace(info, tags=(*info.tags, ref))
+
+    def remove_images(self, refs: list[str]) -> list[EngineError]:
+        self.removed += refs
+        self.local = {k: v for k, v in self.local.items() if v.id not in refs}
+        return []
 
 
 @pytest.fixture
@@ -100,7 +111,7 @@ def test_the_exact_image_is_pulled_and_run_by_the_id_the_engine_gives_it(reg: Re
     engine = Engine(reg)
     found = _find(engine, ["six"])
     assert found is not None and (found.match, found.image, found.run_ref) == ("exact", f"{REPO}:b", "id-b")
-    assert engine.pulled == [(f"{REPO}:b", False)]
+    assert engine.pulled == [(f"{REPO}@sha256:b", False)]
     assert _find(engine, ["six"]) is not None and len(engine.pulled) == 1  # the engine has it now
 
 
@@ -142,12 +153,13 @@ def test_a_pulled_image_that_is_not_what_the_registry_described_is_not_used(reg:
     engine = Engine(reg)
     real_pull = engine.pull
 
-    def moved(ref: str, *, tls_verify: bool = True) -> None:  # the tag moved between inspect and pull
+    def moved(ref: str, *, tls_verify: bool = True) -> None:  # another manifest than skopeo read
         real_pull(ref, tls_verify=tls_verify)
         engine.local[ref] = ImageInfo("id-x", (ref,), labels("requests", "requests==2.0"), None)
 
     engine.pull = moved  # type: ignore[method-assign]
     assert _find(engine, ["six"]) is None
+    assert engine.removed == ["id-x"] and engine.local == {}  # not left for local discovery to find
 
 
 def test_the_default_reference_is_the_runtimes_repository_tagged_with_the_definitions_hash() -> None:

@@ -272,12 +272,12 @@ class EngineBackend:
     def registry_images(self, repository: str, *, tls_verify: bool = True, limit: int = 200) -> list[ImageInfo]:
         from isol8.backends import registry
 
-        tags = registry.list_tags(repository, tls_verify=tls_verify)[:limit]
-        return [registry.inspect(f"{repository}:{tag}", tls_verify=tls_verify) for tag in tags]
+        return registry.images(repository, tls_verify=tls_verify, limit=limit)
 
-    def push(self, image: str, ref: str, *, tls_verify: bool = True) -> None:
-        if image != ref:
-            self.call(A.tag_argv(self.dialect, image, ref))
+    def tag(self, image: str, ref: str) -> None:
+        self.call(A.tag_argv(self.dialect, image, ref))
+
+    def push(self, ref: str, *, tls_verify: bool = True) -> None:
         self.call(A.push_argv(self.dialect, ref, tls_verify=tls_verify), timeout=BUILD_TIMEOUT)
 
     def remove_images(self, refs: Sequence[str]) -> list[EngineError]:

@@ -12,8 +12,9 @@ from isol8.core.sandbox import CONTROL_DIR
 # A server session's record in its standby container (CONTROL_DIR, root's alone), kept by root
 # execs so that any replica sharing the engine can take a turn in it: `turn` (a directory:
 # mkdir is the lock) holds its holder's token and the end of its lease, after which another
-# may break it; `used` is the engine clock's time of the last turn's end; `state` is what the
-# server saved (its run-time packages, as JSON). Its arguments are isol8's own (a verb, hex
+# may break it; every verb but status holds `lock` (flock: a killed exec lets go of it);
+# `used` is the engine clock's time of the last turn's end; `state` is what the server saved
+# (its run-time packages, as JSON). Its arguments are isol8's own (a verb, hex
 # tokens, whole seconds), never a request's; the session's programs cannot reach any of it.
 SESSION_CONTROL = r"""
 set -f
@@ -22,15 +23,21 @@ clock() { printf -v now '%(%s)T' -1; }
 take() {
   clock
   if ! mkdir "$d/turn" 2>/dev/null; then
-    local ends=
-    read -r ends 2>/dev/null <"$d/turn/until"
-    [ -n "$ends" ] || ends=$(( $(stat -c %Y "$d/turn" 2>/dev/null || echo "$now") + 60 ))
-    (( now > ends )) || return 1
-    rm -rf "$d/turn" && mkdir "$d/turn" 2>/dev/null || return 1
+    local ends= held=
+    read -r held 2>/dev/null <"$d/turn/token"
+    if [ "$held" != "$1" ]; then  # its own claim again (an answer lost on the way) keeps it
+      read -r ends 2>/dev/null <"$d/turn/until"
+      [ -n "$ends" ] || ends=$(( $(stat -c %Y "$d/turn" 2>/dev/null || echo "$now") + 60 ))
+      (( now > ends )) || return 1
+      rm -rf "$d/turn" && mkdir "$d/turn" 2>/dev/null || return 1
+    fi
   fi
   printf '%s\n' "$1" >"$d/turn/token" && printf '%s\n' $(( now + $2 )) >"$d/turn/until"
 }
 mine() { local t=; read -r t 2>/dev/null <"$d/turn/token"; [ "$t" = "$1" ] || { echo "turn lost" >&2; exit 4; }; }
+if [ "$1" != status ]; then  # one verb at a time: two replicas never both break a stale turn
+  exec 9>"$d/lock" && flock -w 10 9 || { echo "record locked" >&2; exit 5; }
+fi
 case $1 in
 claim)
   take "$2" "$3" || { echo "session busy" >&2; exit 3; }

@@ -82,6 +82,7 @@ def push_image(app: App, runtime: str, image_id: str, target: str | bool, option
 
         info = app.backend.image(image_id)
         ref = default_ref(settings, runtime, (info.labels if info else {}).get(L.DEPS_HASH) or image_id[-24:])
-    app.backend.push(image_id, ref, tls_verify=settings.tls_verify)
+    app.backend.tag(image_id, ref)
+    app.backend.push(ref, tls_verify=settings.tls_verify)
     app.say(f"  pushed: {ref}")
     return ref

@@ -110,7 +110,7 @@ async def execute_stream(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     state = _check_auth(request)
-    return JSONResponse({"sessions": state.sessions.listing()})
+    return JSONResponse({"sessions": await run_in_threadpool(state.sessions.listing)})
 
 
 async def delete_session(request: Request) -> Response:

@@ -9,7 +9,7 @@ import posixpath
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +111,10 @@ class Session:
         self.installed = parse_specs(runtimes.get(self.runtime), data.get("installed", []))
         self.env = {str(k): str(v) for k, v in data.get("env", {}).items()}
 
-    def record(self) -> bytes:
-        return json.dumps({"installed": [s.text for s in self.installed], "env": dict(self.env)}).encode()
+    @staticmethod
+    def record_of(installed: Sequence[Spec], env: Mapping[str, str]) -> bytes:
+        """The record (SESSION_CONTROL's state) of these run-time packages and their environment."""
+        return json.dumps({"installed": [s.text for s in installed], "env": dict(env)}).encode()
 
     def to_json(self, busy: bool, idle_s: float) -> dict[str, Any]:
         from isol8.frontends.wire import timestamp

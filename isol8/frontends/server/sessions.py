@@ -28,7 +28,6 @@ from isol8.errors import (
     ContainerNameInUse,
     ContainerNotFound,
     EngineError,
-    EngineTimeout,
     EngineUnavailable,
     FileTooLarge,
     Isol8Error,
@@ -211,7 +210,7 @@ class Sessions:
         session.turn = token
         try:
             session.load(record[:MAX_RECORD_BYTES])
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (Isol8Error, ValueError, TypeError, AttributeError) as exc:
             log.warning("session %s: unreadable record, taken as empty: %s", session.id, exc)
             session.installed, session.env = (), {}
         session.touch()
@@ -262,6 +261,9 @@ class Sessions:
             timeout_s=registry.install_timeout_s,
             labels=run.labels,
         )
+        record = Session.record_of(union, tree.env)
+        if len(record) > MAX_RECORD_BYTES:  # it could not be read back: refused while nothing changed
+            raise RequestError(400, f"session {session.id}: too many packages to record ({len(record)} bytes)")
         try:
             replace_in(self.backend, session.container, tree, timeout_s=registry.install_timeout_s)
         except PackagesNotUnpacked as exc:
@@ -270,7 +272,7 @@ class Sessions:
             raise
         session.installed, session.env = union, dict(tree.env)
         try:
-            self.backend.session_control(session.container, "save", [session.turn or ""], data=session.record())
+            self.backend.session_control(session.container, "save", [session.turn or ""], data=record)
         except Isol8Error as exc:  # its packages are in, unrecorded: no later turn would know them
             self.finish(session, ended=True)
             raise RequestError(500, f"session {session.id} ended: could not record its packages: {exc}") from None
@@ -349,41 +351,45 @@ class Sessions:
         while not self._stop.wait(min(30.0, max(self.idle_s / 4, 0.5))):
             try:
                 self.expire_idle()
-            except Isol8Error as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the next pass tries again
                 log.warning("could not expire idle sessions: %s", exc)
 
     def expire_idle(self) -> list[str]:
         """Remove the fleet's sessions idle too long (by their records: any replica's use counts),
-        never one whose turn is held; the ids of the containers removed."""
-        removed = []
+        never one whose turn is held; the ids of the containers removed. Checked 8 at a time."""
+        from concurrent.futures import ThreadPoolExecutor
+
         with self._lock:
             known = {s.container: s for s in self._cache.values()}
         listed = self.backend.list_containers({L.FLEET: self.fleet, L.SESSION_ID: None})
         for gone in set(self._unreachable) - set(listed):
             del self._unreachable[gone]
-        for container in listed:
-            session = known.get(container)
-            if session is not None and (session.lock.locked() or time.monotonic() - session.last_used <= self.idle_s):
-                continue  # in use here, or used here lately: its record says no less
-            try:
-                said = self.backend.session_control(container, "expire", [str(int(self.idle_s))])
-                self._unreachable.pop(container, None)
-            except ContainerNotFound:
-                continue
-            except (EngineUnavailable, EngineTimeout) as exc:  # the engine's trouble, not the session's
-                log.warning("could not check session container %s: %s", container, exc)
-                continue
-            except EngineError as exc:  # out of reach for longer than it may idle: it has ended
-                since = self._unreachable.setdefault(container, time.monotonic())
-                log.warning("could not check session container %s: %s", container, exc)
-                said = "expired" if time.monotonic() - since > self.idle_s else ""
-            if said.strip() == "expired":
-                self._unreachable.pop(container, None)
-                if session is not None:
-                    self._forget(session)
-                self.backend.remove_containers([container])
-                removed.append(container)
-        return removed
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            expired = list(pool.map(lambda c: self._expire_one(c, known.get(c)), listed))
+        return [container for container, done in zip(listed, expired, strict=True) if done]
+
+    def _expire_one(self, container: str, session: Session | None) -> bool:
+        if session is not None and (session.lock.locked() or time.monotonic() - session.last_used <= self.idle_s):
+            return False  # in use here, or used here lately: its record says no less
+        try:
+            said = self.backend.session_control(container, "expire", [str(int(self.idle_s))])
+            self._unreachable.pop(container, None)
+        except ContainerNotFound:
+            return False
+        except EngineUnavailable as exc:  # the engine's trouble, not the session's
+            log.warning("could not check session container %s: %s", container, exc)
+            return False
+        except EngineError as exc:  # out of reach (no pid left, starved...) for longer than it may idle: ended
+            since = self._unreachable.setdefault(container, time.monotonic())
+            log.warning("could not check session container %s: %s", container, exc)
+            said = "expired" if time.monotonic() - since > self.idle_s else ""
+        if said.strip() != "expired":
+            return False
+        self._unreachable.pop(container, None)
+        if session is not None:
+            self._forget(session)
+        self.backend.remove_containers([container])
+        return True
 
     def held_containers(self) -> list[str]:
         """The containers of the sessions whose turn this replica holds (for a stop that cannot wait)."""

@@ -33,8 +33,9 @@ class ServerState:
         # a filtered run has a proxy of its own: no standby container can wait with one
         size = 0 if policy.egress is not None else settings.pool_size
         self.pool = WarmPool(self.backend, policy, size, {L.SERVER_ID: self.server_id})
-        # a session's longest turn: the longest execution a request may ask for, its installs, a margin
-        lease_s = run.timeout_ms / 1000 + self.packages.install_timeout_s + 60
+        # a session's longest turn: the execution, its packages' install and their unpacking (each up to the
+        # install timeout), and a margin; past it, another replica may take the turn
+        lease_s = run.timeout_ms / 1000 + 2 * self.packages.install_timeout_s + 60
         self.sessions = Sessions(
             self.backend, self.server_id, settings.session_idle_s, fleet=settings.fleet, lease_s=lease_s
         )
