@@ -787,21 +787,28 @@ def test_packages_that_do_not_fit_beside_the_sessions_files_leave_the_session_as
     """The installer's sandbox is as large as the session's but empty: the tree is made, then found
     not to fit in the session beside its files, which are all still there afterwards."""
     sid = f"pkgfull-{os.getpid()}-{server.engine}"
-    client = server.client()
     fill = "open('filler', 'wb').write(b'x' * (2 * 1024 * 1024 - 48 * 1024)); print('full')"
+    _a_refused_install_keeps_the_files(
+        server, sid, fill, {"sandboxSize": "2m"}, "could not be unpacked", 2 * 1024**2 - 48 * 1024
+    )
+
+
+def _a_refused_install_keeps_the_files(
+    server: Server, sid: str, fill: str, options: dict[str, str], refusal: str, size: int
+) -> None:
+    """Fill the session's sandbox (it prints full), then ask for six: refused (500), the filler all there."""
+    client = server.client()
     try:
-        first = client.execute(
-            {"sessionId": sid, "request": {"code": fill, "runtime": "python"}, "options": {"sandboxSize": "2m"}}
-        )
+        first = client.execute({"sessionId": sid, "request": {"code": fill, "runtime": "python"}, "options": options})
         assert first["stdout"] == "full\n", first
-        with pytest.raises(RemoteError, match="could not be unpacked") as caught:
+        with pytest.raises(RemoteError, match=refusal) as caught:
             client.execute(
                 {"sessionId": sid, "request": {"code": "print(1)", "runtime": "python", "installPackages": ["six"]}}
             )
         assert caught.value.status == 500
         left = "import os; print(os.path.getsize('filler'), sorted(os.listdir('.')))"
         still = client.execute({"sessionId": sid, "request": {"code": left, "runtime": "python"}})
-        assert still["stdout"] == f"{2 * 1024 * 1024 - 48 * 1024} ['filler', 'main.py']\n", still
+        assert still["stdout"] == f"{size} ['filler', 'main.py']\n", still
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
 
@@ -811,20 +818,9 @@ def test_packages_that_would_exhaust_the_memory_limit_leave_the_session_as_it_wa
     memory still has room in /sandbox, but unpacking a tree there would end in an OOM kill that
     takes the session with it. The room in memory is checked first, and the session keeps its files."""
     sid = f"pkgmem-{os.getpid()}-{server.engine}"
-    client = server.client()
     # python gives its memory back before head fills /sandbox (exec), or the fill itself is the OOM
     fill = "import os; os.execv('/bin/sh', ['sh', '-c', 'head -c 56m /dev/zero > filler && echo full'])"
     options = {"sandboxSize": "256m", "memoryLimit": "64m"}
-    try:
-        first = client.execute({"sessionId": sid, "request": {"code": fill, "runtime": "python"}, "options": options})
-        assert first["stdout"] == "full\n", first
-        with pytest.raises(RemoteError, match="could not be unpacked: .*memory limit") as caught:
-            client.execute(
-                {"sessionId": sid, "request": {"code": "print(1)", "runtime": "python", "installPackages": ["six"]}}
-            )
-        assert caught.value.status == 500
-        left = "import os; print(os.path.getsize('filler'), sorted(os.listdir('.')))"
-        still = client.execute({"sessionId": sid, "request": {"code": left, "runtime": "python"}})
-        assert still["stdout"] == f"{56 * 1024 * 1024} ['filler', 'main.py']\n", still
-    finally:
-        _session_call(server, "DELETE", f"/session/{sid}")
+    _a_refused_install_keeps_the_files(
+        server, sid, fill, options, "could not be unpacked: .*memory limit", 56 * 1024**2
+    )

@@ -16,6 +16,7 @@ from isol8.core.installs import INSTALLER, NOT_UNPACKED, REPLACE, PackageTree, i
 from isol8.core.sandbox import SandboxPolicy
 from isol8.ecosystems import parse_specs
 from isol8.errors import ImageMissing, PackagesNotUnpacked, RunFailed, UsageError
+from tests.unit.test_outputs import tar_of
 
 PYTHON = runtimes.get("python")
 SIX = parse_specs(PYTHON, ["six"])
@@ -144,23 +145,9 @@ def test_bash_has_no_run_time_installs() -> None:
         )
 
 
-def _tar_of(entries: dict[str, bytes | None]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_a_trees_room_counts_whole_pages_per_file_and_a_kib_per_entry() -> None:
     """Many small files take a page each in a tmpfs: the room asked for is never the tar's size."""
-    tree = _tar_of({".local": None, ".local/a": b"", ".local/b": b"x", ".local/c": b"x" * 4097})
+    tree = tar_of((".local", None), (".local/a", b""), (".local/b", b"x"), (".local/c", b"x" * 4097))
     assert unpacked_kib(tree) == (0 + 1 + 2) * 4 + 4
 
 
@@ -177,7 +164,7 @@ def test_a_sessions_tree_is_unpacked_by_the_fixed_script_told_its_room() -> None
         return backend.installer  # type: ignore[return-value]
 
     backend.exec = exec_  # type: ignore[attr-defined]
-    tree = PackageTree(SIX, ".local", _tar_of({".local": None, ".local/six.py": b"x" * 5000}), {})
+    tree = PackageTree(SIX, ".local", tar_of((".local", None), (".local/six.py", b"x" * 5000)), {})
     replace_in(backend, "sess", tree, 60)  # type: ignore[arg-type]
     assert execs == [("sess", ["-c", REPLACE, "isol8-packages", ".local", "10"], [tree.tar])]
 
@@ -186,7 +173,7 @@ def test_a_tree_that_does_not_fit_says_the_session_is_unchanged() -> None:
     said = [("stderr", b"isol8: 10 KiB do not fit in the memory limit (12 KiB spare)\n")]
     backend = ScriptedBackend(Unpacker(said, NOT_UNPACKED))
     backend.exec = lambda container, argv, *, stdin: backend.installer  # type: ignore[attr-defined]
-    tree = PackageTree(SIX, ".local", _tar_of({".local": None}), {})
+    tree = PackageTree(SIX, ".local", tar_of((".local", None)), {})
     with pytest.raises(PackagesNotUnpacked, match="do not fit in the memory limit") as caught:
         replace_in(backend, "sess", tree, 60)  # type: ignore[arg-type]
     assert caught.value.unchanged
