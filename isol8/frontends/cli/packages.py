@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from isol8 import labels as L
 from isol8.core.runner import RunRequest
-from isol8.errors import UsageError
+from isol8.errors import EngineError, UsageError
 from isol8.frontends.cli.app import App
 from isol8.frontends.cli.inputs import check_tag
 from isol8.reference import names_registry
@@ -30,9 +30,15 @@ def prepare_packages(app: App, request: RunRequest, install: list[str], *, remem
 
 
 def build_prebuilt_images(
-    app: App, base_images: dict[str, str], *, only: list[str] | None = None, force: bool = False
+    app: App,
+    base_images: dict[str, str],
+    *,
+    only: list[str] | None = None,
+    force: bool = False,
+    push_must_work: bool = True,
 ) -> None:
-    """The config's prebuiltImages, content-addressed: an unchanged entry is skipped, a changed one rebuilt."""
+    """The config's prebuiltImages, content-addressed: an unchanged entry is skipped, a changed one
+    rebuilt; pushed where they ask to be (a failed push only warns unless push_must_work)."""
     from isol8 import runtimes
     from isol8.core.custom_images import ImageDefinition, build_image
     from isol8.ecosystems import parse_specs
@@ -57,7 +63,12 @@ def build_prebuilt_images(
         )
         app.say(f"{entry.tag}: {'built' if outcome.built else 'up to date'} ({outcome.image_id[:12]})")
         if entry.push:
-            push_image(app, runtime.name, outcome.image_id, entry.push, "prebuiltImages[].push")
+            try:
+                push_image(app, runtime.name, outcome.image_id, entry.push, "prebuiltImages[].push")
+            except EngineError as exc:
+                if push_must_work:
+                    raise
+                app.progress(f"warning: {entry.tag} was not pushed: {exc.message}")
 
 
 def check_push(app: App, target: str | bool, option: str = "--push") -> None:

@@ -85,7 +85,7 @@ def _prepare(app: App, key: str | None) -> ServerState:
         if outcome.warning:
             app.progress(f"warning: {outcome.warning}")
         app.progress(f"{outcome.image}: {'built' if outcome.built else 'kept' if outcome.warning else 'up to date'}")
-    build_prebuilt_images(app, base_images)
+    build_prebuilt_images(app, base_images, push_must_work=False)  # a registry down never keeps it from serving
     state = ServerState(backend, app.config, key, app.packages())
     app.progress(f"starting warm pools ({state.pool.size} containers per runtime)")
     return state
