@@ -1,0 +1,157 @@
+"""The Pod and NetworkPolicy of a sandbox on Kubernetes, as data: pure functions, pinned exactly by
+tests/unit/test_kube_manifest.py and checked against the Kubernetes schemas there.
+
+A sandbox Pod is the engines' sandbox in Kubernetes' terms: the restricted Pod Security Standard
+(non-root uid/gid 1100, read-only root, no privilege escalation, every capability dropped, a
+seccomp profile), no service account token, no service links, no host namespaces, limits equal
+to requests, /sandbox, /tmp and /dev/shm as memory-backed emptyDirs of the policy's sizes, the
+run's deadline as activeDeadlineSeconds and restartPolicy Never. Its one container waits (PID 1
+reaps orphans and outlives the sandbox user's `kill -KILL -1`); the program comes later, through
+`kubectl exec -i` with the engines' wrapper and payload on stdin, never in the manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from isol8.core.sandbox import SANDBOX_DIR, SANDBOX_GID, SANDBOX_UID, SandboxPolicy
+
+CONTAINER = "sandbox"
+NETWORK_LABEL = "org.isol8.network"  # what a NetworkPolicy selects a Pod's network by
+DENY_ALL = "isol8-network-none"  # the NetworkPolicy of `none`: no egress, no ingress
+EPHEMERAL_STORAGE = 64 * 1024 * 1024  # the container's own logs: its root is read-only, its folders memory
+# bash waits for any child, so PID 1 reaps the orphans executions leave; as uid 1100 it is the
+# namespace's init, which the sandbox user's own `kill -KILL -1` spares
+WAITER = "while :; do sleep 86400 & wait $!; done"
+
+# a label value: at most 63 characters, alphanumerics with - _ . inside (the API's own rule);
+# keys are isol8's own and all valid names; other values (JSON, host/pid) go to annotations
+_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?")
+
+
+class KubeSettings(NamedTuple):
+    """The config's `backend` for kind kubernetes: where and how sandbox Pods run."""
+
+    namespace: str = "default"
+    context: str | None = None
+    runtime_class: str | None = None  # gVisor, Kata...: as the cluster names its RuntimeClass
+    image_pull_secrets: tuple[str, ...] = ()
+    # isol8's stricter profile where the cluster's nodes have it installed (the path under the
+    # kubelet's seccomp folder); else RuntimeDefault, the container runtime's default profile
+    seccomp_localhost: str | None = None
+
+
+def split_labels(labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations): a value Kubernetes cannot hold as a label is an annotation."""
+    kept: dict[str, str] = {}
+    annotated: dict[str, str] = {}
+    for key, value in labels.items():
+        (kept if _LABEL_VALUE.fullmatch(value) else annotated)[key] = value
+    return kept, annotated
+
+
+def quantity_cpu(cpus: float) -> str:
+    return f"{round(cpus * 1000)}m"
+
+
+def pod_manifest(
+    name: str,
+    image: str,
+    policy: SandboxPolicy,
+    labels: Mapping[str, str],
+    settings: KubeSettings,
+    *,
+    deadline_s: int,
+) -> dict[str, Any]:
+    """The Pod of one sandbox. policy.network is its NETWORK_LABEL: `none` is denied everything
+    by network_policy_manifest (for a CNI that enforces NetworkPolicy), `host` has no policy."""
+    if policy.network == "filtered":
+        raise ValueError("a filtered network on Kubernetes needs the egress proxy, which has no Pod yet")
+    if deadline_s < 1:
+        raise ValueError("a Pod's deadline is at least one second")
+    kept, annotations = split_labels({**labels, NETWORK_LABEL: policy.network})
+    resources = {
+        "memory": str(policy.memory),
+        "cpu": quantity_cpu(policy.cpus),
+        "ephemeral-storage": str(EPHEMERAL_STORAGE),
+    }
+    seccomp: dict[str, str] = (
+        {"type": "Localhost", "localhostProfile": settings.seccomp_localhost}
+        if settings.seccomp_localhost
+        else {"type": "RuntimeDefault"}
+    )
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": deadline_s,
+        "terminationGracePeriodSeconds": 0,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SANDBOX_UID,
+            "runAsGroup": SANDBOX_GID,
+            "fsGroup": SANDBOX_GID,
+            "seccompProfile": seccomp,
+        },
+        "containers": [_container(image, resources, seccomp)],
+        "volumes": [
+            {"name": "sandbox", "emptyDir": {"medium": "Memory", "sizeLimit": str(policy.sandbox_size)}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": str(policy.tmp_size)}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": str(policy.shm_size)}},
+        ],
+    }
+    if settings.runtime_class:
+        spec["runtimeClassName"] = settings.runtime_class
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": secret} for secret in settings.image_pull_secrets]
+    metadata: dict[str, Any] = {"name": name, "namespace": settings.namespace, "labels": kept}
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _container(image: str, resources: Mapping[str, str], seccomp: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/bash", "-c", WAITER],
+        "workingDir": SANDBOX_DIR,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SANDBOX_UID,
+            "runAsGroup": SANDBOX_GID,
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": dict(seccomp),
+        },
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "volumeMounts": [
+            {"name": "sandbox", "mountPath": SANDBOX_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "shm", "mountPath": "/dev/shm"},
+        ],
+    }
+
+
+def network_policy_manifest(settings: KubeSettings) -> dict[str, Any]:
+    """`none`: the Pods labelled so reach nothing and nothing reaches them (given a CNI that
+    enforces NetworkPolicy: without one, this is only a record of intent)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": DENY_ALL, "namespace": settings.namespace, "labels": {"org.isol8.managed": "true"}},
+        "spec": {
+            "podSelector": {"matchLabels": {NETWORK_LABEL: "none"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [],
+        },
+    }

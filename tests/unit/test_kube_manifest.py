@@ -1,0 +1,274 @@
+"""The Kubernetes sandbox's manifests and kubectl argv: exact, valid against the Kubernetes 1.37
+schemas (kubernetes-validate, strict: no field the API does not know), and within every rule of
+the restricted Pod Security Standard, each rule written out below."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from isol8.backends.kubernetes import argv as K
+from isol8.backends.kubernetes.manifest import (
+    KubeSettings,
+    network_policy_manifest,
+    pod_manifest,
+    split_labels,
+)
+from isol8.core.sandbox import SandboxPolicy
+
+SCHEMA_VERSION = "1.37.0"
+LABELS = {"org.isol8.managed": "true", "org.isol8.run.id": "isol8-0123abcd", "org.isol8.run.host": "vm/f5-4026"}
+DEFAULT = KubeSettings(namespace="sandboxes")
+EVERYTHING = KubeSettings(
+    namespace="sandboxes",
+    context="prod",
+    runtime_class="gvisor",
+    image_pull_secrets=("registry-a", "registry-b"),
+    seccomp_localhost="isol8/seccomp.json",
+)
+
+
+def _pod(settings: KubeSettings = DEFAULT, **policy: Any) -> dict[str, Any]:
+    return pod_manifest(
+        "isol8-0123abcd", "reg.example:5000/isol8/python:1", SandboxPolicy(**policy), LABELS, settings, deadline_s=40
+    )
+
+
+def test_the_pod_of_a_default_sandbox_exactly() -> None:
+    limits = {"memory": "536870912", "cpu": "1000m", "ephemeral-storage": "67108864"}
+    locked = {"type": "RuntimeDefault"}
+    assert _pod() == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "isol8-0123abcd",
+            "namespace": "sandboxes",
+            "labels": {"org.isol8.managed": "true", "org.isol8.run.id": "isol8-0123abcd", "org.isol8.network": "none"},
+            "annotations": {"org.isol8.run.host": "vm/f5-4026"},  # a `/` no label value may have
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": 40,
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "hostNetwork": False,
+            "hostPID": False,
+            "hostIPC": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1100,
+                "runAsGroup": 1100,
+                "fsGroup": 1100,
+                "seccompProfile": locked,
+            },
+            "containers": [
+                {
+                    "name": "sandbox",
+                    "image": "reg.example:5000/isol8/python:1",
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["/bin/bash", "-c", "while :; do sleep 86400 & wait $!; done"],
+                    "workingDir": "/sandbox",
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1100,
+                        "runAsGroup": 1100,
+                        "allowPrivilegeEscalation": False,
+                        "privileged": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": locked,
+                    },
+                    "resources": {"requests": limits, "limits": limits},
+                    "volumeMounts": [
+                        {"name": "sandbox", "mountPath": "/sandbox"},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                        {"name": "shm", "mountPath": "/dev/shm"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "sandbox", "emptyDir": {"medium": "Memory", "sizeLimit": "536870912"}},
+                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "268435456"}},
+                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "67108864"}},
+            ],
+        },
+    }
+
+
+def test_the_policy_and_the_settings_reach_the_pod() -> None:
+    pod = _pod(EVERYTHING, memory="64m", cpus="0.25", sandbox_size="8m", tmp_size="4m", shm_size="1m", network="host")
+    spec, (container,) = pod["spec"], pod["spec"]["containers"]
+    assert container["resources"]["limits"] == {"memory": "67108864", "cpu": "250m", "ephemeral-storage": "67108864"}
+    assert [v["emptyDir"]["sizeLimit"] for v in spec["volumes"]] == ["8388608", "4194304", "1048576"]
+    assert pod["metadata"]["labels"]["org.isol8.network"] == "host"
+    assert spec["runtimeClassName"] == "gvisor"
+    assert spec["imagePullSecrets"] == [{"name": "registry-a"}, {"name": "registry-b"}]
+    localhost = {"type": "Localhost", "localhostProfile": "isol8/seccomp.json"}
+    assert spec["securityContext"]["seccompProfile"] == container["securityContext"]["seccompProfile"] == localhost
+
+
+@pytest.mark.parametrize("settings", [DEFAULT, EVERYTHING], ids=["default", "every-setting"])
+def test_the_manifests_are_valid_kubernetes_objects(settings: KubeSettings) -> None:
+    for manifest in (_pod(settings), _pod(settings, network="host"), network_policy_manifest(settings)):
+        kubernetes_validate.validate(manifest, SCHEMA_VERSION, strict=True)
+
+
+def test_the_schema_check_can_fail() -> None:
+    pod = _pod()
+    pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesytem"] = True  # a typo the API would drop
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(pod, SCHEMA_VERSION, strict=True)
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """Every rule of the Pod Security Standards' restricted profile (baseline's included) that
+    the Pod breaks: https://kubernetes.io/docs/concepts/security/pod-security-standards/"""
+    spec, broken = pod["spec"], []
+    containers = [*spec.get("initContainers", []), *spec["containers"], *spec.get("ephemeralContainers", [])]
+    pod_context = spec.get("securityContext", {})
+
+    def each(field: str) -> list[Any]:  # a container's setting, else the pod's
+        return [c.get("securityContext", {}).get(field, pod_context.get(field)) for c in containers]
+
+    if any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
+        broken.append("host namespaces")
+    if any(c.get("securityContext", {}).get("privileged") for c in containers):
+        broken.append("privileged containers")
+    for c in containers:
+        added = c.get("securityContext", {}).get("capabilities", {}).get("add", [])
+        if set(added) - {"NET_BIND_SERVICE"}:
+            broken.append("capabilities added beyond NET_BIND_SERVICE")
+        if "ALL" not in c.get("securityContext", {}).get("capabilities", {}).get("drop", []):
+            broken.append("capabilities not dropped (ALL)")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            broken.append("host ports")
+        if c.get("securityContext", {}).get("procMount", "Default") != "Default":
+            broken.append("/proc mount type")
+        if c.get("securityContext", {}).get("allowPrivilegeEscalation") is not False:
+            broken.append("privilege escalation allowed")
+    if any(c.get("securityContext", {}).get("windowsOptions", {}).get("hostProcess") for c in containers):
+        broken.append("HostProcess")
+    allowed = {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+    for volume in spec.get("volumes", []):
+        if set(volume) - {"name"} - allowed:
+            broken.append(f"volume type of {volume['name']}")
+    if any(p.get("type") not in ("RuntimeDefault", "Localhost") for p in each("seccompProfile") if p) or not all(
+        each("seccompProfile")
+    ):
+        broken.append("seccomp profile not RuntimeDefault or Localhost")
+    if any(p and p.get("type") == "Unconfined" for p in each("appArmorProfile")):
+        broken.append("AppArmor unconfined")
+    selinux = [o for o in each("seLinuxOptions") if o]
+    if any(o.get("type", "container_t") not in ("container_t", "container_init_t", "container_kvm_t") for o in selinux):
+        broken.append("SELinux type")
+    if any(o.get("user") or o.get("role") for o in selinux):
+        broken.append("SELinux user or role")
+    if not all(v is True for v in each("runAsNonRoot")):
+        broken.append("runAsNonRoot not true")
+    if any(v == 0 for v in each("runAsUser")):
+        broken.append("runAsUser 0")
+    safe = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start"}
+    if any(s["name"] not in safe for s in pod_context.get("sysctls", [])):
+        broken.append("unsafe sysctls")
+    return broken
+
+
+def test_the_pod_satisfies_every_rule_of_the_restricted_pod_security_standard() -> None:
+    assert restricted_violations(_pod()) == []
+    assert restricted_violations(_pod(EVERYTHING)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        (lambda p: p["spec"].update(hostPID=True), "host namespaces"),
+        (lambda p: p["spec"]["containers"][0]["securityContext"].update(allowPrivilegeEscalation=True), "privilege"),
+        (lambda p: p["spec"]["containers"][0]["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]), "added"),
+        (lambda p: p["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "volume type of h"),
+        (lambda p: p["spec"]["containers"][0]["securityContext"].update(runAsUser=0), "runAsUser 0"),
+        (
+            lambda p: p["spec"]["containers"][0]["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+            "seccomp",
+        ),
+    ],
+)
+def test_the_rules_catch_what_they_forbid(change: Any, rule: str) -> None:
+    pod = _pod()
+    change(pod)
+    assert any(rule in broken for broken in restricted_violations(pod))
+
+
+def test_the_network_policy_of_none_denies_everything_to_the_pods_of_none() -> None:
+    assert network_policy_manifest(DEFAULT) == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "isol8-network-none", "namespace": "sandboxes", "labels": {"org.isol8.managed": "true"}},
+        "spec": {
+            "podSelector": {"matchLabels": {"org.isol8.network": "none"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [],
+        },
+    }
+
+
+def test_what_no_pod_can_be_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs the egress proxy"):
+        _pod(network="filtered", egress=object())
+    with pytest.raises(ValueError, match="deadline"):
+        pod_manifest("isol8-1", "img", SandboxPolicy(), {}, DEFAULT, deadline_s=0)
+
+
+def test_a_value_no_label_can_hold_is_an_annotation() -> None:
+    kept, annotated = split_labels({"a": "x" * 63, "b": "x" * 64, "c": '{"json": 1}', "d": "", "e": "-x"})
+    assert kept == {"a": "x" * 63, "d": ""}
+    assert annotated == {"b": "x" * 64, "c": '{"json": 1}', "e": "-x"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (K.create_argv(DEFAULT), ["kubectl", "--namespace", "sandboxes", "create", "-f", "-", "-o", "name"]),
+        (
+            K.apply_argv(EVERYTHING),
+            ["kubectl", "--context", "prod", "--namespace", "sandboxes", "apply", "-f", "-", "-o", "name"],
+        ),
+        (
+            K.wait_ready_argv(DEFAULT, "isol8-1", 60),
+            ["kubectl", "--namespace", "sandboxes", "wait", "--for=condition=Ready", "pod/isol8-1", "--timeout=60s"],
+        ),
+        (
+            K.exec_argv(DEFAULT, "isol8-1", ["/bin/bash", "-c", "WRAPPER", "isol8"]),
+            ["kubectl", "--namespace", "sandboxes", "exec", "-i", "pod/isol8-1", "-c", "sandbox", "--",
+             "/bin/bash", "-c", "WRAPPER", "isol8"],
+        ),
+        (
+            K.delete_argv(DEFAULT, ["isol8-1", "isol8-2"]),
+            ["kubectl", "--namespace", "sandboxes", "delete", "pod", "isol8-1", "isol8-2",
+             "--grace-period=0", "--force", "--wait=false", "--ignore-not-found"],
+        ),
+        (
+            K.delete_labelled_argv(DEFAULT, {"org.isol8.run.owner": "ab12", "org.isol8.managed": "true"}),
+            ["kubectl", "--namespace", "sandboxes", "delete", "pod", "-l",
+             "org.isol8.managed=true,org.isol8.run.owner=ab12", "--grace-period=0", "--force", "--wait=false"],
+        ),
+        (
+            K.get_argv(DEFAULT, {"org.isol8.run.id": "isol8-1"}),
+            ["kubectl", "--namespace", "sandboxes", "get", "pods", "-l", "org.isol8.run.id=isol8-1", "-o", "json"],
+        ),
+    ],
+)  # fmt: skip
+def test_kubectl_argv_exactly(argv: list[str], expected: list[str]) -> None:
+    assert argv == expected
