@@ -161,6 +161,10 @@ def test_a_session_that_outlives_isol8_has_no_owner_and_a_taken_name_removes_not
     with pytest.raises(ContainerNameInUse):
         backend(d).start_standby(s, outlives=True)
     assert watched == [] and fp.call_count(A.rm_argv(d, [s.name])) == 0  # it is another's
+    fp.register(argv, returncode=125, stderr="Error: something else failed")
+    with pytest.raises(EngineError):
+        backend(d).start_standby(s, outlives=True)
+    assert fp.call_count(A.rm_argv(d, [s.name])) == 0  # by now the name may be another replica's session
     fp.register(argv, stdout="0123abcd\n")
     assert backend(d).start_standby(s, outlives=True) == "0123abcd"  # its id
 

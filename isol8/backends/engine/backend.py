@@ -169,7 +169,8 @@ class EngineBackend:
         except ContainerNameInUse:
             raise  # another's container of that name: never removed here
         except EngineError:
-            self._remove_quietly(spec.name)
+            if not outlives:  # a fleet session's name may be another replica's by now (lookup removes a dead one)
+                self._remove_quietly(spec.name)
             raise
         return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else spec.name
 
@@ -251,8 +252,7 @@ class EngineBackend:
         return [ImageInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
 
     def image(self, ref: str) -> ImageInfo | None:
-        found = self.inspect_images([ref])
-        return found[0] if found else None
+        return next(iter(self.inspect_images([ref])), None)
 
     def list_images(self, labels: Mapping[str, str | None]) -> list[str]:
         """IDs of the images carrying every given label (value None: any value)."""
