@@ -81,6 +81,12 @@ class Backend(Protocol):
         backstop_s: when the in-container watchdog fires; a backend may add a kill of its own after it."""
         ...
 
+    def planned_run(
+        self, spec: ContainerSpec, command: Sequence[str], *, remove: bool, backstop_s: int
+    ) -> list[list[str]]:
+        """The commands run() would run, in order, running nothing (`isol8 run --dry-run`)."""
+        ...
+
     def run_installer(
         self, spec: ContainerSpec, command: Sequence[str], *, stdin: Iterable[bytes], backstop_s: int
     ) -> Process:

@@ -126,10 +126,8 @@ class Execution:
         if self.standby is not None:
             proc = self.backend.exec(self.standby, self.command, stdin=stdin)
         else:
-            labels = {**L.run_labels(self.name), L.RUNTIME: request.runtime.name, **request.labels}
-            spec = ContainerSpec(self.name, self.image, request.policy, labels)
             proc = self.backend.run(
-                spec,
+                self._spec(),
                 self.command,
                 stdin=stdin,
                 remove=not request.persist,
@@ -137,6 +135,19 @@ class Execution:
             )
         self.argv = proc.argv
         return proc
+
+    def _spec(self) -> ContainerSpec:
+        labels = {**L.run_labels(self.name), L.RUNTIME: self.request.runtime.name, **self.request.labels}
+        return ContainerSpec(self.name, self.image, self.request.policy, labels)
+
+    def plan(self) -> list[list[str]]:
+        """What iterating would run (the backend's commands; the payload goes on stdin), run now:
+        nothing. The program, its environment and its files are in the payload, never in these."""
+        if self.standby is not None:
+            raise ValueError("a plan is of a new container's run")
+        return self.backend.planned_run(
+            self._spec(), self.command, remove=not self.request.persist, backstop_s=self.backstop_s
+        )
 
     def _check_fits(self, request: RunRequest) -> None:
         """Files that cannot fit would fail before the program starts, as an OOM kill: say so instead."""

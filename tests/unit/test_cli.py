@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -413,3 +414,43 @@ def test_endpoint_options_that_contradict_each_other_are_refused(
     assert (status, err) == (0, "")
     shown = json.loads(out)["endpoint"]
     assert shown["engine"] is None and says in shown["error"]
+
+
+# ---- run --dry-run -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def planning_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real docker backend whose commands are planned, never run (processes stay refused)."""
+    from isol8.backends.engine.backend import EngineBackend
+    from isol8.backends.engine.dialect import DOCKER
+    from isol8.frontends.cli.app import App
+
+    engine = EngineBackend(DOCKER)
+    monkeypatch.setattr(App, "backend", property(lambda app: engine))
+
+
+def test_dry_run_prints_the_engine_command_and_runs_nothing(
+    run_cli: RunCli, planning_backend: None, engine_calls: list[str]
+) -> None:
+    status, out, err = run_cli("run", "--dry-run", "--env", "TOKEN=s3cret-value", "-e", "print('the-program')")
+    assert status == 0, err
+    argv = shlex.split(out)
+    assert argv[:4] == ["docker", "run", "--rm", "-i"] and argv[argv.index("--network") + 1] == "none"
+    assert argv[-5:] == ["isol8", "/sandbox", "35", "python3", "/sandbox/main.py"]  # the wrapper's arguments
+    assert "the-program" not in out and "s3cret-value" not in out  # they go on stdin, never in argv
+    assert "stdin" in err and engine_calls == []
+
+
+def test_dry_run_json_is_the_argv_itself(run_cli: RunCli, planning_backend: None) -> None:
+    status, out, _ = run_cli("run", "--dry-run", "--json", "--memory", "64m", "--cmd", "echo hi")
+    (argv,) = json.loads(out)["commands"]
+    assert status == 0 and argv[0] == "docker" and argv[argv.index("--memory") + 1] == str(64 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("extra", [["--install", "six"], ["--host", "http://127.0.0.1:1"], ["--out", "x"]])
+def test_dry_run_of_what_is_more_than_one_command_is_refused(
+    run_cli: RunCli, planning_backend: None, extra: list[str]
+) -> None:
+    status, out, err = run_cli("run", "--dry-run", *extra, "-e", "print(1)")
+    assert status == 2 and "--dry-run shows a plain local run" in err

@@ -11,6 +11,7 @@ from isol8.backends.engine import argv as A
 from isol8.backends.engine import reaper
 from isol8.backends.engine.classify import classify
 from isol8.backends.engine.dialect import Dialect, endpoint_key, endpoint_shown
+from isol8.backends.engine.images import ImageCalls, inspected
 from isol8.backends.engine.retry import RetryPolicy
 from isol8.backends.engine.session_record import session_control_argv
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
@@ -21,7 +22,6 @@ from isol8.errors import (
     EngineNotFound,
     EngineUnavailable,
     FileTooLarge,
-    ImageNotFound,
     UsageError,
 )
 from isol8.log import get_logger
@@ -29,10 +29,8 @@ from isol8.process import Completed, StreamingProcess, run_process, run_process_
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
-    from typing import Any
-
     from isol8.backends.engine.egress import FilteredRun
-    from isol8.models import Captured, ContainerInfo, EngineInfo, ImageInfo
+    from isol8.models import Captured, ContainerInfo, EngineInfo
 
 log = get_logger(__name__)
 
@@ -40,10 +38,9 @@ QUERY_TIMEOUT = 30.0
 START_TIMEOUT = 120.0  # creating and starting a container on a loaded machine
 # The engine's own kill (podman run --timeout) comes this long after the wrapper's watchdog.
 ENGINE_BACKSTOP_EXTRA_S = 10
-BUILD_TIMEOUT = 3600.0
 
 
-class EngineBackend:
+class EngineBackend(ImageCalls):
     """A docker or podman engine, driven through its command line: the first isol8 backend (see backends/base.py)."""
 
     def __init__(
@@ -132,6 +129,13 @@ class EngineBackend:
             raise ValueError("an installer's policy has no network: it gets the engine's default one")
         return self._run(spec, command, stdin, True, backstop_s, A.ENGINE_NETWORK)
 
+    def planned_run(
+        self, spec: ContainerSpec, command: Sequence[str], *, remove: bool, backstop_s: int
+    ) -> list[list[str]]:
+        if spec.policy.egress is not None:
+            raise UsageError("--dry-run shows one command: a filtered run starts its own proxy and relay first")
+        return [self._run_argv(spec, command, remove, backstop_s, None)]
+
     def _run(
         self,
         spec: ContainerSpec,
@@ -141,7 +145,14 @@ class EngineBackend:
         backstop_s: int,
         network: str | None,
     ) -> StreamingProcess:
-        argv = A.run_argv(
+        argv = self._run_argv(spec, command, remove, backstop_s, network)
+        reaper.watch(self.dialect, spec.name)
+        return StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd())
+
+    def _run_argv(
+        self, spec: ContainerSpec, command: Sequence[str], remove: bool, backstop_s: int, network: str | None
+    ) -> list[str]:
+        return A.run_argv(
             self.dialect,
             name=spec.name,
             image=spec.image,
@@ -152,8 +163,6 @@ class EngineBackend:
             engine_timeout_s=backstop_s + ENGINE_BACKSTOP_EXTRA_S,
             network=network,
         )
-        reaper.watch(self.dialect, spec.name)
-        return StreamingProcess(argv, stdin=stdin, cwd=self.client_cwd())
 
     def start_standby(self, spec: ContainerSpec, *, outlives: bool = False) -> str:
         if spec.policy.egress is not None:
@@ -236,63 +245,12 @@ class EngineBackend:
             )
         return version
 
-    def inspect_images(self, refs: Sequence[str]) -> list[ImageInfo]:
-        """`image inspect REF...`: the images found, in one call; missing refs are skipped."""
-        if not refs:
-            return []
-        argv = A.image_inspect_argv(self.dialect, [self.dialect.local_image(r) for r in refs])
-        try:
-            done = self.call(argv, idempotent=True)
-            text = done.stdout
-        except ImageNotFound as exc:
-            text = exc.stdout  # both engines print the images they found, then fail for the rest
-        data = _inspected(text)
-        from isol8.models import ImageInfo
-
-        return [ImageInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
-
-    def image(self, ref: str) -> ImageInfo | None:
-        return next(iter(self.inspect_images([ref])), None)
-
-    def list_images(self, labels: Mapping[str, str | None]) -> list[str]:
-        """IDs of the images carrying every given label (value None: any value)."""
-        done = self.call(A.images_argv(self.dialect, labels), idempotent=True)
-        return list(dict.fromkeys(line.strip().removeprefix("sha256:") for line in done.stdout.split() if line.strip()))
-
     def info(self) -> EngineInfo:
         from isol8.backends.engine.dialect import parse_info
 
         done = self.call(A.info_argv(self.dialect), idempotent=True)
-        data = _inspected(done.stdout)
+        data = inspected(done.stdout)
         return parse_info(self.dialect, data if isinstance(data, dict) else {})
-
-    def pull(self, ref: str, *, tls_verify: bool = True) -> None:
-        self.call(A.pull_argv(self.dialect, ref, tls_verify=tls_verify), timeout=BUILD_TIMEOUT)
-
-    def registry_images(self, repository: str, *, tls_verify: bool = True, limit: int = 200) -> list[ImageInfo]:
-        from isol8.backends import registry
-
-        return registry.images(repository, tls_verify=tls_verify, limit=limit)
-
-    def tag(self, image: str, ref: str) -> None:
-        self.call(A.tag_argv(self.dialect, image, ref))
-
-    def push(self, ref: str, *, tls_verify: bool = True) -> None:
-        self.call(A.push_argv(self.dialect, ref, tls_verify=tls_verify), timeout=BUILD_TIMEOUT)
-
-    def remove_images(self, refs: Sequence[str]) -> list[EngineError]:
-        """`rmi` each ref; returns the failures (in use, already gone...) instead of raising them."""
-        failures: list[EngineError] = []
-        for ref in refs:
-            try:
-                self.call(A.rmi_argv(self.dialect, [ref]), idempotent=True)
-            except ImageNotFound:
-                pass
-            except (EngineUnavailable, EngineNotFound):
-                raise
-            except EngineError as exc:
-                failures.append(exc)
-        return failures
 
     def list_containers(self, labels: Mapping[str, str | None]) -> list[str]:
         done = self.call(A.ps_argv(self.dialect, labels), idempotent=True)
@@ -305,7 +263,7 @@ class EngineBackend:
             text = self.call(A.container_inspect_argv(self.dialect, ids), idempotent=True).stdout
         except ContainerNotFound as exc:
             text = exc.stdout
-        data = _inspected(text)
+        data = inspected(text)
         from isol8.models import ContainerInfo
 
         return [ContainerInfo.from_inspect(obj) for obj in data if isinstance(obj, dict)]
@@ -335,49 +293,13 @@ class EngineBackend:
             text = exc.stdout
         return {
             str(obj.get("Name")): {str(k): str(v) for k, v in (obj.get("Labels") or {}).items()}
-            for obj in _inspected(text)
+            for obj in inspected(text)
             if isinstance(obj, dict)
         }
 
     def remove_volumes(self, names: Sequence[str]) -> None:
         if names:
             self.call(A.volume_rm_argv(self.dialect, names), idempotent=True)
-
-    def build(
-        self,
-        *,
-        tag: str,
-        context: str,
-        dockerfile: str | None = None,
-        build_args: Mapping[str, str] | None = None,
-        labels: Mapping[str, str] | None = None,
-        on_output: Callable[[str], None] | None = None,
-        timeout: float = BUILD_TIMEOUT,
-    ) -> str:
-        """`build`, streaming its output line by line to on_output; returns the new image ID.
-
-        Only a daemon that cannot be reached is retried: the build never started then.
-        """
-
-        def once() -> str:
-            import tempfile
-
-            from isol8.backends.engine.build import run_build
-
-            with tempfile.TemporaryDirectory(prefix="isol8-build-") as tmp:
-                iidfile = os.path.join(tmp, "iid")
-                argv = A.build_argv(
-                    self.dialect,
-                    tag=tag,
-                    context=context,
-                    dockerfile=dockerfile,
-                    build_args=build_args,
-                    labels=labels,
-                    iidfile=iidfile,
-                )
-                return run_build(self, argv, tag, iidfile, on_output, timeout)
-
-        return self._retry.retrying(self._sleep)(once)
 
     def kill(self, name: str) -> None:
         """`kill NAME`; a container that is gone or already stopped is fine."""
@@ -392,9 +314,3 @@ class EngineBackend:
             if "is not running" in low or "state improper" in low or "not running" in low:
                 return
             raise
-
-
-def _inspected(text: str) -> Any:
-    import json  # an inspect command's JSON array (no output: nothing found); a plain run never loads json
-
-    return json.loads(text) if text.strip() else []

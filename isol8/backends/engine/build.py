@@ -23,7 +23,7 @@ from isol8.process import StreamingProcess, decode
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
-    from isol8.backends.engine.backend import EngineBackend
+    from isol8.backends.engine.images import ImageCalls
     from isol8.models import ImageInfo
 
 log = get_logger(__name__)
@@ -91,7 +91,7 @@ def leftovers(
 
 
 def run_build(
-    backend: EngineBackend,
+    backend: ImageCalls,
     argv: list[str],
     tag: str,
     iidfile: str,
@@ -143,7 +143,7 @@ def run_build(
     raise BuildFailed(argv, code, "", tail, message=f"build of {tag} failed: {error.message}")
 
 
-def remove_leftovers(backend: EngineBackend, output: _Output, since: datetime) -> None:
+def remove_leftovers(backend: ImageCalls, output: _Output, since: datetime) -> None:
     """Remove this build's dangling layers; a removal can leave the layer below dangling in turn
     (podman does not remove untagged parents as docker does), so again until none is left."""
     steps = list(output.steps)

@@ -47,6 +47,8 @@ def cmd_run(app: App) -> int:
         from isol8.core.provision import check_install
 
         check_install(request.runtime, app.args.install)
+    if app.args.dry_run:
+        return _dry_run(app, request)
     with open_out(app.args.out) as out_file:
         sinks = program_outputs(app.stdout, app.stderr, raw=app.args.raw)
         try:
@@ -114,6 +116,24 @@ def _program_stdin(app: App, *, uses_stdin_for_code: bool) -> Iterable[bytes]:
     if app.stdin is not None and app.piped_stdin() and not uses_stdin_for_code:
         return stdin_chunks(app.stdin.buffer)
     return []
+
+
+def _dry_run(app: App, request: RunRequest) -> int:
+    """--dry-run: what the run would execute, running nothing (no engine call, no container)."""
+    if app.args.host or app.args.install or app.args.out or app.args.output_path:
+        raise UsageError("--dry-run shows a plain local run: not with --host, --install, --out or --output-path")
+    import shlex
+
+    commands = Execution(app.backend, request).plan()
+    if app.args.json:
+        import json
+
+        app.say(json.dumps({"commands": commands}))
+    else:
+        for argv in commands:
+            app.say(shlex.join(argv))
+        app.progress("its stdin: isol8's payload (the program, its environment and its files)")
+    return ExitStatus.OK
 
 
 def _run_local(app: App, request: RunRequest, out_file: BinaryIO | None, sinks: dict[str, ProgramOutput]) -> int:

@@ -229,6 +229,13 @@ def _output(p: argparse.ArgumentParser) -> None:
         "character as \\u00NN. Pipes and files always get the bytes unchanged",
     )
     out.add_argument("--persist", action="store_true", help="keep the container after the run and print its name")
+    out.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the engine command the run would be (one shell command) and run nothing: no engine call, no "
+        "container (the program, its environment and files go on its stdin, never in the command; with "
+        "--json: {commands: [argv...]})",
+    )
 
 
 def _output_files(p: argparse.ArgumentParser) -> None:
