@@ -77,7 +77,8 @@ case $mode in
 esac || { status "setup:the code could not be written to /sandbox"; exit 125; }
 cd -- "$1" 2>/dev/null || { mkdir -p -- "$1" && cd -- "$1"; } ||
   { status "setup:working directory $1 is not usable"; exit 125; }
-(sleep "$2"; kill -KILL -1) >/dev/null 2>&1 </dev/null &
+# the watchdog: on TERM (the end of an execution whose processes stay) it ends its sleep too
+(trap 'kill -KILL $! 2>/dev/null; exit 0' TERM; sleep "$2" & wait $!; kill -KILL -1) >/dev/null 2>&1 </dev/null &
 watchdog=$!
 disown  # its death at the end is no news for stderr
 shift 2
@@ -98,7 +99,7 @@ status start
 exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
 env -- "${vars[@]}" "$@" 2>&3 3>&-
 rc=$?
-if [ "$reap" = 0 ]; then kill -KILL "$watchdog"; else kill -KILL -1; fi
+if [ "$reap" = 0 ]; then kill -TERM "$watchdog"; else kill -KILL -1; fi
 exec 2>&3 3>&-
 if [ "${#outs[@]}" -gt 0 ]; then  # the output files, as data: find's patterns, never this shell's
   status files

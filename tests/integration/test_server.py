@@ -824,3 +824,24 @@ def test_packages_that_would_exhaust_the_memory_limit_leave_the_session_as_it_wa
     _a_refused_install_keeps_the_files(
         server, sid, fill, options, "could not be unpacked: .*memory limit", 56 * 1024**2
     )
+
+
+def test_a_session_that_keeps_its_processes_keeps_no_watchdog_of_an_ended_execution(server: Server) -> None:
+    """Each execution's in-container watchdog sleeps out its time limit; a keepBackground session
+    keeps the program's processes, but an ended execution's watchdog must go with it, or quick
+    executions would pile sleeping watchdogs up to the session's pids limit."""
+    sid = f"watchdogs-{os.getpid()}-{server.engine}"
+    # the watchdogs' sleeps (the keeper's is of 86400 s) by their command lines
+    count = (
+        "n=0; for f in /proc/[0-9]*/cmdline; do "
+        "[ \"$(tr '\\0' ' ' <\"$f\" 2>/dev/null)\" = 'sleep 35 ' ] && n=$((n + 1)); done; echo $n"
+    )
+    body = {"sessionId": sid, "request": {"cmd": "true", "runtime": "bash"}, "options": {"keepBackground": True}}
+    try:
+        for _ in range(3):
+            assert server.client().execute(body)["exitCode"] == 0
+        counted = server.client().execute({"sessionId": sid, "request": {"cmd": count, "runtime": "bash"}})
+        # this execution's own watchdog at most (it may not have started yet): none of the three before
+        assert counted["stdout"] in ("0\n", "1\n"), counted
+    finally:
+        _session_call(server, "DELETE", f"/session/{sid}")
