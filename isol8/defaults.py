@@ -33,7 +33,20 @@ DEFAULTS: dict[str, Any] = {
     "security": {"seccompProfile": None},
     # where the engine's client is pointed (isol8.backends.open_backend): docker's context, host
     # and tlsCertPath, or podman's connection, url and identity; unset, the client's own choice
-    "backend": {"context": None, "host": None, "tlsCertPath": None, "connection": None, "url": None, "identity": None},
+    "backend": {
+        "context": None,
+        "host": None,
+        "tlsCertPath": None,
+        "connection": None,
+        "url": None,
+        "identity": None,
+        # kind kubernetes (isol8/backends/kubernetes): Pods through kubectl, context then being kubectl's
+        "kind": None,
+        "namespace": None,
+        "runtimeClassName": None,
+        "imagePullSecrets": [],
+        "seccompLocalhost": None,
+    },
     "packages": {
         "pipIndexUrl": None,
         "npmRegistry": None,

@@ -7,12 +7,15 @@ sub-package beside engine/, chosen in isol8/backends/__init__.py."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from isol8.core.egress import Decision
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import EngineError
 from isol8.models import Captured, ContainerInfo, EngineInfo, ImageInfo
+
+# one command a run would run, and what it would read on stdin: a document (a manifest), or None
+Planned = tuple[list[str], Mapping[str, Any] | None]
 
 
 class Process(Protocol):
@@ -83,8 +86,9 @@ class Backend(Protocol):
 
     def planned_run(
         self, spec: ContainerSpec, command: Sequence[str], *, remove: bool, backstop_s: int
-    ) -> list[list[str]]:
-        """The commands run() would run, in order, running nothing (`isol8 run --dry-run`)."""
+    ) -> list[Planned]:
+        """The commands run() would run, in order, each with the document it reads on stdin (a
+        manifest) or None, running nothing (`isol8 run --dry-run`)."""
         ...
 
     def run_installer(

@@ -136,6 +136,9 @@ def _certificates_only(path: Path) -> Path:
     return path
 
 
+KUBE_KEYS = ("namespace", "runtimeClassName", "imagePullSecrets", "seccompLocalhost")
+
+
 class BackendSettings(NamedTuple):
     """What runs the containers: `engine` (else ISOL8_ENGINE, else auto-detected), the seccomp
     profile, and the `backend` section's endpoint keys (isol8.backends.open_backend)."""
@@ -143,6 +146,8 @@ class BackendSettings(NamedTuple):
     engine: str | None
     seccomp_profile: str | None
     endpoint: Mapping[str, str | None] = {}
+    kind: str | None = None  # backend.kind: engine (the default) or kubernetes
+    kube: Mapping[str, Any] = {}  # kind kubernetes: the section's keys (context, namespace...)
 
 
 class PrebuiltImage(NamedTuple):
@@ -215,8 +220,13 @@ class Config:
     @cached_property
     def backend(self) -> BackendSettings:
         engine = self.data.get("engine")
-        endpoint = dict(self.data.get("backend") or {})
-        return BackendSettings(str(engine) if engine else None, self.data["security"].get("seccompProfile"), endpoint)
+        section = dict(self.data.get("backend") or {})
+        kind = section.pop("kind", None)
+        kube = {key: section.pop(key) for key in KUBE_KEYS if key in section}
+        if kind == "kubernetes":  # its context is kubectl's
+            kube.update({key: section.pop(key) for key in ("context",) if key in section})
+        seccomp = self.data["security"].get("seccompProfile")
+        return BackendSettings(str(engine) if engine else None, seccomp, section, kind, kube)
 
     @property
     def debug(self) -> bool:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 from isol8 import units
-from isol8.backends import ENGINES
+from isol8.backends import ENGINES, KINDS
 from isol8.backends.engine.dialect import ENDPOINT_KEYS
 from isol8.defaults import INSTALL_STRATEGIES
 from isol8.errors import ConfigError
@@ -155,7 +155,15 @@ SCHEMA: dict[str, Any] = {
     },
     "outputFiles": {"maxFileSize": units.output_size, "maxTotalSize": units.output_size},
     "security": {"seccompProfile": _nullable(_STR)},
-    "backend": {key: _nullable(_STR) for key in ENDPOINT_KEYS},
+    "backend": {
+        **{key: _nullable(_STR) for key in ENDPOINT_KEYS},
+        # kind kubernetes: context is kubectl's, and these are its own (isol8/backends/kubernetes)
+        "kind": _nullable(_choice(*KINDS)),
+        "namespace": _nullable(_STR),
+        "runtimeClassName": _nullable(_STR),
+        "imagePullSecrets": _list_of(_STR),
+        "seccompLocalhost": _nullable(_STR),
+    },
     "packages": {
         "pipIndexUrl": _nullable(_STR),
         "npmRegistry": _nullable(_STR),

@@ -35,7 +35,7 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # the sandbox user's other processes, PID 1 spared; in a session what holds is the root sweep
 # that follows every execution (the backend's sweep), since the program can disturb this
 # shell. A background `sleep BACKSTOP; kill -KILL -1` is the last of isol8's backstops after the
-# watcher outside the sandbox (isol8/backends/engine/reaper.py) and, on podman, the engine's own --timeout.
+# watcher outside the sandbox (isol8/backends/reaper.py) and, on podman, the engine's own --timeout.
 # The wrapper's reading of the cgroup's figures (a constant of its own: scripts/bench times it).
 USAGE_FUNCTION = r"""
 usage() {  # the container's CPU time (µs), peak memory and peak pids; empty where the kernel has none

@@ -33,7 +33,7 @@ TYPE_CHECKING = False  # imports for annotations only: the run path never loads 
 if TYPE_CHECKING:
     from typing import Any
 
-    from isol8.backends.base import Backend, Process
+    from isol8.backends.base import Backend, Planned, Process
 
 log = get_logger(__name__)
 
@@ -140,7 +140,7 @@ class Execution:
         labels = {**L.run_labels(self.name), L.RUNTIME: self.request.runtime.name, **self.request.labels}
         return ContainerSpec(self.name, self.image, self.request.policy, labels)
 
-    def plan(self) -> list[list[str]]:
+    def plan(self) -> list[Planned]:
         """What iterating would run (the backend's commands; the payload goes on stdin), run now:
         nothing. The program, its environment and its files are in the payload, never in these."""
         if self.standby is not None:

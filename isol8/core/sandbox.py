@@ -120,3 +120,18 @@ class ContainerSpec(NamedTuple):
     image: str
     policy: SandboxPolicy
     labels: Mapping[str, str]
+
+
+# The in-sandbox scripts of a backend's write_file and read_file (each backend's exec runs them as the
+# sandbox user).
+# "$1" is the path, an argument of its own: never part of the script's text
+WRITE_FILE = 'mkdir -p -- "$(dirname -- "$1")" && cat >"$1"'
+
+# a regular file only (not a FIFO that never ends, nor a device), and at most $2 bytes of it, read by the
+# system's own head (never one found on a PATH the sandbox can write to): the program
+# that owns the sandbox can grow or swap the file while it is read, but never past the cap
+READ_FILE = (
+    '[ -e "$1" ] || { echo "no such file: $1" >&2; exit 1; }; '
+    '[ -f "$1" ] || { echo "not a regular file: $1" >&2; exit 1; }; '
+    'exec /usr/bin/head -c "$2" -- "$1"'
+)

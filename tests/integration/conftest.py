@@ -145,7 +145,7 @@ def default_gateway(engine: str) -> str:
 
 
 def watcher_of(pid: int) -> int | None:
-    """The pid of the watcher (isol8/backends/engine/reaper.py) that the isol8 process `pid` started, if any."""
+    """The pid of the watcher (isol8/backends/reaper.py) that the isol8 process `pid` started, if any."""
     for child in Path("/proc").glob("[0-9]*"):
         try:
             stat = (child / "stat").read_text()

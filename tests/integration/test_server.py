@@ -389,7 +389,7 @@ def test_run_host_writes_the_out_file(server: Server, tmp_path: Path) -> None:
 
 
 def test_a_sigkilled_server_leaves_no_container(engine: str, tmp_path: Path) -> None:
-    """Its watcher (backends/engine/reaper.py) removes the warm pool and the sessions when the server dies unseen."""
+    """Its watcher (backends/reaper.py) removes the warm pool and the sessions when the server dies unseen."""
     started = _start(engine, tmp_path, server={"poolSize": 1})
     try:
         sid = f"k-{os.getpid()}-{engine}"

@@ -442,7 +442,7 @@ def test_installer_network_only_for_a_one_shot_policy_without_network(policy: Sa
 
 # ---- endpoints -----------------------------------------------------------------------------------
 
-from isol8.backends.engine import reaper  # noqa: E402
+from isol8.backends import reaper  # noqa: E402
 from isol8.backends.engine.dialect import Endpoint, endpoint_from, with_endpoint  # noqa: E402
 from isol8.errors import UsageError  # noqa: E402
 

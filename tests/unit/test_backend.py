@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from isol8 import labels as L
+from isol8.backends import reaper
 from isol8.backends.engine import argv as A
 from isol8.backends.engine import backend as backend_module
-from isol8.backends.engine import reaper
 from isol8.backends.engine.backend import EngineBackend, RetryPolicy
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
 from isol8.core.sandbox import SANDBOX_USER, ContainerSpec, SandboxPolicy

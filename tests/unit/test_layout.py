@@ -60,8 +60,8 @@ def test_nothing_above_the_backends_names_an_engine(path: Path) -> None:
     """No engine module, dialect or `== "podman"` above the backends (prose in help text and comments is fine)."""
     module = tree(path)
     engine_modules = {n for n in imported(module) if n.startswith("isol8.backends.") and n != "isol8.backends.base"}
-    engine_modules -= {"isol8.backends.ENGINES", "isol8.backends.open_backend"}
-    engine_modules -= {"isol8.backends.base.Backend", "isol8.backends.base.Process"}
+    engine_modules -= {"isol8.backends.ENGINES", "isol8.backends.KINDS", "isol8.backends.open_backend"}
+    engine_modules -= {"isol8.backends.base.Backend", "isol8.backends.base.Planned", "isol8.backends.base.Process"}
     assert not engine_modules, f"{rel(path)} imports {engine_modules}: use isol8.backends.base / open_backend"
     for node in ast.walk(module):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):

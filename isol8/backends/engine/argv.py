@@ -10,12 +10,14 @@ from isol8.core.sandbox import (
     KEEPER,
     MASKED_DIRS,
     OWN_PIDS,
+    READ_FILE,
     SANDBOX_DIR,
     SANDBOX_GID,
     SANDBOX_NOFILE,
     SANDBOX_NPROC,
     SANDBOX_UID,
     SANDBOX_USER,
+    WRITE_FILE,
     SandboxPolicy,
     default_seccomp_profile,
 )
@@ -271,23 +273,9 @@ def probe_argv(
     ]
 
 
-# "$1" is the path, an argument of its own: never part of the script's text
-WRITE_FILE = 'mkdir -p -- "$(dirname -- "$1")" && cat >"$1"'
-
-
 def write_file_argv(d: Dialect, *, name: str, path: str) -> list[str]:
     """`exec -i` as the sandbox user that writes its stdin to path."""
     return [*d.cli, "exec", "-i", "--user", SANDBOX_USER, name, "/bin/bash", "-c", WRITE_FILE, "isol8", path]
-
-
-# a regular file only (not a FIFO that never ends, nor a device), and at most $2 bytes of it, read by the
-# system's own head (never one found on a PATH the sandbox can write to): the program
-# that owns the sandbox can grow or swap the file while it is read, but never past the cap
-READ_FILE = (
-    '[ -e "$1" ] || { echo "no such file: $1" >&2; exit 1; }; '
-    '[ -f "$1" ] || { echo "not a regular file: $1" >&2; exit 1; }; '
-    'exec /usr/bin/head -c "$2" -- "$1"'
-)
 
 
 def read_file_argv(d: Dialect, *, name: str, path: str, limit: int) -> list[str]:

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from isol8 import labels as L
+from isol8.backends import reaper
 from isol8.backends.engine import argv as A
-from isol8.backends.engine import reaper
 from isol8.backends.engine.classify import classify
 from isol8.backends.engine.dialect import Dialect, endpoint_key, endpoint_shown
 from isol8.backends.engine.images import ImageCalls, inspected
@@ -29,6 +29,7 @@ from isol8.process import Completed, StreamingProcess, run_process, run_process_
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
+    from isol8.backends.base import Planned
     from isol8.backends.engine.egress import FilteredRun
     from isol8.models import Captured, ContainerInfo, EngineInfo
 
@@ -131,10 +132,10 @@ class EngineBackend(ImageCalls):
 
     def planned_run(
         self, spec: ContainerSpec, command: Sequence[str], *, remove: bool, backstop_s: int
-    ) -> list[list[str]]:
+    ) -> list[Planned]:
         if spec.policy.egress is not None:
             raise UsageError("--dry-run shows one command: a filtered run starts its own proxy and relay first")
-        return [self._run_argv(spec, command, remove, backstop_s, None)]
+        return [(self._run_argv(spec, command, remove, backstop_s, None), None)]
 
     def _run(
         self,

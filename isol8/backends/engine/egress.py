@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from isol8 import labels as L
+from isol8.backends import reaper
 from isol8.backends.engine import argv as A
-from isol8.backends.engine import reaper
 from isol8.core.egress import MAX_LOG_ENTRIES, PROXY_IMAGE, Decision, Egress, parse_log, squid_config
 from isol8.errors import EngineError, ImageMissing, ImageNotFound, RunFailed
 from isol8.log import get_logger

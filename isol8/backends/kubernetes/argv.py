@@ -14,8 +14,13 @@ def kubectl(settings: KubeSettings, *args: str) -> list[str]:
     return ["kubectl", *context, "--namespace", settings.namespace, *args]
 
 
-def selector(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+def selector(labels: Mapping[str, str | None]) -> str:
+    """A label selector: key=value, or key alone (value None) for any value."""
+    return ",".join(key if value is None else f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def version_argv(settings: KubeSettings) -> list[str]:
+    return kubectl(settings, "version", "-o", "json")
 
 
 def create_argv(settings: KubeSettings) -> list[str]:
@@ -44,10 +49,14 @@ def delete_argv(settings: KubeSettings, names: Sequence[str]) -> list[str]:
     )
 
 
-def delete_labelled_argv(settings: KubeSettings, labels: Mapping[str, str]) -> list[str]:
+def delete_labelled_argv(settings: KubeSettings, labels: Mapping[str, str | None]) -> list[str]:
     return kubectl(settings, "delete", "pod", "-l", selector(labels), "--grace-period=0", "--force", "--wait=false")
 
 
-def get_argv(settings: KubeSettings, labels: Mapping[str, str]) -> list[str]:
+def get_argv(settings: KubeSettings, labels: Mapping[str, str | None]) -> list[str]:
     """The Pods with these labels, as JSON (their phase, and the container's OOMKilled state)."""
     return kubectl(settings, "get", "pods", "-l", selector(labels), "-o", "json")
+
+
+def get_pod_argv(settings: KubeSettings, name: str) -> list[str]:
+    return kubectl(settings, "get", f"pod/{name}", "-o", "json")

@@ -43,6 +43,18 @@ class KubeSettings(NamedTuple):
     seccomp_localhost: str | None = None
 
 
+def kube_settings(values: Mapping[str, Any]) -> KubeSettings:
+    """KubeSettings from the config's `backend` keys (context, namespace, runtimeClassName,
+    imagePullSecrets, seccompLocalhost); unset ones keep their defaults."""
+    return KubeSettings(
+        namespace=str(values.get("namespace") or "default"),
+        context=values.get("context") or None,
+        runtime_class=values.get("runtimeClassName") or None,
+        image_pull_secrets=tuple(values.get("imagePullSecrets") or ()),
+        seccomp_localhost=values.get("seccompLocalhost") or None,
+    )
+
+
 def split_labels(labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(labels, annotations): a value Kubernetes cannot hold as a label is an annotation."""
     kept: dict[str, str] = {}
@@ -63,13 +75,14 @@ def pod_manifest(
     labels: Mapping[str, str],
     settings: KubeSettings,
     *,
-    deadline_s: int,
+    deadline_s: int | None,
 ) -> dict[str, Any]:
     """The Pod of one sandbox. policy.network is its NETWORK_LABEL: `none` is denied everything
-    by network_policy_manifest (for a CNI that enforces NetworkPolicy), `host` has no policy."""
+    by network_policy_manifest (for a CNI that enforces NetworkPolicy), `host` has no policy.
+    deadline_s None: a standby Pod (a warm pool's, a session's), which its server removes."""
     if policy.network == "filtered":
         raise ValueError("a filtered network on Kubernetes needs the egress proxy, which has no Pod yet")
-    if deadline_s < 1:
+    if deadline_s is not None and deadline_s < 1:
         raise ValueError("a Pod's deadline is at least one second")
     kept, annotations = split_labels({**labels, NETWORK_LABEL: policy.network})
     resources = {
@@ -84,7 +97,7 @@ def pod_manifest(
     )
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "activeDeadlineSeconds": deadline_s,
+        **({} if deadline_s is None else {"activeDeadlineSeconds": deadline_s}),
         "terminationGracePeriodSeconds": 0,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,

@@ -34,9 +34,17 @@ class App:
 
     @cached_property
     def backend(self) -> Backend:
+        return self.open_backend(self.config)
+
+    def open_backend(self, config: Config) -> Backend:
+        """The backend the command line and config choose, opened: nothing is asked of it yet."""
+        import os
+
         from isol8.backends import open_backend
 
-        return open_backend(self.args.engine or self.config.backend.engine, self.endpoint(self.config))
+        settings = config.backend
+        kind = getattr(self.args, "backend", None) or os.environ.get("ISOL8_BACKEND") or settings.kind
+        return open_backend(self.args.engine or settings.engine, self.endpoint(config), kind=kind, kube=settings.kube)
 
     def endpoint(self, config: Config) -> Mapping[str, str | None]:
         """The endpoint keys: the command line's if it gave any, else the config's `backend` section."""

@@ -38,10 +38,8 @@ def checks(app: App) -> Iterator[Check]:
         else:
             yield item
     yield doctor.ca_check(config)
-    from isol8.backends import open_backend
-
     try:
-        backend = open_backend(app.args.engine or config.backend.engine, app.endpoint(config))
+        backend = app.open_backend(config)
     except Isol8Error as exc:
         yield Check("engine", False, str(exc), exc.hint or "install docker or podman")
         return

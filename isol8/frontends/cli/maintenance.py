@@ -52,10 +52,8 @@ def cmd_config(app: App) -> int:
 def _endpoint(app: App) -> dict[str, str | None]:
     """Which engine commands would use, and where it is (its client's options or environment;
     None: the client's default), as the config and the command line choose; nothing is asked of it."""
-    from isol8.backends import open_backend
-
     try:  # opened, never asked anything (auto-detection only tries docker's socket)
-        backend = open_backend(app.args.engine or app.config.backend.engine, app.endpoint(app.config))
+        backend = app.open_backend(app.config)
     except Isol8Error as exc:
         return {"engine": None, "where": None, "error": str(exc)}
     return {"engine": backend.name, "where": backend.endpoint}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from isol8 import __version__
-from isol8.backends import ENGINES
+from isol8.backends import ENGINES, KINDS
 from isol8.frontends.cli.help import ALIASES, DESCRIPTION, ENDPOINT_OPTIONS, EPILOG, SERVE_HELP, SUMMARIES, Formatter
 from isol8.frontends.cli.run_flags import RUNTIMES, add_run
 
@@ -27,6 +27,13 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         choices=ENGINES,
         default=default(None),
         help="container engine to use (default: ISOL8_ENGINE, the config, then auto-detect)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=KINDS,
+        default=default(None),
+        help="what runs the sandboxes: an engine, or Pods through kubectl "
+        "(default: ISOL8_BACKEND, the config's backend.kind, then engine)",
     )
     for option, metavar, says in ENDPOINT_OPTIONS:
         parser.add_argument(option, metavar=metavar, default=default(None), help=says)
@@ -328,7 +335,7 @@ _COMMANDS: dict[str, _Adder] = {
 }
 
 
-_VALUED = ("--engine", "--config", *(option for option, _, _ in ENDPOINT_OPTIONS))
+_VALUED = ("--engine", "--backend", "--config", *(option for option, _, _ in ENDPOINT_OPTIONS))
 
 
 def command_in(argv: Sequence[str]) -> str | None:

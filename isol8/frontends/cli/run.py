@@ -15,7 +15,7 @@ from isol8.status import ExitStatus
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from typing import BinaryIO
 
 # run's limit flags (their argparse dest) -> the config's key for that limit
@@ -122,18 +122,32 @@ def _dry_run(app: App, request: RunRequest) -> int:
     """--dry-run: what the run would execute, running nothing (no engine call, no container)."""
     if app.args.host or app.args.install or app.args.out or app.args.output_path:
         raise UsageError("--dry-run shows a plain local run: not with --host, --install, --out or --output-path")
-    import shlex
 
-    commands = Execution(app.backend, request).plan()
+    planned = Execution(app.backend, request).plan()
     if app.args.json:
         import json
 
-        app.say(json.dumps({"commands": commands}))
+        documents = [document for _, document in planned if document is not None]
+        app.say(json.dumps({"commands": [argv for argv, _ in planned], "manifests": documents}))
     else:
-        for argv in commands:
-            app.say(shlex.join(argv))
-        app.progress("its stdin: isol8's payload (the program, its environment and its files)")
+        app.say(planned_script(planned))
+        app.progress("the program's stdin: isol8's payload (the program, its environment and its files)")
     return ExitStatus.OK
+
+
+def planned_script(planned: Sequence[tuple[Sequence[str], object | None]]) -> str:
+    """The planned commands as a shell script: a document read on stdin follows its command as a
+    here-document (JSON, which kubectl reads), quoted so the shell expands nothing in it."""
+    import json
+    import shlex
+
+    lines = []
+    for argv, document in planned:
+        if document is None:
+            lines.append(shlex.join(argv))
+        else:
+            lines += [f"{shlex.join(argv)} <<'ISOL8'", json.dumps(document, indent=2), "ISOL8"]
+    return "\n".join(lines)
 
 
 def _run_local(app: App, request: RunRequest, out_file: BinaryIO | None, sinks: dict[str, ProgramOutput]) -> int:

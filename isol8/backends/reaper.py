@@ -1,5 +1,8 @@
 """The backstop outside the sandbox: a watcher process that removes this process's containers if it dies.
 
+Shared by the backends: the engines' watcher (SCRIPT) removes containers and volumes; another
+backend gives its own script and argv to watch_argv (the Kubernetes one deletes Pods).
+
 Every container isol8 starts carries org.isol8.run.owner=<this process's token>. On the first one,
 a small `sh` starts in its own session, with the read end of a pipe as its stdin. When this
 process exits having removed all of its containers, it writes "done" and the watcher exits;
@@ -14,6 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Callable
 
 from isol8 import labels as L
 from isol8.backends.engine.dialect import Dialect
@@ -54,11 +58,17 @@ def watcher_argv(dialect: Dialect) -> list[str]:
 
 def watch(dialect: Dialect, name: str) -> None:
     """Call before starting container `name`: from now on it is removed if this process dies."""
+    watch_argv(dialect.cli, lambda: watcher_argv(dialect), name)
+
+
+def watch_argv(key: tuple[str, ...], argv: Callable[[], list[str]], name: str) -> None:
+    """watch(), for any backend: one watcher per key (an endpoint), started with argv() the first
+    time; its script reads one line on stdin, and anything but "done" means remove them all."""
     with _lock:
-        if dialect.cli not in _watchers:  # one per engine endpoint
+        if key not in _watchers:
             if not _watchers:
                 atexit.register(_at_exit)
-            _watchers[dialect.cli] = Watcher(watcher_argv(dialect))
+            _watchers[key] = Watcher(argv())
         _live.add(name)
 
 

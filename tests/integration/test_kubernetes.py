@@ -1,0 +1,220 @@
+"""The Kubernetes backend, for real: `isol8 --backend kubernetes` runs Pods through kubectl.
+
+"simulated": kubectl is tests/kubesim/kubectl, a node made of podman (`podman kube play` of isol8's
+own manifests; see its docstring for what it adds and leaves out). "live": the cluster that
+ISOL8_TEST_KUBECONFIG names, with the real kubectl; skipped, visibly, when it is not set: the
+only skip CI allows. Both run the same tests: hello in each runtime, exit codes, the sandbox's
+attack tests, limits, timeouts, signals, no network under `none`, and no Pod left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from isol8.core.sandbox import default_seccomp_profile
+from tests.integration.conftest import ISOL8, Result, _answers
+
+SIMULATOR = Path(__file__).resolve().parents[1] / "kubesim"
+NAMESPACE = "isol8-test"
+
+
+class Cluster:
+    def __init__(self, kind: str, env: dict[str, str], config: Path) -> None:
+        self.kind, self.env, self.config = kind, env, config
+
+    def isol8(self, *args: str, timeout: float = 180, stdin: str | None = None) -> Result:
+        started = time.monotonic()
+        done = subprocess.run(
+            [ISOL8, "--backend", "kubernetes", "--config", str(self.config), "--no-user-config", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            input=stdin,
+        )
+        return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        argv = [ISOL8, "--backend", "kubernetes", "--config", str(self.config), "--no-user-config", "run", *args]
+        return subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def pods(self) -> list[str]:
+        argv = ["kubectl", "--namespace", NAMESPACE, "get", "pods", "-l", "org.isol8.managed=true", "-o", "json"]
+        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [item["metadata"]["name"] for item in json.loads(done.stdout)["items"]]
+
+    def containers(self) -> list[str]:
+        """The simulated node's containers of isol8's Pods (a deleted Pod must leave none running)."""
+        if self.kind != "simulated":
+            return []
+        argv = ["podman", "ps", "-a", "-q", "--filter", "label=org.isol8.managed=true"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.split()
+
+    def assert_empty(self, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        while (self.pods() or self.containers()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert (self.pods(), self.containers()) == ([], [])
+
+
+@pytest.fixture(scope="module", params=["simulated", "live"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    env = dict(os.environ)
+    env.pop("ISOL8_ENGINE", None)
+    if request.param == "live":
+        kubeconfig = os.environ.get("ISOL8_TEST_KUBECONFIG")
+        if not kubeconfig:
+            pytest.skip("no live cluster: set ISOL8_TEST_KUBECONFIG to a kubeconfig to run these tests on one")
+        env["KUBECONFIG"] = kubeconfig
+        # isol8's profile as the nodes have it installed (docs/kubernetes.md), else RuntimeDefault
+        seccomp = os.environ.get("ISOL8_TEST_KUBE_SECCOMP")
+    else:
+        problem = _answers("podman")
+        if problem is not None:
+            pytest.fail(f"the simulated node needs podman, which is not usable: {problem} (run scripts/ensure-engines)")
+        env["PATH"] = f"{SIMULATOR}{os.pathsep}{env['PATH']}"
+        state = tmp_path_factory.mktemp("kubesim")
+        env["ISOL8_KUBESIM_STATE"] = str(state)
+        # installed on the node as docs/kubernetes.md says: in the kubelet's seccomp folder
+        (state / "seccomp").mkdir()
+        shutil.copy(default_seccomp_profile(), state / "seccomp" / "isol8.json")
+        seccomp = "isol8.json"
+    config = tmp_path_factory.mktemp("kubeconfig") / "isol8.json"
+    backend = {"kind": "kubernetes", "namespace": NAMESPACE, "seccompLocalhost": seccomp}
+    config.write_text(json.dumps({"backend": backend}))
+    return Cluster(request.param, env, config)
+
+
+@pytest.fixture
+def kube(cluster: Cluster) -> Iterator[Cluster]:
+    yield cluster
+    cluster.assert_empty()
+
+
+@pytest.mark.parametrize(
+    ("runtime", "code", "expected"),
+    [
+        ("python", "import sys; print('py', sys.version_info[0])", "py 3\n"),
+        ("node", "console.log('node', typeof process)", "node object\n"),
+        ("bun", "console.log('bun', typeof Bun)", "bun object\n"),
+        ("deno", "console.log('deno', typeof Deno)", "deno object\n"),
+        ("bash", "echo bash $((6 * 7))", "bash 42\n"),
+    ],
+)
+def test_hello_in_each_runtime(kube: Cluster, runtime: str, code: str, expected: str) -> None:
+    done = kube.isol8("run", "--runtime", runtime, "-e", code)
+    assert (done.status, done.stdout) == (0, expected), done.stderr
+
+
+def test_exit_code_stdin_and_stderr_are_the_programs(kube: Cluster) -> None:
+    done = kube.isol8("run", "--cmd", "read -r line; echo got $line; echo oops >&2; exit 3", stdin="piped\n")
+    assert (done.status, done.stdout, done.stderr) == (3, "got piped\n", "oops\n")  # no kubectl report in it
+
+
+def test_json_result_names_the_pod(kube: Cluster) -> None:
+    done = kube.isol8("run", "--json", "-e", "print(2)")
+    result = json.loads(done.stdout)
+    assert (result["stdout"], result["exitCode"], result["timedOut"]) == ("2\n", 0, False)
+    assert result["runtime"] == "python"
+
+
+ATTACKS = [
+    ("id -u; id -g", "1100\n1100\n"),
+    ("touch /x 2>/dev/null || echo read-only", "read-only\n"),
+    ("grep CapEff /proc/self/status | tr -d '\\t'", "CapEff:0000000000000000\n"),
+    ("grep NoNewPrivs /proc/self/status | tr -d '\\t'", "NoNewPrivs:1\n"),
+    ("unshare -r true 2>/dev/null || echo no-unshare", "no-unshare\n"),
+    ("mkdir -p m; mount -t tmpfs x m 2>/dev/null || echo no-mount", "no-mount\n"),
+    ("[ -e /var/run/secrets/kubernetes.io ] && echo token || echo no-token", "no-token\n"),
+    ("env | grep -c _SERVICE_HOST || true", "0\n"),
+    ("df -P /sandbox /tmp | awk 'NR>1 {print $1}'", "tmpfs\ntmpfs\n"),
+]
+
+
+@pytest.mark.parametrize(("cmd", "expected"), ATTACKS, ids=[a[1].strip().split("\n")[0] for a in ATTACKS])
+def test_the_sandbox_holds(kube: Cluster, cmd: str, expected: str) -> None:
+    done = kube.isol8("run", "--cmd", cmd)
+    assert (done.status, done.stdout) == (0, expected), done.stderr
+
+
+def test_no_network_under_none(kube: Cluster) -> None:
+    probe = (
+        "import socket\ntry:\n socket.create_connection(('1.1.1.1', 53), 3); print('reached')\n"
+        "except OSError as e: print('no', e.errno)"
+    )
+    done = kube.isol8("run", "-e", probe)
+    assert done.status == 0 and done.stdout.startswith("no "), done.stdout + done.stderr
+    names = "import socket\nprint(sorted(n for _, n in socket.if_nameindex()))"
+    assert kube.isol8("run", "-e", names).stdout == "['lo']\n"
+
+
+def test_a_fork_bomb_is_contained_and_the_run_ends(kube: Cluster) -> None:
+    done = kube.isol8(
+        "run", "--timeout", "20s", "--cmd", "bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 3; echo alive"
+    )
+    assert done.stdout.endswith("alive\n") and done.seconds < 60, done.stderr[-500:]
+
+
+def test_memory_limit_is_reported_as_oom(kube: Cluster) -> None:
+    done = kube.isol8("run", "--memory", "64m", "-e", "x = bytearray(300 * 1024 * 1024); print('survived')")
+    assert done.status == 137 and "survived" not in done.stdout
+    assert "out of memory" in done.stderr and "command terminated" not in done.stderr
+
+
+def test_timeout_kills_promptly_and_deletes_the_pod(kube: Cluster) -> None:
+    done = kube.isol8("run", "--timeout", "2s", "--cmd", "echo started; sleep 60")
+    assert (done.status, done.stdout) == (124, "started\n")
+    assert done.seconds < 20
+
+
+def _wait_for_pod(kube: Cluster, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not kube.pods():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_deletes_the_pod(kube: Cluster, sig: signal.Signals) -> None:
+    proc = kube.start("--cmd", "sleep 120")
+    _wait_for_pod(kube, proc)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 128 + sig
+
+
+def test_a_killed_isol8_leaves_its_pod_to_the_reaper(kube: Cluster) -> None:
+    proc = kube.start("--cmd", "sleep 120")
+    _wait_for_pod(kube, proc)
+    proc.kill()
+    proc.wait(timeout=30)
+    kube.assert_empty(within=30)
+
+
+def test_an_image_the_cluster_cannot_pull_is_a_clear_error(kube: Cluster) -> None:
+    done = kube.isol8("run", "--image", "isol8-test/no-such-image:1", "-e", "print(1)")
+    assert done.status == 125
+    assert "image isol8-test/no-such-image:1 cannot be pulled by the cluster" in done.stderr
+
+
+def test_cleanup_deletes_kept_pods(kube: Cluster) -> None:
+    done = kube.isol8("run", "--persist", "--cmd", "echo kept")
+    assert done.stdout == "kept\n" and len(kube.pods()) == 1
+    cleaned = kube.isol8("cleanup", "--force")
+    assert cleaned.status == 0, cleaned.stderr
+
+
+def test_dry_run_creates_nothing(kube: Cluster) -> None:
+    done = kube.isol8("run", "--dry-run", "-e", "print(1)")
+    assert done.status == 0 and "kubectl --namespace isol8-test create -f - -o name <<'ISOL8'" in done.stdout
+    assert kube.pods() == []
