@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -218,3 +219,46 @@ def test_dry_run_creates_nothing(kube: Cluster) -> None:
     done = kube.isol8("run", "--dry-run", "-e", "print(1)")
     assert done.status == 0 and "kubectl --namespace isol8-test create -f - -o name <<'ISOL8'" in done.stdout
     assert kube.pods() == []
+
+
+def test_the_server_runs_its_executions_as_pods(kube: Cluster, tmp_path: Path) -> None:
+    """`isol8 serve --backend kubernetes`: warm pools of standby Pods, executions and streams through
+    them, concurrency, sessions refused plainly, and every Pod deleted when it stops."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from isol8.frontends.remote import Isol8Remote, RemoteError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    key = os.urandom(8).hex()
+    log = tmp_path / "serve.log"
+    argv = [ISOL8, "--backend", "kubernetes", "--config", str(kube.config), "--no-user-config", "serve"]
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port), "--key", key], env=kube.env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    client = Isol8Remote(f"http://127.0.0.1:{port}", key)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client.health()
+                break
+            except RemoteError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        assert "nothing is built here" in log.read_text()
+        assert kube.pods()  # the warm pools
+        result = client.execute({"request": {"code": "import sys; print('py'); sys.exit(3)", "runtime": "python"}})
+        assert (result["stdout"], result["exitCode"]) == ("py\n", 3)
+        events = list(client.stream({"request": {"cmd": "echo out; echo err >&2", "runtime": "bash"}}))
+        assert [(e["type"], e["data"]) for e in events] == [("stdout", "out\n"), ("stderr", "err\n"), ("exit", "0")]
+        body = {"request": {"code": "console.log(process.pid > 0)", "runtime": "node"}}
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: client.execute(body), range(6)))
+        assert [r["stdout"] for r in results] == ["true\n"] * 6
+        with pytest.raises(RemoteError, match="sessions are not served on kubernetes"):
+            client.execute({"sessionId": "s1", "request": {"cmd": "true", "runtime": "bash"}})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0, log.read_text()

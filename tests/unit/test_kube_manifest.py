@@ -4,10 +4,13 @@ the restricted Pod Security Standard, each rule written out below."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from isol8.backends.kubernetes import argv as K
 from isol8.backends.kubernetes.manifest import (
@@ -17,6 +20,7 @@ from isol8.backends.kubernetes.manifest import (
     split_labels,
 )
 from isol8.core.sandbox import SandboxPolicy
+from isol8.frontends.cli.parser import build_parser
 
 SCHEMA_VERSION = "1.37.0"
 LABELS = {"org.isol8.managed": "true", "org.isol8.run.id": "isol8-0123abcd", "org.isol8.run.host": "vm/f5-4026"}
@@ -264,6 +268,16 @@ def test_a_value_no_label_can_hold_is_an_annotation() -> None:
             ["kubectl", "--namespace", "sandboxes", "delete", "pod", "-l",
              "org.isol8.managed=true,org.isol8.run.owner=ab12", "--grace-period=0", "--force", "--wait=false"],
         ),
+        (K.version_argv(DEFAULT), ["kubectl", "--namespace", "sandboxes", "version", "-o", "json"]),
+        (
+            K.get_pod_argv(DEFAULT, "isol8-1"),
+            ["kubectl", "--namespace", "sandboxes", "get", "pod/isol8-1", "-o", "json"],
+        ),
+        (
+            K.get_argv(DEFAULT, {"org.isol8.run.owner": None, "org.isol8.managed": "true"}),
+            ["kubectl", "--namespace", "sandboxes", "get", "pods", "-l",
+             "org.isol8.managed=true,org.isol8.run.owner", "-o", "json"],
+        ),
         (
             K.get_argv(DEFAULT, {"org.isol8.run.id": "isol8-1"}),
             ["kubectl", "--namespace", "sandboxes", "get", "pods", "-l", "org.isol8.run.id=isol8-1", "-o", "json"],
@@ -272,3 +286,32 @@ def test_a_value_no_label_can_hold_is_an_annotation() -> None:
 )  # fmt: skip
 def test_kubectl_argv_exactly(argv: list[str], expected: list[str]) -> None:
     assert argv == expected
+
+
+SERVER_MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "isol8-server.yaml"
+
+
+def test_the_servers_own_manifest_is_valid_and_its_role_reaches_only_sandboxes() -> None:
+    documents = list(yaml.safe_load_all(SERVER_MANIFEST.read_text()))
+    assert [d["kind"] for d in documents] == [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+    ]
+    for document in documents:
+        kubernetes_validate.validate(document, SCHEMA_VERSION, strict=True)
+        assert document["metadata"]["namespace"] == "isol8"  # a Role, never a ClusterRole
+    (role,) = (d for d in documents if d["kind"] == "Role")
+    reached = {
+        (group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]
+    }
+    assert reached == {("", "pods"), ("", "pods/exec"), ("networking.k8s.io", "networkpolicies")}
+    (deployment,) = (d for d in documents if d["kind"] == "Deployment")
+    (server,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(server["args"][1:])
+    assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 3000)
+    config = json.loads(documents[3]["data"]["isol8.config.json"])
+    assert config["backend"]["kind"] == "kubernetes" and config["backend"]["namespace"] == "isol8"

@@ -51,6 +51,9 @@ class EngineBackend(ImageCalls):
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
 
+    builds_images = True
+    keeps_sessions = True
+
     @property
     def name(self) -> str:
         return self.dialect.name

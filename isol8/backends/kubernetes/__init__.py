@@ -1,3 +1,3 @@
-"""Kubernetes through kubectl: sandbox Pods from pure manifests (manifest.py) and the kubectl
-commands that create, reach and remove them (argv.py). Not yet a backend open_backend chooses:
-the run path over `kubectl exec` is still to come (issue 16)."""
+"""Kubernetes through kubectl (`--backend kubernetes`): sandbox Pods from pure manifests
+(manifest.py), the kubectl commands that create, reach and remove them (argv.py), and the
+backend that runs them (backend.py). docs/kubernetes.md says what it needs of a cluster."""

@@ -73,6 +73,8 @@ class KubeBackend:
         self._policy_applied = False
 
     name = "kubernetes"
+    builds_images = False  # the nodes pull them from a registry
+    keeps_sessions = False  # a session's record, kept as root in its container, has no Pod yet
 
     @property
     def cache_key(self) -> str:

@@ -193,7 +193,7 @@ def _pump(
             app.backend, runtime.name, base_image=app.config.base_images.get(runtime.name), progress=app.progress
         )
 
-    execution = Execution(app.backend, request, ensure_image=ensure_image)
+    execution = Execution(app.backend, request, ensure_image=ensure_image if app.backend.builds_images else None)
     try:
         for chunk in execution:
             if out_file is not None and chunk.stream == "stdout":

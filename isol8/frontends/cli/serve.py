@@ -79,13 +79,19 @@ def _prepare(app: App, key: str | None) -> ServerState:
     backend = app.backend
     backend.version()
     base_images = dict(app.config.base_images)
-    for outcome in ensure_base_images(
-        backend, (*runtimes.NAMES, PROXY), base_images=base_images, strict=app.args.strict, progress=app.progress
-    ):
-        if outcome.warning:
-            app.progress(f"warning: {outcome.warning}")
-        app.progress(f"{outcome.image}: {'built' if outcome.built else 'kept' if outcome.warning else 'up to date'}")
-    build_prebuilt_images(app, base_images, push_must_work=False)  # a registry down never keeps it from serving
+    if not backend.builds_images:
+        app.progress(f"{backend.name}: its nodes pull the images, nothing is built here (docs/kubernetes.md)")
+        if app.config.prebuilt_images:
+            app.progress("warning: prebuiltImages are built by an engine: isol8 --engine podman setup, with push")
+    else:
+        for outcome in ensure_base_images(
+            backend, (*runtimes.NAMES, PROXY), base_images=base_images, strict=app.args.strict, progress=app.progress
+        ):
+            if outcome.warning:
+                app.progress(f"warning: {outcome.warning}")
+            done = "built" if outcome.built else "kept" if outcome.warning else "up to date"
+            app.progress(f"{outcome.image}: {done}")
+        build_prebuilt_images(app, base_images, push_must_work=False)  # a registry down never keeps it from serving
     state = ServerState(backend, app.config, key, app.packages())
     app.progress(f"starting warm pools ({state.pool.size} containers per runtime)")
     return state
