@@ -53,12 +53,6 @@ class Backend(Protocol):
         ...
 
     @property
-    def keeps_sessions(self) -> bool:
-        """Its standby containers hold a session record (session_control); a server on a backend
-        without one serves no sessions."""
-        ...
-
-    @property
     def cache_key(self) -> str:
         """Names this backend's engine in isol8's on-disk caches, so two engines never share an answer."""
         ...

@@ -58,6 +58,8 @@ def provide(
     check_install(runtime, install)
     if strategy == "runtime":
         return install_at_run_time(backend, request, install, registry, Output(debug, notice, on_failure))
+    if not backend.builds_images:
+        return _without_builds(backend, request, install, registry, shared, Output(debug, notice, on_failure))
     base = backend.local_image(request.runtime.image)
     answers = ResolutionCache(backend.cache_key)
     raw_key = answers.key(runtime.name, base, ["raw", *install])  # these exact values, resolved before
@@ -90,6 +92,31 @@ def provide(
         answers.put(answer_key, image)
         answers.put(raw_key, image)
     return request._replace(image=image)
+
+
+def _without_builds(
+    backend: Backend,
+    request: RunRequest,
+    install: Sequence[str],
+    registry: PackageSettings,
+    shared: RegistrySettings | None,
+    out: Output,
+) -> RunRequest:
+    """A backend that builds nothing (a cluster): the registry's best image by its labels, pinned
+    by digest, and what it lacks installed at run time (as is everything, with no registry)."""
+    from isol8.core.shared_images import best_shared, pinned_ref
+
+    found = None
+    if request.image is None and shared is not None and shared.repository:
+        base = backend.local_image(request.runtime.image)
+        found = best_shared(backend, request.runtime, parse_specs(request.runtime, install), shared, base)
+    if found is None or found.match == "base":
+        return install_at_run_time(backend, request, install, registry, out)
+    out.notice(f"using {found.image} ({found.reason})")
+    request = request._replace(image=pinned_ref(found))
+    if not found.install:
+        return request
+    return install_at_run_time(backend, request, [s.text for s in found.install], registry, out)
 
 
 def install_at_run_time(

@@ -66,6 +66,25 @@ def shared_candidates(backend: Backend, runtime: Runtime, settings: RegistrySett
     return found
 
 
+def best_shared(
+    backend: Backend, runtime: Runtime, specs: Sequence[Spec], settings: RegistrySettings, base: str
+) -> Resolution | None:
+    """The registry's best image for specs, ranked as local discovery ranks; None (a warning) when
+    the registry cannot be read."""
+    try:
+        return choose(runtime, specs, shared_candidates(backend, runtime, settings), base)
+    except RegistryUnreadable as exc:
+        log.warning("%s", exc)
+        return None
+
+
+def pinned_ref(found: Resolution) -> str:
+    """found's image by the digest skopeo read: whoever pulls it gets the very manifest whose
+    labels were ranked, whatever the tag names by then."""
+    repo = found.image.rpartition(":")[0]
+    return f"{repo}@{found.image_id}" if found.image_id and found.image_id.startswith("sha256:") else found.image
+
+
 def from_registry(
     backend: Backend,
     runtime: Runtime,
@@ -77,20 +96,15 @@ def from_registry(
     """A shared image better than what the engine has (exact or superset, or a partial match that
     leaves less to install), pulled unless the engine has it (`say` tells of a pull); None when
     there is none, or it cannot be had (a warning: then the caller builds, as without a registry)."""
-    try:
-        found = choose(runtime, specs, shared_candidates(backend, runtime, settings), local.image)
-    except RegistryUnreadable as exc:
-        log.warning("%s", exc)
+    found = best_shared(backend, runtime, specs, settings, local.image)
+    if found is None:
         return None
     better = found.match in ("exact", "superset") or (
         found.match == "partial" and (local.match != "partial" or len(found.install) < len(local.install))
     )
     if not better:
         return None
-    # by the digest skopeo read: the engine gets the very manifest whose labels were ranked,
-    # whatever the tag names by then
-    repo = found.image.rpartition(":")[0]
-    pinned = f"{repo}@{found.image_id}" if found.image_id and found.image_id.startswith("sha256:") else found.image
+    pinned = pinned_ref(found)
     present = backend.image(pinned)
     if present is None:
         say(f"pulling {found.image} ({found.reason})")

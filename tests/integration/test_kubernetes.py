@@ -16,13 +16,16 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from isol8.core.sandbox import default_seccomp_profile
 from tests.integration.conftest import ISOL8, Result, _answers
+from tests.integration.remote import REGISTRY, registry
 
 SIMULATOR = Path(__file__).resolve().parents[1] / "kubesim"
 NAMESPACE = "isol8-test"
@@ -223,7 +226,8 @@ def test_dry_run_creates_nothing(kube: Cluster) -> None:
 
 def test_the_server_runs_its_executions_as_pods(kube: Cluster, tmp_path: Path) -> None:
     """`isol8 serve --backend kubernetes`: warm pools of standby Pods, executions and streams through
-    them, concurrency, sessions refused plainly, and every Pod deleted when it stops."""
+    them, concurrency, sessions as Pods (their record in its annotations), and every Pod deleted
+    when it stops."""
     from concurrent.futures import ThreadPoolExecutor
 
     from isol8.frontends.remote import Isol8Remote, RemoteError
@@ -257,8 +261,82 @@ def test_the_server_runs_its_executions_as_pods(kube: Cluster, tmp_path: Path) -
         with ThreadPoolExecutor(6) as pool:
             results = list(pool.map(lambda _: client.execute(body), range(6)))
         assert [r["stdout"] for r in results] == ["true\n"] * 6
-        with pytest.raises(RemoteError, match="sessions are not served on kubernetes"):
-            client.execute({"sessionId": "s1", "request": {"cmd": "true", "runtime": "bash"}})
+        _a_session_keeps_files_and_loses_its_processes(kube, client, f"http://127.0.0.1:{port}", key)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0, log.read_text()
+
+
+SPY = "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 77' || true"
+
+
+def _a_session_keeps_files_and_loses_its_processes(kube: Cluster, client: Any, url: str, key: str) -> None:
+    sid = f"s-{os.getpid()}"
+    start = "echo kept > note.txt; sleep 77 & echo ok"
+    first = client.execute({"sessionId": sid, "request": {"cmd": start, "runtime": "bash"}})
+    second = client.execute({"sessionId": sid, "request": {"cmd": f"cat note.txt; {SPY}", "runtime": "bash"}})
+    assert (first["stdout"], second["stdout"]) == ("ok\n", "kept\n0\n")  # the turn's end swept its sleep
+    (pod,) = [name for name in kube.pods() if name.startswith("isol8-session-")]
+    argv = ["kubectl", "--namespace", NAMESPACE, "get", f"pod/{pod}", "-o", "json"]
+    notes = json.loads(subprocess.run(argv, capture_output=True, text=True, env=kube.env).stdout)["metadata"]
+    assert "org.isol8.session.used" in notes["annotations"] and "org.isol8.session.turn" not in notes["annotations"]
+    ended = urllib.request.Request(f"{url}/session/{sid}", method="DELETE", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(ended) as response:
+        assert response.status == 200
+    assert not [name for name in kube.pods() if name.startswith("isol8-session-")]
+
+
+def test_images_come_from_the_registry_and_what_they_lack_is_installed_at_run_time(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """`setup --push` and `build --push` from an engine; then a cluster's run pulls the base image,
+    finds a custom image by its labels in the registry (pinned by digest), and installs at run
+    time, in an installer Pod, what no image there has."""
+    if cluster.kind != "simulated":
+        pytest.skip("a registry on this machine is out of a live cluster's nodes' reach")
+    if shutil.which("skopeo") is None or not os.path.exists(REGISTRY):
+        pytest.fail("the registry test needs docker-registry and skopeo (Debian packages)")
+    with registry(tmp_path / "registry") as where:
+        repository = f"{where}/isol8-kube-{os.getpid()}"
+        shared = {"registry": {"repository": repository, "tlsVerify": False}}
+        engine_config = tmp_path / "engine.json"
+        engine_config.write_text(json.dumps(shared))
+        config = tmp_path / "kube.json"
+        config.write_text(json.dumps({**json.loads(cluster.config.read_text()), **shared}))
+        kube = Cluster(cluster.kind, {**cluster.env, "ISOL8_KUBESIM_TLS_VERIFY": "false"}, config)
+
+        def engine(*args: str) -> subprocess.CompletedProcess[str]:
+            argv = [ISOL8, "--engine", "podman", "--config", str(engine_config), *args]
+            return subprocess.run(argv, capture_output=True, text=True, timeout=900)
+
+        setup = engine("setup", "-r", "python", "--push")
+        assert setup.returncode == 0 and f"pushed: {repository}/isol8:python" in setup.stdout, setup.stderr
+        tag = f"isol8-test-kube-{os.getpid()}:1"
+        built = engine("build", "--base", "python", "--tag", tag, "--install", "iniconfig", "--push")
+        assert built.returncode == 0, built.stderr
+        # the node has neither: it pulls them
+        images = subprocess.run(
+            ["podman", "images", "-q", "--filter", "label=org.isol8.dependencies=iniconfig"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        subprocess.run(["podman", "rmi", "-f", *images], capture_output=True)
+        subprocess.run(["podman", "rmi", f"{repository}/isol8:python"], capture_output=True)
+        try:
+            base = kube.isol8("run", "-e", "print('base')")
+            assert (base.status, base.stdout) == (0, "base\n"), base.stderr
+            found = kube.isol8("run", "--install", "iniconfig", "-e", "import iniconfig; print(iniconfig.__name__)")
+            assert (found.status, found.stdout) == (0, "iniconfig\n"), found.stderr
+            assert f"using {repository}/python:" in found.stderr and "installing" not in found.stderr
+            lacking = kube.isol8(
+                "run", "--install", "iniconfig", "--install", "six", "-e", "import iniconfig, six; print(six.__name__)"
+            )
+            assert (lacking.status, lacking.stdout) == (0, "six\n"), lacking.stderr
+            assert "installing six into the sandbox" in lacking.stderr
+        finally:
+            pulled = subprocess.run(
+                ["podman", "images", "-q", "--filter", f"reference={repository}/*"], capture_output=True, text=True
+            ).stdout.split()
+            subprocess.run(["podman", "rmi", "-f", *pulled], capture_output=True)
+            subprocess.run(["podman", "rmi", "-f", tag], capture_output=True)
+        kube.assert_empty()

@@ -17,6 +17,7 @@ import pytest
 from isol8 import process
 from isol8.backends import open_backend
 from isol8.backends.kubernetes import argv as K
+from isol8.backends.kubernetes import session_record as R
 from isol8.backends.kubernetes.backend import KubeBackend
 from isol8.backends.kubernetes.classify import classify
 from isol8.backends.kubernetes.manifest import KubeSettings
@@ -184,8 +185,6 @@ def test_what_a_cluster_cannot_do_is_said() -> None:
     backend = KubeBackend(SETTINGS)
     with pytest.raises(UsageError, match="builds no images"):
         backend.build(tag="x", context=".")
-    with pytest.raises(UsageError, match="fleet"):
-        backend.start_standby(_spec(), outlives=True)
 
 
 # ---- run --dry-run --------------------------------------------------------------------------------
@@ -223,3 +222,71 @@ def test_dry_run_text_is_a_script_that_feeds_each_manifest_on_stdin(run_cli: Run
     assert status == 0 and json.loads("\n".join(lines[start + 1 : end]))["kind"] == "Pod"
     assert shlex.split(lines[end + 1])[3:5] == ["wait", "--for=condition=Ready"]
     assert "apply" not in out  # a host network has no policy
+
+
+# ---- a session's record, in its Pod's annotations ------------------------------------------------
+
+FREE = R.Record("7", None, 1000, '{"installed": []}')
+HELD = FREE._replace(turn=("abc", 2000))
+
+
+@pytest.mark.parametrize(
+    ("verb", "args", "record", "now", "decision"),
+    [
+        ("claim", ["abc", "600"], FREE, 1500, R.Decision({R.TURN: "abc 2100"}, output='{"installed": []}')),
+        ("claim", ["xyz", "600"], HELD, 1500, R.Decision({}, failure=(R.BUSY, "session busy"))),
+        ("claim", ["abc", "600"], HELD, 1500, R.Decision({R.TURN: "abc 2100"}, output='{"installed": []}')),
+        ("claim", ["xyz", "600"], HELD, 2001, R.Decision({R.TURN: "xyz 2601"}, output='{"installed": []}')),
+        ("save", ["abc"], HELD, 1500, R.Decision({R.STATE: "new"})),
+        ("save", ["xyz"], HELD, 1500, R.Decision({}, failure=(R.LOST, "turn lost"))),
+        ("release", ["abc", "1"], HELD, 1500, R.Decision({R.USED: "1500", R.TURN: None}, sweep=True)),
+        ("release", ["abc", "0"], HELD, 1500, R.Decision({R.USED: "1500", R.TURN: None})),
+        ("release", ["abc", "1"], FREE, 1500, R.Decision({}, failure=(R.LOST, "turn lost"))),
+        ("status", [], HELD, 1500, R.Decision({}, output='1 1000 1500\n{"installed": []}')),
+        ("expire", ["300"], HELD, 1500, R.Decision({}, output="busy")),
+        ("expire", ["300"], FREE, 1500, R.Decision({R.TURN: "expire-7 1560"}, output="expired")),
+        ("expire", ["900"], FREE, 1500, R.Decision({}, output="fresh")),
+        ("expire", ["900"], HELD._replace(used=2400), 2500, R.Decision({R.TURN: None}, output="fresh")),  # stale
+        ("expire", ["900"], FREE._replace(used=None), 1500, R.Decision({R.USED: "1500"}, output="fresh")),
+    ],
+)
+def test_the_session_verbs_on_the_record(
+    verb: str, args: list[str], record: R.Record, now: int, decision: R.Decision
+) -> None:
+    assert R.decide(verb, args, "new", record, now) == decision
+
+
+def test_the_record_is_read_from_annotations_and_patched_only_as_it_was_read() -> None:
+    pod = {"metadata": {"resourceVersion": "42", "annotations": {R.TURN: "abc 2000", R.USED: "900", R.STATE: "{}"}}}
+    record = R.read(pod)
+    assert record == R.Record("42", ("abc", 2000), 900, "{}")
+    assert R.read({"metadata": {"annotations": {R.TURN: "garbage"}}}).turn is None
+    assert R.patch(record, {R.TURN: None}) == {"metadata": {"resourceVersion": "42", "annotations": {R.TURN: None}}}
+
+
+def test_a_changed_pod_is_read_and_decided_again(fp: Any) -> None:
+    backend = KubeBackend(SETTINGS)
+
+    def pod(version: str, turn: str | None) -> str:
+        notes = {R.TURN: turn} if turn else {}
+        return json.dumps({"metadata": {"name": "isol8-1", "resourceVersion": version, "annotations": notes}})
+
+    fp.register(K.get_pod_argv(SETTINGS, "isol8-1"), stdout=pod("1", None))
+    conflict = 'Error from server (Conflict): Operation cannot be fulfilled on pods "isol8-1"\n'
+    fp.register(K.patch_argv(SETTINGS, "isol8-1"), returncode=1, stderr=conflict)
+    fp.register(K.get_pod_argv(SETTINGS, "isol8-1"), stdout=pod("2", "other 9999999999"))  # another replica won
+    with pytest.raises(EngineError) as caught:
+        backend.session_control("isol8-1", "claim", ["mine", "600"])
+    assert (caught.value.returncode, caught.value.message) == (R.BUSY, "session busy")
+
+
+def test_base_images_are_named_in_the_registry_the_nodes_pull_from() -> None:
+    backend = KubeBackend(KubeSettings(images="registry.example.com/team"))
+    assert backend.local_image("isol8:python") == "registry.example.com/team/isol8:python"  # setup --push's name
+    assert backend.local_image("registry.example.com/other/img:1") == "registry.example.com/other/img:1"
+    assert KubeBackend(SETTINGS).local_image("isol8:python") == "isol8:python"
+
+
+def test_setup_push_needs_a_registry(run_cli: RunCli, no_processes: None) -> None:
+    status, _, err = run_cli("setup", "--push")
+    assert status == 2 and "setup --push needs the config's registry.repository" in err

@@ -4,7 +4,6 @@ the restricted Pod Security Standard, each rule written out below."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from isol8.backends.kubernetes.manifest import (
     pod_manifest,
     split_labels,
 )
+from isol8.config import load_config
 from isol8.core.sandbox import SandboxPolicy
 from isol8.frontends.cli.parser import build_parser
 
@@ -291,7 +291,7 @@ def test_kubectl_argv_exactly(argv: list[str], expected: list[str]) -> None:
 SERVER_MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "isol8-server.yaml"
 
 
-def test_the_servers_own_manifest_is_valid_and_its_role_reaches_only_sandboxes() -> None:
+def test_the_servers_own_manifest_is_valid_and_its_role_reaches_only_sandboxes(tmp_path: Path) -> None:
     documents = list(yaml.safe_load_all(SERVER_MANIFEST.read_text()))
     assert [d["kind"] for d in documents] == [
         "ServiceAccount",
@@ -313,5 +313,10 @@ def test_the_servers_own_manifest_is_valid_and_its_role_reaches_only_sandboxes()
     (server,) = deployment["spec"]["template"]["spec"]["containers"]
     args = build_parser().parse_args(server["args"][1:])
     assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 3000)
-    config = json.loads(documents[3]["data"]["isol8.config.json"])
-    assert config["backend"]["kind"] == "kubernetes" and config["backend"]["namespace"] == "isol8"
+    (tmp_path / "isol8.config.json").write_text(documents[3]["data"]["isol8.config.json"])
+    config = load_config(str(tmp_path / "isol8.config.json"), user=False)  # isol8's own check of it
+    assert (config.backend.kind, config.backend.kube["namespace"], config.server.fleet) == (
+        "kubernetes",
+        "isol8",
+        "isol8",
+    )

@@ -52,7 +52,6 @@ class EngineBackend(ImageCalls):
         self._sleep = sleep
 
     builds_images = True
-    keeps_sessions = True
 
     @property
     def name(self) -> str:

@@ -60,3 +60,9 @@ def get_argv(settings: KubeSettings, labels: Mapping[str, str | None]) -> list[s
 
 def get_pod_argv(settings: KubeSettings, name: str) -> list[str]:
     return kubectl(settings, "get", f"pod/{name}", "-o", "json")
+
+
+def patch_argv(settings: KubeSettings, name: str) -> list[str]:
+    """Merge-patch the Pod with the JSON on stdin (a session record's annotations); a patch that
+    names a resourceVersion is refused (Conflict) once the Pod has changed."""
+    return kubectl(settings, "patch", f"pod/{name}", "--type=merge", "--patch-file=/dev/stdin", "-o", "name")

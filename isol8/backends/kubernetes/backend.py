@@ -17,14 +17,16 @@ from typing import Any
 from isol8 import labels as L
 from isol8.backends import reaper
 from isol8.backends.kubernetes import argv as K
+from isol8.backends.kubernetes import session_record as R
 from isol8.backends.kubernetes.classify import KUBECTL_HINT, classify
-from isol8.backends.kubernetes.manifest import KubeSettings, network_policy_manifest, pod_manifest
+from isol8.backends.kubernetes.manifest import KubeSettings, network_policy_manifest, pod_manifest, split_labels
 from isol8.backends.kubernetes.pods import TERMINATED, PodRun, parse_json, pod_info, waiting
 from isol8.core.sandbox import READ_FILE, WRITE_FILE, ContainerSpec, SandboxPolicy
 from isol8.errors import (
     ContainerNotFound,
     EngineError,
     EngineNotFound,
+    EngineTransient,
     EngineUnavailable,
     FileTooLarge,
     ImageMissing,
@@ -74,7 +76,6 @@ class KubeBackend:
 
     name = "kubernetes"
     builds_images = False  # the nodes pull them from a registry
-    keeps_sessions = False  # a session's record, kept as root in its container, has no Pod yet
 
     @property
     def cache_key(self) -> str:
@@ -107,7 +108,11 @@ class KubeBackend:
         return str(server)
 
     def local_image(self, ref: str) -> str:
-        return ref  # the nodes pull it: a registry's name, or one their runtime already has
+        """An isol8 base image (isol8:python) as the nodes pull it: in the settings' images
+        repository (where `isol8 setup --push` puts it), else as named (a node that has it)."""
+        if self.settings.images and ref.startswith("isol8:"):
+            return f"{self.settings.images}/{ref}"
+        return ref
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -201,22 +206,45 @@ class KubeBackend:
 
     def run_installer(
         self, spec: ContainerSpec, command: Sequence[str], *, stdin: Iterable[bytes], backstop_s: int
-    ) -> StreamingProcess:
-        raise UsageError(
-            "run-time installs (--install with no image that has the packages) need an engine: on Kubernetes, "
-            "build the image with an engine and push it (isol8 build --install ... --push)"
-        )
+    ) -> PodRun:
+        """A run on the Pod network (no NetworkPolicy: the cluster's default), as the engines' installer
+        runs on their build network; only isol8's installer, never a program."""
+        if spec.policy.network != "none":
+            raise ValueError("an installer's policy has no network: it gets the Pod network")
+        host = spec._replace(policy=spec.policy._replace(network="host"))
+        return self.run(host, command, stdin=stdin, remove=True, backstop_s=backstop_s)
 
     def start_standby(self, spec: ContainerSpec, *, outlives: bool = False) -> str:
-        if outlives:
-            raise UsageError("a server fleet's sessions (server.fleet) are not on Kubernetes yet: run one replica")
-        self._create(spec, None)
+        self._create(spec, None, outlives=outlives)
         return spec.name
 
     def session_control(
         self, name: str, verb: str, args: Sequence[str] = (), *, data: bytes = b"", timeout: float = QUERY_TIMEOUT
     ) -> str:
-        raise UsageError("a server fleet's sessions (server.fleet) are not on Kubernetes yet: run one replica")
+        """The verb on the record in the Pod's annotations (session_record.py): decided on the Pod as
+        read, patched only if it is still so, else decided again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pod = self._pod(name)
+            if pod is None:
+                raise ContainerNotFound(K.get_pod_argv(self.settings, name), 1, message=f"pod {name} is gone")
+            record = R.read(pod)
+            decision = R.decide(verb, args, data.decode("utf-8", "replace"), record, int(time.time()))
+            if decision.failure is not None:
+                code, message = decision.failure
+                raise EngineError(K.get_pod_argv(self.settings, name), code, message=message)
+            if decision.sweep:
+                self.call(K.exec_argv(self.settings, name, ["/bin/bash", "-c", R.SWEEP]), timeout=timeout)
+            if not decision.changes:
+                return decision.output
+            try:
+                self.call(
+                    K.patch_argv(self.settings, name), input=json.dumps(R.patch(record, decision.changes)).encode()
+                )
+                return decision.output
+            except EngineTransient:  # changed since it was read (Conflict): decide again
+                if time.monotonic() > deadline:
+                    raise
 
     def exec(self, name: str, command: Sequence[str], *, stdin: Iterable[bytes]) -> PodRun:
         proc = StreamingProcess(K.exec_argv(self.settings, name, ["/bin/bash", *command]), stdin=stdin)
@@ -280,12 +308,22 @@ class KubeBackend:
         return [info.name for info in self._pods(labels)]
 
     def inspect_containers(self, ids: Sequence[str]) -> list[ContainerInfo]:
+        if len(ids) <= 2:  # a session's lookup: by name
+            return [pod_info(pod) for pod in map(self._pod, ids) if pod is not None]
         wanted = set(ids)
-        return [info for info in self._pods({L.MANAGED: "true"}) if info.name in wanted] if wanted else []
+        return [info for info in self._pods({L.MANAGED: "true"}) if info.name in wanted]
 
     def _pods(self, labels: Mapping[str, str | None]) -> list[ContainerInfo]:
-        done = self.call(K.get_argv(self.settings, labels))
-        return [pod_info(item) for item in parse_json(done.stdout).get("items") or [] if isinstance(item, dict)]
+        """The Pods with these labels: selected by the API server on those a label can hold, then
+        here on all of them (a value too long for a label is an annotation: pod_info merges them)."""
+        selectable, _ = split_labels({k: v for k, v in labels.items() if v is not None})
+        done = self.call(K.get_argv(self.settings, selectable or {L.MANAGED: "true"}))
+        infos = [pod_info(item) for item in parse_json(done.stdout).get("items") or [] if isinstance(item, dict)]
+        return [
+            info
+            for info in infos
+            if all(key in info.labels and value in (None, info.labels[key]) for key, value in labels.items())
+        ]
 
     # no volumes: a Pod's folders are its own emptyDirs
     def list_volumes(self, labels: Mapping[str, str | None]) -> list[str]:

@@ -11,6 +11,7 @@ from isol8.errors import (
     EngineNotFound,
     EnginePermissionDenied,
     EngineTimeout,
+    EngineTransient,
     EngineUnavailable,
 )
 
@@ -37,6 +38,8 @@ def classify(argv: Sequence[str], returncode: int | None, stdout: str, stderr: s
         return EngineNotFound(argv, None, message=f"{argv[0]}: command not found", hint=KUBECTL_HINT)
     if "(notfound)" in low or " not found" in low and "error from server" in low:
         return ContainerNotFound(argv, returncode, stdout, stderr)
+    if "(conflict)" in low:  # changed since it was read: read it again
+        return EngineTransient(argv, returncode, stdout, stderr)
     if "(alreadyexists)" in low:
         return ContainerNameInUse(argv, returncode, stdout, stderr)
     if "(forbidden)" in low or "(unauthorized)" in low:
@@ -45,8 +48,8 @@ def classify(argv: Sequence[str], returncode: int | None, stdout: str, stderr: s
             returncode,
             stdout,
             stderr,
-            hint="isol8's account needs create, get, list, delete on pods and pods/exec, and apply on networkpolicies "
-            "in its namespace (deploy/kubernetes/isol8-server.yaml has the Role)",
+            hint="isol8's account needs create, get, list, patch, delete on pods, create on pods/exec, and "
+            "get, create, patch on networkpolicies in its namespace (deploy/kubernetes/isol8-server.yaml has the Role)",
         )
     if any(words in low for words in _UNREACHABLE):
         return EngineUnavailable(argv, returncode, stdout, stderr, hint=KUBECTL_HINT)

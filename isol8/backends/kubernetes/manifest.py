@@ -41,17 +41,20 @@ class KubeSettings(NamedTuple):
     # isol8's stricter profile where the cluster's nodes have it installed (the path under the
     # kubelet's seccomp folder); else RuntimeDefault, the container runtime's default profile
     seccomp_localhost: str | None = None
+    images: str | None = None  # the registry's repository the base images are in (registry.repository)
 
 
 def kube_settings(values: Mapping[str, Any]) -> KubeSettings:
     """KubeSettings from the config's `backend` keys (context, namespace, runtimeClassName,
-    imagePullSecrets, seccompLocalhost); unset ones keep their defaults."""
+    imagePullSecrets, seccompLocalhost) and `registry` (registry.repository: the base images);
+    unset ones keep their defaults."""
     return KubeSettings(
         namespace=str(values.get("namespace") or "default"),
         context=values.get("context") or None,
         runtime_class=values.get("runtimeClassName") or None,
         image_pull_secrets=tuple(values.get("imagePullSecrets") or ()),
         seccomp_localhost=values.get("seccompLocalhost") or None,
+        images=values.get("registry") or None,
     )
 
 

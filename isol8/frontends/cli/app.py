@@ -44,7 +44,8 @@ class App:
 
         settings = config.backend
         kind = getattr(self.args, "backend", None) or os.environ.get("ISOL8_BACKEND") or settings.kind
-        return open_backend(self.args.engine or settings.engine, self.endpoint(config), kind=kind, kube=settings.kube)
+        kube = {**settings.kube, "registry": config.registry.repository}
+        return open_backend(self.args.engine or settings.engine, self.endpoint(config), kind=kind, kube=kube)
 
     def endpoint(self, config: Config) -> Mapping[str, str | None]:
         """The endpoint keys: the command line's if it gave any, else the config's `backend` section."""

@@ -24,6 +24,8 @@ def cmd_setup(app: App) -> int:
             runtimes.get(runtime)
     base_images.update(overrides)
     chosen = list(dict.fromkeys(args.runtime or (*runtimes.NAMES, PROXY)))
+    if args.push and not app.config.registry.repository:
+        raise UsageError("setup --push needs the config's registry.repository")
     app.backend.version()
     for runtime in chosen:
         # a base image named on the command line is asked for now: not having it is a failure
@@ -40,6 +42,12 @@ def cmd_setup(app: App) -> int:
             app.progress(f"warning: {outcome.warning}")
         state = "built" if outcome.built else "kept (base not checked)" if outcome.warning else "up to date"
         app.say(f"{outcome.image}: {state} ({outcome.image_id[:12]})")
+        if args.push and runtime != PROXY:  # where a cluster's nodes pull it (backends/kubernetes)
+            registry = app.config.registry
+            ref = f"{registry.repository}/{outcome.image}"
+            app.backend.tag(outcome.image_id, ref)
+            app.backend.push(ref, tls_verify=registry.tls_verify)
+            app.say(f"  pushed: {ref}")
     only = [name for name in chosen if name != PROXY] if app.args.runtime else None
     build_prebuilt_images(app, base_images, only=only, force=app.args.force)
     return ExitStatus.OK

@@ -119,6 +119,12 @@ def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         help="build isol8:RUNTIME FROM this image instead of the Dockerfile's default "
         "(repeatable; overrides baseImages in the config)",
     )
+    p.add_argument(
+        "--push",
+        action="store_true",
+        help="then push each runtime's image to registry.repository as REPOSITORY/isol8:RUNTIME, "
+        "where --backend kubernetes runs from",
+    )
     p.set_defaults(handler="setup")
 
 

@@ -45,8 +45,6 @@ def _fresh(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iter
 def _in_session(state: ServerState, body: Mapping[str, Any], files_dir: Path) -> Iterator[Item]:
     """Run one request in its named session (created on first use): chunks, then the result."""
     session_id = check_id(body.get("sessionId"))
-    if not state.backend.keeps_sessions:
-        raise RequestError(501, f"sessions are not served on {state.backend.name} yet: send requests without one")
     run, install = build_run(state, body, files_dir)
     specs, asked_image = install_specs(run, install), run.image
     provided: tuple[Spec, ...] = ()
