@@ -58,6 +58,8 @@ def engine_checks(backend: Backend) -> tuple[list[Check], EngineInfo | None]:
     except Isol8Error as exc:
         return [Check("engine", False, str(exc), exc.hint or f"start the {backend.name} service")], None
     checks = [Check("engine", True, f"{backend.name} {version}, reachable")]
+    if not backend.builds_images:  # a cluster: its nodes' cgroups and images are not seen from here
+        return checks, backend.info()
     try:
         info = backend.info()
     except Isol8Error as exc:
@@ -107,6 +109,8 @@ def _proxy_check(backend: Backend, base_images: Mapping[str, str]) -> Check:
 
 def _probe_runtime(backend: Backend) -> Runtime | None:
     """The runtime with the smallest image there is: the quickest sandbox to start."""
+    if not backend.builds_images:  # whether its nodes can pull it, the probe's own start tells
+        return RUNTIMES["bash"]
     sizes = {rt: info.size for rt in RUNTIMES.values() if (info := backend.image(rt.image)) is not None}
     return min(sizes, key=lambda rt: sizes[rt]) if sizes else None
 
@@ -114,6 +118,9 @@ def _probe_runtime(backend: Backend) -> Runtime | None:
 def sandbox_check(backend: Backend, config: Config) -> Check:
     """A real sandbox starts with the profile in force, its seccomp filter on, user namespaces refused."""
     profile = config.backend.seccomp_profile or "isol8's profile"
+    if not backend.builds_images:  # a cluster's Pod: the nodes' profile the config names, or the runtime's
+        local = config.backend.kube.get("seccompLocalhost")
+        profile = f"the nodes' {local}" if local else "RuntimeDefault"
     runtime = _probe_runtime(backend)
     if runtime is None:
         return Check("sandbox", False, "no runtime image to start one in", "isol8 setup")

@@ -340,3 +340,16 @@ def test_images_come_from_the_registry_and_what_they_lack_is_installed_at_run_ti
             subprocess.run(["podman", "rmi", "-f", *pulled], capture_output=True)
             subprocess.run(["podman", "rmi", "-f", tag], capture_output=True)
         kube.assert_empty()
+
+
+def test_doctor_checks_the_clusters_sandbox_and_catches_a_profile_that_allows_user_namespaces(
+    kube: Cluster, tmp_path: Path
+) -> None:
+    done = kube.isol8("doctor")
+    assert done.status == 0 and "sandbox: starts; the nodes' " in done.stdout, done.stdout + done.stderr
+    if kube.kind != "simulated":
+        return
+    weak = tmp_path / "runtime-default.json"  # podman's own default profile lets a program unshare
+    weak.write_text(json.dumps({"backend": {"kind": "kubernetes", "namespace": NAMESPACE}}))
+    done = Cluster(kube.kind, kube.env, weak).isol8("doctor")
+    assert done.status != 0 and "sandbox: with RuntimeDefault" in done.stdout, done.stdout

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from isol8 import labels as L
@@ -69,10 +69,9 @@ done
 class KubeBackend:
     """Sandboxes as Pods of one namespace, driven through kubectl (see backends/base.py)."""
 
-    def __init__(self, settings: KubeSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: KubeSettings) -> None:
         self.settings = settings
-        self._sleep = sleep
-        self._policy_applied = False
+        self._policy_applied = False  # the NetworkPolicy of `none`, once per process
 
     name = "kubernetes"
     builds_images = False  # the nodes pull them from a registry
@@ -99,7 +98,7 @@ class KubeBackend:
         return classify(argv, returncode, stdout, stderr)
 
     def version(self) -> str:
-        """The API server's version (kubectl's own if the server does not say)."""
+        """The API server's version; EngineUnavailable when kubectl reaches none."""
         done = self.call(K.version_argv(self.settings), timeout=15)
         data = parse_json(done.stdout)
         server = (data.get("serverVersion") or {}).get("gitVersion")

@@ -47,9 +47,11 @@ def checks(app: App) -> Iterator[Check]:
     yield from found
     if info is None:
         return
-    yield from doctor.image_checks(backend, config.base_images)
+    if backend.builds_images:
+        yield from doctor.image_checks(backend, config.base_images)
     yield doctor.sandbox_check(backend, config)
-    yield doctor.disk_check(info, backend.endpoint is not None)
+    if backend.builds_images:
+        yield doctor.disk_check(info, backend.endpoint is not None)
     if app.args.network:
         yield from doctor.network_checks(backend, config)
 
