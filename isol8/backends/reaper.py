@@ -17,29 +17,33 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from isol8 import labels as L
 from isol8.backends.engine.dialect import Dialect
 from isol8.process import Watcher
 
-# Only isol8's own values reach this script: a label made of a token of hex digits, then the
-# engine client and the endpoint's options (from the config or the command line: never parsed by
+
+# Only isol8's own values reach these scripts: a label made of a token of hex digits, then the
+# client and the endpoint's options (from the config or the command line: never parsed by
 # the shell, each its own word in "$@").
-SCRIPT = r"""
-set -f
-IFS= read -r word
-[ "$word" = done ] && exit 0
-label=$1
-shift
-for pass in 1 2; do
-  ids=$("$@" ps -a -q --no-trunc --filter "label=$label")
+def script(sweep: str) -> str:
+    """A watcher's script: on anything but "done", sweep (shell code that removes what carries
+    "$label", by the client "$@") twice, a moment apart."""
+    return (
+        'set -f\nIFS= read -r word\n[ "$word" = done ] && exit 0\nlabel=$1\nshift\nfor pass in 1 2; do\n'
+        + sweep
+        + '  [ "$pass" = 2 ] || sleep 2\ndone\n'
+    )
+
+
+SCRIPT = script(
+    """  ids=$("$@" ps -a -q --no-trunc --filter "label=$label")
   [ -z "$ids" ] || "$@" rm -f $ids
   vols=$("$@" volume ls -q --filter "label=$label")
   [ -z "$vols" ] || "$@" volume rm -f $vols
-  [ "$pass" = 2 ] || sleep 2
-done
 """
+)
 
 _lock = threading.Lock()
 _owner = os.urandom(8).hex()
@@ -76,6 +80,14 @@ def release(name: str) -> None:
     """Call once container `name` is gone (or deliberately kept)."""
     with _lock:
         _live.discard(name)
+
+
+def disown(names: Collection[str] = ()) -> None:
+    """A backend's disown(): these (or, with none named, all of this process's) are no longer removed."""
+    if not names:
+        release_all()
+    for name in names:
+        release(name)
 
 
 def release_all() -> None:

@@ -233,10 +233,7 @@ class EngineBackend(ImageCalls):
         return data
 
     def disown(self, names: Collection[str] = ()) -> None:
-        if not names:
-            reaper.release_all()
-        for name in names:
-            reaper.release(name)
+        reaper.disown(names)
 
     def version(self) -> str:
         """`<engine> version`: the server version; raises EngineUnavailable when nobody answers."""

@@ -52,18 +52,8 @@ DEADLINE_EXTRA_S = READY_TIMEOUT + 10
 _IMAGE_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 _STUCK_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError", "CrashLoopBackOff")
 
-# The watcher's script (see backends/reaper.py): it deletes this process's Pods by their owner label.
-REAPER_SCRIPT = r"""
-set -f
-IFS= read -r word
-[ "$word" = done ] && exit 0
-label=$1
-shift
-for pass in 1 2; do
-  "$@" delete pod -l "$label" --grace-period=0 --force --wait=false >/dev/null 2>&1
-  [ "$pass" = 2 ] || sleep 2
-done
-"""
+# The watcher's sweep (see backends/reaper.py): it deletes this process's Pods by their owner label.
+REAPER_SCRIPT = reaper.script('  "$@" delete pod -l "$label" --grace-period=0 --force --wait=false >/dev/null 2>&1\n')
 
 
 class KubeBackend:
@@ -274,10 +264,7 @@ class KubeBackend:
         return data
 
     def disown(self, names: Collection[str] = ()) -> None:
-        if not names:
-            reaper.release_all()
-        for name in names:
-            reaper.release(name)
+        reaper.disown(names)
 
     def _reaper_key(self) -> tuple[str, ...]:
         return tuple(K.kubectl(self.settings))
