@@ -94,7 +94,8 @@ def install_tree(
     plugin = ecosystems.of(runtime)
     if plugin.RUN_TIME_REFUSAL:
         raise UsageError(plugin.RUN_TIME_REFUSAL)
-    if backend.image(image) is None:  # asked here: what the installer prints is the packages' to choose
+    # asked here: what the installer prints is the packages' to choose (a cluster's Pod says it itself)
+    if backend.builds_images and backend.image(image) is None:
         raise ImageMissing(("install",), 125, message=f"image {image} not found", hint="run `isol8 setup`")
     ca = registry.ca_file()
     installer = plugin.runtime_installer(runtime, registry, ca is not None)

@@ -46,6 +46,8 @@ class Installer:
 
 
 class ScriptedBackend:
+    builds_images = True  # an engine's: it is asked for the image first
+
     def __init__(self, installer: Installer, image: bool = True) -> None:
         self.installer, self.has_image = installer, image
         self.spec: Any = None

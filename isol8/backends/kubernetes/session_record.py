@@ -19,8 +19,10 @@ USED = "org.isol8.session.used"  # when the last turn ended
 STATE = "org.isol8.session.state"  # what the server saved (its run-time packages, as JSON)
 BUSY, LOST = 3, 4  # the exit codes of the engines' record: the turn is another's; it is no longer ours
 # the release's sweep, as the sandbox user (the only user a restricted Pod has): every process but
-# PID 1 (the namespace's init, spared by kill -1) and the sweep itself, again until none is left
-SWEEP = "for _ in {1..50}; do kill -KILL -1 2>/dev/null || exit 0; done; exit 1"
+# PID 1 (the namespace's init, spared by kill -1) and the sweep itself, three times over (a child
+# forked while a round went by is the next round's; one killed forks no more). Never "until none
+# is left": PID 1 starts its sleep again each time it is killed.
+SWEEP = "for _ in 1 2 3; do kill -KILL -1 2>/dev/null; done; exit 0"
 
 
 class Record(NamedTuple):
