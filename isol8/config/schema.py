@@ -100,6 +100,22 @@ def _push(value: Any) -> Any:
     raise ValueError(f"expected true, false or HOST[:PORT]/NAME[:TAG] (a registry host first), got {value!r}")
 
 
+def _kube_name(*, label: bool) -> Checker:
+    """A Kubernetes object's name: a DNS label (a namespace) or subdomain (a RuntimeClass, a Secret)."""
+
+    def check(value: Any) -> Any:
+        import re
+
+        _STR(value)
+        part = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+        if len(value) > (63 if label else 253) or not re.fullmatch(part if label else rf"{part}(\.{part})*", value):
+            dots = "" if label else ", '.'"
+            raise ValueError(f"expected a Kubernetes name (a-z, 0-9, '-'{dots}), got {value!r}")
+        return value
+
+    return check
+
+
 def _host(value: Any) -> Any:
     from isol8.core.egress import InvalidHost, host_regex
 
@@ -159,9 +175,9 @@ SCHEMA: dict[str, Any] = {
         **{key: _nullable(_STR) for key in ENDPOINT_KEYS},
         # kind kubernetes: context is kubectl's, and these are its own (isol8/backends/kubernetes)
         "kind": _nullable(_choice(*KINDS)),
-        "namespace": _nullable(_STR),
-        "runtimeClassName": _nullable(_STR),
-        "imagePullSecrets": _list_of(_STR),
+        "namespace": _nullable(_kube_name(label=True)),
+        "runtimeClassName": _nullable(_kube_name(label=False)),
+        "imagePullSecrets": _list_of(_kube_name(label=False)),
         "seccompLocalhost": _nullable(_STR),
     },
     "packages": {

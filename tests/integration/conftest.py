@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sh
@@ -40,16 +41,20 @@ def _answers(engine: str) -> str | None:
     return None
 
 
-@pytest.fixture(scope="session", params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
+def require_engine(name: str, config: pytest.Config) -> str:
+    """name, if that engine answers; else a skip, or a failure in CI."""
     problem = _answers(name)
     if problem is not None:
         message = f"{name} is not usable: {problem}"
-        if os.environ.get("CI") or request.config.getoption("--no-engine-skip"):
+        if os.environ.get("CI") or config.getoption("--no-engine-skip"):
             pytest.fail(message + " (CI requires both engines: run scripts/ensure-engines)")
         pytest.skip(message)
     return name
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return require_engine(request.param, request.config)
 
 
 @dataclass
@@ -63,20 +68,24 @@ class Result:
 Isol8 = Callable[..., Result]
 
 
-def run_isol8(
-    engine: str,
+def run_isol8(engine: str, *args: str, **kwargs: Any) -> Result:
+    """Drive the installed `isol8 --engine ENGINE` command as a shell user would."""
+    return run_with(["--engine", engine], *args, **kwargs)
+
+
+def run_with(
+    options: list[str],
     *args: str,
     stdin: str | bytes | None = None,
     env: dict[str, str] | None = None,
     cwd: str | Path | None = None,
     timeout: float = 180,
 ) -> Result:
-    """Drive the installed `isol8` command as a shell user would."""
+    """Drive the installed `isol8` command, with its global `options`, as a shell user would."""
     command = sh.Command(ISOL8)
     started = time.monotonic()
     done = command(
-        "--engine",
-        engine,
+        *options,
         *args,
         _ok_code=range(256),
         _return_cmd=True,

@@ -23,80 +23,14 @@ from typing import Any
 
 import pytest
 
-from isol8.core.sandbox import default_seccomp_profile
-from tests.integration.conftest import ISOL8, Result, _answers
+from tests.integration.conftest import ISOL8
+from tests.integration.kube import NAMESPACE, Cluster, open_cluster
 from tests.integration.remote import REGISTRY, registry
-
-SIMULATOR = Path(__file__).resolve().parents[1] / "kubesim"
-NAMESPACE = "isol8-test"
-
-
-class Cluster:
-    def __init__(self, kind: str, env: dict[str, str], config: Path) -> None:
-        self.kind, self.env, self.config = kind, env, config
-
-    def isol8(self, *args: str, timeout: float = 180, stdin: str | None = None) -> Result:
-        started = time.monotonic()
-        done = subprocess.run(
-            [ISOL8, "--backend", "kubernetes", "--config", str(self.config), "--no-user-config", *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            input=stdin,
-        )
-        return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        argv = [ISOL8, "--backend", "kubernetes", "--config", str(self.config), "--no-user-config", "run", *args]
-        return subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def pods(self) -> list[str]:
-        argv = ["kubectl", "--namespace", NAMESPACE, "get", "pods", "-l", "org.isol8.managed=true", "-o", "json"]
-        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return [item["metadata"]["name"] for item in json.loads(done.stdout)["items"]]
-
-    def containers(self) -> list[str]:
-        """The simulated node's containers of isol8's Pods (a deleted Pod must leave none running)."""
-        if self.kind != "simulated":
-            return []
-        argv = ["podman", "ps", "-a", "-q", "--filter", "label=org.isol8.managed=true"]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.split()
-
-    def assert_empty(self, within: float = 10.0) -> None:
-        deadline = time.monotonic() + within
-        while (self.pods() or self.containers()) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert (self.pods(), self.containers()) == ([], [])
 
 
 @pytest.fixture(scope="module", params=["simulated", "live"])
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    env = dict(os.environ)
-    env.pop("ISOL8_ENGINE", None)
-    if request.param == "live":
-        kubeconfig = os.environ.get("ISOL8_TEST_KUBECONFIG")
-        if not kubeconfig:
-            pytest.skip("no live cluster: set ISOL8_TEST_KUBECONFIG to a kubeconfig to run these tests on one")
-        env["KUBECONFIG"] = kubeconfig
-        # isol8's profile as the nodes have it installed (docs/kubernetes.md), else RuntimeDefault
-        seccomp = os.environ.get("ISOL8_TEST_KUBE_SECCOMP")
-    else:
-        problem = _answers("podman")
-        if problem is not None:
-            pytest.fail(f"the simulated node needs podman, which is not usable: {problem} (run scripts/ensure-engines)")
-        env["PATH"] = f"{SIMULATOR}{os.pathsep}{env['PATH']}"
-        state = tmp_path_factory.mktemp("kubesim")
-        env["ISOL8_KUBESIM_STATE"] = str(state)
-        # installed on the node as docs/kubernetes.md says: in the kubelet's seccomp folder
-        (state / "seccomp").mkdir()
-        shutil.copy(default_seccomp_profile(), state / "seccomp" / "isol8.json")
-        seccomp = "isol8.json"
-    config = tmp_path_factory.mktemp("kubeconfig") / "isol8.json"
-    backend = {"kind": "kubernetes", "namespace": NAMESPACE, "seccompLocalhost": seccomp}
-    config.write_text(json.dumps({"backend": backend}))
-    return Cluster(request.param, env, config)
+    return open_cluster(request.param, tmp_path_factory)
 
 
 @pytest.fixture
@@ -220,7 +154,7 @@ def test_cleanup_deletes_kept_pods(kube: Cluster) -> None:
 
 def test_dry_run_creates_nothing(kube: Cluster) -> None:
     done = kube.isol8("run", "--dry-run", "-e", "print(1)")
-    assert done.status == 0 and "kubectl --namespace isol8-test create -f - -o name <<'ISOL8'" in done.stdout
+    assert done.status == 0 and "kubectl --namespace=isol8-test create -f - -o name <<'ISOL8'" in done.stdout
     assert kube.pods() == []
 
 

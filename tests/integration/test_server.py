@@ -1,4 +1,5 @@
-"""isol8 serve on both engines: start-up, auth, execute and stream, policy, isolation, concurrency, shutdown."""
+"""isol8 serve on both engines and on the simulated Kubernetes node: start-up, auth, execute and
+stream, policy, isolation, concurrency, sessions, packages, shutdown."""
 
 from __future__ import annotations
 
@@ -20,19 +21,66 @@ from pathlib import Path
 import pytest
 
 from isol8.frontends.remote import Isol8Remote, RemoteError
-from tests.integration.conftest import ISOL8, default_gateway, run_isol8
+from tests.integration.conftest import ISOL8, Result, default_gateway, require_engine, run_isol8, run_with
+from tests.integration.kube import Cluster, open_cluster
 from tests.unit.test_server_policy import ORIGINAL_CLIENT_OPTIONS
 
 KEY = "test-key-" + os.urandom(8).hex()
 
 
+BACKENDS = ("docker", "podman", "kubernetes")
+
+
+@dataclass
+class Side:
+    """Where a server runs its containers: an engine, or the simulated Kubernetes node, whose Pods
+    are podman's (its engine for what a test starts beside the server)."""
+
+    name: str
+    engine: str
+    options: list[str]  # isol8's global options that choose it
+    env: dict[str, str]
+    cluster: Cluster | None = None
+
+    @classmethod
+    def of_engine(cls, engine: str) -> Side:
+        return cls(engine, engine, ["--engine", engine], dict(os.environ))
+
+    def instances(self, server_id: str) -> list[str]:
+        """The names of the server's containers, or Pods."""
+        label = f"org.isol8.server.id={server_id}"
+        if self.cluster is not None:
+            return self.cluster.pods(label)
+        argv = [self.engine, "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"]
+        return subprocess.run(argv, capture_output=True, text=True).stdout.split()
+
+    def isol8(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        return run_with(self.options, *args, env={**self.env, **(env or {})})
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def side(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Side:
+    if request.param != "kubernetes":
+        return Side.of_engine(require_engine(request.param, request.config))
+    cluster = open_cluster("simulated", tmp_path_factory)
+    return Side("kubernetes", "podman", cluster.options, cluster.env, cluster)
+
+
 @dataclass
 class Server:
     url: str
-    engine: str
+    side: Side
     proc: subprocess.Popen[bytes]
     log: Path
     prebuilt: str
+
+    @property
+    def engine(self) -> str:
+        return self.side.engine
+
+    @property
+    def id(self) -> str:
+        return self.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
 
     def client(self, key: str | None = KEY) -> Isol8Remote:
         return Isol8Remote(self.url, key)
@@ -44,30 +92,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_containers(engine: str, server_id: str) -> list[str]:
-    done = subprocess.run(
-        [engine, "ps", "-a", "-q", "--filter", f"label=org.isol8.server.id={server_id}"], capture_output=True, text=True
-    )
-    return done.stdout.split()
-
-
-def _start(engine: str, tmp: Path, **config: object) -> Server:
+def _start(side: Side, tmp: Path, **config: object) -> Server:
     """`isol8 serve` in tmp, whose project file has only its prebuilt image and `config`: the base
     images come from the user file that the quick start wrote (layered, not hidden)."""
-    prebuilt = f"isol8-test-served-{os.getpid()}-{engine}"
+    prebuilt = f"isol8-test-served-{os.getpid()}-{side.name}"
     (tmp / "isol8.config.json").write_text(
         json.dumps({"prebuiltImages": [{"tag": prebuilt, "runtime": "bash", "setupScript": "echo served"}], **config})
     )
     port = _free_port()
     log = tmp / "serve.log"
     proc = subprocess.Popen(
-        [ISOL8, "--engine", engine, "serve", "--port", str(port), "--key", KEY],
+        [ISOL8, *side.options, "serve", "--port", str(port), "--key", KEY],
         cwd=tmp,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        env=dict(os.environ),
+        env=side.env,
     )
-    server = Server(f"http://127.0.0.1:{port}", engine, proc, log, prebuilt)
+    server = Server(f"http://127.0.0.1:{port}", side, proc, log, prebuilt)
     deadline = time.monotonic() + 300
     while True:
         try:
@@ -80,29 +121,32 @@ def _start(engine: str, tmp: Path, **config: object) -> Server:
 
 
 def _stop(server: Server) -> None:
-    server_id = server.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
-    assert _server_containers(server.engine, server_id)  # its warm pool
+    server_id = server.id
+    assert server.side.instances(server_id)  # its warm pool
     server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(timeout=60) == 0, server.log.read_text()
-    assert _server_containers(server.engine, server_id) == []
+    assert server.proc.wait(timeout=90) == 0, server.log.read_text()
+    assert server.side.instances(server_id) == []
     subprocess.run([server.engine, "rmi", "-f", server.prebuilt], capture_output=True)
 
 
 @pytest.fixture(scope="module")
-def server(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = _start(engine, tmp_path_factory.mktemp("serve"), maxConcurrent=4, server={"queueTimeoutMs": 120_000})
+def server(side: Side, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    started = _start(side, tmp_path_factory.mktemp("serve"), maxConcurrent=4, server={"queueTimeoutMs": 120_000})
     yield started
     _stop(started)
 
 
 def test_startup_built_the_prebuilt_image_before_health_answered(server: Server) -> None:
+    log = server.log.read_text()
+    if server.side.cluster is not None:  # a cluster builds nothing: its images come from a registry
+        assert "nothing is built here" in log and f"{server.prebuilt}: built" not in log, log
+        return
     ref = server.prebuilt if server.engine == "docker" else f"localhost/{server.prebuilt}"
     labels = subprocess.run(
         [server.engine, "image", "inspect", "--format", "{{json .Config.Labels}}", ref], capture_output=True, text=True
     )
     assert labels.returncode == 0
     assert json.loads(labels.stdout)["org.isol8.setup"] == "echo served"
-    log = server.log.read_text()
     assert log.index(f"{server.prebuilt}: built") < log.index("listening on")
     assert "building isol8:" not in log  # the project file did not hide the user file's baseImages
     assert all(f"isol8:{rt}: up to date" in log for rt in ("python", "node", "bun", "deno", "bash")), log
@@ -110,7 +154,7 @@ def test_startup_built_the_prebuilt_image_before_health_answered(server: Server)
 
 def test_serve_starts_when_a_base_image_cannot_be_had(engine: str, tmp_path: Path) -> None:
     unreachable = "unreachable.invalid/isol8-test/debian:12"
-    server = _start(engine, tmp_path, baseImages={"bash": unreachable})
+    server = _start(Side.of_engine(engine), tmp_path, baseImages={"bash": unreachable})
     try:
         log = server.log.read_text()
         assert f"isol8: warning: isol8:bash: could not check its base image {unreachable} (" in log
@@ -203,8 +247,8 @@ def test_run_host_goes_through_the_server(server: Server) -> None:
     assert (done.status, done.stdout) == (0, "42\n"), done.stderr
 
 
-def test_a_request_beyond_the_queue_timeout_gets_429(engine: str, tmp_path: Path) -> None:
-    busy = _start(engine, tmp_path, maxConcurrent=1, server={"queueTimeoutMs": 500})
+def test_a_request_beyond_the_queue_timeout_gets_429(side: Side, tmp_path: Path) -> None:
+    busy = _start(side, tmp_path, maxConcurrent=1, server={"queueTimeoutMs": 500})
     try:
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(
@@ -226,12 +270,7 @@ def test_serving_without_a_key_is_refused(engine: str) -> None:
 
 
 def test_executions_use_warm_containers_once(server: Server) -> None:
-    server_id = server.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
-    names = subprocess.run(
-        [server.engine, "ps", "--filter", f"label=org.isol8.server.id={server_id}", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    names = server.side.instances(server.id)
     first = server.client().execute({"request": {"code": "print(1)", "runtime": "python"}})
     assert first["containerId"] in names  # started before the request: an exec, not a new container
     second = server.client().execute({"request": {"code": "print(2)", "runtime": "python"}})
@@ -251,7 +290,7 @@ def test_a_session_keeps_files_between_executions_and_takes_turns(server: Server
     import base64
 
     client = server.client()
-    sid = f"s-{os.getpid()}-{server.engine}"
+    sid = f"s-{os.getpid()}-{server.side.name}"
     first = client.execute({"sessionId": sid, "request": {"cmd": "echo kept > note.txt; echo ok", "runtime": "bash"}})
     second = client.execute({"sessionId": sid, "request": {"cmd": "cat note.txt", "runtime": "bash"}})
     assert (first["stdout"], second["stdout"]) == ("ok\n", "kept\n")
@@ -289,7 +328,7 @@ def test_a_session_keeps_files_between_executions_and_takes_turns(server: Server
 
 
 def test_file_paths_must_stay_inside_sandbox(server: Server) -> None:
-    sid = f"p-{os.getpid()}-{server.engine}"
+    sid = f"p-{os.getpid()}-{server.side.name}"
     server.client().execute({"sessionId": sid, "request": {"cmd": "true", "runtime": "bash"}})
     try:
         with pytest.raises(urllib.error.HTTPError) as caught:
@@ -305,7 +344,7 @@ def test_file_paths_must_stay_inside_sandbox(server: Server) -> None:
 def test_reading_a_file_out_is_bounded_and_regular_files_only(server: Server) -> None:
     """A session's program makes files meant to exhaust or hang the server: a sparse file of 64 GiB
     (tmpfs counts only written pages), a FIFO that no one writes, a link to /dev/zero."""
-    sid = f"big-{os.getpid()}-{server.engine}"
+    sid = f"big-{os.getpid()}-{server.side.name}"
     traps = "truncate -s 64G huge && mkfifo pipe && ln -s /dev/zero zero && ln -s huge link && echo ok"
     assert server.client().execute({"sessionId": sid, "request": {"cmd": traps, "runtime": "bash"}})["stdout"] == "ok\n"
     try:
@@ -326,7 +365,7 @@ def test_reading_a_file_out_is_bounded_and_regular_files_only(server: Server) ->
 def test_a_session_execution_leaves_no_process_behind_to_spy_on_the_next(server: Server) -> None:
     """A background process of one execution would see the next one's environment and secrets."""
     client = server.client()
-    sid = f"bg-{os.getpid()}-{server.engine}"
+    sid = f"bg-{os.getpid()}-{server.side.name}"
     spy = (
         "cat > /sandbox/spy.sh <<'SPY'\n"
         "while :; do cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN >> leak; sleep 0.1; done\n"
@@ -388,29 +427,29 @@ def test_run_host_writes_the_out_file(server: Server, tmp_path: Path) -> None:
     assert out.read_bytes() == "é\n".encode()
 
 
-def test_a_sigkilled_server_leaves_no_container(engine: str, tmp_path: Path) -> None:
+def test_a_sigkilled_server_leaves_no_container(side: Side, tmp_path: Path) -> None:
     """Its watcher (backends/reaper.py) removes the warm pool and the sessions when the server dies unseen."""
-    started = _start(engine, tmp_path, server={"poolSize": 1})
+    started = _start(side, tmp_path, server={"poolSize": 1})
     try:
-        sid = f"k-{os.getpid()}-{engine}"
+        sid = f"k-{os.getpid()}-{side.name}"
         started.client().execute({"sessionId": sid, "request": {"cmd": "true", "runtime": "bash"}})
-        server_id = started.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
-        assert len(_server_containers(engine, server_id)) >= 2  # the pool and the session
+        server_id = started.id
+        assert len(side.instances(server_id)) >= 2  # the pool and the session
         started.proc.kill()
         started.proc.wait()
-        deadline = time.monotonic() + 20
-        while _server_containers(engine, server_id) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while side.instances(server_id) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert _server_containers(engine, server_id) == []
+        assert side.instances(server_id) == []
     finally:
         if started.proc.poll() is None:
             started.proc.kill()
-        subprocess.run([engine, "rmi", "-f", started.prebuilt], capture_output=True)
+        subprocess.run([side.engine, "rmi", "-f", started.prebuilt], capture_output=True)
 
 
 def test_keep_background_keeps_a_sessions_processes_when_asked(server: Server) -> None:
     client = server.client()
-    sid = f"keep-{os.getpid()}-{server.engine}"
+    sid = f"keep-{os.getpid()}-{server.side.name}"
     # written aside and renamed: a read never sees the file half written
     beat = "while :; do date +%s > b.new; mv b.new beat; sleep 0.2; done"
     serve = f"setsid nohup sh -c '{beat}' >/dev/null 2>&1 & echo started"
@@ -464,7 +503,7 @@ def test_a_spy_that_killed_its_wrapper_and_stops_new_processes_steals_nothing(se
     from tests.integration.test_supervision import FIND_NONCE
 
     client = server.client()
-    sid = f"steal-{os.getpid()}-{server.engine}"
+    sid = f"steal-{os.getpid()}-{server.side.name}"
     try:
         client.execute({"sessionId": sid, "request": {"code": FIND_NONCE + STOP_AND_STEAL, "runtime": "python"}})
         victim = client.execute(
@@ -491,7 +530,7 @@ def test_executions_in_standby_containers_run_as_the_sandbox_user_without_capabi
         "print(os.getuid(), os.getgid(), status['CapEff'].strip(), status['CapPrm'].strip(),"
         " status['NoNewPrivs'].strip())\n"
     )
-    sid = f"caps-{os.getpid()}-{server.engine}"
+    sid = f"caps-{os.getpid()}-{server.side.name}"
     try:
         for body in ({"request": {"code": code}}, {"sessionId": sid, "request": {"code": code}}):
             result = server.client().execute(body)
@@ -543,7 +582,7 @@ def test_a_timed_out_execution_carries_the_original_marker_too(server: Server) -
 def test_each_execution_of_a_session_has_its_own_id_and_the_listing_the_original_fields(server: Server) -> None:
     from datetime import datetime
 
-    sid = f"ids-{os.getpid()}-{server.engine}"
+    sid = f"ids-{os.getpid()}-{server.side.name}"
     try:
         runs = [
             server.client().execute({"sessionId": sid, "request": {"cmd": "true", "runtime": "bash"}}) for _ in "ab"
@@ -573,7 +612,7 @@ def test_a_field_the_server_does_not_honour_is_refused_not_ignored(server: Serve
 def test_the_server_reports_usage_and_a_sessions_executions_each_their_own_cpu(server: Server) -> None:
     from tests.integration.test_usage import BURN_ONE_SECOND
 
-    sid = f"usage-{os.getpid()}-{server.engine}"
+    sid = f"usage-{os.getpid()}-{server.side.name}"
     client = server.client()
     try:
         busy = client.execute({"sessionId": sid, "request": {"code": BURN_ONE_SECOND, "runtime": "python"}})
@@ -588,31 +627,23 @@ def test_the_server_reports_usage_and_a_sessions_executions_each_their_own_cpu(s
 
 
 def test_cleanup_while_serving_leaves_its_pool_and_sessions_working(server: Server) -> None:
-    server_id = server.log.read_text().split("(server id ", 1)[1].split(")", 1)[0]
-    sid = f"kept-{os.getpid()}-{server.engine}"
+    server_id = server.id
+    sid = f"kept-{os.getpid()}-{server.side.name}"
     client = server.client()
     try:
         client.execute({"sessionId": sid, "request": {"cmd": "echo kept > note.txt", "runtime": "bash"}})
-        before = set(_server_containers(server.engine, server_id))
-        done = run_isol8(server.engine, "cleanup", "--force")
+        before = set(server.side.instances(server_id))
+        done = server.side.isol8("cleanup", "--force")
         assert done.status == 0, done.stderr
         assert f"whose isol8 process is still running (pid {server.proc.pid} on " in done.stderr
-        assert set(_server_containers(server.engine, server_id)) == before  # the pool and the session
-        names = _names(server.engine, before)  # now: the one the execution below takes is gone after it
+        assert set(server.side.instances(server_id)) == before  # the pool and the session
         warm = client.execute({"request": {"code": "print(1)", "runtime": "python"}})
         assert warm["stdout"] == "1\n"
-        assert warm["containerId"] in names  # a warm container from before the cleanup
+        assert warm["containerId"] in before  # a warm container from before the cleanup
         kept = client.execute({"sessionId": sid, "request": {"cmd": "cat note.txt", "runtime": "bash"}})
         assert kept["stdout"] == "kept\n"
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
-
-
-def _names(engine: str, ids: set[str]) -> set[str]:
-    done = subprocess.run(
-        [engine, "inspect", "--format", "{{.Name}}", *ids], capture_output=True, text=True, check=True
-    )
-    return {line.strip().lstrip("/") for line in done.stdout.splitlines()}
 
 
 def test_output_paths_come_back_as_base64_files_also_from_a_session(server: Server) -> None:
@@ -626,7 +657,7 @@ def test_output_paths_come_back_as_base64_files_also_from_a_session(server: Serv
     result = server.client().execute(body)
     assert base64.b64decode(result["files"]["/sandbox/out.bin"]) == bytes(range(256))
     assert result["missingFiles"] == ["/sandbox/none.txt"]
-    sid = f"files-{os.getpid()}-{server.engine}"
+    sid = f"files-{os.getpid()}-{server.side.name}"
     try:
         first = server.client().execute({**body, "sessionId": sid})
         assert set(first["files"]) == {"/sandbox/out.bin"}
@@ -689,7 +720,7 @@ def _reaches(engine: str, address: str, port: int) -> str:
 
 
 def test_a_later_session_request_gets_its_packages_and_no_background_process_gets_network(server: Server) -> None:
-    sid = f"pkgs-{os.getpid()}-{server.engine}"
+    sid = f"pkgs-{os.getpid()}-{server.side.name}"
     client = server.client()
     address = default_gateway(server.engine)
     with socket.socket() as listener:
@@ -743,7 +774,7 @@ def test_a_later_session_request_gets_its_packages_and_no_background_process_get
 
 
 def test_a_failed_install_into_a_session_is_an_error_and_the_session_lives_on(server: Server) -> None:
-    sid = f"badpkg-{os.getpid()}-{server.engine}"
+    sid = f"badpkg-{os.getpid()}-{server.side.name}"
     client = server.client()
     try:
         client.execute({"sessionId": sid, "request": {"code": "open('kept', 'w').write('1')", "runtime": "python"}})
@@ -763,7 +794,7 @@ def test_a_failed_install_into_a_session_is_an_error_and_the_session_lives_on(se
 
 
 def test_a_package_asked_again_with_another_version_replaces_it_in_the_session(server: Server) -> None:
-    sid = f"pkgver-{os.getpid()}-{server.engine}"
+    sid = f"pkgver-{os.getpid()}-{server.side.name}"
     client = server.client()
     ask = "import six; print(six.__version__)"
     try:
@@ -786,7 +817,7 @@ def test_a_package_asked_again_with_another_version_replaces_it_in_the_session(s
 def test_packages_that_do_not_fit_beside_the_sessions_files_leave_the_session_as_it_was(server: Server) -> None:
     """The installer's sandbox is as large as the session's but empty: the tree is made, then found
     not to fit in the session beside its files, which are all still there afterwards."""
-    sid = f"pkgfull-{os.getpid()}-{server.engine}"
+    sid = f"pkgfull-{os.getpid()}-{server.side.name}"
     fill = "open('filler', 'wb').write(b'x' * (2 * 1024 * 1024 - 48 * 1024)); print('full')"
     _a_refused_install_keeps_the_files(
         server, sid, fill, {"sandboxSize": "2m"}, "could not be unpacked", 2 * 1024**2 - 48 * 1024
@@ -817,7 +848,7 @@ def test_packages_that_would_exhaust_the_memory_limit_leave_the_session_as_it_wa
     """/sandbox is a tmpfs the memory limit counts: a session whose files take nearly all of its
     memory still has room in /sandbox, but unpacking a tree there would end in an OOM kill that
     takes the session with it. The room in memory is checked first, and the session keeps its files."""
-    sid = f"pkgmem-{os.getpid()}-{server.engine}"
+    sid = f"pkgmem-{os.getpid()}-{server.side.name}"
     # python gives its memory back before head fills /sandbox (exec), or the fill itself is the OOM
     fill = "import os; os.execv('/bin/sh', ['sh', '-c', 'head -c 56m /dev/zero > filler && echo full'])"
     options = {"sandboxSize": "256m", "memoryLimit": "64m"}
@@ -830,7 +861,7 @@ def test_a_session_that_keeps_its_processes_keeps_no_watchdog_of_an_ended_execut
     """Each execution's in-container watchdog sleeps out its time limit; a keepBackground session
     keeps the program's processes, but an ended execution's watchdog must go with it, or quick
     executions would pile sleeping watchdogs up to the session's pids limit."""
-    sid = f"watchdogs-{os.getpid()}-{server.engine}"
+    sid = f"watchdogs-{os.getpid()}-{server.side.name}"
     # the watchdogs' sleeps (the keeper's is of 86400 s) by their command lines
     count = (
         "n=0; for f in /proc/[0-9]*/cmdline; do "

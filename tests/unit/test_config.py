@@ -320,6 +320,12 @@ def names_key(message: str, key_path: str) -> bool:
         ("prebuiltImages:\n  - runtime: python\n", "prebuiltImages[0]", "tag"),
         ("prebuiltImages:\n  - tag: t\n", "prebuiltImages[0]", "runtime"),
         ("prebuiltImages: [python]\n", "prebuiltImages[0]", "mapping"),
+        # kubectl's argv gets these: never a flag ("-..."), never more than one name
+        ("backend:\n  namespace: --all-namespaces\n", "backend.namespace", "a Kubernetes name"),
+        ("backend:\n  namespace: a.b\n", "backend.namespace", "(a-z, 0-9, '-')"),
+        ("backend:\n  namespace: " + "n" * 64 + "\n", "backend.namespace", "a Kubernetes name"),
+        ("backend:\n  runtimeClassName: Gvisor\n", "backend.runtimeClassName", "'.'"),
+        ("backend:\n  imagePullSecrets: [ok, -x]\n", "backend.imagePullSecrets[1]", "a Kubernetes name"),
     ],
 )
 def test_invalid_config_names_the_file_and_the_key(tmp_path: Path, text: str, key_path: str, reason: str) -> None:

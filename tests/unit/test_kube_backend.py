@@ -205,7 +205,7 @@ def test_dry_run_prints_manifests_the_schema_and_the_restricted_standard_accept(
     status, out, err = run_cli("--backend", "kubernetes", "run", "--dry-run", "--json", "-e", "print('the-program')")
     assert status == 0, err
     planned = json.loads(out)
-    verbs = [argv[argv.index("--namespace") + 2] for argv in planned["commands"]]
+    verbs = [argv[argv.index("--namespace=default") + 1] for argv in planned["commands"]]
     assert verbs == ["apply", "create", "wait", "exec", "delete"]
     policy, pod = planned["manifests"]
     for manifest in (policy, pod):
@@ -217,10 +217,10 @@ def test_dry_run_prints_manifests_the_schema_and_the_restricted_standard_accept(
 def test_dry_run_text_is_a_script_that_feeds_each_manifest_on_stdin(run_cli: RunCli, no_processes: None) -> None:
     status, out, _ = run_cli("--backend", "kubernetes", "run", "--dry-run", "--net", "host", "--cmd", "echo hi")
     lines = out.splitlines()
-    start = lines.index("kubectl --namespace default create -f - -o name <<'ISOL8'")
+    start = lines.index("kubectl --namespace=default create -f - -o name <<'ISOL8'")
     end = lines.index("ISOL8", start)
     assert status == 0 and json.loads("\n".join(lines[start + 1 : end]))["kind"] == "Pod"
-    assert shlex.split(lines[end + 1])[3:5] == ["wait", "--for=condition=Ready"]
+    assert shlex.split(lines[end + 1])[2:4] == ["wait", "--for=condition=Ready"]
     assert "apply" not in out  # a host network has no policy
 
 

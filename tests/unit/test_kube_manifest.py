@@ -244,43 +244,43 @@ def test_a_value_no_label_can_hold_is_an_annotation() -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (K.create_argv(DEFAULT), ["kubectl", "--namespace", "sandboxes", "create", "-f", "-", "-o", "name"]),
+        (K.create_argv(DEFAULT), ["kubectl", "--namespace=sandboxes", "create", "-f", "-", "-o", "name"]),
         (
             K.apply_argv(EVERYTHING),
-            ["kubectl", "--context", "prod", "--namespace", "sandboxes", "apply", "-f", "-", "-o", "name"],
+            ["kubectl", "--context=prod", "--namespace=sandboxes", "apply", "-f", "-", "-o", "name"],
         ),
         (
             K.wait_ready_argv(DEFAULT, "isol8-1", 60),
-            ["kubectl", "--namespace", "sandboxes", "wait", "--for=condition=Ready", "pod/isol8-1", "--timeout=60s"],
+            ["kubectl", "--namespace=sandboxes", "wait", "--for=condition=Ready", "pod/isol8-1", "--timeout=60s"],
         ),
         (
             K.exec_argv(DEFAULT, "isol8-1", ["/bin/bash", "-c", "WRAPPER", "isol8"]),
-            ["kubectl", "--namespace", "sandboxes", "exec", "-i", "pod/isol8-1", "-c", "sandbox", "--",
+            ["kubectl", "--namespace=sandboxes", "exec", "-i", "pod/isol8-1", "-c", "sandbox", "--",
              "/bin/bash", "-c", "WRAPPER", "isol8"],
         ),
         (
             K.delete_argv(DEFAULT, ["isol8-1", "isol8-2"]),
-            ["kubectl", "--namespace", "sandboxes", "delete", "pod", "isol8-1", "isol8-2",
+            ["kubectl", "--namespace=sandboxes", "delete", "pod", "isol8-1", "isol8-2",
              "--grace-period=0", "--force", "--wait=false", "--ignore-not-found"],
         ),
         (
             K.delete_labelled_argv(DEFAULT, {"org.isol8.run.owner": "ab12", "org.isol8.managed": "true"}),
-            ["kubectl", "--namespace", "sandboxes", "delete", "pod", "-l",
+            ["kubectl", "--namespace=sandboxes", "delete", "pod", "-l",
              "org.isol8.managed=true,org.isol8.run.owner=ab12", "--grace-period=0", "--force", "--wait=false"],
         ),
-        (K.version_argv(DEFAULT), ["kubectl", "--namespace", "sandboxes", "version", "-o", "json"]),
+        (K.version_argv(DEFAULT), ["kubectl", "--namespace=sandboxes", "version", "-o", "json"]),
         (
             K.get_pod_argv(DEFAULT, "isol8-1"),
-            ["kubectl", "--namespace", "sandboxes", "get", "pod/isol8-1", "-o", "json"],
+            ["kubectl", "--namespace=sandboxes", "get", "pod/isol8-1", "-o", "json"],
         ),
         (
             K.get_argv(DEFAULT, {"org.isol8.run.owner": None, "org.isol8.managed": "true"}),
-            ["kubectl", "--namespace", "sandboxes", "get", "pods", "-l",
+            ["kubectl", "--namespace=sandboxes", "get", "pods", "-l",
              "org.isol8.managed=true,org.isol8.run.owner", "-o", "json"],
         ),
         (
             K.get_argv(DEFAULT, {"org.isol8.run.id": "isol8-1"}),
-            ["kubectl", "--namespace", "sandboxes", "get", "pods", "-l", "org.isol8.run.id=isol8-1", "-o", "json"],
+            ["kubectl", "--namespace=sandboxes", "get", "pods", "-l", "org.isol8.run.id=isol8-1", "-o", "json"],
         ),
     ],
 )  # fmt: skip

@@ -10,8 +10,8 @@ from isol8.backends.kubernetes.manifest import CONTAINER, KubeSettings
 
 def kubectl(settings: KubeSettings, *args: str) -> list[str]:
     """kubectl with the settings' context and namespace before the command."""
-    context = ["--context", settings.context] if settings.context else []
-    return ["kubectl", *context, "--namespace", settings.namespace, *args]
+    context = [f"--context={settings.context}"] if settings.context else []  # one word: never read as a flag
+    return ["kubectl", *context, f"--namespace={settings.namespace}", *args]
 
 
 def selector(labels: Mapping[str, str | None]) -> str:
