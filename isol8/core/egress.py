@@ -221,15 +221,16 @@ def _without(network: Any, hole: Any) -> list[Any]:
     return list(network.address_exclude(hole))
 
 
-def squid_config(egress: Egress) -> str:
-    """squid.conf for one filtered run's proxy, listening on 127.0.0.1:PROXY_PORT of its container.
+def squid_config(egress: Egress, *, listen: str = f"127.0.0.1:{PROXY_PORT}") -> str:
+    """squid.conf for one filtered run's proxy, listening on 127.0.0.1:PROXY_PORT of its container
+    (on Kubernetes, on PROXY_PORT of its Pod's address: a NetworkPolicy lets its sandbox alone in).
 
     The order of the http_access lines is the policy: squid's own manager and anything but HTTP
     and CONNECT are refused; a deny-listed or unlisted name (or port) is refused before anything
     resolves it (no lookup leaks it); then the proxy's own resolution of an allowed name must give
     no blocked address. Every decision is logged on stdout, one line each (parse_log)."""
     lines = [
-        f"http_port 127.0.0.1:{PROXY_PORT}",
+        f"http_port {listen}",
         "pid_filename none",
         "pinger_enable off",
         "cache deny all",

@@ -6,9 +6,12 @@ An engine that does not answer skips its tests locally, and fails them when CI i
 
 from __future__ import annotations
 
+import http.server
 import os
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -175,3 +178,41 @@ def start_run(engine: str, *args: str) -> subprocess.Popen[str]:
         stdin=subprocess.DEVNULL,
         text=True,
     )
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hello from {self.headers.get('Host', '?')}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(server: http.server.ThreadingHTTPServer) -> int:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return int(server.server_address[1])
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    """An HTTP and an HTTPS server on every address of this machine: (http port, https port)."""
+    tmp = tmp_path_factory.mktemp("tls")
+    key, cert = tmp / "key.pem", tmp / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=allowed.test", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    plain = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Hello)
+    tls = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Hello)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    yield _serve(plain), _serve(tls)
+    plain.shutdown()
+    tls.shutdown()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from isol8 import labels as L
 from isol8.core.sandbox import default_seccomp_profile
 from tests.integration.conftest import ISOL8, Result, _answers
 
@@ -45,6 +46,13 @@ class Cluster:
         assert done.returncode == 0, done.stderr
         return [item["metadata"]["name"] for item in json.loads(done.stdout)["items"]]
 
+    def policies(self) -> list[str]:
+        """The NetworkPolicies of filtered runs (`none`'s one stays: it is the namespace's)."""
+        argv = ["kubectl", "--namespace", NAMESPACE, "get", "networkpolicies", "-l", L.EGRESS_OF, "-o", "json"]
+        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [item["metadata"]["name"] for item in json.loads(done.stdout)["items"]]
+
     def containers(self) -> list[str]:
         """The simulated node's containers of isol8's Pods (a deleted Pod must leave none running)."""
         if self.kind != "simulated":
@@ -54,9 +62,9 @@ class Cluster:
 
     def assert_empty(self, within: float = 10.0) -> None:
         deadline = time.monotonic() + within
-        while (self.pods() or self.containers()) and time.monotonic() < deadline:
+        while (self.pods() or self.containers() or self.policies()) and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert (self.pods(), self.containers()) == ([], [])
+        assert (self.pods(), self.containers(), self.policies()) == ([], [], [])
 
 
 def open_cluster(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
@@ -86,3 +94,19 @@ def open_cluster(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Cluster
     backend = {"kind": "kubernetes", "namespace": NAMESPACE, "seccompLocalhost": seccomp}
     config.write_text(json.dumps({"backend": backend}))
     return Cluster(kind, env, config)
+
+
+KUBE_NETWORK = "podman-default-kube-network"  # where `podman kube play` puts Pods
+
+
+def node_gateway() -> str:
+    """This machine's address on the simulated node's Pod network (made now if no Pod has made it yet)."""
+    if subprocess.run(["podman", "network", "exists", KUBE_NETWORK]).returncode != 0:
+        subprocess.run(["podman", "network", "create", KUBE_NETWORK], capture_output=True, check=True)
+    done = subprocess.run(
+        ["podman", "network", "inspect", KUBE_NETWORK, "--format", "{{json .Subnets}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return str(json.loads(done.stdout)[0]["gateway"])

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import ISOL8
-from tests.integration.kube import NAMESPACE, Cluster, open_cluster
+from tests.integration.kube import NAMESPACE, Cluster, node_gateway, open_cluster
 from tests.integration.remote import REGISTRY, registry
+from tests.integration.test_network_filter import FETCH, NAMES, Hosts
 
 
 @pytest.fixture(scope="module", params=["simulated", "live"])
@@ -290,3 +291,92 @@ def test_doctor_checks_the_clusters_sandbox_and_catches_a_profile_that_allows_us
     weak.write_text(json.dumps({"backend": {"kind": "kubernetes", "namespace": NAMESPACE}}))
     done = Cluster(kube.kind, kube.env, weak).isol8("doctor")
     assert done.status != 0 and "sandbox: with RuntimeDefault" in done.stdout, done.stdout
+
+
+# ---- --net filtered: a proxy Pod, and NetworkPolicies that leave it the only way out ------------
+
+
+@pytest.fixture
+def filtered(kube: Cluster, tmp_path: Path, stand_ins: tuple[int, int]) -> tuple[Cluster, Hosts]:
+    """kube with network.hosts naming this machine's stand-in servers (tests/integration/test_network_filter.py),
+    which the simulated node's Pods reach through their network's gateway."""
+    if kube.kind != "simulated":
+        pytest.skip("the stand-in servers on this machine are out of a live cluster's reach")
+    hosts = Hosts(node_gateway(), *stand_ins)
+    network = {"hosts": dict.fromkeys(NAMES, hosts.gateway), "allowPrivate": [f"{hosts.gateway}/32"]}
+    config = tmp_path / "filtered.json"
+    config.write_text(json.dumps({**json.loads(kube.config.read_text()), "network": network}))
+    return Cluster(kube.kind, kube.env, config), hosts
+
+
+def test_a_filtered_run_reaches_its_allowed_hosts_through_its_proxy_pod_and_the_log_says_so(
+    filtered: tuple[Cluster, Hosts],
+) -> None:
+    kube, hosts = filtered
+    p, s = hosts.http, hosts.https
+    urls = [f"http://allowed.test:{p}/", f"https://allowed.test:{s}/", f"http://other.test:{p}/"]
+    allow = ["--allow", f"allowed.test:{p}", "--allow", f"allowed.test:{s}", "--deny", "denied.test"]
+    done = kube.isol8("run", "--json", *allow, "--env", f"URLS={' '.join(urls)}", "-e", FETCH)
+    assert done.status == 0, done.stderr
+    result = json.loads(done.stdout)
+    got = dict(line.split(" ", 1) for line in result["stdout"].splitlines())
+    assert got == {
+        urls[0]: f"200 hello from allowed.test:{p}",
+        urls[1]: f"200 hello from allowed.test:{s}",  # through a CONNECT tunnel
+        urls[2]: "ERR HTTP Error 403: Forbidden",
+    }, result
+    verdicts = [(entry["target"], entry["verdict"]) for entry in result["network"]["log"]]
+    assert verdicts == [(urls[0], "allowed"), (f"allowed.test:{s}", "allowed"), (urls[2], "not-allowed")]
+
+
+# beside the engines' ways out (test_network_filter.BYPASS): the proxy Pod's address itself, on
+# another port and, in its own words, as a proxy for an address
+AROUND_THE_RELAY = r"""
+import socket, urllib.request
+proxy = open("/proc/net/tcp").read()  # the relay's connections: to the proxy Pod's port 3128
+peers = {line.split()[2] for line in proxy.splitlines()[1:] if line.split()[2].endswith(":0C38")}
+for peer in peers:
+    raw, _ = peer.split(":")
+    address = ".".join(str(int(raw[i - 2 : i], 16)) for i in range(8, 0, -2))
+    try:
+        socket.create_connection((address, 22), 3)
+        print("proxy pod port 22: REACHED")
+    except OSError as exc:
+        print("proxy pod port 22: failed", type(exc).__name__)
+print("peers", len(peers))
+"""
+
+
+def test_nothing_but_the_proxy_pod_leads_out_of_a_filtered_pod(filtered: tuple[Cluster, Hosts]) -> None:
+    from tests.integration.test_network_filter import BYPASS
+
+    kube, hosts = filtered
+    allowed = f"allowed.test:{hosts.http}"
+    target = f"TARGET={hosts.gateway}:{hosts.http}"
+    # a connection to the proxy kept open while the probe reads /proc/net/tcp for its address
+    keep = "import socket\nheld = socket.create_connection(('127.0.0.1', 3128), 5)\nimport time; time.sleep(0.5)\n"
+    done = kube.isol8("run", "--allow", allowed, "--env", target, "-e", BYPASS + keep + AROUND_THE_RELAY)
+    assert done.status == 0, done.stderr
+    results = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    asked = {name: results.pop(name, None) for name in ("manager", "ftp", "other port")}
+    assert asked == {"manager": "status 403", "ftp": "status 403", "other port": "status 403"}, done.stdout
+    assert "peers 0" not in done.stdout, done.stdout  # the probe found the proxy Pod
+    assert len(results) == 9 and all(outcome.startswith("failed") for outcome in results.values()), done.stdout
+    assert results["raw socket"] == "failed PermissionError"
+    assert results["proxy to an ip"] == "failed HTTPError"  # the proxy's own refusal: the IP is no allowed name
+
+
+def test_a_timed_out_or_killed_filtered_run_leaves_no_pod_or_policy(filtered: tuple[Cluster, Hosts]) -> None:
+    kube, hosts = filtered
+    done = kube.isol8("run", "--allow", f"allowed.test:{hosts.http}", "--timeout", "2s", "--cmd", "echo up; sleep 60")
+    assert (done.status, done.stdout) == (124, "up\n"), done.stderr
+    kube.assert_empty()
+    proc = kube.start("--allow", f"allowed.test:{hosts.http}", "--cmd", "sleep 120")
+    deadline = time.monotonic() + 60
+    while len(kube.pods()) < 2:  # the proxy Pod and the sandbox's
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.kill()
+    proc.wait(timeout=30)
+    kube.assert_empty(within=30)  # the reaper deleted both Pods; the policies went with the proxy's

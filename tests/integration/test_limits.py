@@ -11,7 +11,7 @@ import pytest
 
 from isol8.core.sandbox import OWN_PIDS
 from tests.integration.conftest import ISOL8, Isol8
-from tests.integration.test_server import KEY, Server, _post, _start, _stop
+from tests.integration.test_server import KEY, Server, Side, _post, _start, _stop
 
 MIB = 1024 * 1024
 UNLIMITED = ["0", "-1", "0.5", "nan", "inf"]
@@ -123,7 +123,7 @@ ABOVE = {
 
 @pytest.fixture(scope="module")
 def limits_server(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = _start(engine, tmp_path_factory.mktemp("serve-limits"), server={"poolSize": 1})
+    started = _start(Side.of_engine(engine), tmp_path_factory.mktemp("serve-limits"), server={"poolSize": 1})
     yield started
     _stop(started)
 

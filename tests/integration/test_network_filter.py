@@ -1,6 +1,6 @@
 """--net filtered on both engines: only the allowed hosts, through isol8's egress proxy, and nothing else.
 
-Stand-in hosts are HTTP and HTTPS servers the tests start on this machine, reached from the
+Stand-in hosts are HTTP and HTTPS servers the tests start on this machine (conftest's stand_ins), reached from the
 proxy's container through the engine's default gateway: names like allowed.test are given that
 address by network.hosts, and network.allowPrivate lets the proxy connect to it (a private
 address). Every attack is tried from inside the sandbox, as hostile code would.
@@ -8,17 +8,13 @@ address). Every attack is tried from inside the sandbox, as hostile code would.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
-import ssl
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -43,44 +39,6 @@ class Hosts(NamedTuple):
     gateway: str  # this machine, as the proxy's container reaches it
     http: int
     https: int
-
-
-class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"hello from {self.headers.get('Host', '?')}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _serve(server: http.server.ThreadingHTTPServer) -> int:
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return int(server.server_address[1])
-
-
-@pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
-    """An HTTP and an HTTPS server on every address of this machine: (http port, https port)."""
-    tmp = tmp_path_factory.mktemp("tls")
-    key, cert = tmp / "key.pem", tmp / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=allowed.test", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    plain = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Hello)
-    tls = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Hello)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    tls.socket = context.wrap_socket(tls.socket, server_side=True)
-    yield _serve(plain), _serve(tls)
-    plain.shutdown()
-    tls.shutdown()
 
 
 @pytest.fixture
@@ -404,11 +362,11 @@ def test_an_install_works_under_filtered_and_the_code_still_reaches_only_its_hos
 def test_the_server_takes_the_original_clients_filtered_request_within_its_allowed_hosts(
     engine: str, hosts: Hosts, tmp_path: Path
 ) -> None:
-    from tests.integration.test_server import KEY, _post, _start, _stop
+    from tests.integration.test_server import KEY, Side, _post, _start, _stop
 
     network = {"hosts": dict.fromkeys(NAMES, hosts.gateway), "allowPrivate": [f"{hosts.gateway}/32"]}
     ceiling = [f"allowed.test:{hosts.http}", f"*.wild.test:{hosts.https}"]  # the stand-ins' ports
-    server = _start(engine, tmp_path, network=network, server={"allowedHosts": ceiling})
+    server = _start(Side.of_engine(engine), tmp_path, network=network, server={"allowedHosts": ceiling})
     try:
         url = f"http://allowed.test:{hosts.http}/ https://api.wild.test:{hosts.https}/ http://other.test:{hosts.http}/"
         asked = {

@@ -14,8 +14,11 @@ import yaml
 from isol8.backends.kubernetes import argv as K
 from isol8.backends.kubernetes.manifest import (
     KubeSettings,
+    egress_policies,
     network_policy_manifest,
     pod_manifest,
+    proxy_pod_manifest,
+    relay_container,
     split_labels,
 )
 from isol8.config import load_config
@@ -229,10 +232,164 @@ def test_the_network_policy_of_none_denies_everything_to_the_pods_of_none() -> N
 
 
 def test_what_no_pod_can_be_is_refused() -> None:
-    with pytest.raises(ValueError, match="needs the egress proxy"):
-        _pod(network="filtered", egress=object())
+    with pytest.raises(ValueError, match="has the relay to its egress proxy"):
+        _pod(network="filtered", egress=object())  # a filtered Pod without its relay
+    with pytest.raises(ValueError, match="has the relay to its egress proxy"):
+        pod_manifest(
+            "isol8-1", "img", SandboxPolicy(), {}, DEFAULT, deadline_s=9, relay=relay_container("p", "10.0.0.9")
+        )
     with pytest.raises(ValueError, match="deadline"):
         pod_manifest("isol8-1", "img", SandboxPolicy(), {}, DEFAULT, deadline_s=0)
+
+
+# ---- a filtered run's: the relay beside the sandbox, the proxy Pod, their NetworkPolicies ---------
+
+PROXY_LABELS = {
+    "org.isol8.managed": "true",
+    "org.isol8.run.id": "isol8-0123abcd-proxy",
+    "org.isol8.egress.of": "isol8-0123abcd",
+}
+LOCKED_13 = {
+    "runAsNonRoot": True,
+    "runAsUser": 13,
+    "runAsGroup": 13,
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _filtered_pod(settings: KubeSettings = DEFAULT) -> dict[str, Any]:
+    policy = SandboxPolicy(network="filtered", egress=object())  # type: ignore[arg-type]
+    relay = relay_container("reg.example:5000/isol8/isol8:proxy", "10.1.2.3")
+    return pod_manifest("isol8-0123abcd", "img", policy, LABELS, settings, deadline_s=40, relay=relay)
+
+
+def _proxy_pod(settings: KubeSettings = DEFAULT) -> dict[str, Any]:
+    hosts = (("allowed.test", "10.0.0.1"), ("other.test", "10.0.0.1"), ("v6.test", "fd00::1"))
+    return proxy_pod_manifest(
+        "isol8-0123abcd-proxy", "reg.example:5000/isol8/isol8:proxy", PROXY_LABELS, hosts, settings, deadline_s=40
+    )
+
+
+def test_the_relay_beside_a_filtered_sandbox_leads_to_its_proxy_pod_alone_exactly() -> None:
+    limits = {"memory": "64Mi", "cpu": "500m", "ephemeral-storage": "16Mi"}
+    listen = "TCP-LISTEN:3128,bind=127.0.0.1,fork,max-children=128,reuseaddr"
+    assert relay_container("proxy-image", "10.1.2.3") == {
+        "name": "egress",
+        "image": "proxy-image",
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["socat", listen, "TCP4:10.1.2.3:3128"],
+        "securityContext": LOCKED_13,
+        "resources": {"requests": limits, "limits": limits},
+    }
+    assert relay_container("p", "fd00::7")["command"][2] == "TCP6:[fd00::7]:3128"
+    with pytest.raises(ValueError):  # the API server's podIP, and nothing else, ever reaches socat's argv
+        relay_container("p", "10.1.2.3,fork EXEC:sh")
+    pod = _filtered_pod()
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["sandbox", "egress"]
+    assert pod["metadata"]["labels"]["org.isol8.network"] == "filtered"
+
+
+def test_the_proxy_pod_exactly() -> None:
+    limits = {"memory": "256Mi", "cpu": "1", "ephemeral-storage": "64Mi"}
+    assert _proxy_pod() == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "isol8-0123abcd-proxy",
+            "namespace": "sandboxes",
+            "labels": {**PROXY_LABELS, "org.isol8.network": "proxy"},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": 40,
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "hostNetwork": False,
+            "hostPID": False,
+            "hostIPC": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 13,
+                "runAsGroup": 13,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "proxy",
+                    "image": "reg.example:5000/isol8/isol8:proxy",
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sleep", "infinity"],
+                    "securityContext": LOCKED_13,
+                    "resources": {"requests": limits, "limits": limits},
+                    "volumeMounts": [
+                        {"name": "spool", "mountPath": "/var/spool/squid"},
+                        {"name": "run", "mountPath": "/run/squid"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "spool", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            ],
+            "hostAliases": [
+                {"ip": "10.0.0.1", "hostnames": ["allowed.test", "other.test"]},
+                {"ip": "fd00::1", "hostnames": ["v6.test"]},
+            ],
+        },
+    }
+    assert _proxy_pod(EVERYTHING)["spec"]["imagePullSecrets"] == [{"name": "registry-a"}, {"name": "registry-b"}]
+
+
+def test_the_policies_of_a_filtered_run_let_the_sandbox_reach_its_proxy_alone_exactly() -> None:
+    sandbox, proxy = egress_policies("isol8-0123abcd", PROXY_LABELS, DEFAULT, owner=("isol8-0123abcd-proxy", "u-1"))
+    metadata = {
+        "namespace": "sandboxes",
+        "labels": PROXY_LABELS,
+        "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "isol8-0123abcd-proxy", "uid": "u-1"}],
+    }
+    port = [{"protocol": "TCP", "port": 3128}]
+    to_proxy = {"podSelector": {"matchLabels": {"org.isol8.egress.of": "isol8-0123abcd", "org.isol8.network": "proxy"}}}
+    from_sandbox = {"podSelector": {"matchLabels": {"org.isol8.run.id": "isol8-0123abcd"}}}
+    assert sandbox == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "isol8-0123abcd-egress", **metadata},
+        "spec": {
+            **from_sandbox,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [{"to": [to_proxy], "ports": port}],
+        },
+    }
+    assert proxy == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "isol8-0123abcd-proxy", **metadata},
+        "spec": {**to_proxy, "policyTypes": ["Ingress"], "ingress": [{"from": [from_sandbox], "ports": port}]},
+    }
+    # the proxy Pod is no sandbox: the sandbox's policy, and `none`'s, never select it
+    assert not set(from_sandbox["podSelector"]["matchLabels"].items()) <= set(
+        _proxy_pod()["metadata"]["labels"].items()
+    )
+    assert _proxy_pod()["metadata"]["labels"]["org.isol8.network"] != "none"
+
+
+@pytest.mark.parametrize("settings", [DEFAULT, EVERYTHING], ids=["default", "every-setting"])
+def test_a_filtered_runs_manifests_are_valid_and_restricted(settings: KubeSettings) -> None:
+    owner = ("isol8-0123abcd-proxy", "u-1")
+    for manifest in (
+        _filtered_pod(settings),
+        _proxy_pod(settings),
+        *egress_policies("isol8-0123abcd", PROXY_LABELS, settings, owner=owner),
+    ):
+        kubernetes_validate.validate(manifest, SCHEMA_VERSION, strict=True)
+    assert restricted_violations(_filtered_pod(settings)) == []
+    assert restricted_violations(_proxy_pod(settings)) == []
 
 
 def test_a_value_no_label_can_hold_is_an_annotation() -> None:

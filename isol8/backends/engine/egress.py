@@ -15,15 +15,13 @@ isol8's (cleanup, the reaper and a server's own sweep find them) and removed whe
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from isol8 import labels as L
 from isol8.backends import reaper
+from isol8.backends.attached import QUIET_S, Attached, ProxyLog
 from isol8.backends.engine import argv as A
-from isol8.core.egress import MAX_LOG_ENTRIES, PROXY_IMAGE, Decision, Egress, parse_log, squid_config
+from isol8.core.egress import PROXY_IMAGE, Decision, Egress, squid_config
 from isol8.errors import EngineError, ImageMissing, ImageNotFound, RunFailed
 from isol8.log import get_logger
 from isol8.process import StreamingProcess
@@ -36,78 +34,6 @@ log = get_logger(__name__)
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
-QUIET_S = 0.05
-_LINE_MAX = 65536
-
-
-class _Attached:
-    """An egress container run attached: its output read line by line in a thread, ready once
-    its stderr shows marker."""
-
-    def __init__(
-        self,
-        argv: list[str],
-        *,
-        stdin: Iterable[bytes] | None,
-        marker: str,
-        on_line: Callable[[str], None],
-        verbose: bool,
-        cwd: str | None,
-    ) -> None:
-        self.marker = marker
-        self.verbose = verbose
-        self.on_line = on_line
-        self.ready = threading.Event()
-        self.ended = False
-        self.last_line = time.monotonic()
-        self.tail: deque[str] = deque(maxlen=20)
-        self.proc = StreamingProcess(argv, stdin=stdin, cwd=cwd)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        pending = {"stdout": b"", "stderr": b""}
-        try:
-            for stream, data in self.proc.chunks():
-                *lines, rest = (pending[stream] + data).split(b"\n")
-                pending[stream] = rest if len(rest) <= _LINE_MAX else b""
-                for line in lines:
-                    self._line(stream, line.decode("utf-8", "replace"))
-        finally:
-            self.ended = True
-            self.ready.set()
-
-    def _line(self, stream: str, line: str) -> None:
-        self.last_line = time.monotonic()
-        if stream == "stdout":
-            self.on_line(line)
-            return
-        self.tail.append(line)
-        if self.verbose:
-            log.debug("egress: %s", line)
-        if self.marker in line:
-            self.ready.set()
-
-    def quiet(self, quiet_s: float, timeout: float) -> None:
-        """Wait until nothing was printed for quiet_s (or it ended, or timeout)."""
-        due = time.monotonic() + timeout
-        while not self.ended and time.monotonic() < due:
-            idle = time.monotonic() - self.last_line
-            if idle >= quiet_s:
-                return
-            time.sleep(quiet_s - idle)
-
-    def stop(self, timeout: float) -> bool:
-        """Wait for the client to end (its container stopped); whether it did."""
-        if self.proc.wait(timeout) is None:
-            return False
-        self.thread.join(timeout)
-        self.proc.__exit__()
-        return True
-
-    def kill(self) -> None:
-        self.proc.__exit__()
-        self.thread.join(1)
 
 
 class EgressProxy:
@@ -119,11 +45,9 @@ class EgressProxy:
         self.proxy, self.relay, self.volume = f"{sandbox}-proxy", f"{sandbox}-relay", f"{sandbox}-egress"
         kept = {k: v for k, v in labels.items() if k not in (L.RUNTIME, L.RUN_ID)}
         self.labels = {**kept, L.EGRESS_OF: sandbox, **reaper.owner_label()}
-        self.decisions: list[Decision] = []
-        self.dropped = 0
-        self.unparsed = 0  # lines of the proxy's log that are no decision: none are expected
-        self._proxy: _Attached | None = None
-        self._relay: _Attached | None = None
+        self.log = ProxyLog()
+        self._proxy: Attached | None = None
+        self._relay: Attached | None = None
 
     def start(self) -> str:
         """Start both; the --network value of the sandbox that goes out through them."""
@@ -135,7 +59,7 @@ class EgressProxy:
         try:
             self.backend.call(A.volume_create_argv(d, name=self.volume, labels=self._labels(self.volume)))
             # both at once: the relay opens the proxy's socket only when a connection comes
-            self._proxy = _Attached(
+            self._proxy = Attached(
                 A.proxy_argv(
                     d,
                     name=self.proxy,
@@ -146,15 +70,15 @@ class EgressProxy:
                 ),
                 stdin=[squid_config(self.egress).encode()],
                 marker="Accepting HTTP Socket connections",
-                on_line=self._logged,
+                on_line=self.log.line,
                 verbose=True,
                 cwd=cwd,
             )
-            self._relay = _Attached(
+            self._relay = Attached(
                 A.relay_argv(d, name=self.relay, image=image, labels=self._labels(self.relay), volume=self.volume),
                 stdin=None,
                 marker="listening on",
-                on_line=self._logged,
+                on_line=self.log.line,
                 verbose=False,
                 cwd=cwd,
             )
@@ -168,7 +92,7 @@ class EgressProxy:
     def _labels(self, name: str) -> dict[str, str]:
         return {**L.run_labels(name), **self.labels}
 
-    def _ready(self, attached: _Attached) -> None:
+    def _ready(self, attached: Attached) -> None:
         if attached.ready.wait(START_TIMEOUT_S) and not attached.ended:
             return
         attached.kill()
@@ -186,18 +110,6 @@ class EgressProxy:
         problem = "did not start" if code is not None else f"did not start within {START_TIMEOUT_S:g}s"
         raise RunFailed(argv, code, "", stderr, message=f"the egress proxy {problem}: {error.message}")
 
-    def _logged(self, line: str) -> None:
-        decision = parse_log(line)
-        if decision is None:
-            self.unparsed += 1
-            log.debug("egress: not a decision: %r", line[:200])
-            return
-        log.debug("egress: %s %s %s", decision.verdict, decision.method, decision.target)
-        if len(self.decisions) < MAX_LOG_ENTRIES:
-            self.decisions.append(decision)
-        else:
-            self.dropped += 1
-
     def close(self) -> tuple[Decision, ...]:
         """Remove the relay, the proxy and the volume (once the sandbox is gone); the proxy's log.
 
@@ -214,11 +126,7 @@ class EgressProxy:
         self._quietly(lambda: self.backend.call(A.volume_rm_argv(d, [self.volume]), idempotent=True))
         for name in (self.proxy, self.relay, self.volume):
             reaper.release(name)
-        if self.dropped:
-            log.warning("egress: %d more decisions were not kept (at most %d)", self.dropped, MAX_LOG_ENTRIES)
-        if self.unparsed:
-            log.warning("egress: %d lines of the proxy's log were not understood (--debug shows them)", self.unparsed)
-        return tuple(self.decisions)
+        return self.log.finish()
 
     @staticmethod
     def _quietly(step: Callable[[], object]) -> None:

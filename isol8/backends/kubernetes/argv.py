@@ -23,9 +23,9 @@ def version_argv(settings: KubeSettings) -> list[str]:
     return kubectl(settings, "version", "-o", "json")
 
 
-def create_argv(settings: KubeSettings) -> list[str]:
-    """Create what stdin describes (a manifest as JSON); print what was made."""
-    return kubectl(settings, "create", "-f", "-", "-o", "name")
+def create_argv(settings: KubeSettings, output: str = "name") -> list[str]:
+    """Create what stdin describes (a manifest as JSON); print what was made (its name, or json)."""
+    return kubectl(settings, "create", "-f", "-", "-o", output)
 
 
 def apply_argv(settings: KubeSettings) -> list[str]:
@@ -37,9 +37,9 @@ def wait_ready_argv(settings: KubeSettings, name: str, timeout_s: int) -> list[s
     return kubectl(settings, "wait", "--for=condition=Ready", f"pod/{name}", f"--timeout={timeout_s}s")
 
 
-def exec_argv(settings: KubeSettings, name: str, command: Sequence[str]) -> list[str]:
+def exec_argv(settings: KubeSettings, name: str, command: Sequence[str], container: str = CONTAINER) -> list[str]:
     """Run command in the Pod's container, stdin attached (the wrapper reads its payload there)."""
-    return kubectl(settings, "exec", "-i", f"pod/{name}", "-c", CONTAINER, "--", *command)
+    return kubectl(settings, "exec", "-i", f"pod/{name}", "-c", container, "--", *command)
 
 
 def delete_argv(settings: KubeSettings, names: Sequence[str]) -> list[str]:

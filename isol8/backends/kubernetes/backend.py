@@ -39,6 +39,7 @@ from isol8.process import Completed, StreamingProcess, run_process, run_process_
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.backends.base import Planned
+    from isol8.backends.kubernetes.egress import KubeEgress
     from isol8.models import Captured, ContainerInfo, EngineInfo, ImageInfo
 
 log = get_logger(__name__)
@@ -105,33 +106,46 @@ class KubeBackend:
 
     # -- runs ---------------------------------------------------------------------------------------
 
-    def _manifests(self, spec: ContainerSpec, deadline_s: int | None, outlives: bool = False) -> list[dict[str, Any]]:
-        """(the NetworkPolicy of `none`, if needed, then) the Pod of spec."""
-        if spec.policy.egress is not None:
-            raise UsageError("a filtered network needs an egress proxy, which isol8 has no Pod for yet: use none")
+    def _manifests(
+        self, spec: ContainerSpec, deadline_s: int | None, outlives: bool = False, relay: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """(the NetworkPolicy of `none`, if needed, then) the Pod of spec (a filtered one's with its relay)."""
         owner = {} if outlives else reaper.owner_label()
         pod = pod_manifest(
-            spec.name, spec.image, spec.policy, {**spec.labels, **owner}, self.settings, deadline_s=deadline_s
+            spec.name,
+            spec.image,
+            spec.policy,
+            {**spec.labels, **owner},
+            self.settings,
+            deadline_s=deadline_s,
+            relay=relay,
         )
         return [network_policy_manifest(self.settings), pod] if spec.policy.network == "none" else [pod]
 
-    def _create(self, spec: ContainerSpec, deadline_s: int | None, *, outlives: bool = False) -> None:
+    def create(
+        self,
+        spec: ContainerSpec,
+        deadline_s: int | None,
+        *,
+        outlives: bool = False,
+        relay: dict[str, Any] | None = None,
+    ) -> None:
         """Create spec's Pod and wait until it is Ready; on any failure it is deleted (unless it was
         another's: a name in use)."""
-        *policy, pod = self._manifests(spec, deadline_s, outlives)
+        *policy, pod = self._manifests(spec, deadline_s, outlives, relay)
         if policy and not self._policy_applied:
             self.call(K.apply_argv(self.settings), input=json.dumps(policy[0]).encode())
             self._policy_applied = True
         if not outlives:
-            reaper.watch_argv(self._reaper_key(), self._reaper_argv, spec.name)
+            self.watch(spec.name)
         self.call(K.create_argv(self.settings), input=json.dumps(pod).encode(), timeout=READY_TIMEOUT)
         try:
-            self._wait_ready(spec.name, spec.image)
+            self.wait_ready(spec.name, spec.image)
         except BaseException:
             self.remove_quietly(spec.name)
             raise
 
-    def _wait_ready(self, name: str, image: str) -> None:
+    def wait_ready(self, name: str, image: str) -> None:
         """Until the Pod is Ready, in slices: between them its status says whether it ever will be."""
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
@@ -140,7 +154,7 @@ class KubeBackend:
             done = run_process(argv, timeout=slice_s + QUERY_TIMEOUT)
             if done.returncode == 0:
                 return
-            pod = self._pod(name)
+            pod = self.pod(name)
             if pod is None:
                 raise ContainerNotFound(argv, done.returncode, done.stdout, done.stderr, message=f"pod {name} is gone")
             phase, reason, message = waiting(pod)
@@ -156,7 +170,11 @@ class KubeBackend:
             if time.monotonic() >= deadline:
                 raise RunFailed(argv, None, message=f"pod {name} was not ready within {READY_TIMEOUT}s ({phase})")
 
-    def _pod(self, name: str) -> dict[str, Any] | None:
+    def watch(self, name: str) -> None:
+        """From now on, Pod `name` is deleted by this process's reaper if it dies."""
+        reaper.watch_argv(self._reaper_key(), self._reaper_argv, name)
+
+    def pod(self, name: str) -> dict[str, Any] | None:
         try:
             return parse_json(self.call(K.get_pod_argv(self.settings, name)).stdout)
         except ContainerNotFound:
@@ -171,17 +189,32 @@ class KubeBackend:
         remove: bool,
         backstop_s: int,
     ) -> PodRun:
-        self._create(spec, backstop_s + DEADLINE_EXTRA_S)
+        deadline_s = backstop_s + DEADLINE_EXTRA_S
+        if spec.policy.egress is not None:
+            from isol8.backends.kubernetes.egress import run_filtered
+
+            egress = spec.policy.egress
+            return run_filtered(self, spec, egress, command, stdin=stdin, remove=remove, deadline_s=deadline_s)
+        self.create(spec, deadline_s)
+        return self.exec_run(spec.name, command, stdin, remove, None)
+
+    def exec_run(
+        self, name: str, command: Sequence[str], stdin: Iterable[bytes], remove: bool, egress: KubeEgress | None
+    ) -> PodRun:
         try:
-            proc = StreamingProcess(K.exec_argv(self.settings, spec.name, ["/bin/bash", *command]), stdin=stdin)
+            proc = StreamingProcess(K.exec_argv(self.settings, name, ["/bin/bash", *command]), stdin=stdin)
         except BaseException:
-            self.remove_quietly(spec.name)
+            self.remove_quietly(name)
+            if egress is not None:
+                egress.close()
             raise
-        return PodRun(self, spec.name, proc, remove=remove)
+        return PodRun(self, name, proc, remove=remove, egress=egress)
 
     def planned_run(
         self, spec: ContainerSpec, command: Sequence[str], *, remove: bool, backstop_s: int
     ) -> list[Planned]:
+        if spec.policy.egress is not None:  # as on the engines
+            raise UsageError("--dry-run shows no filtered run: its proxy Pod's address is known only once it runs")
         *policy, pod = self._manifests(spec, backstop_s + DEADLINE_EXTRA_S)
         planned: list[Planned] = [(K.apply_argv(self.settings), p) for p in policy]
         planned += [
@@ -204,7 +237,9 @@ class KubeBackend:
         return self.run(host, command, stdin=stdin, remove=True, backstop_s=backstop_s)
 
     def start_standby(self, spec: ContainerSpec, *, outlives: bool = False) -> str:
-        self._create(spec, None, outlives=outlives)
+        if spec.policy.egress is not None:
+            raise UsageError("a filtered network is for single runs: a standby Pod (a session) cannot have one")
+        self.create(spec, None, outlives=outlives)
         return spec.name
 
     def session_control(
@@ -214,7 +249,7 @@ class KubeBackend:
         read, patched only if it is still so, else decided again."""
         deadline = time.monotonic() + timeout
         while True:
-            pod = self._pod(name)
+            pod = self.pod(name)
             if pod is None:
                 raise ContainerNotFound(K.get_pod_argv(self.settings, name), 1, message=f"pod {name} is gone")
             record = R.read(pod)
@@ -243,7 +278,7 @@ class KubeBackend:
         from isol8.models import Captured
 
         name = L.container_name("probe")
-        self._create(ContainerSpec(name, image, policy, L.run_labels(name)), int(timeout) + DEADLINE_EXTRA_S)
+        self.create(ContainerSpec(name, image, policy, L.run_labels(name)), int(timeout) + DEADLINE_EXTRA_S)
         try:
             done = run_process(K.exec_argv(self.settings, name, command), timeout=timeout)
         finally:
@@ -295,7 +330,7 @@ class KubeBackend:
 
     def inspect_containers(self, ids: Sequence[str]) -> list[ContainerInfo]:
         if len(ids) <= 2:  # a session's lookup: by name
-            return [pod_info(pod) for pod in map(self._pod, ids) if pod is not None]
+            return [pod_info(pod) for pod in map(self.pod, ids) if pod is not None]
         wanted = set(ids)
         return [info for info in self._pods({L.MANAGED: "true"}) if info.name in wanted]
 

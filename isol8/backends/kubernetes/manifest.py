@@ -13,9 +13,11 @@ reaps orphans and outlives the sandbox user's `kill -KILL -1`); the program come
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from isol8 import labels as L
+from isol8.core.egress import PROXY_PORT
 from isol8.core.sandbox import SANDBOX_DIR, SANDBOX_GID, SANDBOX_UID, SandboxPolicy
 
 CONTAINER = "sandbox"
@@ -25,6 +27,13 @@ EPHEMERAL_STORAGE = 64 * 1024 * 1024  # the container's own logs: its root is re
 # bash waits for any child, so PID 1 reaps the orphans executions leave; as uid 1100 it is the
 # namespace's init, which the sandbox user's own `kill -KILL -1` spares
 WAITER = "while :; do sleep 86400 & wait $!; done"
+# a filtered run's egress (backends/kubernetes/egress.py): its proxy Pod's container, and the relay
+# beside the sandbox in its own Pod; both run as the isol8:proxy image's user (Debian's `proxy`)
+PROXY_CONTAINER = "proxy"
+RELAY_CONTAINER = "egress"
+PROXY_UID = 13
+PROXY_RESOURCES = {"memory": "256Mi", "cpu": "1", "ephemeral-storage": "64Mi"}
+RELAY_RESOURCES = {"memory": "64Mi", "cpu": "500m", "ephemeral-storage": "16Mi"}
 
 # a label value: at most 63 characters, alphanumerics with - _ . inside (the API's own rule);
 # keys are isol8's own and all valid names; other values (JSON, host/pid) go to annotations
@@ -79,12 +88,14 @@ def pod_manifest(
     settings: KubeSettings,
     *,
     deadline_s: int | None,
+    relay: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Pod of one sandbox. policy.network is its NETWORK_LABEL: `none` is denied everything
-    by network_policy_manifest (for a CNI that enforces NetworkPolicy), `host` has no policy.
+    by network_policy_manifest (for a CNI that enforces NetworkPolicy), `host` has no policy,
+    `filtered` has its relay (relay_container) beside it and egress_policies.
     deadline_s None: a standby Pod (a warm pool's, a session's), which its server removes."""
-    if policy.network == "filtered":
-        raise ValueError("a filtered network on Kubernetes needs the egress proxy, which has no Pod yet")
+    if (policy.network == "filtered") != (relay is not None):
+        raise ValueError("a filtered sandbox Pod, and it alone, has the relay to its egress proxy")
     if deadline_s is not None and deadline_s < 1:
         raise ValueError("a Pod's deadline is at least one second")
     kept, annotations = split_labels({**labels, NETWORK_LABEL: policy.network})
@@ -114,7 +125,7 @@ def pod_manifest(
             "fsGroup": SANDBOX_GID,
             "seccompProfile": seccomp,
         },
-        "containers": [_container(image, resources, seccomp)],
+        "containers": [_container(image, resources, seccomp), *([dict(relay)] if relay else [])],
         "volumes": [
             {"name": "sandbox", "emptyDir": {"medium": "Memory", "sizeLimit": str(policy.sandbox_size)}},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": str(policy.tmp_size)}},
@@ -138,16 +149,7 @@ def _container(image: str, resources: Mapping[str, str], seccomp: Mapping[str, s
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/bash", "-c", WAITER],
         "workingDir": SANDBOX_DIR,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SANDBOX_UID,
-            "runAsGroup": SANDBOX_GID,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": dict(seccomp),
-        },
+        "securityContext": _locked_down(SANDBOX_UID, SANDBOX_GID, seccomp),
         "resources": {"requests": dict(resources), "limits": dict(resources)},
         "volumeMounts": [
             {"name": "sandbox", "mountPath": SANDBOX_DIR},
@@ -171,3 +173,133 @@ def network_policy_manifest(settings: KubeSettings) -> dict[str, Any]:
             "egress": [],
         },
     }
+
+
+def _locked_down(uid: int, gid: int, seccomp: Mapping[str, str]) -> dict[str, Any]:
+    """A container's part of the restricted Pod Security Standard."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": dict(seccomp),
+    }
+
+
+_RUNTIME_DEFAULT = {"type": "RuntimeDefault"}  # the proxy's and the relay's, as on the engines
+
+
+def relay_container(image: str, proxy_ip: str) -> dict[str, Any]:
+    """The filtered sandbox Pod's second container: 127.0.0.1:PROXY_PORT, where the program's proxy
+    settings lead as on the engines, relayed to its proxy Pod at proxy_ip (the API server's
+    podIP), the one peer the sandbox's NetworkPolicy lets it reach."""
+    import ipaddress  # a filtered run's alone
+
+    address = ipaddress.ip_address(proxy_ip)
+    target = f"TCP6:[{address}]:{PROXY_PORT}" if address.version == 6 else f"TCP4:{address}:{PROXY_PORT}"
+    listen = f"TCP-LISTEN:{PROXY_PORT},bind=127.0.0.1,fork,max-children=128,reuseaddr"
+    return {
+        "name": RELAY_CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["socat", listen, target],
+        "securityContext": _locked_down(PROXY_UID, PROXY_UID, _RUNTIME_DEFAULT),
+        "resources": {"requests": dict(RELAY_RESOURCES), "limits": dict(RELAY_RESOURCES)},
+    }
+
+
+def proxy_pod_manifest(
+    name: str,
+    image: str,
+    labels: Mapping[str, str],
+    hosts: Sequence[tuple[str, str]],
+    settings: KubeSettings,
+    *,
+    deadline_s: int,
+) -> dict[str, Any]:
+    """A filtered run's egress proxy: squid (isol8:proxy), exec'd with its config on stdin once the
+    Pod is Ready; on the Pod network, whose policy lets only its sandbox in (egress_policies), and
+    whose hosts file has network.hosts (hostAliases)."""
+    kept, annotations = split_labels({**labels, NETWORK_LABEL: "proxy"})
+    by_address: dict[str, list[str]] = {}
+    for host, address in hosts:
+        by_address.setdefault(address, []).append(host)
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": deadline_s,
+        "terminationGracePeriodSeconds": 0,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": PROXY_UID,
+            "runAsGroup": PROXY_UID,
+            "seccompProfile": dict(_RUNTIME_DEFAULT),
+        },
+        "containers": [
+            {
+                "name": PROXY_CONTAINER,
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "infinity"],
+                "securityContext": _locked_down(PROXY_UID, PROXY_UID, _RUNTIME_DEFAULT),
+                "resources": {"requests": dict(PROXY_RESOURCES), "limits": dict(PROXY_RESOURCES)},
+                "volumeMounts": [
+                    {"name": "spool", "mountPath": "/var/spool/squid"},
+                    {"name": "run", "mountPath": "/run/squid"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "spool", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+            {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        ],
+    }
+    if by_address:
+        spec["hostAliases"] = [{"ip": ip, "hostnames": names} for ip, names in by_address.items()]
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": secret} for secret in settings.image_pull_secrets]
+    metadata: dict[str, Any] = {"name": name, "namespace": settings.namespace, "labels": kept}
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def egress_policies(
+    sandbox: str, labels: Mapping[str, str], settings: KubeSettings, *, owner: tuple[str, str]
+) -> list[dict[str, Any]]:
+    """A filtered sandbox's two NetworkPolicies: the sandbox Pod reaches its proxy Pod's
+    PROXY_PORT and nothing else (no DNS: the proxy resolves), and nothing but the sandbox
+    reaches the proxy. Both are labelled EGRESS_OF the sandbox, and owned by the proxy Pod
+    (owner: its name and uid), which the garbage collector deletes them with."""
+    kept, _ = split_labels({**labels, L.EGRESS_OF: sandbox})
+    owned_by = {"apiVersion": "v1", "kind": "Pod", "name": owner[0], "uid": owner[1]}
+    port = [{"protocol": "TCP", "port": PROXY_PORT}]
+    sandbox_pod = {"podSelector": {"matchLabels": {L.RUN_ID: sandbox}}}
+    proxy_pod = {"podSelector": {"matchLabels": {L.EGRESS_OF: sandbox, NETWORK_LABEL: "proxy"}}}
+
+    def policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        metadata = {"name": name, "namespace": settings.namespace, "labels": kept, "ownerReferences": [owned_by]}
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata, "spec": spec}
+
+    return [
+        policy(
+            f"{sandbox}-egress",
+            {
+                **sandbox_pod,
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [],
+                "egress": [{"to": [proxy_pod], "ports": port}],
+            },
+        ),
+        policy(
+            f"{sandbox}-proxy",
+            {**proxy_pod, "policyTypes": ["Ingress"], "ingress": [{"from": [sandbox_pod], "ports": port}]},
+        ),
+    ]

@@ -12,6 +12,8 @@ from isol8.process import StreamingProcess
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from isol8.backends.kubernetes.backend import KubeBackend
+    from isol8.backends.kubernetes.egress import KubeEgress
+    from isol8.core.egress import Decision
     from isol8.models import ContainerInfo
 
 # kubectl's own report of a non-zero exit, after the program's output: not the program's stderr
@@ -30,16 +32,18 @@ _REPORT_SO_FAR = re.compile(
 class PodRun:
     """A run or exec over `kubectl exec -i`: kubectl's own exit report is left out of the program's
     stderr; kill() deletes the Pod, since an exec'd program outlives its client; leaving a run's
-    block deletes its Pod (unless it is kept)."""
+    block deletes its Pod (unless it is kept), a filtered one's swept first and its egress after it."""
 
-    network_log = None
-
-    def __init__(self, backend: KubeBackend, name: str, proc: StreamingProcess, *, remove: bool) -> None:
+    def __init__(
+        self, backend: KubeBackend, name: str, proc: StreamingProcess, *, remove: bool, egress: KubeEgress | None = None
+    ) -> None:
         self.backend = backend
         self.name = name
         self.proc = proc
         self.argv = proc.argv
         self.remove = remove
+        self.egress = egress
+        self.network_log: tuple[Decision, ...] | None = None
 
     def chunks(self, deadline: float | Callable[[], float] | None = None) -> Iterator[tuple[str, bytes]]:
         held = b""  # stderr's last line while it may still be kubectl's report (which may come in pieces)
@@ -69,8 +73,14 @@ class PodRun:
 
     def __exit__(self, *exc: object) -> None:
         self.proc.__exit__(*exc)
-        if self.remove:
-            self.backend.remove_quietly(self.name)
+        try:
+            if self.egress is not None:
+                self.egress.sweep()
+            if self.remove:
+                self.backend.remove_quietly(self.name)
+        finally:
+            if self.egress is not None:
+                self.network_log = self.egress.close()
 
 
 def parse_json(text: str) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def cmd_setup(app: App) -> int:
             app.progress(f"warning: {outcome.warning}")
         state = "built" if outcome.built else "kept (base not checked)" if outcome.warning else "up to date"
         app.say(f"{outcome.image}: {state} ({outcome.image_id[:12]})")
-        if args.push and runtime != PROXY:  # where a cluster's nodes pull it (backends/kubernetes)
+        if args.push:  # where a cluster's nodes pull it (backends/kubernetes): the proxy for filtered runs
             registry = app.config.registry
             ref = f"{registry.repository}/{outcome.image}"
             app.backend.tag(outcome.image_id, ref)

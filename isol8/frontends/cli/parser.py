@@ -122,8 +122,8 @@ def _add_setup(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     p.add_argument(
         "--push",
         action="store_true",
-        help="then push each runtime's image to registry.repository as REPOSITORY/isol8:RUNTIME, "
-        "where --backend kubernetes runs from",
+        help="then push each image to registry.repository as REPOSITORY/isol8:RUNTIME (and "
+        "REPOSITORY/isol8:proxy), where --backend kubernetes runs from",
     )
     p.set_defaults(handler="setup")
 
