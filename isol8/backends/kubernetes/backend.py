@@ -53,8 +53,13 @@ DEADLINE_EXTRA_S = READY_TIMEOUT + 10
 _IMAGE_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 _STUCK_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError", "CrashLoopBackOff")
 
-# The watcher's sweep (see backends/reaper.py): it deletes this process's Pods by their owner label.
-REAPER_SCRIPT = reaper.script('  "$@" delete pod -l "$label" --grace-period=0 --force --wait=false >/dev/null 2>&1\n')
+# The watcher's sweep (see backends/reaper.py): it deletes this process's Pods by their owner label;
+# filtered sandboxes first, waiting until the kubelet has ended them, then the rest (their proxy
+# Pods, whose NetworkPolicies go with them: none goes while its sandbox still runs)
+REAPER_SCRIPT = reaper.script(
+    '  "$@" delete pod -l "$label,org.isol8.network=filtered" --grace-period=1 --timeout=60s >/dev/null 2>&1\n'
+    '  "$@" delete pod -l "$label" --grace-period=0 --force --wait=false >/dev/null 2>&1\n'
+)
 
 
 class KubeBackend:

@@ -65,6 +65,8 @@ class PodRun:
 
     def kill(self) -> None:
         self.proc.kill()
+        if self.egress is not None:  # no process of it left before its policy can go
+            self.egress.sweep()
         if self.remove:
             self.backend.remove_quietly(self.name)
 
