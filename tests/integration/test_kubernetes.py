@@ -330,7 +330,7 @@ def test_a_filtered_run_reaches_its_allowed_hosts_through_its_proxy_pod_and_the_
 
 
 # beside the engines' ways out (test_network_filter.BYPASS): the proxy Pod's address itself, on
-# another port and, in its own words, as a proxy for an address
+# another port, and an ICMP socket
 AROUND_THE_RELAY = r"""
 import socket, urllib.request
 proxy = open("/proc/net/tcp").read()  # the relay's connections: to the proxy Pod's port 3128
@@ -344,6 +344,11 @@ for peer in peers:
     except OSError as exc:
         print("proxy pod port 22: failed", type(exc).__name__)
 print("peers", len(peers))
+try:  # a ping socket: the Pod's ping_group_range gives it to no group
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    print("icmp socket: REACHED")
+except OSError as exc:
+    print("icmp socket: failed", type(exc).__name__)
 """
 
 
@@ -361,7 +366,7 @@ def test_nothing_but_the_proxy_pod_leads_out_of_a_filtered_pod(filtered: tuple[C
     asked = {name: results.pop(name, None) for name in ("manager", "ftp", "other port")}
     assert asked == {"manager": "status 403", "ftp": "status 403", "other port": "status 403"}, done.stdout
     assert "peers 0" not in done.stdout, done.stdout  # the probe found the proxy Pod
-    assert len(results) == 9 and all(outcome.startswith("failed") for outcome in results.values()), done.stdout
+    assert len(results) == 10 and all(outcome.startswith("failed") for outcome in results.values()), done.stdout
     assert results["raw socket"] == "failed PermissionError"
     assert results["proxy to an ip"] == "failed HTTPError"  # the proxy's own refusal: the IP is no allowed name
 
@@ -380,3 +385,50 @@ def test_a_timed_out_or_killed_filtered_run_leaves_no_pod_or_policy(filtered: tu
     proc.kill()
     proc.wait(timeout=30)
     kube.assert_empty(within=30)  # the reaper deleted both Pods; the policies went with the proxy's
+
+
+# waits until its proxy is gone (the relay's connections then end at once), then tries the way out
+AFTER_THE_PROXY = r"""
+import os, socket, time
+gateway, port = os.environ["TARGET"].split(":")
+print("ready", flush=True)
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        with socket.create_connection(("127.0.0.1", 3128), 2) as s:
+            s.sendall(b"GET http://gone.test/ HTTP/1.0\r\n\r\n")
+            if not s.recv(10):
+                break
+    except OSError:
+        break
+    time.sleep(0.2)
+print("proxy gone", flush=True)
+time.sleep(1)
+for _ in range(5):
+    try:
+        socket.create_connection((gateway, int(port)), 2).close()
+        print("REACHED", flush=True)
+    except OSError as exc:
+        print("failed", type(exc).__name__, flush=True)
+    time.sleep(0.3)
+"""
+
+
+def test_a_filtered_sandbox_whose_proxy_pod_is_deleted_is_left_with_no_way_out(
+    filtered: tuple[Cluster, Hosts],
+) -> None:
+    """The run's policies go with its proxy Pod (an eviction, `POST /cleanup`, a hand's delete): the
+    namespace's standing policy of `filtered` still denies the sandbox everything."""
+    kube, hosts = filtered
+    target = f"TARGET={hosts.gateway}:{hosts.http}"
+    proc = kube.start("--allow", f"allowed.test:{hosts.http}", "--env", target, "-e", AFTER_THE_PROXY)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n", proc.communicate()
+    (proxy,) = [name for name in kube.pods() if name.endswith("-proxy")]
+    argv = ["kubectl", "--namespace", NAMESPACE, "delete", "pod", proxy, "--grace-period=0", "--force"]
+    subprocess.run(argv, env=kube.env, capture_output=True, check=True)
+    out, err = proc.communicate(timeout=120)
+    lines = out.splitlines()
+    assert lines[0] == "proxy gone" and len(lines) == 6, out + err
+    assert all(line.startswith("failed") for line in lines[1:]), out
+    kube.assert_empty()

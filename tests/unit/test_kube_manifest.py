@@ -70,6 +70,7 @@ def test_the_pod_of_a_default_sandbox_exactly() -> None:
                 "runAsGroup": 1100,
                 "fsGroup": 1100,
                 "seccompProfile": locked,
+                "sysctls": [{"name": "net.ipv4.ping_group_range", "value": "1 0"}],
             },
             "containers": [
                 {
@@ -186,7 +187,13 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
         broken.append("runAsNonRoot not true")
     if any(v == 0 for v in each("runAsUser")):
         broken.append("runAsUser 0")
-    safe = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start"}
+    safe = {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+    }
     if any(s["name"] not in safe for s in pod_context.get("sysctls", [])):
         broken.append("unsafe sysctls")
     return broken
@@ -215,6 +222,18 @@ def test_the_rules_catch_what_they_forbid(change: Any, rule: str) -> None:
     pod = _pod()
     change(pod)
     assert any(rule in broken for broken in restricted_violations(pod))
+
+
+def test_the_standing_policy_of_filtered_denies_everything_to_the_pods_of_filtered() -> None:
+    policy = network_policy_manifest(DEFAULT, "filtered")
+    assert policy["metadata"]["name"] == "isol8-network-filtered"
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {"org.isol8.network": "filtered"}},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [],
+        "egress": [],
+    }
+    kubernetes_validate.validate(policy, SCHEMA_VERSION, strict=True)
 
 
 def test_the_network_policy_of_none_denies_everything_to_the_pods_of_none() -> None:

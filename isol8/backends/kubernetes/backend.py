@@ -53,13 +53,9 @@ DEADLINE_EXTRA_S = READY_TIMEOUT + 10
 _IMAGE_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 _STUCK_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError", "CrashLoopBackOff")
 
-# The watcher's sweep (see backends/reaper.py): it deletes this process's Pods by their owner label;
-# filtered sandboxes first, waiting until the kubelet has ended them, then the rest (their proxy
-# Pods, whose NetworkPolicies go with them: none goes while its sandbox still runs)
-REAPER_SCRIPT = reaper.script(
-    '  "$@" delete pod -l "$label,org.isol8.network=filtered" --grace-period=1 --timeout=60s >/dev/null 2>&1\n'
-    '  "$@" delete pod -l "$label" --grace-period=0 --force --wait=false >/dev/null 2>&1\n'
-)
+# The watcher's sweep (see backends/reaper.py): it deletes this process's Pods by their owner label.
+REAPER_SCRIPT = reaper.script('  "$@" delete pod -l "$label" --grace-period=0 --force --wait=false >/dev/null 2>&1\n')
+DENIED = ("none", "filtered")  # the networks a standing NetworkPolicy denies everything
 
 
 class KubeBackend:
@@ -67,7 +63,7 @@ class KubeBackend:
 
     def __init__(self, settings: KubeSettings) -> None:
         self.settings = settings
-        self._policy_applied = False  # the NetworkPolicy of `none`, once per process
+        self._policies_applied: set[str] = set()  # the standing NetworkPolicies, once per process
 
     name = "kubernetes"
     builds_images = False  # the nodes pull them from a registry
@@ -125,7 +121,8 @@ class KubeBackend:
             deadline_s=deadline_s,
             relay=relay,
         )
-        return [network_policy_manifest(self.settings), pod] if spec.policy.network == "none" else [pod]
+        network = spec.policy.network
+        return [network_policy_manifest(self.settings, network), pod] if network in DENIED else [pod]
 
     def create(
         self,
@@ -138,9 +135,9 @@ class KubeBackend:
         """Create spec's Pod and wait until it is Ready; on any failure it is deleted (unless it was
         another's: a name in use)."""
         *policy, pod = self._manifests(spec, deadline_s, outlives, relay)
-        if policy and not self._policy_applied:
+        if policy and spec.policy.network not in self._policies_applied:
             self.call(K.apply_argv(self.settings), input=json.dumps(policy[0]).encode())
-            self._policy_applied = True
+            self._policies_applied.add(spec.policy.network)
         if not outlives:
             self.watch(spec.name)
         self.call(K.create_argv(self.settings), input=json.dumps(pod).encode(), timeout=READY_TIMEOUT)

@@ -3,10 +3,12 @@
     sandbox Pod: the program, and the relay (socat on 127.0.0.1:3128, as the engines' loopback)
       -> the proxy Pod's port 3128 (squid, on the Pod network) -> the allowed hosts
 
-The sandbox Pod's NetworkPolicy allows it egress to its proxy Pod's port and nothing else (no
-DNS: the proxy resolves names), and the proxy Pod's lets in its sandbox alone; both need a CNI
-that enforces NetworkPolicy, as `none` does. The policies are owned by the proxy Pod (their
-ownerReferences), so whatever deletes it (isol8, `isol8 cleanup`, the reaper) deletes them too.
+A standing NetworkPolicy denies the Pods of `filtered` everything, as `none`'s does; the run's
+own policy adds egress to its proxy Pod's port and nothing else (no DNS: the proxy resolves
+names), and the proxy Pod's lets in its sandbox alone; all need a CNI that enforces
+NetworkPolicy. The run's policies are owned by the proxy Pod (their ownerReferences), so
+whatever deletes it (isol8, `isol8 cleanup`, the reaper, an eviction) deletes them too, and
+leaves its sandbox, if it still runs, with no way out at all.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from isol8 import labels as L
 from isol8.backends import reaper
 from isol8.backends.attached import QUIET_S, Attached, ProxyLog
 from isol8.backends.kubernetes import argv as K
+from isol8.backends.kubernetes.backend import READY_TIMEOUT
 from isol8.backends.kubernetes.manifest import (
     PROXY_CONTAINER,
     egress_policies,
@@ -26,7 +29,6 @@ from isol8.backends.kubernetes.manifest import (
     relay_container,
 )
 from isol8.backends.kubernetes.pods import parse_json
-from isol8.backends.kubernetes.session_record import SWEEP
 from isol8.core.egress import PROXY_IMAGE, PROXY_PORT, Decision, Egress, squid_config
 from isol8.errors import EngineError, RunFailed, UsageError
 from isol8.log import get_logger
@@ -59,10 +61,12 @@ def run_filtered(
     if not remove:
         raise UsageError("a filtered run's Pod cannot be kept: its way out goes with the run (use --net none)")
     egress = KubeEgress(backend, spec.name, egress_policy, spec.labels)
-    relay = egress.start(deadline_s)
+    # the proxy is up before the sandbox's Pod is Ready and its program starts: it lasts that much longer
+    relay = egress.start(deadline_s + 2 * READY_TIMEOUT + int(START_TIMEOUT_S))
     try:
         backend.create(spec, deadline_s, relay=relay)
     except BaseException:
+        backend.remove_quietly(spec.name)  # a create that failed late may have made it
         egress.close()
         raise
     return backend.exec_run(spec.name, command, stdin, remove, egress)
@@ -124,12 +128,6 @@ class KubeEgress:
         code = squid.proc.poll()
         problem = "did not start" if code is not None else f"did not start within {START_TIMEOUT_S:g}s"
         raise RunFailed(list(squid.proc.argv), code, "", "\n".join(squid.tail), message=f"the egress proxy {problem}")
-
-    def sweep(self) -> None:
-        """End every process of the sandbox's (as a session's turn ends): before its Pod and then
-        the proxy go, no program of it is left to run while the policies are being removed."""
-        argv = K.exec_argv(self.backend.settings, self.sandbox, ["/bin/bash", "-c", SWEEP])
-        self._quietly(lambda: self.backend.call(argv))
 
     def close(self) -> tuple[Decision, ...]:
         """Delete the proxy Pod (its policies go with it), its log's decisions read until it has

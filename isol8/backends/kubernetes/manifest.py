@@ -22,7 +22,10 @@ from isol8.core.sandbox import SANDBOX_DIR, SANDBOX_GID, SANDBOX_UID, SandboxPol
 
 CONTAINER = "sandbox"
 NETWORK_LABEL = "org.isol8.network"  # what a NetworkPolicy selects a Pod's network by
-DENY_ALL = "isol8-network-none"  # the NetworkPolicy of `none`: no egress, no ingress
+# the namespace's standing NetworkPolicies, one per network that denies: no egress, no ingress for
+# `none`, and for `filtered` too, where a run's own policy adds the way to its proxy (policies add
+# up: losing that one leaves its sandbox with nothing, never with the Pod network)
+DENY_ALL = "isol8-network-{network}"
 EPHEMERAL_STORAGE = 64 * 1024 * 1024  # the container's own logs: its root is read-only, its folders memory
 # bash waits for any child, so PID 1 reaps the orphans executions leave; as uid 1100 it is the
 # namespace's init, which the sandbox user's own `kill -KILL -1` spares
@@ -92,13 +95,14 @@ def pod_manifest(
 ) -> dict[str, Any]:
     """The Pod of one sandbox. policy.network is its NETWORK_LABEL: `none` is denied everything
     by network_policy_manifest (for a CNI that enforces NetworkPolicy), `host` has no policy,
-    `filtered` has its relay (relay_container) beside it and egress_policies.
+    `filtered` is denied everything too but what its egress_policies allow, its relay
+    (relay_container) beside it.
     deadline_s None: a standby Pod (a warm pool's, a session's), which its server removes."""
     if (policy.network == "filtered") != (relay is not None):
         raise ValueError("a filtered sandbox Pod, and it alone, has the relay to its egress proxy")
     if deadline_s is not None and deadline_s < 1:
         raise ValueError("a Pod's deadline is at least one second")
-    kept, annotations = split_labels({**labels, NETWORK_LABEL: policy.network})
+    labels_and_annotations = {**labels, NETWORK_LABEL: policy.network}
     resources = {
         "memory": str(policy.memory),
         "cpu": quantity_cpu(policy.cpus),
@@ -110,20 +114,16 @@ def pod_manifest(
         else {"type": "RuntimeDefault"}
     )
     spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        **({} if deadline_s is None else {"activeDeadlineSeconds": deadline_s}),
-        "terminationGracePeriodSeconds": 0,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "hostNetwork": False,
-        "hostPID": False,
-        "hostIPC": False,
+        **_alone(deadline_s),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": SANDBOX_UID,
             "runAsGroup": SANDBOX_GID,
             "fsGroup": SANDBOX_GID,
             "seccompProfile": seccomp,
+            # no ICMP sockets for any group (containerd's and CRI-O's default opens them to all):
+            # how a CNI's policies treat ICMP varies, a socket that is never made does not
+            "sysctls": [{"name": "net.ipv4.ping_group_range", "value": "1 0"}],
         },
         "containers": [_container(image, resources, seccomp), *([dict(relay)] if relay else [])],
         "volumes": [
@@ -134,12 +134,32 @@ def pod_manifest(
     }
     if settings.runtime_class:
         spec["runtimeClassName"] = settings.runtime_class
+    return _pod(name, labels_and_annotations, settings, spec)
+
+
+def _pod(name: str, labels: Mapping[str, str], settings: KubeSettings, spec: dict[str, Any]) -> dict[str, Any]:
+    """A Pod of spec in the settings' namespace, pulled with its secrets: labels too long for labels are annotations."""
     if settings.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": secret} for secret in settings.image_pull_secrets]
+    kept, annotations = split_labels(labels)
     metadata: dict[str, Any] = {"name": name, "namespace": settings.namespace, "labels": kept}
     if annotations:
         metadata["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _alone(deadline_s: int | None) -> dict[str, Any]:
+    """What every Pod of isol8's is: run once, no grace, no token, no service links, no host namespace."""
+    return {
+        "restartPolicy": "Never",
+        **({} if deadline_s is None else {"activeDeadlineSeconds": deadline_s}),
+        "terminationGracePeriodSeconds": 0,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+    }
 
 
 def _container(image: str, resources: Mapping[str, str], seccomp: Mapping[str, str]) -> dict[str, Any]:
@@ -159,15 +179,20 @@ def _container(image: str, resources: Mapping[str, str], seccomp: Mapping[str, s
     }
 
 
-def network_policy_manifest(settings: KubeSettings) -> dict[str, Any]:
-    """`none`: the Pods labelled so reach nothing and nothing reaches them (given a CNI that
-    enforces NetworkPolicy: without one, this is only a record of intent)."""
+def network_policy_manifest(settings: KubeSettings, network: str = "none") -> dict[str, Any]:
+    """The Pods of that network (`none`, `filtered`) reach nothing and nothing reaches them, but
+    what other policies allow (given a CNI that enforces NetworkPolicy: without one, this is only
+    a record of intent)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": DENY_ALL, "namespace": settings.namespace, "labels": {"org.isol8.managed": "true"}},
+        "metadata": {
+            "name": DENY_ALL.format(network=network),
+            "namespace": settings.namespace,
+            "labels": {"org.isol8.managed": "true"},
+        },
         "spec": {
-            "podSelector": {"matchLabels": {NETWORK_LABEL: "none"}},
+            "podSelector": {"matchLabels": {NETWORK_LABEL: network}},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],
             "egress": [],
@@ -223,19 +248,12 @@ def proxy_pod_manifest(
     """A filtered run's egress proxy: squid (isol8:proxy), exec'd with its config on stdin once the
     Pod is Ready; on the Pod network, whose policy lets only its sandbox in (egress_policies), and
     whose hosts file has network.hosts (hostAliases)."""
-    kept, annotations = split_labels({**labels, NETWORK_LABEL: "proxy"})
+    labels_and_annotations = {**labels, NETWORK_LABEL: "proxy"}
     by_address: dict[str, list[str]] = {}
     for host, address in hosts:
         by_address.setdefault(address, []).append(host)
     spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "activeDeadlineSeconds": deadline_s,
-        "terminationGracePeriodSeconds": 0,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "hostNetwork": False,
-        "hostPID": False,
-        "hostIPC": False,
+        **_alone(deadline_s),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": PROXY_UID,
@@ -263,21 +281,17 @@ def proxy_pod_manifest(
     }
     if by_address:
         spec["hostAliases"] = [{"ip": ip, "hostnames": names} for ip, names in by_address.items()]
-    if settings.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": secret} for secret in settings.image_pull_secrets]
-    metadata: dict[str, Any] = {"name": name, "namespace": settings.namespace, "labels": kept}
-    if annotations:
-        metadata["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+    return _pod(name, labels_and_annotations, settings, spec)
 
 
 def egress_policies(
     sandbox: str, labels: Mapping[str, str], settings: KubeSettings, *, owner: tuple[str, str]
 ) -> list[dict[str, Any]]:
     """A filtered sandbox's two NetworkPolicies: the sandbox Pod reaches its proxy Pod's
-    PROXY_PORT and nothing else (no DNS: the proxy resolves), and nothing but the sandbox
-    reaches the proxy. Both are labelled EGRESS_OF the sandbox, and owned by the proxy Pod
-    (owner: its name and uid), which the garbage collector deletes them with."""
+    PROXY_PORT (beside the standing deny-all of `filtered`, that alone: no DNS, the proxy
+    resolves), and nothing but the sandbox reaches the proxy. Both are labelled EGRESS_OF the
+    sandbox, and owned by the proxy Pod (owner: its name and uid), which the garbage collector
+    deletes them with: whatever deletes the proxy, its sandbox is left with no way out at all."""
     kept, _ = split_labels({**labels, L.EGRESS_OF: sandbox})
     owned_by = {"apiVersion": "v1", "kind": "Pod", "name": owner[0], "uid": owner[1]}
     port = [{"protocol": "TCP", "port": PROXY_PORT}]

@@ -32,7 +32,7 @@ _REPORT_SO_FAR = re.compile(
 class PodRun:
     """A run or exec over `kubectl exec -i`: kubectl's own exit report is left out of the program's
     stderr; kill() deletes the Pod, since an exec'd program outlives its client; leaving a run's
-    block deletes its Pod (unless it is kept), a filtered one's swept first and its egress after it."""
+    block deletes its Pod (unless it is kept), a filtered one's egress after it."""
 
     def __init__(
         self, backend: KubeBackend, name: str, proc: StreamingProcess, *, remove: bool, egress: KubeEgress | None = None
@@ -65,8 +65,6 @@ class PodRun:
 
     def kill(self) -> None:
         self.proc.kill()
-        if self.egress is not None:  # no process of it left before its policy can go
-            self.egress.sweep()
         if self.remove:
             self.backend.remove_quietly(self.name)
 
@@ -76,8 +74,6 @@ class PodRun:
     def __exit__(self, *exc: object) -> None:
         self.proc.__exit__(*exc)
         try:
-            if self.egress is not None:
-                self.egress.sweep()
             if self.remove:
                 self.backend.remove_quietly(self.name)
         finally:
