@@ -110,7 +110,8 @@ class KubeBackend:
     def _manifests(
         self, spec: ContainerSpec, deadline_s: int | None, outlives: bool = False, relay: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        """(the NetworkPolicy of `none`, if needed, then) the Pod of spec (a filtered one's with its relay)."""
+        """(the standing NetworkPolicy of its network, if it has one, then) the Pod of spec (a filtered
+        one's with its relay)."""
         owner = {} if outlives else reaper.owner_label()
         pod = pod_manifest(
             spec.name,

@@ -14,7 +14,7 @@ leaves its sandbox, if it still runs, with no way out at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from isol8 import labels as L
@@ -140,7 +140,7 @@ class KubeEgress:
         return self.log.finish()
 
     @staticmethod
-    def _quietly(step: Any) -> None:
+    def _quietly(step: Callable[[], object]) -> None:
         try:
             step()
         except EngineError as exc:
