@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from isol8.status import ExitStatus
+
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Isol8Error(Exception):

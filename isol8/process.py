@@ -10,10 +10,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8.errors import EngineNotFound, EngineTimeout
 from isol8.log import get_logger
+from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 log = get_logger(__name__)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import posixpath
-from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8.errors import UsageError
+from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 
 class Runtime(NamedTuple):

@@ -3,17 +3,16 @@ against the schema (isol8.config.schema), and read through typed sections."""
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping
 from functools import cached_property
-from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import units
-from isol8.config.layers import Layer, env_layers, find_files, merge
+from isol8.config.layers import Layer, copied, env_layers, find_files, merge
 from isol8.config.schema import RUN_LIMITS, SCHEMA, parse_config_text, validate
 from isol8.defaults import DEFAULTS
 from isol8.errors import ConfigError, UsageError
+from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
@@ -179,7 +178,7 @@ class Config:
         origins: Mapping[str, str] | None = None,
         ignored: tuple[str, ...] = (),
     ) -> None:
-        self.data: Mapping[str, Any] = copy.deepcopy(DEFAULTS) if data is None else data
+        self.data: Mapping[str, Any] = copied(DEFAULTS) if data is None else data
         self.sources = sources
         self.origins: Mapping[str, str] = origins or {}
         self.ignored = ignored

@@ -7,13 +7,12 @@ variables. Mappings merge key by key; lists and scalars replace. Every key remem
 
 from __future__ import annotations
 
-import copy
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from isol8.errors import ConfigError
+from isol8.records import NamedTuple
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
@@ -173,9 +172,19 @@ def env_layers(env: Mapping[str, str]) -> list[Layer]:
     return layers
 
 
+def copied(value: Any) -> Any:
+    """A deep copy of config data (mappings, lists, tuples and scalars: what JSON and YAML give),
+    without the copy module (and weakref) on the run path."""
+    if isinstance(value, Mapping):
+        return {key: copied(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(copied(item) for item in value)
+    return value
+
+
 def merge(base: Mapping[str, Any], layers: Sequence[Layer]) -> tuple[dict[str, Any], dict[str, str]]:
     """(base with each layer over it, the origin of every key path a layer set)."""
-    data = copy.deepcopy(dict(base))
+    data = copied(dict(base))
     origins: dict[str, str] = {}
     for layer in layers:
         _overlay(data, layer.data, layer.origin, origins, "")
@@ -188,7 +197,7 @@ def _overlay(data: dict[str, Any], over: Mapping[str, Any], origin: str, origins
         if isinstance(value, Mapping) and isinstance(data.get(key), dict):
             _overlay(data[key], value, origin, origins, f"{path}.")
             continue
-        data[key] = copy.deepcopy(value)
+        data[key] = copied(value)
         for stale in [p for p in origins if p.startswith(f"{path}.")]:
             del origins[stale]
         origins[path] = origin

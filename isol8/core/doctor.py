@@ -10,7 +10,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
 
 from isol8 import ecosystems
 from isol8 import labels as L
@@ -21,6 +20,7 @@ from isol8.core.plan import plan_run
 from isol8.core.runner import run
 from isol8.ecosystems import Probe
 from isol8.errors import Isol8Error, UsageError
+from isol8.records import NamedTuple
 from isol8.runtimes import RUNTIMES, Runtime
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from isol8.errors import UsageError
+from isol8.records import NamedTuple
 
 PROXY_IMAGE = "isol8:proxy"  # dockerfiles/proxy: squid and socat
 PROXY_PORT = 3128  # also in dockerfiles/proxy/isol8-egress

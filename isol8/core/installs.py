@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
 
 from isol8 import ecosystems
 from isol8 import labels as L
@@ -17,6 +16,7 @@ from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.ecosystems import CONTEXT_DIR, Spec
 from isol8.errors import EngineError, ImageMissing, PackagesNotUnpacked, RunFailed, UsageError
 from isol8.log import get_logger
+from isol8.records import NamedTuple
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from isol8.errors import OutputFilesError, UsageError
+from isol8.records import NamedTuple
 
 SANDBOX = "/sandbox"
 PATTERNS_MAX = 256

@@ -6,7 +6,6 @@ import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import units
 from isol8.core import outputs
@@ -15,6 +14,7 @@ from isol8.core.sandbox import SANDBOX_DIR, SandboxPolicy, valid_env_name
 from isol8.core.streams import Usage
 from isol8.defaults import RUN
 from isol8.errors import UsageError
+from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them

@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import labels as L
 from isol8.core import outputs, payload
@@ -26,6 +25,7 @@ from isol8.errors import (
     RunFailed,
 )
 from isol8.log import get_logger
+from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 from isol8.runtimes import Runtime
 from isol8.status import ExitStatus
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 from isol8 import units
 from isol8.defaults import RUN
+from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
+    from typing import Any
+
     from isol8.core.egress import Egress
 
 NETWORKS = ("none", "host", "filtered")

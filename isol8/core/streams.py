@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from typing import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
+
+from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
 
 TRAILER_MARK = b"\x1eisol8:"
 STATUS_MAX = 4096

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
 
 from isol8.errors import UsageError
+from isol8.records import NamedTuple
 from isol8.runtimes import Runtime
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them

@@ -39,6 +39,9 @@ DENIED = (
     "shutil",
     "bz2",
     "lzma",
+    "typing",  # isol8.records' NamedTuple is typing's without it
+    "copy",  # and weakref with it: config data is copied by isol8.config.layers.copied
+    "weakref",
 )
 FAKE_ENGINE = r"""#!/bin/sh
 [ "$1" = run ] || exit 99

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _socket  # socket.py's enum wrappers cost every auto-detected run ~4 ms; the C module is enough
 import os
 from collections.abc import Mapping
 
@@ -15,6 +14,8 @@ def _docker_daemon_answers(env: Mapping[str, str]) -> bool:
     host = env.get("DOCKER_HOST", "")
     if env.get("DOCKER_CONTEXT") or (host and not host.startswith("unix://")):
         return True
+    import _socket  # socket.py's enum wrappers would cost ~4 ms; the C module is enough, and only here
+
     path = host.removeprefix("unix://") or "/var/run/docker.sock"
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:  # blocking: a unix socket connect answers at once (a timeout would add a poll round trip)

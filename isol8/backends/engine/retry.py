@@ -4,10 +4,14 @@ not answer (not a refused permission), a few times with exponential waits (tenac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 from isol8.errors import EnginePermissionDenied, EngineTransient, EngineUnavailable
 from isol8.log import get_logger
+from isol8.records import NamedTuple
+
+TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger(__name__)
 

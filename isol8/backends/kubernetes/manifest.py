@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from isol8 import labels as L
 from isol8.core.egress import PROXY_PORT
 from isol8.core.sandbox import SANDBOX_DIR, SANDBOX_GID, SANDBOX_UID, SandboxPolicy
+from isol8.records import NamedTuple
 
 CONTAINER = "sandbox"
 NETWORK_LABEL = "org.isol8.network"  # what a NetworkPolicy selects a Pod's network by

@@ -12,7 +12,9 @@ tests/unit/test_kube_backend.py; the backend reads, patches and sweeps.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
+
+from isol8.records import NamedTuple
 
 TURN = "org.isol8.session.turn"  # "TOKEN UNTIL": who holds the turn, and when its lease ends
 USED = "org.isol8.session.used"  # when the last turn ended

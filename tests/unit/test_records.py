@@ -1,0 +1,75 @@
+"""isol8.records.NamedTuple makes the classes typing's NamedTuple makes, without typing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import typing
+
+import pytest
+
+from isol8.records import NamedTuple
+
+
+class Spec(NamedTuple):
+    """A record."""
+
+    name: str
+    size: int = 1
+    tags: tuple[str, ...] = ()
+
+    @property
+    def big(self) -> bool:
+        return self.size > 10
+
+    def grown(self, by: int) -> Spec:
+        return self._replace(size=self.size + by)
+
+
+class Typed(typing.NamedTuple):
+    """A record."""
+
+    name: str
+    size: int = 1
+    tags: tuple[str, ...] = ()
+
+
+def test_a_record_is_typings_named_tuple_in_all_but_its_cost() -> None:
+    spec = Spec("a")
+    assert spec == ("a", 1, ()) and spec == Typed("a")
+    assert (Spec._fields, Spec._field_defaults) == (Typed._fields, Typed._field_defaults)
+    # as written (strings, under postponed evaluation); typing's compiles each into a ForwardRef
+    assert Spec.__annotations__ == {"name": "str", "size": "int", "tags": "tuple[str, ...]"}
+    assert list(Spec.__annotations__) == list(Typed.__annotations__)
+    assert (Spec.__doc__, Spec.__module__, Spec.__qualname__) == ("A record.", __name__, "Spec")
+    assert spec.grown(20).big and not spec.big
+    assert Spec._make(["b", 2, ("x",)])._asdict() == {"name": "b", "size": 2, "tags": ("x",)}
+    assert repr(spec) == "Spec(name='a', size=1, tags=())"
+    with pytest.raises(AttributeError):
+        spec.name = "b"  # type: ignore[misc]
+    assert isinstance(spec, tuple) and not hasattr(spec, "__dict__")
+
+
+def test_what_typing_refuses_is_refused() -> None:
+    with pytest.raises(TypeError, match="without a default follows one with a default"):
+
+        class Broken(NamedTuple):
+            a: int = 0
+            b: int  # type: ignore[misc]
+
+    with pytest.raises(AttributeError, match="cannot overwrite"):
+
+        class Clobbers(NamedTuple):
+            a: int
+
+            def _replace(self, **kwargs: object) -> Clobbers:  # type: ignore[override]
+                return self
+
+    with pytest.raises(TypeError, match="class syntax only"):
+        NamedTuple("Point", [("x", int)])  # type: ignore[call-overload]
+
+
+def test_making_records_imports_no_typing() -> None:
+    code = "import isol8.records as r, sys\nclass P(r.NamedTuple):\n    x: int = 0\nprint('typing' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "False\n"
