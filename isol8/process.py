@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import shlex
 import signal
 import subprocess
 import threading
@@ -27,9 +26,17 @@ class Completed(NamedTuple):
     stderr: str
 
 
-def shown(argv: Sequence[str]) -> str:
-    """argv for the debug log: a multi-line argument (isol8's wrapper script) is shortened to its first line."""
-    return shlex.join(a if "\n" not in a.strip() else a.strip().split("\n", 1)[0] + " ..." for a in argv)
+class Shown:
+    """argv for the debug log, joined only if a record is made (not on every run): a multi-line
+    argument (isol8's wrapper script) is shortened to its first line."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = argv
+
+    def __str__(self) -> str:
+        import shlex
+
+        return shlex.join(a if "\n" not in a.strip() else a.strip().split("\n", 1)[0] + " ..." for a in self.argv)
 
 
 def decode(data: bytes) -> str:
@@ -48,7 +55,7 @@ def _not_found(argv: Sequence[str]) -> EngineNotFound:
 def _run(
     argv: Sequence[str], timeout: float, input: bytes | None, env: Mapping[str, str] | None, cwd: str | None = None
 ) -> tuple[int, bytes, bytes]:
-    log.debug("+ %s", shown(argv))
+    log.debug("+ %s", Shown(argv))
     try:
         proc = subprocess.run(
             list(argv),
@@ -95,7 +102,7 @@ class Watcher:
     """A process in its own session that reads one line from a pipe held by this process (see the engine reaper)."""
 
     def __init__(self, argv: Sequence[str]) -> None:
-        log.debug("+ %s (watcher)", shown(argv))
+        log.debug("+ %s (watcher)", Shown(argv))
         self._proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.PIPE,
@@ -134,7 +141,7 @@ class StreamingProcess:
         cwd: str | None = None,
     ) -> None:
         self.argv = tuple(argv)
-        log.debug("+ %s", shown(argv))
+        log.debug("+ %s", Shown(argv))
         try:
             self._proc = subprocess.Popen(
                 self.argv,
