@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def cache_dir_name() -> str:
+    """~/.cache/isol8 (under XDG_CACHE_HOME, if set), as a string: for the run path, which has
+    no pathlib (it costs every podman run ~8 ms, with the URL and address parsers it loads)."""
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "isol8")
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "isol8"
+    from pathlib import Path
+
+    return Path(cache_dir_name())
 
 
 class ResolutionCache:
@@ -29,6 +39,8 @@ class ResolutionCache:
         return "\0".join([runtime, base, *specs])
 
     def _load(self) -> dict[str, str]:
+        import json
+
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -40,6 +52,8 @@ class ResolutionCache:
         return value if isinstance(value, str) else None
 
     def put(self, key: str, image: str) -> None:
+        import json
+
         data = self._load()
         data[key] = image
         try:

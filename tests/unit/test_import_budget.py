@@ -55,12 +55,13 @@ ENTRY = "import re; from isol8.frontends.cli.main import entry; entry()"  # what
 
 
 def loaded_by(args: list[str], tmp_path: Path, config: str | None = None) -> set[str]:
-    """The modules `isol8 ARGS` imports, with a stand-in `docker` whose run succeeds."""
+    """The modules `isol8 ARGS` imports, with a stand-in `docker` and `podman` whose run succeeds."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    fake = bin_dir / "docker"
-    fake.write_text(FAKE_ENGINE)
-    fake.chmod(0o755)
+    for engine in ("docker", "podman"):
+        fake = bin_dir / engine
+        fake.write_text(FAKE_ENGINE)
+        fake.chmod(0o755)
     home = tmp_path / "home"
     (home / ".isol8").mkdir(parents=True, exist_ok=True)
     if config is not None:
@@ -100,6 +101,7 @@ def _at_start(env: dict[str, str]) -> set[str]:
     [
         ["run", "-e", "print(1)"],  # the engine auto-detected
         ["--engine", "docker", "run", "--net", "none", "--memory", "256m", "--cmd", "echo 1"],
+        ["--engine", "podman", "run", "-e", "print(1)"],  # its client runs in a folder of isol8's
         ["run", "--help"],
         ["--help"],
     ],

@@ -83,9 +83,9 @@ class EngineBackend(ImageCalls):
         """The working directory for engine clients that start containers (see Dialect.private_cwd)."""
         if not self.dialect.private_cwd:
             return None
-        from isol8.core.caches import default_cache_dir
+        from isol8.core.caches import cache_dir_name
 
-        path = os.path.join(default_cache_dir(), f"{self.name}-cwd")
+        path = os.path.join(cache_dir_name(), f"{self.name}-cwd")
         os.makedirs(path, exist_ok=True)
         return path
 
