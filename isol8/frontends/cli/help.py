@@ -7,6 +7,11 @@ import argparse
 import os
 import sys
 
+# argparse's own words ("usage:", "options", its errors) in English, as isol8's are: untranslated,
+# it looks up a translation of each as a parser is built (gettext's search of the locale
+# folders, afresh for every string), which costs every `isol8 run` ~1.5 ms; CPython ships none.
+vars(argparse).update(_=str, ngettext=lambda singular, plural, n: singular if n == 1 else plural)
+
 DESCRIPTION = """\
 Run untrusted code snippets (Python, Node.js, Bun, Deno, Bash) in locked-down
 Docker or Podman containers: read-only root, no network, no capabilities, a

@@ -203,4 +203,24 @@ def _quiet_stdout(app: App) -> None:
 
 
 def entry() -> None:
-    raise SystemExit(main())
+    """The console script: main(), then an exit without the interpreter's teardown."""
+    _exit(main())
+
+
+def _exit(code: int) -> None:
+    """Exit once the standard streams are flushed and the exit handlers (the reaper's "done") have
+    run, without the interpreter freeing every module first: that costs every run ~4 ms of CPU
+    and wall time, for nothing (isol8's files are closed by then). A failed flush, or a thread
+    still running, takes Python's own exit instead."""
+    import atexit
+    import threading
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        raise SystemExit(code) from None
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    os._exit(code)
