@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from isol8.core.egress import MAX_LOG_ENTRIES, Decision, parse_log
+from isol8.errors import EngineError
 from isol8.log import get_logger
 from isol8.process import StreamingProcess
 
@@ -118,3 +119,11 @@ class ProxyLog:
         if self.unparsed:
             log.warning("egress: %d lines of the proxy's log were not understood (--debug shows them)", self.unparsed)
         return tuple(self.decisions)
+
+
+def quietly(step: Callable[[], object]) -> None:
+    """A step of an egress's cleanup: its failure (the container or Pod already gone) is logged, not raised."""
+    try:
+        step()
+    except EngineError as exc:
+        log.debug("egress cleanup: %s", exc)

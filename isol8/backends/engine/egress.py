@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator, Mapping
 
 from isol8 import labels as L
 from isol8.backends import reaper
-from isol8.backends.attached import QUIET_S, Attached, ProxyLog
+from isol8.backends.attached import QUIET_S, Attached, ProxyLog, quietly
 from isol8.backends.engine import argv as A
 from isol8.core.egress import PROXY_IMAGE, Decision, Egress, squid_config
-from isol8.errors import EngineError, ImageMissing, ImageNotFound, RunFailed
+from isol8.errors import ImageMissing, ImageNotFound, RunFailed
 from isol8.log import get_logger
 from isol8.process import StreamingProcess
 
@@ -119,21 +119,14 @@ class EgressProxy:
         d = self.backend.dialect
         if self._proxy is not None:
             self._proxy.quiet(QUIET_S, STOP_TIMEOUT_S)
-        self._quietly(lambda: self.backend.remove_containers([self.relay, self.proxy]))
+        quietly(lambda: self.backend.remove_containers([self.relay, self.proxy]))
         for client in (self._relay, self._proxy):
             if client is not None and not client.stop(STOP_TIMEOUT_S):
                 client.kill()
-        self._quietly(lambda: self.backend.call(A.volume_rm_argv(d, [self.volume]), idempotent=True))
+        quietly(lambda: self.backend.call(A.volume_rm_argv(d, [self.volume]), idempotent=True))
         for name in (self.proxy, self.relay, self.volume):
             reaper.release(name)
         return self.log.finish()
-
-    @staticmethod
-    def _quietly(step: Callable[[], object]) -> None:
-        try:
-            step()
-        except EngineError as exc:
-            log.debug("egress cleanup: %s", exc)
 
 
 class FilteredRun:
@@ -169,6 +162,6 @@ class FilteredRun:
             ended = not self.killed and self.proc.poll() is not None
             self.proc.__exit__(*exc)
             if not ended:
-                EgressProxy._quietly(lambda: self.backend.remove_containers([self.sandbox]))
+                quietly(lambda: self.backend.remove_containers([self.sandbox]))
         finally:
             self.network_log = self.egress.close()

@@ -14,12 +14,12 @@ leaves its sandbox, if it still runs, with no way out at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from isol8 import labels as L
 from isol8.backends import reaper
-from isol8.backends.attached import QUIET_S, Attached, ProxyLog
+from isol8.backends.attached import QUIET_S, Attached, ProxyLog, quietly
 from isol8.backends.kubernetes import argv as K
 from isol8.backends.kubernetes.backend import READY_TIMEOUT
 from isol8.backends.kubernetes.manifest import (
@@ -30,7 +30,7 @@ from isol8.backends.kubernetes.manifest import (
 )
 from isol8.backends.kubernetes.pods import parse_json
 from isol8.core.egress import PROXY_IMAGE, PROXY_PORT, Decision, Egress, squid_config
-from isol8.errors import EngineError, RunFailed, UsageError
+from isol8.errors import RunFailed, UsageError
 from isol8.log import get_logger
 
 TYPE_CHECKING = False
@@ -134,14 +134,7 @@ class KubeEgress:
         been quiet for QUIET_S (squid logs a request when it ends)."""
         if self._squid is not None:
             self._squid.quiet(QUIET_S, STOP_TIMEOUT_S)
-        self._quietly(lambda: self.backend.remove_containers([self.proxy]))
+        quietly(lambda: self.backend.remove_containers([self.proxy]))
         if self._squid is not None and not self._squid.stop(STOP_TIMEOUT_S):
             self._squid.kill()
         return self.log.finish()
-
-    @staticmethod
-    def _quietly(step: Callable[[], object]) -> None:
-        try:
-            step()
-        except EngineError as exc:
-            log.debug("egress cleanup: %s", exc)
