@@ -432,3 +432,17 @@ def test_a_filtered_sandbox_whose_proxy_pod_is_deleted_is_left_with_no_way_out(
     assert lines[0] == "proxy gone" and len(lines) == 6, out + err
     assert all(line.startswith("failed") for line in lines[1:]), out
     kube.assert_empty()
+
+
+def test_the_program_cannot_see_its_relay_to_signal_it(filtered: tuple[Cluster, Hosts]) -> None:
+    """The relay is the sandbox Pod's other container: another PID namespace (and uid 13), so no
+    pid of it is the program's to name (`kill -1` included), while the proxy it leads to answers."""
+    kube, hosts = filtered
+    code = (
+        "import os, urllib.request\n"
+        "cmdlines = [open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') if p.isdigit()]\n"
+        "print('relays seen', sum(b'socat' in c for c in cmdlines), 'processes', len(cmdlines) > 1)\n"
+        f"print(urllib.request.urlopen('http://allowed.test:{hosts.http}/', timeout=10).status)\n"
+    )
+    done = kube.isol8("run", "--allow", f"allowed.test:{hosts.http}", "-e", code)
+    assert (done.status, done.stdout) == (0, "relays seen 0 processes True\n200\n"), done.stdout + done.stderr
