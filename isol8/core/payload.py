@@ -24,8 +24,9 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # --files folder, unpacked into /sandbox), then the code file (small code with the `read`
 # builtin, larger code with GNU head -c, which never reads past its count); the rest of stdin is
 # the program's. The user's environment never reaches this shell: it gets only the image's, runs
-# its own tools from the system folders (never /sandbox), and hands the user's variables to the
-# program's exec alone. It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts and
+# its own tools from the system folders (never /sandbox), and exports the user's variables in the
+# subshell that execs the program alone (never as a command's words, which the host's ps shows).
+# It writes "<RS>isol8:<nonce>:start" to stderr just before CMD starts and
 # "<RS>isol8:<nonce>:exit:<code>:<oom kills>:<cpu µs>:<peak memory>:<peak pids>" when it ends (the
 # cgroup's figures, empty where the kernel keeps none). The program shares this shell's uid
 # and can read or write its memory, so nothing it could forge decides anything: isol8 takes only
@@ -50,6 +51,9 @@ usage() {  # the container's CPU time (µs), peak memory and peak pids; empty wh
   fi
 }
 """
+# Bash's read-only variables: the wrapper cannot export them, so they alone reach the program as
+# words of env's command line (which the host's ps shows): request.check refuses them as secrets.
+SHELL_READONLY = ("BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID")
 WRAPPER = (
     r"""
 IFS=' ' read -r nonce tarsize codesize mode name envcount reap outcount outmax || exit 125
@@ -57,10 +61,15 @@ program_path=$PATH
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 [ "$reap" = 0 ] || kill -KILL -1 2>/dev/null
 status() { printf '\036isol8:%s:%s\n' "$nonce" "$1" >&2; }
-vars=("PATH=$program_path")
+vars=("PATH=$program_path") fixed=()
 for ((i = 0; i < envcount; i++)); do
   LC_ALL=C IFS= read -r -d '' kv || { status "setup:the environment could not be read"; exit 125; }
-  vars+=("$kv")
+  case ${kv%%=*} in
+    """
+    + " | ".join(SHELL_READONLY)
+    + r""") fixed+=("$kv") ;;  # read-only in bash
+    *) vars+=("$kv") ;;
+  esac
 done
 outs=()
 for ((i = 0; i < ${outcount:-0}; i++)); do
@@ -97,7 +106,14 @@ oom_kills() {
 usage; cpu_before=$cpu
 status start
 exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the program's stderr
-env -- "${vars[@]}" "$@" 2>&3 3>&-
+launch() {  # NAME=VALUE... -- COMMAND...: exported by this shell, never words of a command line
+  while [ "$1" != -- ]; do unset -v "${1%%=*}"; export -- "$1"; shift; done
+  shift
+  exec "$@" 2>&3 3>&-
+}
+run=()  # bash's read-only names can only reach the program through env's command line
+[ "${#fixed[@]}" -eq 0 ] || run=("$(type -P env)" -- "${fixed[@]}")
+(launch "${vars[@]}" -- "${run[@]}" "$@")
 rc=$?
 if [ "$reap" = 0 ]; then kill -TERM "$watchdog"; else kill -KILL -1; fi
 exec 2>&3 3>&-

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import termios
 import time
@@ -231,6 +232,27 @@ def test_secret_from_the_environment_is_masked_and_in_no_command_line(engine: st
     assert saw_isol8 and saw_engine_client, "the scan never saw the run"
     assert any(b"isol8-reaper" in line for line in children), children  # the watcher was checked too
     assert leaks == []
+
+
+@pytest.mark.parametrize("engine", ["podman"], indirect=True)
+def test_no_process_of_a_run_ever_has_a_variable_in_its_arguments(engine: str) -> None:
+    """Where the scan above samples, strace sees every execve: podman's, conmon's, runc's and the
+    container's own (docker's containers are its daemon's children, out of the client's reach; the
+    wrapper is the same on both). A value that the wrapper put into env's arguments, for an instant
+    between fork and exec, is caught every time (tried)."""
+    assert shutil.which("strace"), "strace is missing: scripts/test-all installs it"
+    value, plain = "tok-" + os.urandom(12).hex(), "plain-" + os.urandom(12).hex()
+    trace = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=execve", "-s", "65536", "-o", "/dev/stderr",
+         ISOL8, "--engine", engine, "run", "--secret", "MY_TOKEN", "--env", f"PLAIN={plain}",
+         "-e", "import os; print(len(os.environ['MY_TOKEN']), os.environ['PLAIN'][:5])"],
+        stdin=subprocess.DEVNULL, capture_output=True, env={**os.environ, "MY_TOKEN": value}, timeout=120,
+    )  # fmt: skip
+    assert (trace.returncode, trace.stdout) == (0, b"%d plain\n" % len(value)), trace.stderr[-3000:]
+    own = b'execve("%s", ' % ISOL8.encode()  # isol8's own command line holds --env's value, as given
+    execs = [line for line in trace.stderr.splitlines() if b"execve(" in line and own not in line]
+    assert any(b"python3" in line and b"/sandbox/main.py" in line for line in execs), execs  # the program's own
+    assert [line for line in execs if value.encode() in line or plain.encode() in line] == []
 
 
 def test_secret_file_is_masked_and_loses_one_trailing_newline(engine: str, tmp_path: Path) -> None:

@@ -125,6 +125,9 @@ def test_killing_the_wrapper_after_a_forged_exit_line_is_not_success(isol8: Isol
         ["BASH_ENV=/sandbox/evil.sh", "ENV=/sandbox/evil.sh"],
         ["PATH=/sandbox/bin:/usr/bin:/bin", "LD_PRELOAD=/sandbox/nothing.so"],
         ["IFS=x", "CDPATH=/tmp", "TMOUT=1", "GLOBIGNORE=*", "BASHOPTS=extdebug"],
+        # bash's own: dynamic (RANDOM, LINENO, SECONDS), read-only (UID, PPID), mode-changing, the wrapper's names
+        ["RANDOM=5", "LINENO=x", "SECONDS=y", "UID=77", "PPID=1", "POSIXLY_CORRECT=1", "LC_ALL=bogus"],
+        ["kv=1", "vars=2", "fixed=3", "run=4", "i=5", "rc=6", "nonce=7", "HOME=/nowhere"],
     ],
 )
 def test_user_environment_reaches_the_program_only(isol8: Isol8, tmp_path: Path, env: list[str]) -> None:
@@ -141,6 +144,7 @@ def test_user_environment_reaches_the_program_only(isol8: Isol8, tmp_path: Path,
 
     assert (done.status, done.stdout) == (0, f"{[e.split('=', 1)[1] for e in env]}\n"), done.stderr
     assert "INJECTED" not in done.stderr
+    assert "warning" not in done.stderr  # bash's own (a bad locale) stays out of the program's stderr
 
 
 def _wait_ready(proc: subprocess.Popen[str]) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -18,6 +20,7 @@ import pytest
 from isol8.core.payload import (
     INLINE_CODE_MAX,
     SETUP_NAME,
+    SHELL_READONLY,
     WRAPPER,
     build_tar,
     env_block,
@@ -548,6 +551,25 @@ def test_the_environment_travels_after_the_header_as_nul_ended_entries() -> None
         b"C",
     ]
     assert env_block({}) == b""
+
+
+def test_the_wrapper_knows_every_read_only_variable_of_bash() -> None:
+    """Those alone it cannot export: env's command line carries them to the program."""
+    bash = shutil.which("bash")
+    assert bash
+    declared = subprocess.run([bash, "-c", "readonly -p"], env={}, capture_output=True, text=True, check=True).stdout
+    assert list(SHELL_READONLY) == sorted(re.findall(r"^declare -\w+ (\w+)", declared, re.MULTILINE))
+    assert "\n    " + " | ".join(SHELL_READONLY) + ') fixed+=("$kv") ;;' in WRAPPER
+
+
+@pytest.mark.parametrize("name", SHELL_READONLY)
+def test_a_read_only_name_of_bash_is_a_variable_but_never_a_secret(name: str) -> None:
+    from isol8 import runtimes
+    from isol8.core.runner import RunRequest
+
+    RunRequest(runtime=runtimes.get("bash"), cmd="true", env={name: "1"}).check()
+    with pytest.raises(UsageError, match=f"^{name} cannot be a secret: it is read-only in the sandbox's shell$"):
+        RunRequest(runtime=runtimes.get("bash"), cmd="true", secrets={name: "1"}).check()
 
 
 @pytest.mark.parametrize(
