@@ -73,3 +73,57 @@ def test_making_records_imports_no_typing() -> None:
     code = "import isol8.records as r, sys\nclass P(r.NamedTuple):\n    x: int = 0\nprint('typing' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "False\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        (("a",), {}),
+        (("a", 2), {}),
+        (("a", 2, ("t",)), {}),
+        ((), {"name": "a"}),
+        (("a",), {"tags": ("t",)}),
+        ((), {"tags": (), "size": 3, "name": "n"}),
+        ((), {}),  # name is missing
+        (("a", 2, (), "extra"), {}),
+        (("a",), {"name": "b"}),  # name twice
+        (("a",), {"colour": "red"}),
+    ],
+)
+def test_arguments_become_fields_as_in_typings(args: tuple[object, ...], kwargs: dict[str, object]) -> None:
+    try:
+        expected: object = Typed(*args, **kwargs)  # type: ignore[arg-type]
+    except TypeError as exc:
+        expected = TypeError
+        with pytest.raises(TypeError, match=r"^Spec\(\) "):
+            Spec(*args, **kwargs)  # type: ignore[arg-type]
+        assert exc  # typing's refused it too
+    else:
+        made = Spec(*args, **kwargs)  # type: ignore[arg-type]
+        assert made == expected and type(made) is Spec
+
+
+def test_a_record_copies_pickles_matches_and_subclasses_as_typings() -> None:
+    import copy
+    import pickle
+
+    spec = Spec("a", 2, ("t",))
+    assert pickle.loads(pickle.dumps(spec)) == spec and copy.deepcopy(spec) == spec
+    assert Spec.__match_args__ == Typed.__match_args__ == ("name", "size", "tags")
+    match spec:
+        case Spec(name, size):
+            assert (name, size) == ("a", 2)
+    assert (spec.name, spec[1], Spec.size.__doc__) == ("a", 2, "Alias for field number 1")
+    with pytest.raises(ValueError, match="unexpected field names"):
+        spec._replace(colour="red")
+    with pytest.raises(TypeError, match="Expected 3 arguments, got 1"):
+        Spec._make(["a"])
+
+    class Bigger(Spec):
+        __slots__ = ()
+
+        def twice(self) -> int:
+            return self.size * 2
+
+    assert Bigger("b", 4).twice() == 8 and Bigger("b")._replace(size=5) == ("b", 5, ())
+    assert type(Bigger("b")._replace(size=5)) is Bigger

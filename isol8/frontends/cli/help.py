@@ -3,14 +3,33 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-# argparse's own words ("usage:", "options", its errors) in English, as isol8's are: untranslated,
-# it looks up a translation of each as a parser is built (gettext's search of the locale
-# folders, afresh for every string), which costs every `isol8 run` ~1.5 ms; CPython ships none.
-vars(argparse).update(_=str, ngettext=lambda singular, plural, n: singular if n == 1 else plural)
+
+# argparse's own words ("usage:", "options", its errors) in English, as isol8's are. Translated,
+# it looks up each as a parser is built (gettext's search of the locale folders, afresh for
+# every string), which costs every `isol8 run` ~1.5 ms, and importing gettext ~1 ms more; CPython
+# ships no translations of them. So argparse is imported with these two words in gettext's place.
+def _ngettext(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
+
+
+_words = type(sys)("gettext")
+vars(_words).update(gettext=str, ngettext=_ngettext)
+_lent = sys.modules.setdefault("gettext", _words) is _words
+try:
+    import argparse
+except ImportError:  # an argparse that asks gettext for more
+    if not _lent:
+        raise
+    del sys.modules["gettext"]
+    _lent = False
+    import argparse
+finally:
+    if _lent:
+        del sys.modules["gettext"]  # any later import of gettext gets the real one
+vars(argparse).update(_=str, ngettext=_ngettext)  # when argparse had been imported before
 
 DESCRIPTION = """\
 Run untrusted code snippets (Python, Node.js, Bun, Deno, Bash) in locked-down
