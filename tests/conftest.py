@@ -6,7 +6,7 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import pytest
 
@@ -53,15 +53,21 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cwd
 
 
-class _NoProcesses:
-    def __getattr__(self, name: str) -> object:
-        raise AssertionError(f"a unit test reached subprocess.{name}")
+def refuse_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any process isol8 starts from now on fails the test: isol8.process, the only module that
+    starts them, has two ways, _run (one-shot calls) and spawn (the others)."""
+    from isol8 import process
+
+    def refused(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError(f"a unit test started a process: {args[:1]}")
+
+    monkeypatch.setattr(process, "_run", refused)
+    monkeypatch.setattr(process, "spawn", refused)
 
 
 @pytest.fixture
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records (and refuses) any use of an engine or of a process; tests assert it stays empty."""
-    from isol8 import process
     from isol8.frontends.cli.app import App
 
     calls: list[str] = []
@@ -71,5 +77,5 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise AssertionError("a unit test asked for the engine")
 
     monkeypatch.setattr(App, "backend", property(refuse))
-    monkeypatch.setattr(process, "subprocess", _NoProcesses())
+    refuse_processes(monkeypatch)
     return calls

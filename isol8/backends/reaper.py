@@ -14,9 +14,9 @@ host, outside the container's pid namespace and under another uid.
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without threading's import on every run
 import atexit
 import os
-import threading
 from collections.abc import Callable, Collection
 
 from isol8 import labels as L
@@ -45,7 +45,7 @@ SCRIPT = script(
 """
 )
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _owner = os.urandom(8).hex()
 _watchers: dict[tuple[str, ...], Watcher] = {}
 _live: set[str] = set()

@@ -65,13 +65,13 @@ def test_out_is_not_touched_when_the_flags_are_wrong(run_cli: RunCli, isolated: 
 def test_open_out_creates_and_empties_the_file_before_anything_runs(tmp_path: Path) -> None:
     target = tmp_path / "out.bin"
     target.write_bytes(b"old contents")
-    with open_out(str(target)) as f:
-        assert f is not None
+    f = open_out(str(target))
+    assert f is not None
+    with f:
         assert target.read_bytes() == b""
         f.write(b"\x80\xff")
     assert target.read_bytes() == b"\x80\xff"
-    with open_out(None) as nothing:
-        assert nothing is None
+    assert open_out(None) is None
 
 
 # ---- --secret NAME, --secret NAME=VALUE, --secret-file NAME=PATH -----------------------------------

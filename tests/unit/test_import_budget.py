@@ -112,6 +112,16 @@ def test_the_run_path_loads_nothing_costly(tmp_path: Path, args: list[str]) -> N
     assert sorted(loaded & {*DENIED, "json"}) == []  # json too: there is no config file to read
 
 
+# docker's client and the reaper's watcher start with posix_spawn (podman's client needs a
+# working directory of its own, which only subprocess gives), and contextlib comes with subprocess
+SUBPROCESS = ("subprocess", "threading", "selectors", "locale", "contextlib")
+
+
+def test_dockers_run_starts_its_processes_without_subprocess(tmp_path: Path) -> None:
+    loaded = loaded_by(["--engine", "docker", "run", "-e", "print(1)"], tmp_path)
+    assert sorted(loaded & {*DENIED, *SUBPROCESS}) == []
+
+
 def test_a_json_config_loads_no_yaml(tmp_path: Path) -> None:
     loaded = loaded_by(["run", "-e", "print(1)"], tmp_path, config='{"defaults": {"timeoutMs": 5000}}')
     assert sorted(loaded & set(DENIED)) == []

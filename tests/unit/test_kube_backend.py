@@ -14,7 +14,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from isol8 import process
 from isol8.backends import open_backend
 from isol8.backends.kubernetes import argv as K
 from isol8.backends.kubernetes import session_record as R
@@ -35,7 +34,7 @@ from isol8.errors import (
     ImageMissing,
     UsageError,
 )
-from tests.conftest import CliResult
+from tests.conftest import CliResult, refuse_processes
 from tests.unit.test_kube_manifest import SCHEMA_VERSION, restricted_violations
 
 RunCli = Callable[..., CliResult]
@@ -192,11 +191,7 @@ def test_what_a_cluster_cannot_do_is_said() -> None:
 
 @pytest.fixture
 def no_processes(monkeypatch: pytest.MonkeyPatch, isolated: Path) -> None:
-    class Refused:
-        def __getattr__(self, name: str) -> object:
-            raise AssertionError(f"a dry run reached subprocess.{name}")
-
-    monkeypatch.setattr(process, "subprocess", Refused())
+    refuse_processes(monkeypatch)
 
 
 def test_dry_run_prints_manifests_the_schema_and_the_restricted_standard_accept(

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from isol8.frontends.cli.help import COMMANDS
 from isol8.frontends.cli.parser import build_parser, command_in
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
+    import argparse
     from typing import TextIO
 
     from isol8.frontends.cli.app import App
 
 
-@contextlib.contextmanager
-def _debug_logging(stream: TextIO, on: bool) -> Iterator[None]:
-    if not on:
-        yield None
-        return
-    import logging  # only with --debug: see isol8/log.py
+def _debug_logging(stream: TextIO) -> Callable[[], None]:
+    """Turn isol8's debug log on, to stream (see isol8/log.py); returns what turns it off."""
+    import logging  # only with --debug
 
     logger = logging.getLogger("isol8")
     handler = logging.StreamHandler(stream)
@@ -30,11 +27,22 @@ def _debug_logging(stream: TextIO, on: bool) -> Iterator[None]:
     logger.addHandler(handler)
     old = logger.level
     logger.setLevel(logging.DEBUG)
-    try:
-        yield None
-    finally:
+
+    def off() -> None:
         logger.removeHandler(handler)
         logger.setLevel(old)
+
+    return off
+
+
+def _parsed(parser: argparse.ArgumentParser, argv: list[str], out: TextIO, err: TextIO) -> argparse.Namespace:
+    """parser.parse_args(argv), with what argparse prints (to sys's streams) going to out and err."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        return parser.parse_args(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 # One handler per command, each imported only when its command runs: `isol8 --help` and
@@ -132,8 +140,7 @@ def main(
     # names and summaries are enough (building every command's arguments costs ~5 ms)
     parser = build_parser(command, listing=command is None and not any(arg in COMMANDS for arg in argv))
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            args = parser.parse_args(argv)
+        args = _parsed(parser, argv, out, err)
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code or 0)
     if not args.command:
@@ -166,8 +173,12 @@ def _dispatch(app: App) -> int:
     err = app.stderr
     try:
         app.debug = app.debug or _config_debug(app)
-        with _debug_logging(err, app.debug):
+        off = _debug_logging(err) if app.debug else None
+        try:
             return int(HANDLERS[app.args.handler](app))
+        finally:
+            if off is not None:
+                off()
     except Isol8Error as exc:
         err.write(f"isol8: error: {exc}\n")
         if exc.hint:
@@ -213,14 +224,14 @@ def _exit(code: int) -> None:
     and wall time, for nothing (isol8's files are closed by then). A failed flush, or a thread
     still running, takes Python's own exit instead."""
     import atexit
-    import threading
 
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError):
         raise SystemExit(code) from None
-    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    threading = sys.modules.get("threading")  # a run never loads it: it has no such threads then
+    if threading and any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         raise SystemExit(code)
     atexit._run_exitfuncs()
     os._exit(code)

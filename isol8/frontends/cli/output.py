@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from isol8.errors import UsageError
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
@@ -64,18 +61,15 @@ def program_outputs(stdout: TextIO, stderr: TextIO, *, raw: bool = False) -> dic
     return {"stdout": ProgramOutput(stdout, raw=raw), "stderr": ProgramOutput(stderr, raw=raw)}
 
 
-@contextlib.contextmanager
-def open_out(path: str | None) -> Iterator[BinaryIO | None]:
-    """The --out file, created or truncated now, before anything runs: a path that cannot be written is exit 2."""
+def open_out(path: str | None) -> BinaryIO | None:
+    """The --out file (the caller closes it), created or truncated now, before anything runs: a
+    path that cannot be written is exit 2."""
     if path is None:
-        yield None
-        return
+        return None
     try:
-        f = open(path, "wb")
+        return open(path, "wb")
     except OSError as exc:
         raise UsageError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
-    with f:
-        yield f
 
 
 def write_output_files(out_dir: str, files: dict[str, bytes]) -> None:

@@ -49,15 +49,17 @@ def cmd_run(app: App) -> int:
         check_install(request.runtime, app.args.install)
     if app.args.dry_run:
         return _dry_run(app, request)
-    with open_out(app.args.out) as out_file:
-        sinks = program_outputs(app.stdout, app.stderr, raw=app.args.raw)
-        try:
-            if app.args.host:
-                return _run_remote(app, request, out_file, sinks)
-            return _run_local(app, request, out_file, sinks)
-        finally:
-            for sink in sinks.values():
-                sink.close()  # what the terminal filter holds, before isol8's own messages
+    out_file = open_out(app.args.out)
+    sinks = program_outputs(app.stdout, app.stderr, raw=app.args.raw)
+    try:
+        if app.args.host:
+            return _run_remote(app, request, out_file, sinks)
+        return _run_local(app, request, out_file, sinks)
+    finally:
+        for sink in sinks.values():
+            sink.close()  # what the terminal filter holds, before isol8's own messages
+        if out_file is not None:
+            out_file.close()
 
 
 def asked_limits(app: App) -> dict[str, object]:

@@ -1,0 +1,131 @@
+"""isol8.process with real processes: both ways a streamed call starts (posix_spawn, and
+subprocess.Popen for a client with its own working directory) behave alike."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from isol8 import process
+from isol8.errors import EngineNotFound
+from isol8.process import StreamingProcess, Watcher
+
+SPAWN = process.spawn  # tests/unit/conftest.py sends every other unit test's processes through Popen
+
+
+@pytest.fixture(autouse=True)
+def real_spawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(process, "spawn", SPAWN)
+
+
+@pytest.fixture(params=["posix_spawn", "popen"])
+def cwd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None: posix_spawn; a folder: subprocess.Popen, which alone can give one."""
+    yield None if request.param == "posix_spawn" else str(tmp_path)
+
+
+def started(argv: list[str], cwd: str | None, **kwargs: object) -> StreamingProcess:
+    proc = StreamingProcess(argv, cwd=cwd, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(proc._proc, process._Spawned if cwd is None else process._Popened)
+    return proc
+
+
+def outputs(proc: StreamingProcess) -> dict[str, bytes]:
+    got = {"stdout": b"", "stderr": b""}
+    for name, data in proc.chunks(time.monotonic() + 30):
+        got[name] += data
+    return got
+
+
+def test_streams_and_exit_status(cwd: str | None) -> None:
+    with started(["sh", "-c", "echo out; echo err >&2; exit 3"], cwd) as proc:
+        assert outputs(proc) == {"stdout": b"out\n", "stderr": b"err\n"}
+        assert proc.wait() == 3
+
+
+def test_stdin_is_fed_in_chunks_then_closed(cwd: str | None) -> None:
+    chunks = [b"a" * 100_000, b"b", b"", b"c\n"]  # more than a pipe holds
+    with started(["sh", "-c", "cat; echo end"], cwd, stdin=iter(chunks)) as proc:
+        assert outputs(proc)["stdout"] == b"".join(chunks) + b"end\n"
+        assert proc.wait() == 0
+
+
+def test_without_stdin_the_child_reads_dev_null(cwd: str | None) -> None:
+    with started(["sh", "-c", "cat; echo $?"], cwd) as proc:
+        assert outputs(proc)["stdout"] == b"0\n"
+
+
+def test_a_signal_death_is_a_negative_status(cwd: str | None) -> None:
+    with started(["sh", "-c", "kill -TERM $$"], cwd) as proc:
+        outputs(proc)
+        assert proc.wait() == -15
+
+
+def test_the_child_has_a_session_of_its_own_and_its_standard_streams_alone(cwd: str | None) -> None:
+    """Not even a descriptor that whoever started isol8 left inheritable."""
+    probe = "import os; print(os.getsid(0) == os.getpid(), sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"
+    read, write = os.pipe()
+    os.set_inheritable(write, True)
+    try:
+        with started([sys.executable, "-c", probe], cwd, stdin=iter([b""])) as proc:
+            out = outputs(proc)
+    finally:
+        os.close(read)
+        os.close(write)
+    assert out["stdout"] == b"True [0, 1, 2, 3]\n", out  # 3: the listing's own
+
+
+def test_the_signals_python_ignores_are_the_childs_defaults(cwd: str | None) -> None:
+    with started(["sh", "-c", "grep SigIgn /proc/self/status"], cwd) as proc:
+        ignored = int(outputs(proc)["stdout"].split()[1], 16)
+    assert ignored & (1 << (13 - 1) | 1 << (25 - 1)) == 0  # SIGPIPE and SIGXFSZ
+
+
+def test_the_environment_given_is_the_whole_environment(cwd: str | None) -> None:
+    with started(["/bin/sh", "-c", 'echo "$ONLY:${HOME:-none}"'], cwd, env={"ONLY": "1"}) as proc:
+        assert outputs(proc)["stdout"] == b"1:none\n"
+
+
+def test_a_missing_program_is_engine_not_found_and_leaks_no_descriptor(cwd: str | None) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(EngineNotFound, match="no-such-engine-x: command not found"):
+        StreamingProcess(["no-such-engine-x", "run"], stdin=iter([b"x"]), cwd=cwd)
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_wait_with_a_timeout_then_a_kill_and_a_wait_from_two_threads(cwd: str | None) -> None:
+    with started(["sleep", "30"], cwd) as proc:
+        assert proc.wait(0.05) is None and proc.poll() is None
+        statuses: list[int | None] = []
+        waiter = threading.Thread(target=lambda: statuses.append(proc.wait()))
+        waiter.start()
+        time.sleep(0.05)
+        proc.kill()
+        waiter.join(10)
+        assert statuses == [-9] and proc.wait(1) == -9 and proc.poll() == -9
+
+
+def test_leaving_the_block_kills_what_still_runs_and_closes_its_pipes(cwd: str | None) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with started(["sleep", "30"], cwd, stdin=iter([b"x"])) as proc:
+        pid = proc.pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_a_watcher_reads_done_or_sees_its_pipe_closed(tmp_path: Path) -> None:
+    for clean, expected in ((True, "done"), (False, "")):
+        said = tmp_path / f"said-{clean}"
+        script = 'IFS= read -r word; s=$?; printf %s "$word" > "$1"; exit "$s"'
+        watcher = Watcher(["/bin/sh", "-c", script, "w", str(said)])
+        assert isinstance(watcher._child, process._Spawned)
+        watcher.finish(clean)
+        assert watcher._child.wait(10) == (0 if clean else 1)
+        assert said.read_text() == expected
