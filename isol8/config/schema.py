@@ -249,7 +249,20 @@ def validate(node: Any, value: Any, path: str, source: str) -> None:
 def parse_config_text(text: str, source: str) -> dict[str, Any]:
     """Parse and validate. `.json` files go through the stdlib json module (as safe as PyYAML's safe
     loader, and importing PyYAML would cost every `isol8 run` ~15 ms); everything else through
-    yaml.safe_load, which also reads JSON."""
+    yaml.safe_load, which also reads JSON. Text parsed before comes from isol8.config.parsed."""
+    from isol8.config import parsed
+
+    data = parsed.kept(source, text)
+    fresh = data is None
+    if data is None:
+        data = _parse(text, source)
+    validate(SCHEMA, data, "", source)  # kept data too: by this isol8's schema, whichever isol8 kept it
+    if fresh:
+        parsed.keep(source, text, data)
+    return data
+
+
+def _parse(text: str, source: str) -> dict[str, Any]:
     if source.endswith(".json"):
         import json
 
@@ -264,7 +277,4 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    validate(SCHEMA, data, "", source)
-    return data
+    return {} if data is None else data

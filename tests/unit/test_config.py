@@ -685,3 +685,42 @@ def test_a_registry_reference_without_a_host_is_refused(text: str, said: str) ->
     """Without a host, the engines push to their default registry: a public one, by accident."""
     with pytest.raises(ConfigError, match=re.escape(said)):
         parse_config_text(text, "f.json")
+
+
+# ---- isol8.config.parsed: an unchanged file is not parsed again --------------------------------------
+
+
+def test_parsed_data_is_reused_for_the_same_text_of_the_same_file_only(tmp_path: Path) -> None:
+    from isol8.config import parsed
+
+    source = str(tmp_path / "config.json")
+    data = parse_config_text('{"defaults": {"timeoutMs": 5000}}', source)
+    assert parsed.kept(source, '{"defaults": {"timeoutMs": 5000}}') == data
+    assert parsed.kept(source, '{"defaults": {"timeoutMs": 6000}}') is None
+    assert parsed.kept(str(tmp_path / "other.json"), '{"defaults": {"timeoutMs": 5000}}') is None
+    with pytest.raises(ConfigError, match="not valid JSON"):  # never kept: nothing to reuse
+        parse_config_text("{", source)
+    assert parsed.kept(source, "{") is None
+
+
+def test_kept_data_is_validated_again_and_a_damaged_cache_is_ignored(tmp_path: Path) -> None:
+    from isol8.config import parsed
+
+    source, text = str(tmp_path / "config.json"), '{"defaults": {"timeoutMs": 5000}}'
+    parsed.keep(source, text, {"defaults": {"timeoutMs": -1}})  # as an older isol8 might have kept it
+    with pytest.raises(ConfigError, match="timeoutMs"):
+        parse_config_text(text, source)
+    (entry,) = (Path(os.environ["HOME"]) / ".cache" / "isol8" / "config").iterdir()
+    entry.write_bytes(b"\x00garbage")
+    assert parsed.kept(source, text) is None
+    assert parse_config_text(text, source) == {"defaults": {"timeoutMs": 5000}}
+
+
+def test_data_that_marshal_cannot_hold_is_not_kept(tmp_path: Path) -> None:
+    import datetime
+
+    from isol8.config import parsed
+
+    source = str(tmp_path / "config.yaml")
+    parsed.keep(source, "note: 2026-12-07\n", {"note": datetime.date(2026, 12, 7)})  # YAML's dates
+    assert parsed.kept(source, "note: 2026-12-07\n") is None

@@ -139,3 +139,23 @@ def test_the_check_sees_a_denied_import(tmp_path: Path, monkeypatch: pytest.Monk
     units.write_text(units.read_text() + "\nimport inspect\n")
     monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
     assert "inspect" in loaded_by(["run", "-e", "print(1)"], tmp_path)
+
+
+@pytest.mark.parametrize(("name", "parser"), [("config.json", "json"), ("config.yaml", "yaml")])
+def test_an_unchanged_config_file_is_not_parsed_again(tmp_path: Path, name: str, parser: str) -> None:
+    """The second run of an unchanged file loads no parser (isol8.config.parsed); a changed file
+    is parsed again (and here refused)."""
+    config = tmp_path / "home" / ".isol8" / name
+    config.parent.mkdir(parents=True)
+    config.write_text('{"defaults": {"timeoutMs": 5000}}')
+    args = ["--engine", "docker", "run", "-e", "print(1)"]
+    assert parser in loaded_by(args, tmp_path)
+    assert sorted(loaded_by(args, tmp_path) & {*DENIED, parser}) == []
+    config.write_text('{"defaults": {"timeoutMs": -5000}}')
+    done = subprocess.run(
+        [sys.executable, "-c", ENTRY, *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 2 and "timeoutMs" in done.stderr, done.stderr
