@@ -183,13 +183,14 @@ def spawn(argv: Sequence[str], streams: Streams, env: Mapping[str, str] | None, 
     group, reaches isol8 alone) with streams as its stdin, stdout and stderr. argv[0] is looked
     for on isol8's own PATH (env, when given, is the child's whole environment); FileNotFoundError
     when it is nowhere there."""
-    if cwd is not None or any(fd is not None and fd < 3 for fd in streams):
+    inherited = _inheritable()
+    if cwd is not None or inherited is None or any(fd is not None and fd < 3 for fd in streams):
         return popen(argv, streams, env, cwd)  # a descriptor below 3 would stay close-on-exec in the child
     actions: list[tuple[object, ...]] = [
         (os.POSIX_SPAWN_OPEN, target, os.devnull, os.O_RDWR, 0) if fd is None else (os.POSIX_SPAWN_DUP2, fd, target)
         for target, fd in enumerate(streams)
     ]
-    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable()]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited]
     try:
         pid = os.posix_spawnp(
             argv[0],
@@ -204,13 +205,17 @@ def spawn(argv: Sequence[str], streams: Streams, env: Mapping[str, str] | None, 
     return _Spawned(pid)
 
 
-def _inheritable() -> list[int]:
-    """This process's inheritable descriptors past stderr (from whoever started isol8): a child
-    gets none of them, as subprocess's close_fds has it."""
-    try:
-        names = os.listdir("/proc/self/fd")
-    except FileNotFoundError:
-        names = os.listdir("/dev/fd")
+def _inheritable() -> list[int] | None:
+    """This process's inheritable descriptors past stderr (from whoever started isol8), which a
+    child must not get (as subprocess's close_fds has it); None where no listing shows them."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(folder)
+            break
+        except OSError:
+            continue
+    else:
+        return None
     found = []
     for fd in map(int, names):
         try:
@@ -268,12 +273,15 @@ class Watcher:
 
     def finish(self, clean: bool) -> None:
         """Tell it "done" (clean) or just close the pipe, as this process's death would."""
+        if self._pipe < 0:
+            return
         try:
             if clean:
                 _write_all(self._pipe, b"done\n")
         except OSError:
             pass
         _close(self._pipe)
+        self._pipe = -1
 
 
 class StreamingProcess:
@@ -298,13 +306,14 @@ class StreamingProcess:
         out, err = os.pipe(), os.pipe()
         feed = os.pipe() if stdin is not None else None
         theirs = (feed[0] if feed else None, out[1], err[1])
+        ours = (out[0], err[0], *(feed[1:] if feed else ()))
         try:
             self._proc = spawn(self.argv, theirs, env, cwd)
         except FileNotFoundError:
-            _close(out[0], err[0], *(feed or ()))
+            _close(*ours)
             raise _not_found(argv) from None
         except BaseException:
-            _close(out[0], err[0], *(feed or ()))
+            _close(*ours)
             raise
         finally:
             _close(*(fd for fd in theirs if fd is not None))
@@ -333,6 +342,8 @@ class StreamingProcess:
 
         deadline may be a function, read again after every chunk, so the caller can move it.
         """
+        if self._out < 0:  # left already
+            return
         due = deadline if callable(deadline) else (lambda: deadline)
         names = {self._out: "stdout", self._err: "stderr"}
         poller = select.poll()
@@ -344,8 +355,8 @@ class StreamingProcess:
             wait = None if limit is None else limit - time.monotonic()
             if wait is not None and wait <= 0:
                 return
-            for fd, _ in poller.poll(None if wait is None else max(1, int(wait * 1000) + 1)):
-                data = os.read(fd, CHUNK)
+            for fd, event in poller.poll(None if wait is None else max(1, int(wait * 1000) + 1)):
+                data = b"" if event & select.POLLNVAL else os.read(fd, CHUNK)  # POLLNVAL: closed by __exit__
                 if not data:
                     poller.unregister(fd)
                     open_fds.discard(fd)
@@ -376,6 +387,8 @@ class StreamingProcess:
         if self._proc.poll() is None:
             self.signal(signal.SIGKILL)
         self._proc.wait(None)
-        _close(self._out, self._err)
+        if self._out >= 0:  # once: leaving twice (a kill, then a stop) must not close reused numbers
+            _close(self._out, self._err)
+            self._out = self._err = -1
         if self._fed.acquire(timeout=1):
             self._fed.release()

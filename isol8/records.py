@@ -40,7 +40,7 @@ else:
         _fields = ()
         _field_defaults = {}
 
-        def __new__(cls, *args, **kwargs):
+        def __new__(cls, /, *args, **kwargs):  # positional-only: a field may be named cls
             fields = cls._fields
             if not kwargs and len(args) == len(fields):
                 return tuple.__new__(cls, args)
@@ -71,6 +71,8 @@ else:
             if changes:
                 raise ValueError(f"Got unexpected field names: {list(changes)!r}")
             return made
+
+        __replace__ = _replace  # copy.replace (Python 3.13)
 
         def _asdict(self):
             return dict(zip(self._fields, self, strict=True))

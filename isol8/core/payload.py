@@ -51,9 +51,13 @@ usage() {  # the container's CPU time (µs), peak memory and peak pids; empty wh
   fi
 }
 """
-# Bash's read-only variables: the wrapper cannot export them, so they alone reach the program as
-# words of env's command line (which the host's ps shows): request.check refuses them as secrets.
-SHELL_READONLY = ("BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID")
+# Bash's names that the wrapper cannot export: its read-only variables, its call-stack and
+# PIPESTATUS arrays, and `_` (set to each command's path). They alone reach the program as words
+# of env's command line (which the host's ps shows): request.check refuses them as secrets.
+SHELL_FIXED = (
+    *("BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID"),  # read-only (`readonly -p`)
+    *("BASH_ARGC", "BASH_ARGV", "BASH_LINENO", "BASH_SOURCE", "PIPESTATUS", "_"),
+)
 WRAPPER = (
     r"""
 IFS=' ' read -r nonce tarsize codesize mode name envcount reap outcount outmax || exit 125
@@ -66,8 +70,8 @@ for ((i = 0; i < envcount; i++)); do
   LC_ALL=C IFS= read -r -d '' kv || { status "setup:the environment could not be read"; exit 125; }
   case ${kv%%=*} in
     """
-    + " | ".join(SHELL_READONLY)
-    + r""") fixed+=("$kv") ;;  # read-only in bash
+    + " | ".join(SHELL_FIXED)
+    + r""") fixed+=("$kv") ;;  # bash's own
     *) vars+=("$kv") ;;
   esac
 done
@@ -109,9 +113,9 @@ exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the progr
 launch() {  # NAME=VALUE... -- COMMAND...: exported by this shell, never words of a command line
   while [ "$1" != -- ]; do unset -v "${1%%=*}"; export -- "$1"; shift; done
   shift
-  exec "$@" 2>&3 3>&-
+  exec -- "$@" 2>&3 3>&-
 }
-run=()  # bash's read-only names can only reach the program through env's command line
+run=()  # bash's own names can only reach the program through env's command line
 [ "${#fixed[@]}" -eq 0 ] || run=("$(type -P env)" -- "${fixed[@]}")
 (launch "${vars[@]}" -- "${run[@]}" "$@")
 rc=$?

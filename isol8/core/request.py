@@ -10,7 +10,7 @@ from types import MappingProxyType
 from isol8 import units
 from isol8.core import outputs
 from isol8.core.outputs import OutputLimits
-from isol8.core.payload import SHELL_READONLY
+from isol8.core.payload import SHELL_FIXED
 from isol8.core.sandbox import SANDBOX_DIR, SandboxPolicy, valid_env_name
 from isol8.core.streams import Usage
 from isol8.defaults import RUN
@@ -71,8 +71,8 @@ class RunRequest(NamedTuple):
             if not valid_env_name(name):
                 raise UsageError(f"not a valid environment variable name: {name!r}")
         for name in self.secrets:
-            if name in SHELL_READONLY:  # it would travel as a word of a command line
-                raise UsageError(f"{name} cannot be a secret: it is read-only in the sandbox's shell")
+            if name in SHELL_FIXED:  # it would travel as a word of a command line
+                raise UsageError(f"{name} cannot be a secret: the sandbox's shell keeps that name for itself")
         program_env = {**self.env, **self.secrets}
         for key, value in program_env.items():
             if "\0" in value:

@@ -128,6 +128,9 @@ def test_killing_the_wrapper_after_a_forged_exit_line_is_not_success(isol8: Isol
         # bash's own: dynamic (RANDOM, LINENO, SECONDS), read-only (UID, PPID), mode-changing, the wrapper's names
         ["RANDOM=5", "LINENO=x", "SECONDS=y", "UID=77", "PPID=1", "POSIXLY_CORRECT=1", "LC_ALL=bogus"],
         ["kv=1", "vars=2", "fixed=3", "run=4", "i=5", "rc=6", "nonce=7", "HOME=/nowhere"],
+        # the names bash cannot export, which go through env (isol8.core.payload.SHELL_FIXED)
+        ["BASH_ARGC=1", "BASH_ARGV=2", "BASH_LINENO=3", "BASH_SOURCE=4", "PIPESTATUS=5", "_=6", "EUID=7"],
+        ["FUNCNAME=1", "GROUPS=2", "DIRSTACK=3", "BASH_ARGV0=4", "BASHPID=5", "HISTCMD=6", "BASH_REMATCH=7"],
     ],
 )
 def test_user_environment_reaches_the_program_only(isol8: Isol8, tmp_path: Path, env: list[str]) -> None:

@@ -724,3 +724,31 @@ def test_data_that_marshal_cannot_hold_is_not_kept(tmp_path: Path) -> None:
     source = str(tmp_path / "config.yaml")
     parsed.keep(source, "note: 2026-12-07\n", {"note": datetime.date(2026, 12, 7)})  # YAML's dates
     assert parsed.kept(source, "note: 2026-12-07\n") is None
+
+
+def test_an_entry_someone_else_could_have_written_is_ignored(tmp_path: Path) -> None:
+    from isol8.config import parsed
+
+    source, text = str(tmp_path / "config.json"), '{"defaults": {"timeoutMs": 5000}}'
+    parse_config_text(text, source)
+    (entry,) = (Path(os.environ["HOME"]) / ".cache" / "isol8" / "config").iterdir()
+    assert entry.stat().st_mode & 0o777 == 0o600 and parsed.kept(source, text) is not None
+    entry.chmod(0o620)  # writable by its group
+    assert parsed.kept(source, text) is None
+    entry.chmod(0o600)
+    if os.getuid() == 0:
+        os.chown(entry, 4242, -1)  # another user's
+    else:
+        entry.chmod(0o602)  # writable by anyone
+    assert parsed.kept(source, text) is None
+    assert parse_config_text(text, source) == {"defaults": {"timeoutMs": 5000}}  # parsed again
+
+
+def test_a_config_path_that_is_not_utf8_is_kept_too(tmp_path: Path) -> None:
+    from isol8.config import parsed
+
+    folder = tmp_path / os.fsdecode(b"proj\xe9")
+    folder.mkdir()
+    source = str(folder / "isol8.config.yaml")
+    assert parse_config_text("defaults:\n  timeoutMs: 5000\n", source) == {"defaults": {"timeoutMs": 5000}}
+    assert parsed.kept(source, "defaults:\n  timeoutMs: 5000\n") == {"defaults": {"timeoutMs": 5000}}

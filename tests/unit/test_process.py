@@ -129,3 +129,28 @@ def test_a_watcher_reads_done_or_sees_its_pipe_closed(tmp_path: Path) -> None:
         watcher.finish(clean)
         assert watcher._child.wait(10) == (0 if clean else 1)
         assert said.read_text() == expected
+
+
+def test_leaving_twice_closes_nothing_that_reused_its_numbers(cwd: str | None) -> None:
+    """A kill then a stop (backends/attached.py) leave the block twice: the second time must not
+    close what another run has opened since under the same descriptor numbers."""
+    proc = started(["true"], cwd, stdin=iter([b"x"]))
+    proc.__exit__(None, None, None)
+    read, write = os.pipe()
+    try:
+        proc.__exit__(None, None, None)
+        assert list(proc.chunks()) == []
+        os.write(write, b"still open")
+        assert os.read(read, 64) == b"still open"
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_a_missing_program_closes_each_descriptor_once(cwd: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[int] = []
+    real_close = os.close
+    monkeypatch.setattr(process.os, "close", lambda fd: (closed.append(fd), real_close(fd))[1])
+    with pytest.raises(EngineNotFound):
+        StreamingProcess(["no-such-engine-x"], stdin=iter([b"x"]), cwd=cwd)
+    assert len(closed) == len(set(closed)) >= 6, closed  # three pipes, two ends each (and Popen's own)

@@ -127,3 +127,12 @@ def test_a_record_copies_pickles_matches_and_subclasses_as_typings() -> None:
 
     assert Bigger("b", 4).twice() == 8 and Bigger("b")._replace(size=5) == ("b", 5, ())
     assert type(Bigger("b")._replace(size=5)) is Bigger
+
+
+def test_a_field_may_have_any_name_typing_allows() -> None:
+    class Odd(NamedTuple):
+        cls: int
+        self: int = 2
+
+    assert Odd(cls=1) == (1, 2) and Odd(1, self=3).self == 3
+    assert Odd(1).__replace__(cls=5) == (5, 2)
