@@ -59,7 +59,11 @@ if read -r max 2>/dev/null <"$max" && [ "$max" != max ] && read -r used 2>/dev/n
   [ "$spare" -gt "$2" ] || {{ echo "isol8: $2 KiB do not fit in the memory limit ($spare KiB spare)" >&2; exit 3; }}
 fi
 new=/sandbox/.isol8-new
-rm -rf -- "$new" && mkdir -- "$new" && tar -x -f - -C "$new" || {{ rm -rf -- "$new"; exit 3; }}
+rm -rf -- "$new" && mkdir -- "$new" && tar -x -f - -C "$new" || {{
+  s=$?; rm -rf -- "$new"  # the check above can pass by a hair: tar is then what the kernel kills
+  [ "$s" -lt 128 ] || echo "isol8: unpacking was killed (signal $((s - 128))), most likely at the memory limit" >&2
+  exit 3
+}}
 rm -rf -- "/sandbox/$1" && mv -- "$new/$1" "/sandbox/$1" && rmdir -- "$new"
 """
 NOT_UNPACKED = 3
@@ -173,11 +177,23 @@ def replace_in(backend: Backend, container: str, tree: PackageTree, timeout_s: f
             if stream == "stderr":
                 said = (said + data)[-STDERR_KEPT:]
         code = proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
-    if code == 0 and time.monotonic() < deadline:
+    late = code is None or time.monotonic() >= deadline
+    if code == 0 and not late:
         return
-    words = said.decode("utf-8", "replace").strip() or "it took too long"
+    words = said.decode("utf-8", "replace").strip() or _silent_end(code, late)
     message = f"the installed packages could not be unpacked: {_last_line(words)}"
     raise PackagesNotUnpacked(proc.argv, 125, "", words, message=message, unchanged=code == NOT_UNPACKED)
+
+
+def _silent_end(code: int | None, late: bool) -> str:
+    """Why an unpacker that said nothing failed (or whose words the engine lost)."""
+    if late:
+        return "it took too long"
+    if code == NOT_UNPACKED:  # its refusal, whose words podman's exec sometimes drops (its last output)
+        return "they did not fit in /sandbox or in the memory limit"
+    if code in (137, -9):  # SIGKILL: the kernel's OOM killer, in a container
+        return "it was killed, most likely at the session's memory limit"
+    return f"it ended with exit status {code}"
 
 
 def unpacked_kib(tar: bytes) -> int:

@@ -179,3 +179,21 @@ def test_a_tree_that_does_not_fit_says_the_session_is_unchanged() -> None:
     with pytest.raises(PackagesNotUnpacked, match="do not fit in the memory limit") as caught:
         replace_in(backend, "sess", tree, 60)  # type: ignore[arg-type]
     assert caught.value.unchanged
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (NOT_UNPACKED, "they did not fit in /sandbox or in the memory limit"),
+        (137, "it was killed, most likely at the session's memory limit"),
+        (1, "it ended with exit status 1"),
+    ],
+)
+def test_an_unpacker_that_says_nothing_is_reported_by_how_it_ended(code: int, words: str) -> None:
+    """No timeout: a refusal whose words the engine lost, a kill at the memory limit, a failure."""
+    backend = ScriptedBackend(Unpacker([], code))
+    backend.exec = lambda container, argv, *, stdin: backend.installer  # type: ignore[attr-defined]
+    tree = PackageTree(SIX, ".local", tar_of((".local", None)), {})
+    with pytest.raises(PackagesNotUnpacked, match=f"could not be unpacked: {words}$") as caught:
+        replace_in(backend, "sess", tree, 60)  # type: ignore[arg-type]
+    assert caught.value.unchanged == (code == NOT_UNPACKED)
