@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -151,7 +150,7 @@ def setup_first(script: str) -> list[str]:
 
 # code up to this size, without NUL bytes, is read by the shell builtin: no extra process
 INLINE_CODE_MAX = 4096
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-")
 
 
 def new_nonce() -> str:
@@ -225,8 +224,10 @@ def build_tar(
 
 
 def safe_code_name(name: str, extension: str) -> str:
-    """The code file's name in /sandbox: the user's basename when it is plain, else main<ext>."""
-    return name if _SAFE_NAME.fullmatch(name) else "main" + extension
+    """The code file's name in /sandbox: the user's basename when it is plain, else main<ext>.
+    Plain is [A-Za-z0-9][A-Za-z0-9._+-]{0,200}, checked without a regular expression's compile."""
+    plain = 0 < len(name) <= 201 and name[0] not in "._+-" and _NAME_CHARS.issuperset(name)
+    return name if plain else "main" + extension
 
 
 class Payload(NamedTuple):

@@ -703,6 +703,17 @@ def test_parsed_data_is_reused_for_the_same_text_of_the_same_file_only(tmp_path:
     assert parsed.kept(source, "{") is None
 
 
+def test_an_entry_is_named_by_the_fnv1a_hash_of_the_absolute_path() -> None:
+    from isol8.config import parsed
+
+    assert parsed._fnv1a(b"") == 0xCBF29CE484222325  # FNV-1a 64's published test vectors
+    assert parsed._fnv1a(b"a") == 0xAF63DC4C8601EC8C
+    assert parsed._fnv1a(b"foobar") == 0x85944171F73967E8
+    where, path = parsed._entry("config.json")
+    assert where == os.path.abspath("config.json")
+    assert os.path.basename(path) == f"{parsed._fnv1a(os.fsencode(where)):016x}.marshal"
+
+
 def test_kept_data_is_validated_again_and_a_damaged_cache_is_ignored(tmp_path: Path) -> None:
     from isol8.config import parsed
 

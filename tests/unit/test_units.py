@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -280,3 +281,32 @@ def test_a_requests_default_mappings_are_read_only() -> None:
             mapping["X"] = "1"  # type: ignore[index]
     with pytest.raises(UsageError, match="exactly one"):
         RunRequest(runtime=RUNTIMES["bash"]).check()
+
+
+# ---- the run path's checks without a regular expression agree with the patterns they stand for -----
+
+_TRICKY = ["", "a", "A1", "_", "_x", "1a", "a-b", "a.b", "a+b", ".a", "-a", "+a", "a\n", "\na", "a b", "é",
+           "ǅ", "\u0660", "a\u0660", "\uff21", "x" * 200, "x" * 201, "x" * 202, "a\x00", "ab.py", "ſ", "K",
+           "a\u200d"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", _TRICKY, ids=repr)
+def test_env_names_are_what_the_pattern_says(name: str) -> None:
+    assert valid_env_name(name) == bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name))
+
+
+@pytest.mark.parametrize("name", _TRICKY, ids=repr)
+def test_plain_code_names_are_what_the_pattern_says(name: str) -> None:
+    plain = bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}", name))
+    assert payload.safe_code_name(name, ".py") == (name if plain else "main.py")
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["a" * 64, "sha256:" + "0" * 64, "sha256:" + "a" * 63, "a" * 65, "A" * 64, "g" * 64, "sha256:sha256:" + "a" * 64,
+     "sha512:" + "a" * 64, "sha256:", "", "a" * 63 + "\n", " " + "a" * 63, "\u0660" * 64, "python", "ab" * 32],
+    ids=repr,
+)  # fmt: skip
+def test_image_ids_are_what_the_pattern_says(ref: str) -> None:
+    is_id = bool(re.fullmatch(r"(sha256:)?[0-9a-f]{64}", ref))
+    assert (PODMAN.local_image(ref) == ref) == is_id

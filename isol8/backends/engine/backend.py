@@ -9,11 +9,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from isol8 import labels as L
 from isol8.backends import reaper
 from isol8.backends.engine import argv as A
-from isol8.backends.engine.classify import classify
 from isol8.backends.engine.dialect import Dialect, endpoint_key, endpoint_shown
 from isol8.backends.engine.images import ImageCalls, inspected
 from isol8.backends.engine.retry import RetryPolicy
-from isol8.backends.engine.session_record import session_control_argv
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import (
     ContainerNameInUse,
@@ -90,6 +88,8 @@ class EngineBackend(ImageCalls):
         return path
 
     def classify(self, argv: Sequence[str], returncode: int | None, stdout: str, stderr: str) -> EngineError:
+        from isol8.backends.engine.classify import classify  # only once the engine has failed
+
         at = len(self.dialect.cli)
         return classify(argv, returncode, stdout, stderr, self.name, argv[at] if len(argv) > at else "")
 
@@ -189,6 +189,8 @@ class EngineBackend(ImageCalls):
     def session_control(
         self, name: str, verb: str, args: Sequence[str] = (), *, data: bytes = b"", timeout: float = QUERY_TIMEOUT
     ) -> str:
+        from isol8.backends.engine.session_record import session_control_argv  # sessions only
+
         argv = session_control_argv(self.dialect, name=name, verb=verb, args=args)
         return self.call(argv, input=data, timeout=timeout, cwd=self.client_cwd()).stdout
 

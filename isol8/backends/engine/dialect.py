@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from isol8.errors import UsageError
@@ -13,8 +12,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from isol8.models import EngineInfo
-
-_IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{64}")
 
 
 class Dialect(NamedTuple):
@@ -71,7 +68,7 @@ class Dialect(NamedTuple):
         first, slash, _ = ref.partition("/")
         if not self.local_prefix or (slash and ("." in first or ":" in first or first == "localhost")):
             return ref  # already names a registry
-        if _IMAGE_ID.fullmatch(ref):
+        if _is_image_id(ref):
             return ref  # an image ID, not a name
         return self.local_prefix + ref
 
@@ -194,6 +191,12 @@ def endpoint_key(d: Dialect, env: Mapping[str, str]) -> str:
     import hashlib
 
     return f"{d.name}-{hashlib.sha256(chr(0).join(where).encode()).hexdigest()[:8]}"
+
+
+def _is_image_id(ref: str) -> bool:
+    """(sha256:)?[0-9a-f]{64}, without a regular expression's compile on every run."""
+    digits = ref.removeprefix("sha256:")
+    return len(digits) == 64 and not digits.strip("0123456789abcdef")
 
 
 def _opt(name: str, value: str | None) -> list[str]:
