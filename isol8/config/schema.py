@@ -226,7 +226,8 @@ def validate(node: Any, value: Any, path: str, source: str) -> None:
                 known = ", ".join(k for k in node if not k.startswith("$"))
                 raise ConfigError(f"{source}: {where}: unknown key (known here: {known})")
             validate(node[key], sub, where, source)
-        for key in REQUIRED.get(re.sub(r"\[\d+\]", "[]", path), ()) if path.endswith("]") else ():
+        kind = re.sub(r"\[\d+\]", "[]", path) if "[" in path else path  # prebuiltImages[0] -> prebuiltImages[]
+        for key in REQUIRED.get(kind, ()):
             if key not in value:
                 raise fail(f"missing required key {key!r}")
         return
