@@ -1,10 +1,10 @@
-"""The only module that starts processes: one-shot calls and streamed calls, both with deadlines.
+"""The only module that starts processes (with isol8.spawning, how a child starts): one-shot calls
+and streamed calls, both with deadlines.
 
 A streamed call (the engine client that runs a sandbox) and the reaper's watcher start with
-os.posix_spawn, are read with select.poll and fed by a _thread: on the way to a run's engine,
-subprocess (with threading, selectors and locale) would cost every `isol8 run` about 4 ms. A
-client that needs its own working directory, which posix_spawn cannot give, starts through
-subprocess.Popen, as do one-shot calls (subprocess.run): both import subprocess when used.
+isol8.spawning.spawn (os.posix_spawn), are read with select.poll and fed by a _thread: on the way
+to a run's engine, subprocess (with threading, selectors and locale) would cost every `isol8 run`
+about 4 ms. One-shot calls go through subprocess.run, imported when used.
 """
 
 from __future__ import annotations
@@ -19,16 +19,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from isol8.errors import EngineNotFound, EngineTimeout
 from isol8.log import get_logger
 from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
-
-TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
-if TYPE_CHECKING:
-    import subprocess
+from isol8.spawning import spawn
 
 log = get_logger(__name__)
 
 CHUNK = 65536
-# Python ignores these; a child gets them back at their defaults, as subprocess gives them
-_RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 class Completed(NamedTuple):
@@ -110,137 +105,6 @@ def run_process_bytes(argv: Sequence[str], *, timeout: float, cwd: str | None = 
     """(returncode, raw stdout, decoded stderr): for output that is data, not text (a file's bytes)."""
     code, out, err = _run(argv, timeout, None, None, cwd)
     return code, out, decode(err)
-
-
-class _Spawned:
-    """A process started by os.posix_spawn, reaped once, by whichever thread asks first."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self._lock = _thread.allocate_lock()
-
-    def _reap(self, flags: int) -> None:  # with the lock held
-        try:
-            pid, status = os.waitpid(self.pid, flags)
-        except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): its status is lost, as subprocess has it
-            self.returncode = 0
-            return
-        if pid:
-            self.returncode = os.waitstatus_to_exitcode(status)
-
-    def poll(self) -> int | None:
-        if self.returncode is None and self._lock.acquire(False):  # else another thread is waiting
-            try:
-                if self.returncode is None:
-                    self._reap(os.WNOHANG)
-            finally:
-                self._lock.release()
-        return self.returncode
-
-    def wait(self, timeout: float | None) -> int | None:
-        if timeout is None:
-            with self._lock:
-                while self.returncode is None:
-                    self._reap(0)
-            return self.returncode
-        end, pause = time.monotonic() + timeout, 0.0005
-        while self.poll() is None:
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            pause = min(pause * 2, left, 0.05)
-            time.sleep(pause)
-        return self.returncode
-
-
-class _Popened:
-    """A process started by subprocess.Popen, seen as a _Spawned."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self._proc = proc
-        self.pid = proc.pid
-
-    def poll(self) -> int | None:
-        return self._proc.poll()
-
-    def wait(self, timeout: float | None) -> int | None:
-        import subprocess
-
-        try:
-            return self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-
-Child = _Spawned | _Popened
-# the standard streams of a child: a file descriptor of this process's, or None for /dev/null
-Streams = tuple[int | None, int | None, int | None]
-
-
-def spawn(argv: Sequence[str], streams: Streams, env: Mapping[str, str] | None, cwd: str | None) -> Child:
-    """argv, started in a session of its own (a terminal's Ctrl-C, or a kill of isol8's process
-    group, reaches isol8 alone) with streams as its stdin, stdout and stderr. argv[0] is looked
-    for on isol8's own PATH (env, when given, is the child's whole environment); FileNotFoundError
-    when it is nowhere there."""
-    inherited = _inheritable()
-    if cwd is not None or inherited is None or any(fd is not None and fd < 3 for fd in streams):
-        return popen(argv, streams, env, cwd)  # a descriptor below 3 would stay close-on-exec in the child
-    actions: list[tuple[object, ...]] = [
-        (os.POSIX_SPAWN_OPEN, target, os.devnull, os.O_RDWR, 0) if fd is None else (os.POSIX_SPAWN_DUP2, fd, target)
-        for target, fd in enumerate(streams)
-    ]
-    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited]
-    try:
-        pid = os.posix_spawnp(
-            argv[0],
-            list(argv),
-            os.environ if env is None else dict(env),
-            file_actions=actions,
-            setsid=True,
-            setsigdef=_RESTORED_SIGNALS,
-        )
-    except NotImplementedError:  # a C library without POSIX_SPAWN_SETSID
-        return popen(argv, streams, env, cwd)
-    return _Spawned(pid)
-
-
-def _inheritable() -> list[int] | None:
-    """This process's inheritable descriptors past stderr (from whoever started isol8), which a
-    child must not get (as subprocess's close_fds has it); None where no listing shows them."""
-    for folder in ("/proc/self/fd", "/dev/fd"):
-        try:
-            names = os.listdir(folder)
-            break
-        except OSError:
-            continue
-    else:
-        return None
-    found = []
-    for fd in map(int, names):
-        try:
-            if fd > 2 and os.get_inheritable(fd):
-                found.append(fd)
-        except OSError:  # the listing's own, closed by now
-            pass
-    return found
-
-
-def popen(argv: Sequence[str], streams: Streams, env: Mapping[str, str] | None, cwd: str | None) -> Child:
-    """spawn(), through subprocess.Popen: for a working directory of its own."""
-    import subprocess
-
-    stdin, stdout, stderr = (subprocess.DEVNULL if fd is None else fd for fd in streams)
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        env=None if env is None else dict(env),
-        cwd=cwd,
-        start_new_session=True,
-    )
-    return _Popened(proc)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -19,6 +19,6 @@ def processes_through_popen(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every process a unit test starts goes through subprocess.Popen, where pytest-subprocess's
     fp sees it: a run's engine client and watcher too, which start with posix_spawn outside
     tests (tests/unit/test_process.py tests that path with real processes)."""
-    from isol8 import process
+    from isol8 import process, spawning
 
-    monkeypatch.setattr(process, "spawn", process.popen)
+    monkeypatch.setattr(process, "spawn", spawning.popen)

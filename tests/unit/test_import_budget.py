@@ -116,14 +116,15 @@ def test_the_run_path_loads_nothing_costly(tmp_path: Path, args: list[str]) -> N
     assert sorted(loaded & {*DENIED, "json"}) == []  # json too: there is no config file to read
 
 
-# docker's client and the reaper's watcher start with posix_spawn (podman's client needs a
-# working directory of its own, which only subprocess gives); contextlib, and math's extension
-# module (through selectors), come with subprocess
+# a run's engine client (podman's in a folder of its own) and the reaper's watcher start with
+# posix_spawn: nothing of subprocess, whose contextlib and selectors (with math's extension
+# module) come with it
 SUBPROCESS = ("subprocess", "threading", "selectors", "locale", "contextlib", "math")
 
 
-def test_dockers_run_starts_its_processes_without_subprocess(tmp_path: Path) -> None:
-    loaded = loaded_by(["--engine", "docker", "run", "-e", "print(1)"], tmp_path)
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_a_run_starts_its_processes_without_subprocess(tmp_path: Path, engine: str) -> None:
+    loaded = loaded_by(["--engine", engine, "run", "-e", "print(1)"], tmp_path)
     assert sorted(loaded & {*DENIED, *SUBPROCESS}) == []
 
 

@@ -1,5 +1,6 @@
-"""isol8.process with real processes: both ways a streamed call starts (posix_spawn, and
-subprocess.Popen for a client with its own working directory) behave alike."""
+"""isol8.process and isol8.spawning with real processes: every way a streamed call starts behaves alike: posix_spawn,
+posix_spawn in a folder of its own (this process's working directory changed for the spawn alone,
+when it runs a single thread), and subprocess.Popen (a folder of its own while other threads run)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from isol8 import process
+from isol8 import process, spawning
 from isol8.errors import EngineNotFound
 from isol8.process import StreamingProcess, Watcher
 
@@ -24,15 +25,32 @@ def real_spawn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(process, "spawn", SPAWN)
 
 
-@pytest.fixture(params=["posix_spawn", "popen"])
+EXPECTED: list[type] = []  # how the `cwd` fixture's way starts a child: spawning._Spawned or _Popened
+
+
+@pytest.fixture(params=["posix_spawn", "posix_spawn in a folder", "popen"])
 def cwd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """None: posix_spawn; a folder: subprocess.Popen, which alone can give one."""
-    yield None if request.param == "posix_spawn" else str(tmp_path)
+    """None: posix_spawn; a folder: posix_spawn there while this process runs one thread, else
+    subprocess.Popen (here with a thread of the test's waiting all along)."""
+    EXPECTED[:] = [spawning._Popened if request.param == "popen" else spawning._Spawned]
+    if request.param != "popen":
+        yield None if request.param == "posix_spawn" else str(tmp_path)
+        return
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)
+    other.start()
+    try:
+        yield str(tmp_path)
+    finally:
+        done.set()
+        other.join()
 
 
 def started(argv: list[str], cwd: str | None, **kwargs: object) -> StreamingProcess:
+    here = os.getcwd()
     proc = StreamingProcess(argv, cwd=cwd, **kwargs)  # type: ignore[arg-type]
-    assert isinstance(proc._proc, process._Spawned if cwd is None else process._Popened)
+    assert isinstance(proc._proc, EXPECTED[0])
+    assert os.getcwd() == here
     return proc
 
 
@@ -93,10 +111,50 @@ def test_the_environment_given_is_the_whole_environment(cwd: str | None) -> None
 
 
 def test_a_missing_program_is_engine_not_found_and_leaks_no_descriptor(cwd: str | None) -> None:
-    before = set(os.listdir("/proc/self/fd"))
+    before, here = set(os.listdir("/proc/self/fd")), os.getcwd()
     with pytest.raises(EngineNotFound, match="no-such-engine-x: command not found"):
         StreamingProcess(["no-such-engine-x", "run"], stdin=iter([b"x"]), cwd=cwd)
     assert set(os.listdir("/proc/self/fd")) <= before
+    assert os.getcwd() == here
+
+
+def test_the_child_starts_in_its_folder_and_this_process_stays_in_its_own(cwd: str | None) -> None:
+    with started(["sh", "-c", "pwd"], cwd) as proc:
+        assert outputs(proc)["stdout"].decode().strip() == (cwd or os.getcwd())
+
+
+def test_the_way_back_is_found_even_when_this_processs_folder_was_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone, folder = tmp_path / "gone", tmp_path / "client"
+    gone.mkdir()
+    folder.mkdir()
+    monkeypatch.chdir(gone)
+    inode = os.stat(".").st_ino
+    gone.rmdir()
+    with StreamingProcess(["pwd"], cwd=str(folder)) as proc:
+        assert isinstance(proc._proc, spawning._Spawned)
+        assert outputs(proc)["stdout"] == f"{folder}\n".encode()
+    assert os.stat(".").st_ino == inode
+
+
+def test_a_child_is_killed_when_the_way_back_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here, pids = os.getcwd(), []
+    real_spawn = os.posix_spawnp
+    monkeypatch.setattr(os, "posix_spawnp", lambda *a, **k: pids.append(real_spawn(*a, **k)) or pids[-1])
+
+    def refused(fd: int) -> None:
+        raise PermissionError(13, "no search permission")
+
+    monkeypatch.setattr(os, "fchdir", refused)
+    try:
+        with pytest.raises(PermissionError):
+            StreamingProcess(["sleep", "30"], cwd=str(tmp_path))
+    finally:
+        os.chdir(here)
+    (pid,) = pids
+    with pytest.raises(ChildProcessError):  # killed and reaped already
+        os.waitpid(pid, 0)
 
 
 def test_wait_with_a_timeout_then_a_kill_and_a_wait_from_two_threads(cwd: str | None) -> None:
@@ -125,7 +183,7 @@ def test_a_watcher_reads_done_or_sees_its_pipe_closed(tmp_path: Path) -> None:
         said = tmp_path / f"said-{clean}"
         script = 'IFS= read -r word; s=$?; printf %s "$word" > "$1"; exit "$s"'
         watcher = Watcher(["/bin/sh", "-c", script, "w", str(said)])
-        assert isinstance(watcher._child, process._Spawned)
+        assert isinstance(watcher._child, spawning._Spawned)
         watcher.finish(clean)
         assert watcher._child.wait(10) == (0 if clean else 1)
         assert said.read_text() == expected

@@ -290,6 +290,14 @@ _TRICKY = ["", "a", "A1", "_", "_x", "1a", "a-b", "a.b", "a+b", ".a", "-a", "+a"
            "a\u200d"]  # fmt: skip
 
 
+def test_every_ascii_name_of_up_to_two_characters_is_judged_as_the_patterns_say() -> None:
+    ascii_chars = [chr(c) for c in range(128)]
+    for name in ["", *ascii_chars, *(a + b for a in ascii_chars for b in ascii_chars)]:
+        assert valid_env_name(name) == bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)), repr(name)
+        plain = bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}", name))
+        assert payload.safe_code_name(name, ".py") == (name if plain else "main.py"), repr(name)
+
+
 @pytest.mark.parametrize("name", _TRICKY, ids=repr)
 def test_env_names_are_what_the_pattern_says(name: str) -> None:
     assert valid_env_name(name) == bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name))
