@@ -4,7 +4,8 @@ and streamed calls, both with deadlines.
 A streamed call (the engine client that runs a sandbox) and the reaper's watcher start with
 isol8.spawning.spawn (os.posix_spawn), are read with select.poll and fed by a _thread: on the way
 to a run's engine, subprocess (with threading, selectors and locale) would cost every `isol8 run`
-about 4 ms. One-shot calls go through subprocess.run, imported when used.
+about 4 ms. One-shot calls go through subprocess.Popen, imported when used. Each start holds
+back SIGINT and SIGTERM until the child is known (isol8.spawning.started).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from isol8.errors import EngineNotFound, EngineTimeout
 from isol8.log import get_logger
 from isol8.records import NamedTuple  # records as named tuples: dataclasses would cost every run ~15 ms
-from isol8.spawning import spawn
+from isol8.spawning import Child, end, spawn, started
 
 log = get_logger(__name__)
 
@@ -65,19 +66,35 @@ def _run(
     import subprocess
 
     log.debug("+ %s", Shown(argv))
-    try:
-        proc = subprocess.run(
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             list(argv),
-            input=input,
-            capture_output=True,
-            timeout=timeout,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=None if env is None else dict(env),
-            stdin=None if input is not None else subprocess.DEVNULL,
             cwd=cwd,
         )
-    except FileNotFoundError:
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        proc.kill()
+        proc.__exit__(None, None, None)  # closes the pipes, reaps
+
+    # subprocess.run, but a SIGINT or SIGTERM just after the start kills the child (see started()),
+    # and from there on a try, not a with: Python could run a handler on entering its __enter__
+    try:
+        proc = started(start, stop)
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.__exit__(None, None, None)
+    except FileNotFoundError:  # from the start (a test's fake Popen has it from communicate)
         raise _not_found(argv) from None
-    except subprocess.TimeoutExpired as exc:
+    except subprocess.TimeoutExpired as exc:  # with what was read so far
         raise EngineTimeout(
             argv,
             None,
@@ -85,7 +102,7 @@ def _run(
             decode(exc.stderr or b""),
             message=f"{argv[0]} did not answer within {timeout:g}s",
         ) from None
-    return proc.returncode, proc.stdout, proc.stderr
+    return proc.returncode, out, err
 
 
 def run_process(
@@ -128,12 +145,13 @@ class Watcher:
         log.debug("+ %s (watcher)", Shown(argv))
         read, self._pipe = os.pipe()
         try:
-            self._child = spawn(argv, (read, None, None), None, None)
+            try:
+                self._child = spawn(argv, (read, None, None), None, None)
+            finally:
+                _close(read)
         except BaseException:
             _close(self._pipe)
             raise
-        finally:
-            _close(read)
 
     def finish(self, clean: bool) -> None:
         """Tell it "done" (clean) or just close the pipe, as this process's death would."""
@@ -171,21 +189,36 @@ class StreamingProcess:
         feed = os.pipe() if stdin is not None else None
         theirs = (feed[0] if feed else None, out[1], err[1])
         ours = (out[0], err[0], *(feed[1:] if feed else ()))
-        try:
-            self._proc = spawn(self.argv, theirs, env, cwd)
-        except FileNotFoundError:
-            _close(*ours)
-            raise _not_found(argv) from None
-        except BaseException:
-            _close(*ours)
-            raise
-        finally:
-            _close(*(fd for fd in theirs if fd is not None))
         self._out, self._err = out[0], err[0]
         self._fed = _thread.allocate_lock()  # held while the feeder runs
-        if feed is not None and stdin is not None:
-            self._fed.acquire()
-            _thread.start_new_thread(self._feed, (feed[1], stdin))
+
+        def start() -> Child:
+            try:
+                try:
+                    proc = spawn(self.argv, theirs, env, cwd)
+                finally:
+                    _close(*(fd for fd in theirs if fd is not None))
+            except FileNotFoundError:
+                _close(*ours)
+                raise _not_found(argv) from None
+            except BaseException:
+                _close(*ours)
+                raise
+            if feed is not None and stdin is not None:
+                try:
+                    self._fed.acquire()
+                    _thread.start_new_thread(self._feed, (feed[1], stdin))
+                except BaseException:  # without its feeder, the process would wait for its stdin
+                    end(proc)
+                    _close(*ours)
+                    raise
+            return proc
+
+        def stop(proc: Child) -> None:  # a signal's handler raised before the caller had this
+            end(proc)
+            _close(out[0], err[0])  # the feeder, if any, finds its pipe broken and closes it
+
+        self._proc = started(start, stop)
 
     def _feed(self, pipe: int, chunks: Iterable[bytes]) -> None:
         try:

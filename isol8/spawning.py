@@ -5,6 +5,9 @@ spawn() uses os.posix_spawn, which costs no import of subprocess (with threading
 locale: about 4 ms of every `isol8 run`). A child that needs a working directory of its own
 (podman's client) gets it from this process's, changed for the spawn alone, when this process runs
 a single thread (the CLI); otherwise (a server) it starts through subprocess.Popen (popen()).
+
+Every start goes through started(): a SIGINT or SIGTERM that comes meanwhile is handled once the
+child is known, and a handler that raises then has the child killed, not left running unknown.
 """
 
 from __future__ import annotations
@@ -18,9 +21,59 @@ from collections.abc import Callable, Mapping, Sequence
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
     import subprocess
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 # Python ignores these; a child gets them back at their defaults, as subprocess gives them
 _RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+# the signals whose handlers may raise (Python's Ctrl-C, isol8 run's Interrupted): held back while a child starts
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Held:
+    """While in it, SIGINT and SIGTERM are noted instead of handled. Python runs a handler as soon
+    as the call that was under way returns: one that raises right after a child's start would lose
+    the child's pid, and the child (an engine client about to create a container) would go on
+    unknown. Handlers run in the main thread alone, so elsewhere nothing needs holding."""
+
+    def __init__(self) -> None:
+        self.noted: list[int] = []
+        self._handlers: dict[int, signal._HANDLER] = {}
+
+    def __enter__(self) -> _Held:
+        try:
+            for sig in _HELD:
+                if signal.getsignal(sig) is None:  # not set from Python: it could not be put back
+                    break
+                self._handlers[sig] = signal.signal(sig, self._note)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.noted.append(signum)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+
+
+def started(start: Callable[[], T], stop: Callable[[T], None]) -> T:
+    """start() (which starts a child and returns what knows it), with SIGINT and SIGTERM held back
+    meanwhile; one that came is then handled, and if its handler raises, stop(child) is called
+    (it kills and reaps) before the exception goes on. Nothing is left running unknown."""
+    held, child = _Held(), []
+    try:
+        with held:
+            child.append(start())
+        for signum in dict.fromkeys(held.noted):
+            signal.raise_signal(signum)  # handled now, as if it had come just after the start
+    except BaseException:
+        if child:
+            stop(child[0])
+        raise
+    return child[0]
 
 
 class _Spawned:
@@ -93,7 +146,23 @@ def spawn(argv: Sequence[str], streams: Streams, env: Mapping[str, str] | None, 
     """argv, started in a session of its own (a terminal's Ctrl-C, or a kill of isol8's process
     group, reaches isol8 alone) with streams as its stdin, stdout and stderr. argv[0] is looked
     for on isol8's own PATH (env, when given, is the child's whole environment); FileNotFoundError
-    when it is nowhere there."""
+    when it is nowhere there. A SIGINT or SIGTERM meanwhile is handled once the child is known
+    (see started()): one whose handler raises kills it."""
+    return started(lambda: _spawn(argv, streams, env, cwd), end)
+
+
+def end(child: Child) -> None:
+    """Kill child (its process group: it leads one) and reap it."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(child.pid, signal.SIGKILL)
+            break
+        except ProcessLookupError:  # no group: the process alone, unless it is gone already
+            pass
+    child.wait(None)
+
+
+def _spawn(argv: Sequence[str], streams: Streams, env: Mapping[str, str] | None, cwd: str | None) -> Child:
     inherited = _inheritable()
     if inherited is None or any(fd is not None and fd < 3 for fd in streams):
         return popen(argv, streams, env, cwd)  # a descriptor below 3 would stay close-on-exec in the child
@@ -138,8 +207,7 @@ def _started_in(cwd: str, here: int, start: Callable[[], int]) -> int:
         try:
             os.fchdir(here)
         except BaseException:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            end(_Spawned(pid))
             raise
         return pid
     finally:

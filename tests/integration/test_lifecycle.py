@@ -43,6 +43,24 @@ def test_signal_kills_and_removes_the_container(engine: str, sig: signal.Signals
     assert_no_containers(engine)
 
 
+def test_a_signal_at_any_moment_of_a_runs_start_leaves_nothing(engine: str) -> None:
+    """SIGINT and SIGTERM in turn, at 25 moments from isol8's own start through the engine client's
+    start (where a handler that raised would lose the client's pid), the container's creation and
+    the program's start: every isol8 ends, and neither a container nor a client is left."""
+    ended = []
+    for i, delay_ms in enumerate(range(0, 500, 20)):
+        proc = start_run(engine, "--timeout", "30s", "-e", "import time; time.sleep(30)")
+        time.sleep(delay_ms / 1000)
+        proc.send_signal(signal.SIGINT if i % 2 else signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        ended.append((delay_ms, proc.returncode))
+        assert proc.returncode != 0, stderr
+    assert_no_containers(engine, within=15)
+    assert [t for t, status in ended if status in (130, 143)], ended  # most came after isol8's handlers were set
+    clients = subprocess.run(["pgrep", "-f", f"^{engine} .*isol8-"], capture_output=True, text=True).stdout
+    assert clients == "", clients
+
+
 def test_cleanup_removes_what_a_sigkilled_isol8_and_its_watcher_left(engine: str) -> None:
     proc = start_run(engine, "--timeout", "2m", "-e", "import time; print('ready', flush=True); time.sleep(120)")
     _wait_for_output(proc, "ready")
