@@ -185,42 +185,63 @@ class StreamingProcess:
     ) -> None:
         self.argv = tuple(argv)
         log.debug("+ %s", Shown(argv))
-        out, err = os.pipe(), os.pipe()
-        feed = os.pipe() if stdin is not None else None
-        theirs = (feed[0] if feed else None, out[1], err[1])
-        ours = (out[0], err[0], *(feed[1:] if feed else ()))
-        self._out, self._err = out[0], err[0]
+        self._out = self._err = -1
         self._fed = _thread.allocate_lock()  # held while the feeder runs
+        self._feeding: list[int] = []  # the writing end of stdin's pipe, until the feeder takes it
+        self._proc = started(lambda: self._start(stdin, env, cwd), self._stop)
 
-        def start() -> Child:
+    def _start(self, stdin: Iterable[bytes] | None, env: Mapping[str, str] | None, cwd: str | None) -> Child:
+        fds: list[int] = []
+        try:
+            for _ in range(2 if stdin is None else 3):
+                fds += os.pipe()
+        except BaseException:
+            _close(*fds)
+            raise
+        out, err, feed = fds[0:2], fds[2:4], fds[4:6]
+        theirs, ours = (feed[0] if feed else None, out[1], err[1]), (out[0], err[0])
+        self._feeding[:] = feed[1:]
+        try:
             try:
-                try:
-                    proc = spawn(self.argv, theirs, env, cwd)
-                finally:
-                    _close(*(fd for fd in theirs if fd is not None))
-            except FileNotFoundError:
-                _close(*ours)
-                raise _not_found(argv) from None
-            except BaseException:
-                _close(*ours)
+                proc = spawn(self.argv, theirs, env, cwd)
+            finally:
+                _close(*(fd for fd in theirs if fd is not None))
+        except BaseException as exc:
+            _close(*ours)
+            self._give_up_feeding()
+            if isinstance(exc, FileNotFoundError):
+                raise _not_found(self.argv) from None
+            raise
+        self._out, self._err = ours
+        if stdin is not None:
+            self._fed.acquire()
+            try:
+                _thread.start_new_thread(self._feed, (stdin,))
+            except BaseException:  # without its feeder, the process would wait for its stdin
+                self._stop(proc)
                 raise
-            if feed is not None and stdin is not None:
-                try:
-                    self._fed.acquire()
-                    _thread.start_new_thread(self._feed, (feed[1], stdin))
-                except BaseException:  # without its feeder, the process would wait for its stdin
-                    end(proc)
-                    _close(*ours)
-                    raise
-            return proc
+        return proc
 
-        def stop(proc: Child) -> None:  # a signal's handler raised before the caller had this
-            end(proc)
-            _close(out[0], err[0])  # the feeder, if any, finds its pipe broken and closes it
+    def _stop(self, proc: Child) -> None:
+        """Kill and reap proc, and close this end of its pipes: a signal's handler raised before the caller had this."""
+        end(proc)
+        ours, self._out, self._err = (self._out, self._err), -1, -1
+        _close(*ours)
+        self._give_up_feeding()
 
-        self._proc = started(start, stop)
+    def _give_up_feeding(self) -> None:
+        try:
+            fd = self._feeding.pop()  # unless the feeder took it: one of the two closes it, once
+        except IndexError:
+            return
+        _close(fd)
 
-    def _feed(self, pipe: int, chunks: Iterable[bytes]) -> None:
+    def _feed(self, chunks: Iterable[bytes]) -> None:
+        try:
+            pipe = self._feeding.pop()
+        except IndexError:  # given up before this thread ran
+            self._fed.release()
+            return
         try:
             for chunk in chunks:
                 _write_all(pipe, chunk)
@@ -285,7 +306,7 @@ class StreamingProcess:
             self.signal(signal.SIGKILL)
         self._proc.wait(None)
         if self._out >= 0:  # once: leaving twice (a kill, then a stop) must not close reused numbers
-            _close(self._out, self._err)
-            self._out = self._err = -1
+            ours, self._out, self._err = (self._out, self._err), -1, -1
+            _close(*ours)
         if self._fed.acquire(timeout=1):
             self._fed.release()
