@@ -191,7 +191,7 @@ def test_a_call_that_times_out_is_engine_timeout_and_not_retried(fp: Any, d: Dia
 
 @pytest.mark.xfail(
     reason="pytest-subprocess 1.6.0 (the latest release): communicate() ignores its timeout, so `wait=` never "
-    "raises TimeoutExpired through subprocess.run; fixed by aklajnert/pytest-subprocess#210, not yet released. "
+    "raises TimeoutExpired from isol8's communicate(); fixed by aklajnert/pytest-subprocess#210, not yet released. "
     "Not an isol8 bug: remove this mark when the fixed release is installed.",
     strict=True,
 )
