@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from tests.integration.ports import free_port
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -39,12 +41,6 @@ class Endpoint(NamedTuple):
     env: dict[str, str]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_for(check: object, what: str, within: float = 20.0) -> None:
     deadline = time.monotonic() + within
     while not check():  # type: ignore[operator]
@@ -62,7 +58,7 @@ def sshd(root: Path, *, multiplex: bool = False) -> Iterator[Sshd]:
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
     shutil.copy(root / "client_key.pub", root / "authorized_keys")
-    port = _free_port()
+    port = free_port()
     (root / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root}/host_key\n"
         f"AuthorizedKeysFile {root}/authorized_keys\nPermitRootLogin prohibit-password\n"
@@ -123,7 +119,7 @@ def registry(root: Path) -> Iterator[str]:
     """A registry (Debian's docker-registry) on a free local port, storing in root; its host:port.
     Plain HTTP: docker's daemon allows that for 127.0.0.0/8, podman and skopeo are told to."""
     root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     config = root / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: warn\n"

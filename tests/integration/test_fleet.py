@@ -26,18 +26,11 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import ISOL8
+from tests.integration.ports import free_port
 
 KEY = "fleet-key-" + os.urandom(8).hex()
 HAPROXY_CFG = Path(__file__).resolve().parents[2] / "examples" / "haproxy.cfg"
 IDLE_MS = 15000
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def call(url: str, method: str, path: str, body: object | None = None, *, timeout: float = 300) -> tuple[int, Any, str]:
@@ -91,7 +84,7 @@ def _replica(engine: str, tmp: Path, fleet: str) -> Replica:
     tmp.mkdir()
     config = {"maxConcurrent": 4, "server": {"fleet": fleet, "drainMs": 3000, "sessionIdleMs": IDLE_MS, "poolSize": 1}}
     (tmp / "isol8.config.json").write_text(json.dumps(config))
-    port, log = _free_port(), tmp / "serve.log"
+    port, log = free_port(), tmp / "serve.log"
     proc = subprocess.Popen(
         [ISOL8, "--engine", engine, "serve", "--port", str(port), "--key", KEY],
         cwd=tmp,
@@ -122,7 +115,7 @@ def fleet(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fle
     tmp = tmp_path_factory.mktemp("fleet")
     name = f"test-{os.getpid()}-{engine}"
     replicas = [_replica(engine, tmp / f"replica{i}", name) for i in (1, 2)]
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ISOL8_LB_BIND": f"127.0.0.1:{port}",

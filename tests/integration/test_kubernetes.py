@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -25,6 +24,7 @@ import pytest
 
 from tests.integration.conftest import ISOL8
 from tests.integration.kube import NAMESPACE, Cluster, node_gateway, open_cluster
+from tests.integration.ports import free_port
 from tests.integration.remote import REGISTRY, registry
 from tests.integration.test_network_filter import FETCH, NAMES, Hosts
 
@@ -167,9 +167,7 @@ def test_the_server_runs_its_executions_as_pods(kube: Cluster, tmp_path: Path) -
 
     from isol8.frontends.remote import Isol8Remote, RemoteError
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     key = os.urandom(8).hex()
     log = tmp_path / "serve.log"
     argv = [ISOL8, "--backend", "kubernetes", "--config", str(kube.config), "--no-user-config", "serve"]

@@ -23,6 +23,7 @@ import pytest
 from isol8.frontends.remote import Isol8Remote, RemoteError
 from tests.integration.conftest import ISOL8, Result, default_gateway, require_engine, run_isol8, run_with
 from tests.integration.kube import Cluster, open_cluster
+from tests.integration.ports import free_port
 from tests.unit.test_server_policy import ORIGINAL_CLIENT_OPTIONS
 
 KEY = "test-key-" + os.urandom(8).hex()
@@ -86,12 +87,6 @@ class Server:
         return Isol8Remote(self.url, key)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(side: Side, tmp: Path, **config: object) -> Server:
     """`isol8 serve` in tmp, whose project file has only its prebuilt image and `config`: the base
     images come from the user file that the quick start wrote (layered, not hidden)."""
@@ -99,7 +94,7 @@ def _start(side: Side, tmp: Path, **config: object) -> Server:
     (tmp / "isol8.config.json").write_text(
         json.dumps({"prebuiltImages": [{"tag": prebuilt, "runtime": "bash", "setupScript": "echo served"}], **config})
     )
-    port = _free_port()
+    port = free_port()
     log = tmp / "serve.log"
     proc = subprocess.Popen(
         [ISOL8, *side.options, "serve", "--port", str(port), "--key", KEY],
@@ -264,7 +259,7 @@ def test_a_request_beyond_the_queue_timeout_gets_429(side: Side, tmp_path: Path)
 
 
 def test_serving_without_a_key_is_refused(engine: str) -> None:
-    done = run_isol8(engine, "serve", "--port", str(_free_port()), env={"ISOL8_API_KEY": ""})
+    done = run_isol8(engine, "serve", "--port", str(free_port()), env={"ISOL8_API_KEY": ""})
     assert done.status == 2
     assert "API key is required" in done.stderr
 
