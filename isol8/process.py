@@ -25,6 +25,10 @@ from isol8.spawning import Child, end, spawn, started
 log = get_logger(__name__)
 
 CHUNK = 65536
+# left with an exception (a Ctrl-C), a process gets SIGTERM and this long before SIGKILL: podman's
+# client, killed while it creates its container, left it half made (conmon and `runc init` running,
+# unknown to `podman rm`); on SIGTERM it stops where its records agree
+STOP_GRACE_S = 2.0
 
 
 class Completed(NamedTuple):
@@ -302,6 +306,9 @@ class StreamingProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._proc.poll() is None and exc and exc[0] is not None:  # see STOP_GRACE_S
+            self.signal(signal.SIGTERM)
+            self._proc.wait(STOP_GRACE_S)
         if self._proc.poll() is None:
             self.signal(signal.SIGKILL)
         self._proc.wait(None)

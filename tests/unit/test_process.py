@@ -212,3 +212,22 @@ def test_a_missing_program_closes_each_descriptor_once(cwd: str | None, monkeypa
     with pytest.raises(EngineNotFound):
         StreamingProcess(["no-such-engine-x"], stdin=iter([b"x"]), cwd=cwd)
     assert len(closed) == len(set(closed)) >= 6, closed  # three pipes, two ends each (and Popen's own)
+
+
+def test_leaving_with_an_exception_asks_with_sigterm_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a Ctrl-C: a process that stops on SIGTERM does so in its own way (podman's client then
+    leaves no half-made container), one that ignores it is killed after the grace."""
+    monkeypatch.setattr(process, "STOP_GRACE_S", 0.5)
+    script = "trap 'echo asked; exit 0' TERM; echo up; while :; do sleep 0.05; done"
+    with pytest.raises(KeyError):
+        with StreamingProcess(["sh", "-c", script]) as proc:
+            chunks = proc.chunks(time.monotonic() + 10)
+            assert next(chunks) == ("stdout", b"up\n")
+            raise KeyError("interrupted")
+    assert proc.wait(0) == 0
+    started = time.monotonic()
+    with pytest.raises(KeyError):
+        with StreamingProcess(["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"]) as proc:
+            assert next(proc.chunks(time.monotonic() + 10)) == ("stdout", b"up\n")
+            raise KeyError("interrupted")
+    assert proc.wait(0) == -9 and 0.5 <= time.monotonic() - started < 5
