@@ -25,7 +25,7 @@ from isol8.spawning import Child, end, spawn, started
 log = get_logger(__name__)
 
 CHUNK = 65536
-# left with an exception (a Ctrl-C), a process gets SIGTERM and this long before SIGKILL: podman's
+# stopped early (a Ctrl-C, a timeout), a process gets SIGTERM and this long before SIGKILL: podman's
 # client, killed while it creates its container, left it half made (conmon and `runc init` running,
 # unknown to `podman rm`); on SIGTERM it stops where its records agree
 STOP_GRACE_S = 2.0
@@ -82,8 +82,15 @@ def _run(
         )
 
     def stop(proc: subprocess.Popen[bytes]) -> None:
-        proc.kill()
+        ask_then_kill(proc)
         proc.__exit__(None, None, None)  # closes the pipes, reaps
+
+    def ask_then_kill(proc: subprocess.Popen[bytes]) -> None:  # see STOP_GRACE_S
+        proc.terminate()
+        try:
+            proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
     # subprocess.run, but a SIGINT or SIGTERM just after the start kills the child (see started()),
     # and from there on a try, not a with: Python could run a handler on entering its __enter__
@@ -92,7 +99,7 @@ def _run(
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except BaseException:
-            proc.kill()
+            ask_then_kill(proc)
             raise
         finally:
             proc.__exit__(None, None, None)

@@ -28,12 +28,21 @@ def real_spawn(monkeypatch: pytest.MonkeyPatch) -> None:
 EXPECTED: list[type] = []  # how the `cwd` fixture's way starts a child: spawning._Spawned or _Popened
 
 
+def wait_alone() -> None:
+    """Until this process runs one thread (spawn() starts in a folder by posix_spawn only then): a
+    feeder thread of an earlier test may still be finishing, for longer on a loaded machine."""
+    deadline = time.monotonic() + 10
+    while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 @pytest.fixture(params=["posix_spawn", "posix_spawn in a folder", "popen"])
 def cwd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
     """None: posix_spawn; a folder: posix_spawn there while this process runs one thread, else
     subprocess.Popen (here with a thread of the test's waiting all along)."""
     EXPECTED[:] = [spawning._Popened if request.param == "popen" else spawning._Spawned]
     if request.param != "popen":
+        wait_alone()
         yield None if request.param == "posix_spawn" else str(tmp_path)
         return
     done = threading.Event()
@@ -132,6 +141,7 @@ def test_the_way_back_is_found_even_when_this_processs_folder_was_removed(
     monkeypatch.chdir(gone)
     inode = os.stat(".").st_ino
     gone.rmdir()
+    wait_alone()
     with StreamingProcess(["pwd"], cwd=str(folder)) as proc:
         assert isinstance(proc._proc, spawning._Spawned)
         assert outputs(proc)["stdout"] == f"{folder}\n".encode()
@@ -147,6 +157,7 @@ def test_a_child_is_killed_when_the_way_back_fails(tmp_path: Path, monkeypatch: 
         raise PermissionError(13, "no search permission")
 
     monkeypatch.setattr(os, "fchdir", refused)
+    wait_alone()
     try:
         with pytest.raises(PermissionError):
             StreamingProcess(["sleep", "30"], cwd=str(tmp_path))
@@ -231,3 +242,26 @@ def test_leaving_with_an_exception_asks_with_sigterm_first(monkeypatch: pytest.M
             assert next(proc.chunks(time.monotonic() + 10)) == ("stdout", b"up\n")
             raise KeyError("interrupted")
     assert proc.wait(0) == -9 and 0.5 <= time.monotonic() - started < 5
+
+
+def test_a_one_shot_call_cut_short_asks_with_sigterm_first(tmp_path: Path) -> None:
+    """A one-shot call (podman's `run -d` of a session, a probe) cut short by a raising handler: its
+    process gets SIGTERM first, and stops in its own way."""
+    import signal as signals
+
+    asked = tmp_path / "asked"
+
+    def cut_short(signum: int, frame: object) -> None:
+        raise KeyError("interrupted")
+
+    old = signals.signal(signals.SIGALRM, cut_short)
+    signals.setitimer(signals.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyError):
+            process.run_process(
+                ["sh", "-c", f"trap 'touch {asked}; exit 0' TERM; while :; do sleep 0.05; done"], timeout=20
+            )
+    finally:
+        signals.setitimer(signals.ITIMER_REAL, 0)
+        signals.signal(signals.SIGALRM, old)
+    assert asked.exists()
