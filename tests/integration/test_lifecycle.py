@@ -86,6 +86,21 @@ def test_a_signal_at_any_moment_of_a_runs_start_leaves_nothing(engine: str) -> N
     assert left == "", left
 
 
+def test_a_program_that_ignores_sigterm_holds_up_a_ctrl_c_by_the_grace_at_most(engine: str) -> None:
+    """isol8 asks its engine client to stop with SIGTERM before SIGKILL (podman's, killed outright,
+    left half-made containers). The client passes the SIGTERM on to the program: one that ignores
+    it delays isol8's end by the 2 s grace at most, and still nothing is left."""
+    proc = start_run(engine, "--cmd", "trap '' TERM INT; echo ready; while :; do sleep 1; done")
+    _wait_for_output(proc, "ready")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert time.monotonic() - started < 8
+    assert_no_containers(engine)
+    left = subprocess.run(["pgrep", "-af", "isol8-[0-9a-f]{16}"], capture_output=True, text=True).stdout
+    assert left == "", left
+
+
 def test_cleanup_removes_what_a_sigkilled_isol8_and_its_watcher_left(engine: str) -> None:
     proc = start_run(engine, "--timeout", "2m", "-e", "import time; print('ready', flush=True); time.sleep(120)")
     _wait_for_output(proc, "ready")
