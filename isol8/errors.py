@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 class Isol8Error(Exception):
     """Base class of every error isol8 reports to its users."""
 
-    exit_status: ExitStatus = ExitStatus.ERROR
+    exit_status: int = ExitStatus.ERROR
     hint: str = ""
 
 

@@ -10,10 +10,10 @@ back SIGINT and SIGTERM until the child is known (isol8.spawning.started).
 
 from __future__ import annotations
 
+import _signal  # signal.py's enum wrappers cost every run ~3M instructions; the C module is enough
 import _thread
 import os
 import select
-import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -307,17 +307,17 @@ class StreamingProcess:
                 pass
 
     def kill(self) -> None:
-        self.signal(signal.SIGKILL)
+        self.signal(_signal.SIGKILL)
 
     def __enter__(self) -> StreamingProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._proc.poll() is None and exc and exc[0] is not None:  # see STOP_GRACE_S
-            self.signal(signal.SIGTERM)
+            self.signal(_signal.SIGTERM)
             self._proc.wait(STOP_GRACE_S)
         if self._proc.poll() is None:
-            self.signal(signal.SIGKILL)
+            self.signal(_signal.SIGKILL)
         self._proc.wait(None)
         if self._out >= 0:  # once: leaving twice (a kill, then a stop) must not close reused numbers
             ours, self._out, self._err = (self._out, self._err), -1, -1

@@ -12,9 +12,9 @@ child is known, and a handler that raises then has the child killed, not left ru
 
 from __future__ import annotations
 
+import _signal  # signal.py's enum wrappers cost every run ~3M instructions; the C module is enough
 import _thread
 import os
-import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 # Python ignores these; a child gets them back at their defaults, as subprocess gives them
-_RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+_RESTORED_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)
 # the signals whose handlers may raise (Python's Ctrl-C, isol8 run's Interrupted): held back while a child starts
-_HELD = (signal.SIGINT, signal.SIGTERM)
+_HELD = (_signal.SIGINT, _signal.SIGTERM)
 
 
 class _Held:
@@ -47,13 +47,13 @@ class _Held:
     def __enter__(self) -> _Held:
         try:
             for sig in _HELD:
-                handler = signal.getsignal(sig)
+                handler = _signal.getsignal(sig)
                 if callable(handler):
-                    signal.signal(sig, self._note)
+                    _signal.signal(sig, self._note)
                     self._handlers[sig] = handler
         except ValueError:  # not the main thread
             pass
-        except BaseException:  # a handler ran first (signal.signal runs what is pending), and raised
+        except BaseException:  # a handler ran first (_signal.signal runs what is pending), and raised
             self.__exit__()
             raise
         return self
@@ -66,7 +66,7 @@ class _Held:
         for sig, handler in self._handlers.items():
             while True:  # every handler goes back, even when one that went back already raises first
                 try:
-                    signal.signal(sig, handler)
+                    _signal.signal(sig, handler)
                     break
                 except ValueError:  # not the main thread: cannot be, as it was swapped here
                     break
@@ -87,7 +87,7 @@ def started(start: Callable[[], T], stop: Callable[[T], None]) -> T:
         with held:
             child.append(start())
         for signum in dict.fromkeys(held.noted):
-            signal.raise_signal(signum)  # handled now, as if it had come just after the start
+            _signal.raise_signal(signum)  # handled now, as if it had come just after the start
     except BaseException:
         if child:
             stop(child[0])
@@ -174,7 +174,7 @@ def end(child: Child) -> None:
     """Kill child (its process group: it leads one) and reap it."""
     for kill in (os.killpg, os.kill):
         try:
-            kill(child.pid, signal.SIGKILL)
+            kill(child.pid, _signal.SIGKILL)
             break
         except ProcessLookupError:  # no group: the process alone, unless it is gone already
             pass

@@ -12,6 +12,7 @@ from isol8.errors import InvalidLimit
 
 KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
 _SIZE_UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": TIB}
+_UNIT_LETTERS = frozenset("kmgtKMGT")  # ASCII alone: the Kelvin sign lowers to k
 _DURATION_UNITS = {"": 1, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 MEMORY_MIN = 6 * MIB  # docker's own minimum; below it the engines refuse or misbehave
@@ -79,10 +80,21 @@ def format_duration(ms: int) -> str:
     return f"{ms}ms"
 
 
+def _plain_size(text: str) -> Exact | None:
+    """ "512m", "64K", "1048576": ASCII digits and at most one unit letter (the defaults' form), read
+    as _SIZE reads them without its compile (1.1M instructions of every run); None for the rest."""
+    digits, unit = (text[:-1], text[-1].lower()) if text[-1:] in _UNIT_LETTERS else (text, "")
+    if 0 < len(digits) <= 18 and digits.isascii() and digits.isdigit():
+        return int(digits) * _SIZE_UNITS[unit], 1
+    return None
+
+
 def parse_size(value: object, *, minimum: int = 1, maximum: int = SIZE_MAX) -> int:
     """Bytes from 512m, 1g, 1.5k, 64KiB, 1048576 or an integer (powers of 1024), within [minimum, maximum]."""
     accepted = f"a size from {format_size(minimum)} to {format_size(maximum)}, e.g. 512m, 1g, or bytes"
     exact = _number(value)
+    if exact is None and isinstance(value, str):
+        exact = _plain_size(value)
     if exact is None and isinstance(value, str):
         match = re.fullmatch(_SIZE, value.strip(" "), _FLAGS)
         if match:

@@ -12,8 +12,9 @@ from isol8 import labels as L
 from isol8.backends import reaper
 from isol8.backends.engine import argv as A
 from isol8.backends.engine import backend as backend_module
-from isol8.backends.engine.backend import EngineBackend, RetryPolicy
+from isol8.backends.engine.backend import EngineBackend
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
+from isol8.backends.engine.retry import RetryPolicy
 from isol8.core.sandbox import SANDBOX_USER, ContainerSpec, SandboxPolicy
 from isol8.errors import ContainerNameInUse, ContainerNotFound, EngineError, EngineTimeout, FileTooLarge
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from isol8.backends.engine.backend import EngineBackend, RetryPolicy
+from isol8.backends.engine.backend import EngineBackend
 from isol8.backends.engine.dialect import DOCKER
+from isol8.backends.engine.retry import RetryPolicy
 from isol8.core.sandbox import OWN_PIDS
 from isol8.frontends.cli.app import App
 from tests.conftest import CliResult

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from isol8.backends.engine import detect
-from isol8.backends.engine.backend import EngineBackend, RetryPolicy
+from isol8.backends.engine.backend import EngineBackend
 from isol8.backends.engine.detect import select_dialect
 from isol8.backends.engine.dialect import DOCKER, PODMAN, Dialect
+from isol8.backends.engine.retry import RetryPolicy
 from isol8.errors import (
     EngineError,
     EngineNotFound,

@@ -45,8 +45,10 @@ DENIED = (
     "shlex",  # only the debug log and --dry-run join argv
     "zlib",  # extension modules: loading one costs a quarter to a third of a millisecond
     "binascii",
+    "signal",  # its enums cost ~3M instructions: the run path takes the C module, _signal
     "isol8.backends.engine.classify",  # only once the engine has failed
     "isol8.backends.engine.session_record",  # sessions only
+    "isol8.backends.engine.retry",  # only with the first idempotent engine call
 )
 FAKE_ENGINE = r"""#!/bin/sh
 [ "$1" = run ] || exit 99

@@ -6,6 +6,7 @@ killed and reaped. Each way of starting is tried with the signal sent from insid
 
 from __future__ import annotations
 
+import _signal
 import os
 import signal
 import subprocess
@@ -185,9 +186,10 @@ def test_outside_the_main_thread_no_handler_is_touched() -> None:
 
 
 def raising_once_at(call: Callable[[int, Any], bool]) -> Callable[..., Any]:
-    """signal.signal, which first runs the handlers of signals that are pending: here one raises
-    (once) on the call that `call` picks, before anything is changed."""
-    real, fired = signal.signal, []
+    """_signal.signal (which isol8 calls, as signal.signal does), which first runs the handlers of
+    signals that are pending: here one raises (once) on the call that `call` picks, before anything
+    is changed."""
+    real, fired = _signal.signal, []
 
     def swap(sig: int, handler: Any) -> Any:
         if not fired and call(sig, handler):
@@ -212,7 +214,7 @@ def test_a_handler_that_raises_while_the_handlers_are_swapped_leaves_them_all_pu
     second = (lambda sig, h: noting(h)) if where == "holding" else (lambda sig, h: not noting(h))
     old_usr2 = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     try:
-        monkeypatch.setattr(signal, "signal", raising_once_at(lambda sig, h: sig == signal.SIGTERM and second(sig, h)))
+        monkeypatch.setattr(_signal, "signal", raising_once_at(lambda sig, h: sig == signal.SIGTERM and second(sig, h)))
         with pytest.raises(Raised):
             StreamingProcess(["sleep", "30"])
     finally:

@@ -298,6 +298,29 @@ def test_every_ascii_name_of_up_to_two_characters_is_judged_as_the_patterns_say(
         assert payload.safe_code_name(name, ".py") == (name if plain else "main.py"), repr(name)
 
 
+def test_every_size_the_plain_reading_takes_is_what_the_pattern_says() -> None:
+    """units._plain_size (digits and one unit letter, no compile) against _SIZE, on every string of
+    up to three characters from size-like ones, and on the edges of its 18 digits."""
+    chars = "0129kKmMgGtTbBiI. x\u0660\u017f\u212a"
+    texts = [
+        "",
+        *chars,
+        *(a + b for a in chars for b in chars),
+        *(a + b + c for a in chars for b in chars for c in chars),
+    ]
+    texts += ["9" * 18, "9" * 18 + "t", "9" * 19, "9" * 19 + "k", "0" * 18 + "1m", "512m", "1048576"]
+    taken = 0
+    for text in texts:
+        plain = units._plain_size(text)
+        if plain is None:
+            continue
+        taken += 1
+        match = re.fullmatch(units._SIZE, text.strip(" "), units._FLAGS)
+        assert match, repr(text)
+        assert plain == units._decimal(match.group(1), units._SIZE_UNITS[match.group(2).lower()]), repr(text)
+    assert taken > 200  # the plain forms among them
+
+
 @pytest.mark.parametrize("name", _TRICKY, ids=repr)
 def test_env_names_are_what_the_pattern_says(name: str) -> None:
     assert valid_env_name(name) == bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name))

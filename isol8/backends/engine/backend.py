@@ -11,7 +11,6 @@ from isol8.backends import reaper
 from isol8.backends.engine import argv as A
 from isol8.backends.engine.dialect import Dialect, endpoint_key, endpoint_shown
 from isol8.backends.engine.images import ImageCalls, inspected
-from isol8.backends.engine.retry import RetryPolicy
 from isol8.core.sandbox import ContainerSpec, SandboxPolicy
 from isol8.errors import (
     ContainerNameInUse,
@@ -29,6 +28,7 @@ TYPE_CHECKING = False  # imports for annotations only: the run path never loads 
 if TYPE_CHECKING:
     from isol8.backends.base import Planned
     from isol8.backends.engine.egress import FilteredRun
+    from isol8.backends.engine.retry import RetryPolicy
     from isol8.models import Captured, ContainerInfo, EngineInfo
 
 log = get_logger(__name__)
@@ -46,7 +46,7 @@ class EngineBackend(ImageCalls):
         self, dialect: Dialect, *, retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep
     ) -> None:
         self.dialect = dialect
-        self._retry = retry or RetryPolicy()
+        self._retry = retry  # None: RetryPolicy's defaults, loaded with the first idempotent call
         self._sleep = sleep
 
     builds_images = True
@@ -73,9 +73,7 @@ class EngineBackend(ImageCalls):
                 raise self.classify(done.argv, done.returncode, done.stdout, done.stderr)
             return done
 
-        if not idempotent:
-            return once()
-        return self._retry.retrying(self._sleep)(once)
+        return once() if not idempotent else self.retried(once)
 
     def client_cwd(self) -> str | None:
         """The working directory for engine clients that start containers (see Dialect.private_cwd)."""

@@ -11,20 +11,31 @@ from isol8.errors import EngineError, EngineNotFound, EngineUnavailable, ImageNo
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
 
     from isol8.backends.engine.dialect import Dialect
     from isol8.backends.engine.retry import RetryPolicy
     from isol8.models import ImageInfo
     from isol8.process import Completed
 
+    T = TypeVar("T")
+
 BUILD_TIMEOUT = 3600.0
 
 
 class ImageCalls:
     dialect: Dialect
-    _retry: RetryPolicy
+    _retry: RetryPolicy | None
     _sleep: Callable[[float], None]
+
+    def retried(self, once: Callable[[], T]) -> T:
+        """once(), tried again as the retry policy says when it fails (a plain run never loads it)."""
+        if self._retry is None:
+            from isol8.backends.engine.retry import RetryPolicy
+
+            self._retry = RetryPolicy()
+        result: T = self._retry.retrying(self._sleep)(once)
+        return result
 
     if TYPE_CHECKING:
 
@@ -126,7 +137,7 @@ class ImageCalls:
                 )
                 return run_build(self, argv, tag, iidfile, on_output, timeout)
 
-        return self._retry.retrying(self._sleep)(once)
+        return self.retried(once)
 
 
 def inspected(text: str) -> Any:
