@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from isol8.status import ExitStatus
+from isol8.units import InvalidLimit as InvalidLimit  # with its parser, which `isol8 --help` loads alone
 
 TYPE_CHECKING = False  # imports for annotations only: the run path never loads them
 if TYPE_CHECKING:
@@ -185,10 +186,6 @@ class RemoteError(Isol8Error):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-class InvalidLimit(ValueError):
-    """A limit value that is malformed, out of range, or would mean "unlimited" to an engine."""
 
 
 class LimitRefused(UsageError):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 
-from isol8.errors import InvalidLimit
-
 KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
 _SIZE_UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": TIB}
 _UNIT_LETTERS = frozenset("kmgtKMGT")  # ASCII alone: the Kelvin sign lowers to k
@@ -34,6 +32,10 @@ _CPUS = r"[0-9]{1,6}(?:\.[0-9]{1,9})?|\.[0-9]{1,9}"
 _PIDS = r"[0-9]{1,10}"
 _DURATION = _NUMBER + r" *(ms|s|m|h)?"
 _FLAGS = re.IGNORECASE | re.ASCII
+
+
+class InvalidLimit(ValueError):
+    """A limit value that is malformed, out of range, or would mean "unlimited" to an engine."""
 
 
 Exact = tuple[int, int]

@@ -130,6 +130,20 @@ def test_a_run_starts_its_processes_without_subprocess(tmp_path: Path, engine: s
     assert sorted(loaded & {*DENIED, *SUBPROCESS}) == []
 
 
+def test_help_loads_only_the_parser_and_its_texts(tmp_path: Path) -> None:
+    """`isol8 --help` builds the command listing: argparse, and isol8's parser, help texts,
+    defaults and units (for the defaults' help), not its errors or anything a run needs."""
+    loaded = {name for name in loaded_by(["--help"], tmp_path) if name.startswith("isol8")}
+    assert sorted(loaded - {"isol8", "isol8.frontends", "isol8.frontends.cli", "isol8.backends"}) == [
+        "isol8.defaults",
+        "isol8.frontends.cli.help",
+        "isol8.frontends.cli.main",
+        "isol8.frontends.cli.parser",
+        "isol8.frontends.cli.run_flags",
+        "isol8.units",
+    ]
+
+
 def test_a_json_config_loads_no_yaml(tmp_path: Path) -> None:
     loaded = loaded_by(["run", "-e", "print(1)"], tmp_path, config='{"defaults": {"timeoutMs": 5000}}')
     assert sorted(loaded & set(DENIED)) == []
