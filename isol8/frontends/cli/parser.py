@@ -17,18 +17,23 @@ if TYPE_CHECKING:
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """--engine, the endpoint options, --config/--no-user-config/--debug, accepted before and after the command name."""
+    """--engine, the endpoint options, --config/--no-user-config/--debug, accepted before and after the command name.
+
+    They go into the parser's own "options" group, the section --help lists them in: added to the
+    parser itself, argparse makes a help formatter for each one to check its metavar against its
+    nargs (0.8M instructions for the two sets on every call); a group's arguments skip that check."""
+    options = parser._optionals
 
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 
-    parser.add_argument(
+    options.add_argument(
         "--engine",
         choices=ENGINES,
         default=default(None),
         help="container engine to use (default: ISOL8_ENGINE, the config, then auto-detect)",
     )
-    parser.add_argument(
+    options.add_argument(
         "--backend",
         choices=KINDS,
         default=default(None),
@@ -36,20 +41,20 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "(default: ISOL8_BACKEND, the config's backend.kind, then engine)",
     )
     for option, metavar, says in ENDPOINT_OPTIONS:
-        parser.add_argument(option, metavar=metavar, default=default(None), help=says)
-    parser.add_argument(
+        options.add_argument(option, metavar=metavar, default=default(None), help=says)
+    options.add_argument(
         "--config",
         metavar="FILE",
         default=default(None),
         help="config file over the user and project files (also ISOL8_CONFIG)",
     )
-    parser.add_argument(
+    options.add_argument(
         "--no-user-config",
         action="store_true",
         default=default(False),
         help="ignore ~/.isol8/config.*: with --config, a hermetic run for CI",
     )
-    parser.add_argument(
+    options.add_argument(
         "--debug",
         action="store_true",
         default=default(False),
