@@ -34,7 +34,7 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # a session that keeps background processes), `kill -KILL -1` before and after the program ends
 # the sandbox user's other processes, PID 1 spared; in a session what holds is the root sweep
 # that follows every execution (the backend's sweep), since the program can disturb this
-# shell. A background `sleep BACKSTOP; kill -KILL -1` is the last of isol8's backstops after the
+# shell. A watchdog's `kill -KILL -1` after BACKSTOP seconds is the last of isol8's backstops after the
 # watcher outside the sandbox (isol8/backends/reaper.py) and, on podman, the engine's own --timeout.
 # The wrapper's reading of the cgroup's figures (a constant of its own: scripts/bench times it).
 USAGE_FUNCTION = r"""
@@ -89,10 +89,10 @@ case $mode in
 esac || { status "setup:the code could not be written to /sandbox"; exit 125; }
 cd -- "$1" 2>/dev/null || { mkdir -p -- "$1" && cd -- "$1"; } ||
   { status "setup:working directory $1 is not usable"; exit 125; }
-# the watchdog: on TERM (the end of an execution whose processes stay) it ends its sleep too
-(trap 'kill -KILL $! 2>/dev/null; exit 0' TERM; sleep "$2" & wait $!; kill -KILL -1) >/dev/null 2>&1 </dev/null &
-watchdog=$!
-disown  # its death at the end is no news for stderr
+# the watchdog: one subshell that waits on a pipe from this shell (bash's own timer, no sleep
+# to fork and exec): "done" ends it quietly (an execution whose processes stay); the backstop's
+# time, or the pipe's end without it (this shell gone), ends every process of the sandbox user
+exec 4> >(exec >/dev/null 2>&1; IFS= read -r -t "$2" word; [ "$word" = done ] || kill -KILL -1)
 shift 2
 oom_kills() {
   oom=0
@@ -112,13 +112,17 @@ exec 3>&2 2>/dev/null  # bash's own "Killed" job report must not reach the progr
 launch() {  # NAME=VALUE... -- COMMAND...: exported by this shell, never words of a command line
   while [ "$1" != -- ]; do unset -v "${1%%=*}"; export -- "$1"; shift; done
   shift
-  exec -- "$@" 2>&3 3>&-
+  exec -- "$@" 2>&3 3>&- 4>&-
 }
 run=()  # bash's own names can only reach the program through env's command line
 [ "${#fixed[@]}" -eq 0 ] || run=("$(type -P env)" -- "${fixed[@]}")
 (launch "${vars[@]}" -- "${run[@]}" "$@")
 rc=$?
-if [ "$reap" = 0 ]; then kill -TERM "$watchdog"; else kill -KILL -1; fi
+if [ "$reap" = 0 ]; then  # the watchdog may be gone (the program can kill it): no SIGPIPE for this shell
+  trap '' PIPE; echo done >&4; exec 4>&-; trap - PIPE
+else
+  kill -KILL -1
+fi
 exec 2>&3 3>&-
 if [ "${#outs[@]}" -gt 0 ]; then  # the output files, as data: find's patterns, never this shell's
   status files

@@ -25,9 +25,9 @@ SANDBOX_USER = f"{SANDBOX_UID}:{SANDBOX_GID}"
 # left low, one run's processes make another's fork fail. It is raised out of the way (32768 is
 # Linux's default pid_max) and --pids-limit, a cgroup of the container's own, is the limit.
 SANDBOX_NPROC = 32768
-# isol8's own processes in a run container (the init, the wrapper shell, its watchdog and the
-# watchdog's sleep): --pids-limit N leaves N to the program, so 1 means the program alone.
-OWN_PIDS = 4
+# isol8's own processes in a run container (the init, the wrapper shell and its watchdog):
+# --pids-limit N leaves N to the program, so 1 means the program alone.
+OWN_PIDS = 3
 SANDBOX_NOFILE = 4096
 # /sys/kernel shows what helps an exploit and nothing a program needs: vmcoreinfo (the kernel's
 # physical addresses), boot_params, notes (the build id), btf, slab statistics...

@@ -853,21 +853,26 @@ def test_packages_that_would_exhaust_the_memory_limit_leave_the_session_as_it_wa
 
 
 def test_a_session_that_keeps_its_processes_keeps_no_watchdog_of_an_ended_execution(server: Server) -> None:
-    """Each execution's in-container watchdog sleeps out its time limit; a keepBackground session
+    """Each execution's in-container watchdog waits out its time limit; a keepBackground session
     keeps the program's processes, but an ended execution's watchdog must go with it, or quick
-    executions would pile sleeping watchdogs up to the session's pids limit."""
+    executions would pile watchdogs up to the session's pids limit (and one that fired would kill
+    what the session keeps)."""
     sid = f"watchdogs-{os.getpid()}-{server.side.name}"
-    # the watchdogs' sleeps (the keeper's is of 86400 s) by their command lines
+    # the wrapper and its watchdog (a subshell of it) by their command line; the kept sleeps by theirs
     count = (
-        "n=0; for f in /proc/[0-9]*/cmdline; do "
-        "[ \"$(tr '\\0' ' ' <\"$f\" 2>/dev/null)\" = 'sleep 35 ' ] && n=$((n + 1)); done; echo $n"
+        "w=0 s=0; for f in /proc/[0-9]*/cmdline; do line=$(tr '\\0' ' ' <\"$f\" 2>/dev/null); "
+        "case $line in *'read -r nonce tarsize'*) w=$((w + 1)) ;; 'sleep 600 ') s=$((s + 1)) ;; esac; done; echo $w $s"
     )
-    body = {"sessionId": sid, "request": {"cmd": "true", "runtime": "bash"}, "options": {"keepBackground": True}}
+    body = {
+        "sessionId": sid,
+        "request": {"cmd": "sleep 600 >/dev/null 2>&1 &", "runtime": "bash"},
+        "options": {"keepBackground": True},
+    }
     try:
         for _ in range(3):
             assert server.client().execute(body)["exitCode"] == 0
-        counted = server.client().execute({"sessionId": sid, "request": {"cmd": count, "runtime": "bash"}})
-        # this execution's own watchdog at most (it may not have started yet): none of the three before
-        assert counted["stdout"] in ("0\n", "1\n"), counted
+        counted = server.client().execute({**body, "request": {"cmd": count, "runtime": "bash"}})
+        # this execution's wrapper and watchdog, none of the three before; their three sleeps kept
+        assert counted["stdout"] == "2 3\n", counted
     finally:
         _session_call(server, "DELETE", f"/session/{sid}")
