@@ -30,13 +30,15 @@ STDERR_KEPT = 64 * 1024  # of the installer's words, the end is what explains a 
 MEMORY_MARGIN_KIB = 8192  # for tar and the shell while a tree is unpacked
 SYSTEM_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # bash -c INSTALLER isol8-install DIRECTORY COMMAND BACKSTOP: a watchdog that ends everything after
-# BACKSTOP seconds, the context files from stdin into CONTEXT_DIR, the ecosystem's fixed COMMAND
-# (its words on stderr) with the image's PATH (where its interpreter is), then /sandbox/DIRECTORY as
-# a tar on stdout, by the system's tools (never a script the install put on that PATH).
+# BACKSTOP seconds (one subshell waiting on a pipe, as the run wrapper's in isol8.core.payload:
+# isol8's own processes stay OWN_PIDS), the context files from stdin into CONTEXT_DIR, the
+# ecosystem's fixed COMMAND (its words on stderr) with the image's PATH (where its interpreter
+# is), then /sandbox/DIRECTORY as a tar on stdout, by the system's tools (never a script the
+# install put on that PATH).
 INSTALLER = f"""
 image_path=$PATH
 {SYSTEM_PATH}
-(sleep "$3"; kill -KILL -1) >/dev/null 2>&1 </dev/null &
+exec 4> >(exec >/dev/null 2>&1; read -r -t "$3"; kill -KILL -1)
 mkdir -p {CONTEXT_DIR} && tar -x -f - -C {CONTEXT_DIR} || {{ echo "isol8: no install files" >&2; exit 125; }}
 cd /sandbox && PATH=$image_path bash -c "$2" >&2 || exit
 mkdir -p -- "/sandbox/$1" && tar -c -f - -C /sandbox -- "$1"

@@ -34,8 +34,9 @@ SKIPPED_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv"})
 # a session that keeps background processes), `kill -KILL -1` before and after the program ends
 # the sandbox user's other processes, PID 1 spared; in a session what holds is the root sweep
 # that follows every execution (the backend's sweep), since the program can disturb this
-# shell. A watchdog's `kill -KILL -1` after BACKSTOP seconds is the last of isol8's backstops after the
-# watcher outside the sandbox (isol8/backends/reaper.py) and, on podman, the engine's own --timeout.
+# shell. The watchdog's `kill -KILL -1` after BACKSTOP seconds is the last of isol8's backstops,
+# after the watcher outside the sandbox (isol8/backends/reaper.py) and, on podman, the engine's
+# own --timeout.
 # The wrapper's reading of the cgroup's figures (a constant of its own: scripts/bench times it).
 USAGE_FUNCTION = r"""
 usage() {  # the container's CPU time (µs), peak memory and peak pids; empty where the kernel has none

@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from isol8.backends.engine.argv import sandbox_flags
+from isol8.backends.engine.dialect import DIALECTS
+from isol8.core.installs import INSTALLER
+from isol8.core.sandbox import SandboxPolicy
 from tests.integration.conftest import (
     ISOL8,
     Isol8,
@@ -191,6 +195,43 @@ def test_with_isol8_and_its_watcher_dead_podman_times_out_and_docker_needs_clean
         assert len(isol8_containers(engine, proc.pid)) == 1
         done = run_isol8(engine, "cleanup", "--force")
         assert done.status == 0, done.stderr
+
+
+def test_with_isol8_and_its_watcher_dead_the_wrappers_watchdog_ends_the_run(engine: str) -> None:
+    """The in-container watchdog on its own (a program that leaves it be): the run ends at its
+    backstop (the time limit and BACKSTOP_GRACE_S) with nobody outside to end it, on docker too."""
+    proc = start_run(engine, "--timeout", "1s", "-e", "print('ready', flush=True)\nimport time; time.sleep(120)\n")
+    _wait_ready(proc)
+    watcher = watcher_of(proc.pid)
+    assert watcher is not None
+    os.kill(watcher, signal.SIGKILL)
+    proc.kill()
+    proc.wait()
+    assert len(isol8_containers(engine, proc.pid)) == 1
+    # 1 s + 5 s from the program's start; podman's --timeout (10 s later) would come too late
+    assert_no_containers(engine, within=12, pid=proc.pid)
+    assert not isol8_containers(engine, proc.pid)
+
+
+def test_the_installers_watchdog_ends_a_hung_install_at_its_backstop(engine: str) -> None:
+    """The installer's watchdog (isol8.core.installs.INSTALLER), with nothing else to end it."""
+    name = f"isol8-test-installer-{os.getpid()}"
+    empty_tar = bytes(1024)  # the end-of-archive blocks: no install files
+    d = DIALECTS[engine]
+    argv = [
+        *(*d.cli, "run", "--rm", "-i", "--init", "--name", name, "--label", f"org.isol8.run.id={name}"),
+        *sandbox_flags(d, SandboxPolicy()),
+        *("--entrypoint", "bash", d.local_image("isol8:python")),
+        *("-c", INSTALLER, "isol8-install", "pkgs", "sleep 60; echo woke", "2"),
+    ]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(argv, input=empty_tar, capture_output=True, timeout=45)
+    finally:
+        subprocess.run([*d.cli, "rm", "-f", name], capture_output=True)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 137 and b"woke" not in done.stdout, done
+    assert elapsed < 30, elapsed
 
 
 def test_twenty_concurrent_runs_near_their_pids_limit_all_complete(engine: str) -> None:
