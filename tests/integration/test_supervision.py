@@ -175,11 +175,8 @@ def test_a_sigkilled_isol8_leaves_no_container_even_when_the_program_killed_its_
     assert time.monotonic() - killed < 15
 
 
-def test_with_isol8_and_its_watcher_dead_podman_times_out_and_docker_needs_cleanup(engine: str) -> None:
-    """The last backstops, when isol8, its watcher and the in-container watchdog are all gone:
-    podman's conmon ends the run at its --timeout; docker has none, and `isol8 cleanup` removes it."""
-    code = FIND_NONCE + "print('ready', flush=True)\nimport time; time.sleep(120)\n"
-    proc = start_run(engine, "--timeout", "1s", "-e", code)
+def _kill_isol8_and_its_watcher(engine: str, proc: subprocess.Popen[str]) -> None:
+    """Once the program is ready, SIGKILL the run's watcher, then isol8: its container stays."""
     _wait_ready(proc)
     watcher = watcher_of(proc.pid)
     assert watcher is not None
@@ -187,6 +184,14 @@ def test_with_isol8_and_its_watcher_dead_podman_times_out_and_docker_needs_clean
     proc.kill()
     proc.wait()
     assert len(isol8_containers(engine, proc.pid)) == 1
+
+
+def test_with_isol8_and_its_watcher_dead_podman_times_out_and_docker_needs_cleanup(engine: str) -> None:
+    """The last backstops, when isol8, its watcher and the in-container watchdog are all gone:
+    podman's conmon ends the run at its --timeout; docker has none, and `isol8 cleanup` removes it."""
+    code = FIND_NONCE + "print('ready', flush=True)\nimport time; time.sleep(120)\n"
+    proc = start_run(engine, "--timeout", "1s", "-e", code)
+    _kill_isol8_and_its_watcher(engine, proc)
     if engine == "podman":
         # 1 s limit + 5 s grace + 10 s for the engine, from the container's start
         assert_no_containers(engine, within=25, pid=proc.pid)
@@ -201,13 +206,7 @@ def test_with_isol8_and_its_watcher_dead_the_wrappers_watchdog_ends_the_run(engi
     """The in-container watchdog on its own (a program that leaves it be): the run ends at its
     backstop (the time limit and BACKSTOP_GRACE_S) with nobody outside to end it, on docker too."""
     proc = start_run(engine, "--timeout", "1s", "-e", "print('ready', flush=True)\nimport time; time.sleep(120)\n")
-    _wait_ready(proc)
-    watcher = watcher_of(proc.pid)
-    assert watcher is not None
-    os.kill(watcher, signal.SIGKILL)
-    proc.kill()
-    proc.wait()
-    assert len(isol8_containers(engine, proc.pid)) == 1
+    _kill_isol8_and_its_watcher(engine, proc)
     # 1 s + 5 s from the program's start; podman's --timeout (10 s later) would come too late
     assert_no_containers(engine, within=12, pid=proc.pid)
     assert not isol8_containers(engine, proc.pid)
